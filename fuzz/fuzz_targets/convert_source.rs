@@ -1,0 +1,11 @@
+//! The converter's format detection and readers (ONNX, npz, .pth pickle, safetensors) must
+//! return Ok or Err on any input, never panic or abort.
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../../src/weights/mod.rs"]
+mod weights;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = weights::convert::convert_bytes(data, "fuzz", &Default::default());
+});
