@@ -1,0 +1,39 @@
+// Fused Adam step (torch.optim.Adam semantics), one thread per element:
+//   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;  x -= step_size * m / (sqrt(v) / bc2_sqrt + eps)
+// with step_size = lr / (1 - b1^t) and bc2_sqrt = sqrt(1 - b2^t), computed on the host in f64 for each t.
+
+struct Params {
+    count: u32,
+    step_size: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    bc2_sqrt: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> m: array<f32>;
+@group(0) @binding(3) var<storage, read_write> v: array<f32>;
+@group(0) @binding(4) var<storage, read> grad: array<f32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let idx = (wg.x + wg.y * nwg.x) * 256u + li;
+    if (idx >= params.count) {
+        return;
+    }
+    let g = grad[idx];
+    let m_new = params.beta1 * m[idx] + (1.0 - params.beta1) * g;
+    let v_new = params.beta2 * v[idx] + (1.0 - params.beta2) * (g * g);
+    m[idx] = m_new;
+    v[idx] = v_new;
+    let denom = sqrt(v_new) / params.bc2_sqrt + params.eps;
+    x[idx] = x[idx] - params.step_size * (m_new / denom);
+}

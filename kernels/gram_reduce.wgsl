@@ -1,0 +1,39 @@
+// Sums the K-splits of gram.wgsl in a fixed order and scales: G[i, j] = scale * sum_s partial[s, i, j],
+// scale = 1 / (C*H*W). Elements in tiles below the diagonal (never computed) are read mirrored, so G is exactly
+// symmetric. One thread per element of G.
+
+struct Params {
+    channels: u32,
+    splits: u32,
+    scale: f32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gram: array<f32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let idx = (wg.x + wg.y * nwg.x) * 256u + li;
+    let c = params.channels;
+    if (idx >= c * c) {
+        return;
+    }
+    var i = idx / c;
+    var j = idx % c;
+    if (j / 64u < i / 64u) {
+        let t = i;
+        i = j;
+        j = t;
+    }
+    var sum = 0.0;
+    for (var s = 0u; s < params.splits; s++) {
+        sum += partial[s * c * c + i * c + j];
+    }
+    gram[idx] = params.scale * sum;
+}

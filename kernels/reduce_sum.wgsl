@@ -1,0 +1,34 @@
+// Final reduction of per-workgroup partial sums into one loss slot: losses[slot] = scale * sum(partials).
+// One workgroup; each thread adds a strided subset in order, then a fixed tree: deterministic.
+
+struct Params {
+    count: u32,
+    slot: u32,
+    scale: f32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> partials: array<f32>;
+@group(0) @binding(2) var<storage, read_write> losses: array<f32>;
+
+var<workgroup> scratch: array<f32, 256>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(local_invocation_index) li: u32) {
+    var s = 0.0;
+    for (var i = li; i < params.count; i += 256u) {
+        s += partials[i];
+    }
+    scratch[li] = s;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if (li < stride) {
+            scratch[li] += scratch[li + stride];
+        }
+        workgroupBarrier();
+    }
+    if (li == 0u) {
+        losses[params.slot] = params.scale * scratch[0];
+    }
+}

@@ -1,0 +1,65 @@
+// Total-variation loss and its gradient on the image x (3 x H x W, CHW):
+//   L_tv = (w/2) * sum_{c, i<H-1, j<W-1} [ (x[c,i,j] - x[c,i,j+1])^2 + (x[c,i,j] - x[c,i+1,j])^2 ]
+// One thread per pixel gathers every term it appears in (as the anchor (i,j), as the right neighbour of
+// (i,j-1), as the lower neighbour of (i-1,j)): no atomics. grad (+)= dL/dx; partials[g] = the workgroup's
+// share of L_tv (the terms anchored at its pixels), finished by reduce_sum.wgsl.
+
+struct Params {
+    height: u32,
+    width: u32,
+    accumulate: u32,
+    weight: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> partials: array<f32>;
+
+var<workgroup> scratch: array<f32, 256>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let group = wg.x + wg.y * nwg.x;
+    let idx = group * 256u + li;
+    let h = params.height;
+    let w = params.width;
+    let plane = h * w;
+    var loss = 0.0;
+    if (idx < 3u * plane) {
+        let r = idx % plane;
+        let i = r / w;
+        let j = r % w;
+        let v = x[idx];
+        var g = 0.0;
+        if (i + 1u < h && j + 1u < w) {
+            let dr = v - x[idx + 1u];
+            let dd = v - x[idx + w];
+            g += dr + dd;
+            loss = 0.5 * params.weight * (dr * dr + dd * dd);
+        }
+        if (j >= 1u && i + 1u < h) {
+            g -= x[idx - 1u] - v; // right neighbour of anchor (i, j-1)
+        }
+        if (i >= 1u && j + 1u < w) {
+            g -= x[idx - w] - v; // lower neighbour of anchor (i-1, j)
+        }
+        g *= params.weight;
+        grad[idx] = select(g, grad[idx] + g, params.accumulate != 0u);
+    }
+    scratch[li] = loss;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if (li < stride) {
+            scratch[li] += scratch[li + stride];
+        }
+        workgroupBarrier();
+    }
+    if (li == 0u) {
+        partials[group] = scratch[0];
+    }
+}

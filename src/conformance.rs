@@ -1,0 +1,457 @@
+//! Kernel conformance checks: each runs one WGSL kernel on seeded random data (outputs poisoned with NaN first)
+//! and compares it with the f64 CPU reference in [`crate::reference`]. The test suite runs them over many
+//! shapes; `neural-style selftest` runs them at small shapes on every adapter and prints a table.
+//!
+//! Tolerance: |gpu − ref| ≤ tol · (|ref| + rms(ref)), so NaN (an unwritten element) always fails.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::kernels::{self, conv::ConvShape, pool::PoolShape};
+use crate::reference as r;
+
+/// Default relative tolerance of the f32 kernels against the f64 reference.
+pub const RTOL: f64 = 1e-4;
+
+/// Outcome of one check: the largest error seen (relative to the tolerance's scale), or the first failure.
+pub type Check = std::result::Result<f64, String>;
+
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// Uniform values in [-scale, scale].
+pub fn random(rng: &mut ChaCha8Rng, n: usize, scale: f64) -> Vec<f64> {
+    (0..n).map(|_| rng.random_range(-scale..=scale)).collect()
+}
+
+pub fn to_f32(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+pub fn rms(v: &[f64]) -> f64 {
+    (v.iter().map(|x| x * x).sum::<f64>() / v.len().max(1) as f64).sqrt()
+}
+
+/// Compares `gpu` with `reference`; on failure names the first failing index.
+pub fn compare(what: &str, gpu: &[f32], reference: &[f64], tol: f64) -> Check {
+    if gpu.len() != reference.len() {
+        return Err(format!("{what}: {} values, expected {}", gpu.len(), reference.len()));
+    }
+    let scale = rms(reference).max(1e-30);
+    let mut worst = 0.0f64;
+    for (i, (&g, &r)) in gpu.iter().zip(reference).enumerate() {
+        let err = (f64::from(g) - r).abs() / (r.abs() + scale);
+        if err.is_nan() || err > tol {
+            return Err(format!("{what}: index {i}: gpu {g} vs reference {r} (error {err:.3e} > {tol:.0e})"));
+        }
+        worst = worst.max(err);
+    }
+    Ok(worst)
+}
+
+/// The worse of two checks.
+pub fn both(a: Check, b: Check) -> Check {
+    Ok(a?.max(b?))
+}
+
+struct Io<'a> {
+    ctx: &'a GpuContext,
+}
+
+impl Io<'_> {
+    fn buf(&self, data: &[f64]) -> Result<wgpu::Buffer> {
+        self.ctx.buffer_from("check input", &to_f32(data))
+    }
+    fn out(&self, len: usize) -> Result<wgpu::Buffer> {
+        let b = self.ctx.storage_buffer("check output", len)?;
+        self.ctx.poison(&b);
+        Ok(b)
+    }
+    fn read(&self, b: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        self.ctx.read_f32(b, 0, len)
+    }
+}
+
+fn gpu_err(e: crate::Error) -> String {
+    e.to_string()
+}
+
+/// conv3x3 forward (+ bias, ± ReLU).
+pub fn conv3x3(ctx: &GpuContext, s: ConvShape, relu: bool, seed: u64) -> Check {
+    let io = Io { ctx };
+    let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
+    let mut g = rng(seed);
+    let x = random(&mut g, cin * h * w, 1.0);
+    let wt = random(&mut g, cout * cin * 9, (3.0 / (cin as f64 * 9.0)).sqrt());
+    let b = random(&mut g, cout, 0.5);
+    let expect = r::conv3x3(&x, cin, h, w, &wt, &b, cout, relu);
+    let run = || -> Result<Vec<f32>> {
+        let wf = kernels::conv::forward_weights(&to_f32(&wt), cin, cout);
+        let (xb, wb, bb, ob) = (io.buf(&x)?, ctx.buffer_from("w", &wf)?, io.buf(&b)?, io.out(cout * h * w)?);
+        let d = kernels::conv::conv3x3(ctx, s, relu, &xb, &wb, &bb, &ob)?;
+        ctx.run(&[&d])?;
+        io.read(&ob, cout * h * w)
+    };
+    compare(&format!("conv3x3 {cin}->{cout} {h}x{w} relu={relu}"), &run().map_err(gpu_err)?, &expect, RTOL)
+}
+
+/// conv3x3 backward-data (ReLU-masked) against the reference, and, when `finite_differences`, the kernel's
+/// result against central differences of L(x) = Σ r · relu(conv(x)) (the reference's own derivation).
+pub fn conv3x3_backward_data(ctx: &GpuContext, s: ConvShape, finite_differences: bool, seed: u64) -> Check {
+    let io = Io { ctx };
+    let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
+    let mut g = rng(seed);
+    let x = random(&mut g, cin * h * w, 1.0);
+    let wt = random(&mut g, cout * cin * 9, (3.0 / (cin as f64 * 9.0)).sqrt());
+    let b = random(&mut g, cout, 0.5);
+    let y = r::conv3x3(&x, cin, h, w, &wt, &b, cout, true);
+    let gy = random(&mut g, cout * h * w, 1.0);
+    let expect = r::conv3x3_backward_data(&gy, &y, cin, cout, h, w, &wt);
+    let run = || -> Result<Vec<f32>> {
+        let wbk = kernels::conv::backward_weights(&to_f32(&wt), cin, cout);
+        let (gyb, yb, wb, ob) = (io.buf(&gy)?, io.buf(&y)?, ctx.buffer_from("w", &wbk)?, io.out(cin * h * w)?);
+        let d = kernels::conv::conv3x3_backward_data(ctx, s, &gyb, &yb, &wb, &ob)?;
+        ctx.run(&[&d])?;
+        io.read(&ob, cin * h * w)
+    };
+    let gpu = run().map_err(gpu_err)?;
+    let what = format!("conv3x3_backward_data {cin}->{cout} {h}x{w}");
+    let vs_ref = compare(&what, &gpu, &expect, RTOL);
+    if !finite_differences {
+        return vs_ref;
+    }
+    let loss = |x: &[f64]| -> f64 { r::conv3x3(x, cin, h, w, &wt, &b, cout, true).iter().zip(&gy).map(|(a, b)| a * b).sum() };
+    let eps = 1e-5;
+    let fd: Vec<f64> = (0..x.len())
+        .map(|i| {
+            let (mut p, mut m) = (x.clone(), x.clone());
+            p[i] += eps;
+            m[i] -= eps;
+            (loss(&p) - loss(&m)) / (2.0 * eps)
+        })
+        .collect();
+    both(vs_ref, compare(&format!("{what} vs finite differences"), &gpu, &fd, 1e-3))
+}
+
+/// Max or average pooling, forward and backward. With `ties`, values come from a small set so the
+/// first-in-row-major arg-max rule is exercised. Max pooling must match exactly (tolerance 0).
+pub fn pool(ctx: &GpuContext, s: PoolShape, avg: bool, ties: bool, seed: u64) -> Check {
+    let io = Io { ctx };
+    let (c, h, w) = (s.channels, s.height, s.width);
+    let (oh, ow) = (h / 2, w / 2);
+    let mut g = rng(seed);
+    // Values exactly representable in f32, so max and routing can be compared exactly.
+    let raw = random(&mut g, c * h * w, 1.0);
+    let x: Vec<f64> = if ties { raw.iter().map(|v| (v * 2.0).round()).collect() } else { to_f64(&to_f32(&raw)) };
+    let gy = to_f64(&to_f32(&random(&mut g, c * oh * ow, 1.0)));
+    let run = || -> Result<(Vec<f32>, Vec<f32>)> {
+        let (xb, ob, gyb, gxb) = (io.buf(&x)?, io.out(c * oh * ow)?, io.buf(&gy)?, io.out(c * h * w)?);
+        let (f, b) = if avg {
+            (kernels::pool::avgpool2x2(ctx, s, &xb, &ob)?, kernels::pool::avgpool2x2_backward(ctx, s, &gyb, &gxb)?)
+        } else {
+            (kernels::pool::maxpool2x2(ctx, s, &xb, &ob)?, kernels::pool::maxpool2x2_backward(ctx, s, &xb, &gyb, &gxb)?)
+        };
+        ctx.run(&[&f, &b])?;
+        Ok((io.read(&ob, c * oh * ow)?, io.read(&gxb, c * h * w)?))
+    };
+    let (fwd, bwd) = run().map_err(gpu_err)?;
+    let name = if avg { "avgpool2x2" } else { "maxpool2x2" };
+    let what = format!("{name} {c}x{h}x{w} ties={ties}");
+    let (ef, eb, tol) = if avg {
+        (r::avgpool2x2(&x, c, h, w), r::avgpool2x2_backward(&gy, c, h, w), RTOL)
+    } else {
+        (r::maxpool2x2(&x, c, h, w), r::maxpool2x2_backward(&x, &gy, c, h, w), 0.0)
+    };
+    both(compare(&what, &fwd, &ef, tol), compare(&format!("{what} backward"), &bwd, &eb, tol))
+}
+
+/// Runs the two Gram dispatches on `features` (C x n) and reads G back.
+pub fn run_gram(ctx: &GpuContext, c: usize, n: usize, features: &wgpu::Buffer) -> Result<Vec<f32>> {
+    let io = Io { ctx };
+    let partial = io.out(kernels::gram::partial_len(c, n))?;
+    let gb = io.out(c * c)?;
+    let [a, b] = kernels::gram::gram(ctx, c, n, features, &partial, &gb)?;
+    ctx.run(&[&a, &b])?;
+    io.read(&gb, c * c)
+}
+
+/// Gram of a non-negative C x n matrix; also requires a rerun to be bit-identical.
+pub fn gram(ctx: &GpuContext, c: usize, n: usize, seed: u64) -> Check {
+    let mut g = rng(seed);
+    let f: Vec<f64> = random(&mut g, c * n, 1.0).iter().map(|v| v.max(0.0)).collect();
+    let run = || -> Result<(Vec<f32>, Vec<f32>)> {
+        let fb = Io { ctx }.buf(&f)?;
+        Ok((run_gram(ctx, c, n, &fb)?, run_gram(ctx, c, n, &fb)?))
+    };
+    let (first, again) = run().map_err(gpu_err)?;
+    if first.iter().zip(&again).any(|(a, b)| a.to_bits() != b.to_bits()) {
+        return Err(format!("gram {c}x{n}: rerun not bit-identical"));
+    }
+    compare(&format!("gram {c}x{n}"), &first, &r::gram(&f, c, n), RTOL)
+}
+
+/// sq_diff_sum + reduce_sum into slot 1 of a 3-slot buffer (slots 0 and 2 must stay poisoned).
+pub fn sq_diff_reduce(ctx: &GpuContext, n: usize, seed: u64) -> Check {
+    let io = Io { ctx };
+    let mut g = rng(seed);
+    let a = random(&mut g, n, 2.0);
+    let b = random(&mut g, n, 2.0);
+    let groups = kernels::loss::sq_diff_partials(n);
+    let run = || -> Result<Vec<f32>> {
+        let (ab, bb, pb, lb) = (io.buf(&a)?, io.buf(&b)?, io.out(groups)?, io.out(3)?);
+        let d = kernels::loss::sq_diff_sum(ctx, n, &ab, &bb, &pb)?;
+        let red = kernels::loss::reduce_sum(ctx, groups, 1, 0.5, &pb, &lb)?;
+        ctx.run(&[&d, &red])?;
+        io.read(&lb, 3)
+    };
+    let got = run().map_err(gpu_err)?;
+    if !(got[0].is_nan() && got[2].is_nan()) {
+        return Err(format!("reduce_sum n={n} wrote outside its slot"));
+    }
+    compare(&format!("sq_diff_sum+reduce_sum n={n}"), &got[1..2], &[0.5 * r::sum_sq_diff(&a, &b)], RTOL)
+}
+
+/// content_grad, overwriting a poisoned gradient and accumulating onto a prior one.
+pub fn content_grad(ctx: &GpuContext, n: usize, seed: u64) -> Check {
+    let io = Io { ctx };
+    let mut g = rng(seed);
+    let f = random(&mut g, n, 1.0);
+    let p = random(&mut g, n, 1.0);
+    let prior = random(&mut g, n, 1.0);
+    let (_, grad) = r::content_loss(&f, &p, 5.0);
+    let scale = 2.0 * 5.0 / n as f64;
+    let run = || -> Result<(Vec<f32>, Vec<f32>)> {
+        let (fb, pb, g1, g2) = (io.buf(&f)?, io.buf(&p)?, io.out(n)?, io.buf(&prior)?);
+        let d1 = kernels::loss::content_grad(ctx, n, scale, false, &fb, &pb, &g1)?;
+        let d2 = kernels::loss::content_grad(ctx, n, scale, true, &fb, &pb, &g2)?;
+        ctx.run(&[&d1, &d2])?;
+        Ok((io.read(&g1, n)?, io.read(&g2, n)?))
+    };
+    let (over, acc) = run().map_err(gpu_err)?;
+    let expect_acc: Vec<f64> = grad.iter().zip(&prior).map(|(a, b)| a + b).collect();
+    both(compare("content_grad", &over, &grad, RTOL), compare("content_grad accumulate", &acc, &expect_acc, RTOL))
+}
+
+/// style_grad fed the GPU Gram, against the reference dL/dF. (G − A) is a difference of nearly equal
+/// numbers, so the tolerance is 2e-3.
+pub fn style_grad(ctx: &GpuContext, c: usize, n: usize, seed: u64) -> Check {
+    let io = Io { ctx };
+    let mut g = rng(seed);
+    let f: Vec<f64> = random(&mut g, c * n, 1.0).iter().map(|v| v.max(0.0)).collect();
+    let fs: Vec<f64> = random(&mut g, c * n, 1.0).iter().map(|v| v.max(0.0)).collect();
+    let a = r::gram(&fs, c, n);
+    let w_s = 100.0;
+    let (_, grad) = r::style_loss(&f, &a, c, n, w_s);
+    let run = || -> Result<Vec<f32>> {
+        let fb = io.buf(&f)?;
+        let gram_gpu = run_gram(ctx, c, n, &fb)?;
+        let (gramb, ab, ob) = (ctx.buffer_from("g", &gram_gpu)?, io.buf(&a)?, io.out(c * n)?);
+        let scale = 4.0 * w_s / ((c * c) as f64 * (c * n) as f64);
+        let d = kernels::loss::style_grad(ctx, c, n, scale, false, &gramb, &ab, &fb, &ob)?;
+        ctx.run(&[&d])?;
+        io.read(&ob, c * n)
+    };
+    compare(&format!("style_grad {c}x{n}"), &run().map_err(gpu_err)?, &grad, 2e-3)
+}
+
+/// tv_loss_grad (accumulating and overwriting) and its loss through reduce_sum.
+pub fn tv(ctx: &GpuContext, h: usize, w: usize, seed: u64) -> Check {
+    let io = Io { ctx };
+    let mut g = rng(seed);
+    let x = random(&mut g, 3 * h * w, 100.0);
+    let prior = random(&mut g, 3 * h * w, 1.0);
+    let wt = 1e-3;
+    let (loss, grad) = r::tv_loss(&x, h, w, wt);
+    let parts = kernels::loss::tv_partials(h, w);
+    let run = || -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let (xb, gacc, gover, pb, lb) = (io.buf(&x)?, io.buf(&prior)?, io.out(3 * h * w)?, io.out(parts)?, io.out(1)?);
+        let d1 = kernels::loss::tv_loss_grad(ctx, h, w, wt, true, &xb, &gacc, &pb)?;
+        let red = kernels::loss::reduce_sum(ctx, parts, 0, 1.0, &pb, &lb)?;
+        let d2 = kernels::loss::tv_loss_grad(ctx, h, w, wt, false, &xb, &gover, &pb)?;
+        ctx.run(&[&d1, &red, &d2])?;
+        Ok((io.read(&gacc, 3 * h * w)?, io.read(&gover, 3 * h * w)?, io.read(&lb, 1)?))
+    };
+    let (acc, over, l) = run().map_err(gpu_err)?;
+    let expect_acc: Vec<f64> = grad.iter().zip(&prior).map(|(a, b)| a + b).collect();
+    let what = format!("tv_loss_grad {h}x{w}");
+    both(
+        both(compare(&what, &acc, &expect_acc, RTOL), compare(&format!("{what} overwrite"), &over, &grad, RTOL)),
+        compare(&format!("{what} loss"), &l, &[loss], RTOL),
+    )
+}
+
+/// Three fused Adam steps against torch.optim.Adam's formula.
+pub fn adam(ctx: &GpuContext, n: usize, seed: u64) -> Check {
+    let io = Io { ctx };
+    let mut g = rng(seed);
+    let mut x = random(&mut g, n, 100.0);
+    let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+    let lr = 10.0;
+    let grads: Vec<Vec<f64>> = (0..3).map(|_| random(&mut g, n, 10.0)).collect();
+    let run = |x: &[f64]| -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let (xb, mb, vb, gb) = (io.buf(x)?, io.buf(&vec![0.0; n])?, io.buf(&vec![0.0; n])?, io.out(n)?);
+        let d = kernels::adam::adam(ctx, n, lr, &xb, &mb, &vb, &gb)?;
+        for (t, grad) in grads.iter().enumerate() {
+            ctx.queue.write_buffer(&gb, 0, bytemuck::cast_slice(&to_f32(grad)));
+            kernels::adam::set_step(ctx, &d, n, lr, t as u64 + 1);
+            ctx.run(&[&d])?;
+        }
+        Ok((io.read(&xb, n)?, io.read(&mb, n)?, io.read(&vb, n)?))
+    };
+    let (gx, gm, gv) = run(&x).map_err(gpu_err)?;
+    for (t, grad) in grads.iter().enumerate() {
+        r::adam_step(&mut x, &mut m, &mut v, grad, lr, t as u64 + 1);
+    }
+    both(both(compare("adam x", &gx, &x, RTOL), compare("adam m", &gm, &m, RTOL)), compare("adam v", &gv, &v, RTOL))
+}
+
+/// channel_affine with arbitrary per-channel scale and offset.
+pub fn channel_affine(ctx: &GpuContext, h: usize, w: usize, seed: u64) -> Check {
+    let io = Io { ctx };
+    let mut g = rng(seed);
+    let x = random(&mut g, 3 * h * w, 100.0);
+    let (s, o) = ([0.5f32, 2.0, -1.0], [1.0f32, -3.0, 0.25]);
+    let p = h * w;
+    let expect: Vec<f64> = x.iter().enumerate().map(|(i, v)| v * f64::from(s[i / p]) + f64::from(o[i / p])).collect();
+    let run = || -> Result<Vec<f32>> {
+        let (xb, ob) = (io.buf(&x)?, io.out(3 * p)?);
+        let d = kernels::affine::channel_affine(ctx, p, s, o, &xb, &ob)?;
+        ctx.run(&[&d])?;
+        io.read(&ob, 3 * p)
+    };
+    compare("channel_affine", &run().map_err(gpu_err)?, &expect, RTOL)
+}
+
+/// VGG16-shaped weights with He-scaled uniform values, seeded (tests, selftest, benchmarks).
+pub fn random_vgg(seed: u64) -> crate::weights::Vgg16Weights {
+    use crate::weights::{ConvWeights, InputConvention, Vgg16Weights, VGG16_CONV_LAYERS};
+    let mut g = rng(seed);
+    let layers = VGG16_CONV_LAYERS
+        .iter()
+        .map(|&(name, cin, cout)| {
+            let s = (6.0 / (cin as f64 * 9.0)).sqrt();
+            ConvWeights {
+                name: name.to_string(),
+                cin,
+                cout,
+                weight: to_f32(&random(&mut g, cout * cin * 9, s)),
+                bias: to_f32(&random(&mut g, cout, 0.1)),
+            }
+        })
+        .collect();
+    Vgg16Weights { layers, convention: InputConvention::Caffe, metadata: Default::default() }
+}
+
+/// The reference network for the same weights.
+pub fn ref_net(w: &crate::weights::Vgg16Weights, avg_pool: bool) -> r::RefNet {
+    let (s, o) = w.convention.input_affine();
+    let identity = s == [1.0; 3] && o == [0.0; 3];
+    r::RefNet {
+        convs: w.layers.iter().map(|l| (l.name.clone(), l.cin, l.cout, to_f64(&l.weight), to_f64(&l.bias))).collect(),
+        pool_after: crate::vgg::POOL_AFTER.to_vec(),
+        avg_pool,
+        input_affine: (!identity).then(|| (s.map(f64::from), o.map(f64::from))),
+    }
+}
+
+/// A seeded random image in pixel units.
+pub fn random_image(seed: u64, w: usize, h: usize) -> crate::PlanarImage {
+    let mut g = rng(seed);
+    let data = random(&mut g, 3 * w * h, 127.5).iter().map(|v| (v + 127.5) as f32).collect();
+    crate::PlanarImage::new(w, h, data)
+}
+
+/// A complete style problem on random weights and images: two styles (one at another size, blended 3:1),
+/// initialised away from the content so every loss term and its gradient are non-zero.
+pub struct Problem {
+    pub weights: crate::weights::Vgg16Weights,
+    pub content: crate::PlanarImage,
+    pub styles: Vec<crate::PlanarImage>,
+    pub opts: crate::StyleOptions,
+    pub pooling_avg: bool,
+}
+
+impl Problem {
+    pub fn new(w: usize, h: usize, seed: u64) -> Self {
+        let opts = crate::StyleOptions {
+            style_blend_weights: vec![3.0, 1.0],
+            init: crate::Init::Image(random_image(seed + 3, w, h)),
+            ..Default::default()
+        };
+        Self {
+            weights: random_vgg(seed),
+            content: random_image(seed + 1, w, h),
+            styles: vec![random_image(seed + 2, w, h), random_image(seed + 4, h + 2, w + 3)],
+            opts,
+            pooling_avg: false,
+        }
+    }
+
+    /// (content targets, style targets) computed by the reference, in f64.
+    #[allow(clippy::type_complexity)]
+    pub fn reference_targets(&self, net: &r::RefNet) -> (Vec<(usize, Vec<f64>)>, Vec<(usize, Vec<f64>)>) {
+        let idx = |names: &[String]| -> Vec<usize> { names.iter().map(|n| crate::vgg::relu_index(n).unwrap()).collect() };
+        let sub = |img: &crate::PlanarImage| to_f64(&crate::stylizer::subtract_mean(img));
+        let (w, h) = (self.content.width, self.content.height);
+        let fwd = net.forward(&sub(&self.content), h, w, 10);
+        let content = idx(&self.opts.content_layers).into_iter().map(|l| (l, fwd.relu[l].clone())).collect();
+        let blend = crate::stylizer::blend_weights(&self.opts.style_blend_weights, self.styles.len()).unwrap();
+        let mut style = Vec::new();
+        for l in idx(&self.opts.style_layers) {
+            let mut a: Vec<f64> = Vec::new();
+            for (k, s) in self.styles.iter().enumerate() {
+                let f = net.forward(&sub(s), s.height, s.width, l);
+                let (c, hh, ww) = f.shapes[l];
+                let g = r::gram(&f.relu[l], c, hh * ww);
+                a.resize(g.len(), 0.0);
+                a.iter_mut().zip(g).for_each(|(t, v)| *t += blend[k] * v);
+            }
+            style.push((l, a));
+        }
+        (content, style)
+    }
+
+    pub fn loss_weights(&self) -> (f64, f64, f64) {
+        let o = &self.opts;
+        (f64::from(o.content_weight), f64::from(o.style_weight), f64::from(o.tv_weight))
+    }
+}
+
+/// A whole style iteration against the reference: the losses and the full gradient at the initial image, then
+/// `steps` Adam iterations whose logged losses must follow the reference's own trajectory (losses, not pixels:
+/// Adam's first steps are ±lr wherever the gradient's sign is close to a tie, so single pixels may differ).
+pub fn full_iterations(ctx: &GpuContext, w: usize, h: usize, steps: usize, seed: u64) -> Check {
+    let p = Problem::new(w, h, seed);
+    let net = ref_net(&p.weights, p.pooling_avg);
+    let (content, style) = p.reference_targets(&net);
+    let lw = p.loss_weights();
+    let mut s = crate::Stylizer::new(ctx, &p.weights, &p.content, &p.styles, &p.opts).map_err(gpu_err)?;
+    let mut x = to_f64(&s.x().map_err(gpu_err)?);
+    let gpu_grad = s.gradient().map_err(gpu_err)?;
+    let (_, ref_grad) = net.loss_and_gradient(&x, h, w, &content, &style, lw);
+    let mut worst = compare("dL/dx of the whole network", &gpu_grad, &ref_grad, 1e-3)?;
+    let (mut m, mut v) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    for t in 1..=steps {
+        let got = s.step(true).map_err(gpu_err)?.expect("losses");
+        let ((lc, ls, lt), g) = net.loss_and_gradient(&x, h, w, &content, &style, lw);
+        for (what, gv, rv) in [("content", got.content, lc), ("style", got.style, ls), ("tv", got.tv, lt)] {
+            if rv <= 0.0 {
+                return Err(format!("iteration {}: reference {what} loss is zero: the check would prove nothing", t - 1));
+            }
+            let err = (gv - rv).abs() / rv;
+            if err.is_nan() || err > 1e-3 {
+                return Err(format!("iteration {}: {what} loss gpu {gv} vs reference {rv} (error {err:.2e})", t - 1));
+            }
+            worst = worst.max(err);
+        }
+        r::adam_step(&mut x, &mut m, &mut v, &g, f64::from(p.opts.learning_rate), t as u64);
+    }
+    Ok(worst)
+}

@@ -1,0 +1,31 @@
+//! One error type for the library: every failure a user can cause or meet has a readable one-line message.
+
+use crate::weights::WeightsError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no GPU adapter found{0}")]
+    NoAdapter(String),
+    #[error("could not open the GPU device on {adapter}: {reason}")]
+    DeviceRequest { adapter: String, reason: String },
+    #[error("GPU out of memory{0}")]
+    OutOfMemory(String),
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    #[error("GPU validation error (a bug in neural-style, please report it): {0}")]
+    Validation(String),
+    #[error("GPU error: {0}")]
+    Gpu(String),
+    #[error("image is {width}x{height} px; the network needs both sides >= {min} px to reach relu5_1")]
+    ImageTooSmall { width: usize, height: usize, min: usize },
+    #[error("{0}")]
+    InvalidOption(String),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("{0}")]
+    Image(String),
+    #[error("{0}")]
+    Io(String),
+}

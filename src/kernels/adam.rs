@@ -1,0 +1,57 @@
+//! Host wrapper of `adam.wgsl`: the fused Adam update of x, m and v. The step-dependent constants live in the
+//! dispatch's uniform and are rewritten before each submit with [`set_step`].
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{max_dim, Dispatch};
+use crate::dispatch::elementwise_grid;
+use crate::error::Result;
+use crate::gpu::GpuContext;
+
+pub const BETA1: f64 = 0.9;
+pub const BETA2: f64 = 0.999;
+pub const EPS: f64 = 1e-8;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct AdamParams {
+    count: u32,
+    step_size: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    bc2_sqrt: f32,
+    _pad: [u32; 2],
+}
+
+fn params(count: usize, lr: f64, t: u64) -> AdamParams {
+    let t = t.max(1) as i32;
+    AdamParams {
+        count: count as u32,
+        step_size: (lr / (1.0 - BETA1.powi(t))) as f32,
+        beta1: BETA1 as f32,
+        beta2: BETA2 as f32,
+        eps: EPS as f32,
+        bc2_sqrt: (1.0 - BETA2.powi(t)).sqrt() as f32,
+        _pad: [0; 2],
+    }
+}
+
+/// The Adam dispatch over `count` elements, set for step t = 1.
+pub fn adam(
+    ctx: &GpuContext,
+    count: usize,
+    lr: f64,
+    x: &wgpu::Buffer,
+    m: &wgpu::Buffer,
+    v: &wgpu::Buffer,
+    grad: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    Dispatch::new(ctx, "adam", &params(count, lr, 1), &[x, m, v, grad], elementwise_grid(count, max_dim(ctx)))
+}
+
+/// Rewrites the constants of `dispatch` (built by [`adam`]) for step `t` (1-based). Queue writes land before
+/// the next submit, so this is ordered with the iteration that follows.
+pub fn set_step(ctx: &GpuContext, dispatch: &Dispatch, count: usize, lr: f64, t: u64) {
+    ctx.queue.write_buffer(&dispatch.params, 0, bytemuck::bytes_of(&params(count, lr, t)));
+}

@@ -1,0 +1,127 @@
+//! Host wrappers of `conv3x3.wgsl` (forward + bias + ReLU) and `conv3x3_backward_data.wgsl`, and the one-time
+//! weight transforms they expect.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{max_dim, Dispatch};
+use crate::dispatch::gemm_grid;
+use crate::error::Result;
+use crate::gpu::GpuContext;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ConvParams {
+    cin: u32,
+    cout: u32,
+    height: u32,
+    width: u32,
+    pixel_tiles: u32,
+    relu: u32,
+    _pad: [u32; 2],
+}
+
+/// Shape of one 3x3 convolution on a CHW image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub cin: usize,
+    pub cout: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ConvShape {
+    /// Multiply-adds of the forward (and of the backward-data) pass.
+    pub fn macs(&self) -> usize {
+        self.cin * self.cout * 9 * self.height * self.width
+    }
+}
+
+/// OIHW `[cout][cin][3][3]` → the forward kernel's `[cin*9][cout]`.
+pub fn forward_weights(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    assert_eq!(w_oihw.len(), cout * cin * 9);
+    let mut out = vec![0.0; w_oihw.len()];
+    for co in 0..cout {
+        for k in 0..cin * 9 {
+            out[k * cout + co] = w_oihw[co * cin * 9 + k];
+        }
+    }
+    out
+}
+
+/// OIHW → the backward-data kernel's `[cout*9][cin]` with taps flipped (tap → 8 − tap): the transposed
+/// convolution as a plain 3x3 convolution from Cout to Cin channels.
+pub fn backward_weights(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    assert_eq!(w_oihw.len(), cout * cin * 9);
+    let mut out = vec![0.0; w_oihw.len()];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for tap in 0..9 {
+                out[(co * 9 + (8 - tap)) * cin + ci] = w_oihw[(co * cin + ci) * 9 + tap];
+            }
+        }
+    }
+    out
+}
+
+/// `output = relu?(conv3x3(input, weights) + bias)`. `weights` in [`forward_weights`] layout.
+pub fn conv3x3(
+    ctx: &GpuContext,
+    shape: ConvShape,
+    relu: bool,
+    input: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    output: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let (groups, pixel_tiles) = gemm_grid(shape.cout, shape.height * shape.width, max_dim(ctx));
+    let params = ConvParams {
+        cin: shape.cin as u32,
+        cout: shape.cout as u32,
+        height: shape.height as u32,
+        width: shape.width as u32,
+        pixel_tiles,
+        relu: relu as u32,
+        _pad: [0; 2],
+    };
+    Dispatch::new(ctx, "conv3x3", &params, &[input, weights, bias, output], groups)
+}
+
+/// `grad_in = conv3x3ᵀ(grad_out ⊙ (fwd_out > 0))`: gradient w.r.t. the input of a conv+ReLU of `shape`, from the
+/// gradient w.r.t. its output. `weights` in [`backward_weights`] layout.
+pub fn conv3x3_backward_data(
+    ctx: &GpuContext,
+    shape: ConvShape,
+    grad_out: &wgpu::Buffer,
+    fwd_out: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    grad_in: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let (groups, pixel_tiles) = gemm_grid(shape.cin, shape.height * shape.width, max_dim(ctx));
+    let params = ConvParams {
+        cin: shape.cout as u32,
+        cout: shape.cin as u32,
+        height: shape.height as u32,
+        width: shape.width as u32,
+        pixel_tiles,
+        relu: 0,
+        _pad: [0; 2],
+    };
+    Dispatch::new(ctx, "conv3x3_backward_data", &params, &[grad_out, fwd_out, weights, grad_in], groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_layouts() {
+        // cout=2, cin=3: w[co][ci][tap] = 100*co + 10*ci + tap.
+        let w: Vec<f32> = (0..2 * 3 * 9).map(|i| (100 * (i / 27) + 10 * ((i / 9) % 3) + i % 9) as f32).collect();
+        let f = forward_weights(&w, 3, 2);
+        assert_eq!(f[(2 * 9 + 4) * 2 + 1], 124.0); // k = ci*9+tap = 22, co = 1
+        let b = backward_weights(&w, 3, 2);
+        // row (co*9 + (8-tap)), column ci: co=1, tap=0 → row 17, ci=2 → 120.
+        assert_eq!(b[17 * 3 + 2], 120.0);
+        assert_eq!(b[(9 + 8 - 5) * 3], 105.0);
+    }
+}

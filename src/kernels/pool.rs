@@ -1,0 +1,79 @@
+//! Host wrappers of the 2x2/2 FLOOR pooling kernels: `maxpool2x2`, `maxpool2x2_backward`, `avgpool2x2`,
+//! `avgpool2x2_backward`.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{max_dim, Dispatch};
+use crate::dispatch::elementwise_grid;
+use crate::error::Result;
+use crate::gpu::GpuContext;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PoolParams {
+    channels: u32,
+    height: u32,
+    width: u32,
+    out_height: u32,
+    out_width: u32,
+    _pad: [u32; 3],
+}
+
+/// Input shape (C, H, W) of a pooling layer; the output is (C, H/2, W/2) rounded down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl PoolShape {
+    pub fn out_height(&self) -> usize {
+        self.height / 2
+    }
+    pub fn out_width(&self) -> usize {
+        self.width / 2
+    }
+    fn params(&self) -> PoolParams {
+        PoolParams {
+            channels: self.channels as u32,
+            height: self.height as u32,
+            width: self.width as u32,
+            out_height: self.out_height() as u32,
+            out_width: self.out_width() as u32,
+            _pad: [0; 3],
+        }
+    }
+}
+
+pub fn maxpool2x2(ctx: &GpuContext, s: PoolShape, input: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<Dispatch> {
+    let groups = elementwise_grid(s.channels * s.out_height() * s.out_width(), max_dim(ctx));
+    Dispatch::new(ctx, "maxpool2x2", &s.params(), &[input, output], groups)
+}
+
+/// `input` is the forward input (the arg-max is recomputed, nothing is stored by the forward).
+pub fn maxpool2x2_backward(
+    ctx: &GpuContext,
+    s: PoolShape,
+    input: &wgpu::Buffer,
+    grad_out: &wgpu::Buffer,
+    grad_in: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let groups = elementwise_grid(s.channels * s.height * s.width, max_dim(ctx));
+    Dispatch::new(ctx, "maxpool2x2_backward", &s.params(), &[input, grad_out, grad_in], groups)
+}
+
+pub fn avgpool2x2(ctx: &GpuContext, s: PoolShape, input: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<Dispatch> {
+    let groups = elementwise_grid(s.channels * s.out_height() * s.out_width(), max_dim(ctx));
+    Dispatch::new(ctx, "avgpool2x2", &s.params(), &[input, output], groups)
+}
+
+pub fn avgpool2x2_backward(
+    ctx: &GpuContext,
+    s: PoolShape,
+    grad_out: &wgpu::Buffer,
+    grad_in: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let groups = elementwise_grid(s.channels * s.height * s.width, max_dim(ctx));
+    Dispatch::new(ctx, "avgpool2x2_backward", &s.params(), &[grad_out, grad_in], groups)
+}

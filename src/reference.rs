@@ -1,0 +1,359 @@
+//! Plain CPU implementations of every kernel and of the whole loss, accumulating in f64. Tests and
+//! `neural-style selftest` compare the GPU against these; they are written for clarity, not speed, and share no
+//! code with the GPU path. Tensors are CHW `f64` slices.
+
+/// 3x3 convolution, stride 1, zero pad 1, + bias, optional ReLU. `w` is OIHW.
+pub fn conv3x3(x: &[f64], cin: usize, h: usize, wd: usize, w: &[f64], b: &[f64], cout: usize, relu: bool) -> Vec<f64> {
+    assert_eq!(x.len(), cin * h * wd);
+    assert_eq!(w.len(), cout * cin * 9);
+    let mut out = vec![0.0; cout * h * wd];
+    for co in 0..cout {
+        for y in 0..h {
+            for xx in 0..wd {
+                let mut s = b[co];
+                for ci in 0..cin {
+                    for ky in 0..3 {
+                        let iy = y as isize + ky as isize - 1;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..3 {
+                            let ix = xx as isize + kx as isize - 1;
+                            if ix < 0 || ix >= wd as isize {
+                                continue;
+                            }
+                            s += w[((co * cin + ci) * 3 + ky) * 3 + kx] * x[(ci * h + iy as usize) * wd + ix as usize];
+                        }
+                    }
+                }
+                out[(co * h + y) * wd + xx] = if relu { s.max(0.0) } else { s };
+            }
+        }
+    }
+    out
+}
+
+/// Gradient w.r.t. the input of conv3x3+ReLU: `gy` is the gradient w.r.t. the post-ReLU output `y`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_backward_data(
+    gy: &[f64],
+    y: &[f64],
+    cin: usize,
+    cout: usize,
+    h: usize,
+    wd: usize,
+    w: &[f64],
+) -> Vec<f64> {
+    let mut gx = vec![0.0; cin * h * wd];
+    for co in 0..cout {
+        for oy in 0..h {
+            for ox in 0..wd {
+                let o = (co * h + oy) * wd + ox;
+                if y[o] <= 0.0 {
+                    continue;
+                }
+                let g = gy[o];
+                for ci in 0..cin {
+                    for ky in 0..3 {
+                        let iy = oy as isize + ky as isize - 1;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..3 {
+                            let ix = ox as isize + kx as isize - 1;
+                            if ix < 0 || ix >= wd as isize {
+                                continue;
+                            }
+                            gx[(ci * h + iy as usize) * wd + ix as usize] += w[((co * cin + ci) * 3 + ky) * 3 + kx] * g;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    gx
+}
+
+/// 2x2/2 FLOOR max pool.
+pub fn maxpool2x2(x: &[f64], c: usize, h: usize, w: usize) -> Vec<f64> {
+    let (oh, ow) = (h / 2, w / 2);
+    let mut out = vec![0.0; c * oh * ow];
+    for ch in 0..c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (i, _) = argmax_window(x, ch, h, w, oy, ox);
+                out[(ch * oh + oy) * ow + ox] = x[i];
+            }
+        }
+    }
+    out
+}
+
+/// Index of a window's max: first in row-major order on ties.
+fn argmax_window(x: &[f64], ch: usize, h: usize, w: usize, oy: usize, ox: usize) -> (usize, f64) {
+    let mut best = (usize::MAX, f64::NEG_INFINITY);
+    for dy in 0..2 {
+        for dx in 0..2 {
+            let i = (ch * h + 2 * oy + dy) * w + 2 * ox + dx;
+            if best.0 == usize::MAX || x[i] > best.1 {
+                best = (i, x[i]);
+            }
+        }
+    }
+    best
+}
+
+pub fn maxpool2x2_backward(x: &[f64], gy: &[f64], c: usize, h: usize, w: usize) -> Vec<f64> {
+    let (oh, ow) = (h / 2, w / 2);
+    let mut gx = vec![0.0; c * h * w];
+    for ch in 0..c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (i, _) = argmax_window(x, ch, h, w, oy, ox);
+                gx[i] += gy[(ch * oh + oy) * ow + ox];
+            }
+        }
+    }
+    gx
+}
+
+pub fn avgpool2x2(x: &[f64], c: usize, h: usize, w: usize) -> Vec<f64> {
+    let (oh, ow) = (h / 2, w / 2);
+    let mut out = vec![0.0; c * oh * ow];
+    for ch in 0..c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut s = 0.0;
+                for dy in 0..2 {
+                    for dx in 0..2 {
+                        s += x[(ch * h + 2 * oy + dy) * w + 2 * ox + dx];
+                    }
+                }
+                out[(ch * oh + oy) * ow + ox] = 0.25 * s;
+            }
+        }
+    }
+    out
+}
+
+pub fn avgpool2x2_backward(gy: &[f64], c: usize, h: usize, w: usize) -> Vec<f64> {
+    let (oh, ow) = (h / 2, w / 2);
+    let mut gx = vec![0.0; c * h * w];
+    for ch in 0..c {
+        for y in 0..2 * oh {
+            for x in 0..2 * ow {
+                gx[(ch * h + y) * w + x] = 0.25 * gy[(ch * oh + y / 2) * ow + x / 2];
+            }
+        }
+    }
+    gx
+}
+
+/// G = F Fᵀ / (C * N) for F: C x N.
+pub fn gram(f: &[f64], c: usize, n: usize) -> Vec<f64> {
+    let mut g = vec![0.0; c * c];
+    let scale = 1.0 / (c as f64 * n as f64);
+    for i in 0..c {
+        for j in i..c {
+            let s: f64 = (0..n).map(|k| f[i * n + k] * f[j * n + k]).sum();
+            g[i * c + j] = s * scale;
+            g[j * c + i] = s * scale;
+        }
+    }
+    g
+}
+
+pub fn sum_sq_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// Content loss w·mean((F−P)²) and its gradient w.r.t. F.
+pub fn content_loss(f: &[f64], p: &[f64], weight: f64) -> (f64, Vec<f64>) {
+    let n = f.len() as f64;
+    let loss = weight * sum_sq_diff(f, p) / n;
+    let grad = f.iter().zip(p).map(|(a, b)| 2.0 * weight * (a - b) / n).collect();
+    (loss, grad)
+}
+
+/// Style loss of one layer w·mean over C² of (G(F)−A)², and its gradient w.r.t. F (C x N).
+pub fn style_loss(f: &[f64], a: &[f64], c: usize, n: usize, weight: f64) -> (f64, Vec<f64>) {
+    let g = gram(f, c, n);
+    let loss = weight * sum_sq_diff(&g, a) / (c * c) as f64;
+    // dL/dG = 2w(G−A)/C²; dG_ij/dF = (δ F_j + δ F_i)/(CN).
+    let mut grad = vec![0.0; c * n];
+    let m = (c * n) as f64;
+    for k in 0..c {
+        for j in 0..c {
+            let d = 2.0 * weight * (g[k * c + j] - a[k * c + j]) / (c * c) as f64;
+            let d2 = 2.0 * weight * (g[j * c + k] - a[j * c + k]) / (c * c) as f64;
+            let coef = (d + d2) / m;
+            if coef == 0.0 {
+                continue;
+            }
+            for q in 0..n {
+                grad[k * n + q] += coef * f[j * n + q];
+            }
+        }
+    }
+    (loss, grad)
+}
+
+/// TV loss (w/2)·Σ_{c, i<H−1, j<W−1} [(x_ij − x_i,j+1)² + (x_ij − x_i+1,j)²] and its gradient.
+pub fn tv_loss(x: &[f64], h: usize, w: usize, weight: f64) -> (f64, Vec<f64>) {
+    let mut loss = 0.0;
+    let mut grad = vec![0.0; x.len()];
+    for c in 0..3 {
+        for i in 0..h.saturating_sub(1) {
+            for j in 0..w.saturating_sub(1) {
+                let a = (c * h + i) * w + j;
+                let dr = x[a] - x[a + 1];
+                let dd = x[a] - x[a + w];
+                loss += 0.5 * weight * (dr * dr + dd * dd);
+                grad[a] += weight * (dr + dd);
+                grad[a + 1] -= weight * dr;
+                grad[a + w] -= weight * dd;
+            }
+        }
+    }
+    (loss, grad)
+}
+
+/// torch.optim.Adam, one step t (1-based), in f64.
+pub fn adam_step(x: &mut [f64], m: &mut [f64], v: &mut [f64], g: &[f64], lr: f64, t: u64) {
+    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+    let bc1 = 1.0 - b1.powi(t as i32);
+    let bc2 = 1.0 - b2.powi(t as i32);
+    for i in 0..x.len() {
+        m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+        let denom = v[i].sqrt() / bc2.sqrt() + eps;
+        x[i] -= lr / bc1 * m[i] / denom;
+    }
+}
+
+/// One reference conv layer: (name, cin, cout, weight OIHW, bias).
+pub type RefConv = (String, usize, usize, Vec<f64>, Vec<f64>);
+
+/// A VGG-shaped network for the reference: convs (OIHW f64 weights + bias) and where the pools go.
+pub struct RefNet {
+    pub convs: Vec<RefConv>,
+    /// Pool after these conv indices.
+    pub pool_after: Vec<usize>,
+    pub avg_pool: bool,
+    /// Per-channel input affine (scale, offset) applied to x before conv1_1.
+    pub input_affine: Option<([f64; 3], [f64; 3])>,
+}
+
+/// Activations of a forward pass: the post-ReLU output of every conv, and the sizes.
+pub struct RefForward {
+    pub relu: Vec<Vec<f64>>,
+    pub shapes: Vec<(usize, usize, usize)>,
+}
+
+impl RefNet {
+    pub fn forward(&self, x: &[f64], h: usize, w: usize, up_to: usize) -> RefForward {
+        let mut cur: Vec<f64> = match self.input_affine {
+            Some((s, o)) => x.iter().enumerate().map(|(i, v)| v * s[i / (h * w)] + o[i / (h * w)]).collect(),
+            None => x.to_vec(),
+        };
+        let (mut ch, mut hh, mut ww) = (3, h, w);
+        let mut relu = Vec::new();
+        let mut shapes = Vec::new();
+        for (i, (_, cin, cout, wt, b)) in self.convs.iter().enumerate().take(up_to + 1) {
+            assert_eq!(*cin, ch);
+            cur = conv3x3(&cur, *cin, hh, ww, wt, b, *cout, true);
+            ch = *cout;
+            relu.push(cur.clone());
+            shapes.push((ch, hh, ww));
+            if self.pool_after.contains(&i) && i < up_to {
+                cur = if self.avg_pool { avgpool2x2(&cur, ch, hh, ww) } else { maxpool2x2(&cur, ch, hh, ww) };
+                hh /= 2;
+                ww /= 2;
+            }
+        }
+        RefForward { relu, shapes }
+    }
+
+    /// Total loss of image x (mean-subtracted, CHW 3 x h x w) for content targets (conv index, P) and style
+    /// targets (conv index, A), with weights (w_c, w_s, w_tv). Returns (content, style, tv).
+    #[allow(clippy::too_many_arguments)]
+    pub fn losses(
+        &self,
+        x: &[f64],
+        h: usize,
+        w: usize,
+        content: &[(usize, Vec<f64>)],
+        style: &[(usize, Vec<f64>)],
+        weights: (f64, f64, f64),
+    ) -> (f64, f64, f64) {
+        let deepest = content.iter().chain(style).map(|(i, _)| *i).max().unwrap_or(0);
+        let fwd = self.forward(x, h, w, deepest);
+        let lc: f64 = content.iter().map(|(i, p)| content_loss(&fwd.relu[*i], p, weights.0).0).sum();
+        let ls: f64 = style
+            .iter()
+            .map(|(i, a)| {
+                let (c, hh, ww) = fwd.shapes[*i];
+                style_loss(&fwd.relu[*i], a, c, hh * ww, weights.1).0
+            })
+            .sum();
+        let lt = tv_loss(x, h, w, weights.2).0;
+        (lc, ls, lt)
+    }
+
+    /// Losses (content, style, tv) and dL/dx by the chain rule through the reference primitives.
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss_and_gradient(
+        &self,
+        x: &[f64],
+        h: usize,
+        w: usize,
+        content: &[(usize, Vec<f64>)],
+        style: &[(usize, Vec<f64>)],
+        weights: (f64, f64, f64),
+    ) -> ((f64, f64, f64), Vec<f64>) {
+        let deepest = content.iter().chain(style).map(|(i, _)| *i).max().unwrap_or(0);
+        let fwd = self.forward(x, h, w, deepest);
+        let (mut lc, mut ls) = (0.0, 0.0);
+        // dL/d relu_i for every layer, filled top-down.
+        let mut grads: Vec<Vec<f64>> = fwd.relu.iter().map(|r| vec![0.0; r.len()]).collect();
+        for (i, p) in content {
+            let (l, g) = content_loss(&fwd.relu[*i], p, weights.0);
+            lc += l;
+            grads[*i].iter_mut().zip(g).for_each(|(a, b)| *a += b);
+        }
+        for (i, a) in style {
+            let (c, hh, ww) = fwd.shapes[*i];
+            let (l, g) = style_loss(&fwd.relu[*i], a, c, hh * ww, weights.1);
+            ls += l;
+            grads[*i].iter_mut().zip(g).for_each(|(a, b)| *a += b);
+        }
+        let mut gx = Vec::new();
+        for i in (0..=deepest).rev() {
+            let (c, hh, ww) = fwd.shapes[i];
+            let cin = self.convs[i].1;
+            let gin = conv3x3_backward_data(&grads[i], &fwd.relu[i], cin, c, hh, ww, &self.convs[i].3);
+            if i == 0 {
+                gx = gin;
+                break;
+            }
+            let g_prev = if self.pool_after.contains(&(i - 1)) {
+                let (pc, ph, pw) = fwd.shapes[i - 1];
+                if self.avg_pool {
+                    avgpool2x2_backward(&gin, pc, ph, pw)
+                } else {
+                    maxpool2x2_backward(&fwd.relu[i - 1], &gin, pc, ph, pw)
+                }
+            } else {
+                gin
+            };
+            grads[i - 1].iter_mut().zip(g_prev).for_each(|(a, b)| *a += b);
+        }
+        if let Some((s, _)) = self.input_affine {
+            let plane = h * w;
+            gx.iter_mut().enumerate().for_each(|(k, g)| *g *= s[k / plane]);
+        }
+        let (lt, gt) = tv_loss(x, h, w, weights.2);
+        gx.iter_mut().zip(gt).for_each(|(a, b)| *a += b);
+        ((lc, ls, lt), gx)
+    }
+}

@@ -1,0 +1,151 @@
+//! `neural-style selftest`: the kernel conformance checks (the same code the test suite runs, at small shapes)
+//! plus whole iterations against the CPU reference, on one adapter or on every adapter wgpu sees. Prints a table
+//! of pass/fail with the largest error per check and adapter.
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::conformance::{self as check, Check};
+use crate::gpu::{self, GpuContext, GpuOptions};
+use crate::kernels::{conv::ConvShape, pool::PoolShape};
+
+#[derive(Clone, Debug, Default)]
+pub struct SelftestArgs {
+    /// Substring of the adapter name (default: the adapter the engine would pick).
+    pub adapter: Option<String>,
+    /// Every adapter wgpu sees.
+    pub all_adapters: bool,
+}
+
+/// One row of the table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub adapter: String,
+    pub backend: String,
+    pub check: String,
+    /// `Ok(max error)` or the failure.
+    pub result: Result<f64, String>,
+    pub ms: f64,
+}
+
+/// An adapter that could not be tested, and why (e.g. refused for missing limits).
+#[derive(Clone, Debug)]
+pub struct Skipped {
+    pub adapter: String,
+    pub backend: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub rows: Vec<Row>,
+    pub refused: Vec<Skipped>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        !self.rows.is_empty() && self.rows.iter().all(|r| r.result.is_ok())
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let aw = self.rows.iter().map(|r| r.adapter.len()).chain([7]).max().unwrap_or(7);
+        let cw = self.rows.iter().map(|r| r.check.len()).chain([5]).max().unwrap_or(5);
+        writeln!(f, "{:aw$}  {:7}  {:cw$}  {:6}  {:>9}  {:>8}", "adapter", "backend", "check", "result", "max error", "ms")?;
+        for r in &self.rows {
+            let (res, err) = match &r.result {
+                Ok(e) => ("pass".to_string(), format!("{e:.2e}")),
+                Err(_) => ("FAIL".to_string(), "-".to_string()),
+            };
+            writeln!(f, "{:aw$}  {:7}  {:cw$}  {:6}  {:>9}  {:>8.1}", r.adapter, r.backend, r.check, res, err, r.ms)?;
+        }
+        for r in self.rows.iter().filter(|r| r.result.is_err()) {
+            writeln!(f, "FAIL on {} ({}): {}", r.adapter, r.backend, r.result.as_ref().unwrap_err())?;
+        }
+        for s in &self.refused {
+            writeln!(f, "not tested: {} ({}): {}", s.adapter, s.backend, s.reason)?;
+        }
+        let failed = self.rows.iter().filter(|r| r.result.is_err()).count();
+        write!(f, "{} passed, {} failed", self.rows.len() - failed, failed)
+    }
+}
+
+/// The checks, small enough for a CPU adapter (a few seconds on lavapipe).
+fn checks(ctx: &GpuContext) -> Vec<(String, Box<dyn Fn() -> Check + '_>)> {
+    let conv = |cin, cout, height, width| ConvShape { cin, cout, height, width };
+    let pool = |channels, height, width| PoolShape { channels, height, width };
+    let mut v: Vec<(String, Box<dyn Fn() -> Check + '_>)> = Vec::new();
+    for (i, s) in [conv(3, 64, 17, 13), conv(64, 128, 9, 7), conv(512, 512, 3, 5)].into_iter().enumerate() {
+        v.push((
+            format!("conv3x3 {}->{} {}x{}", s.cin, s.cout, s.height, s.width),
+            Box::new(move || check::conv3x3(ctx, s, true, 100 + i as u64)),
+        ));
+    }
+    for (i, s) in [conv(3, 64, 16, 16), conv(128, 64, 7, 9)].into_iter().enumerate() {
+        v.push((
+            format!("conv3x3_backward_data {}->{} {}x{}", s.cin, s.cout, s.height, s.width),
+            Box::new(move || check::conv3x3_backward_data(ctx, s, false, 200 + i as u64)),
+        ));
+    }
+    v.push((
+        "conv3x3_backward_data vs finite diff".into(),
+        Box::new(move || check::conv3x3_backward_data(ctx, conv(5, 6, 7, 9), true, 300)),
+    ));
+    v.push(("maxpool2x2 (+backward, ties)".into(), Box::new(move || check::pool(ctx, pool(64, 17, 9), false, true, 400))));
+    v.push(("maxpool2x2 (+backward)".into(), Box::new(move || check::pool(ctx, pool(3, 33, 31), false, false, 401))));
+    v.push(("avgpool2x2 (+backward)".into(), Box::new(move || check::pool(ctx, pool(64, 17, 9), true, false, 500))));
+    v.push(("gram 64x153".into(), Box::new(move || check::gram(ctx, 64, 17 * 9, 700))));
+    v.push(("gram 512x91".into(), Box::new(move || check::gram(ctx, 512, 7 * 13, 701))));
+    v.push(("sq_diff_sum + reduce_sum".into(), Box::new(move || check::sq_diff_reduce(ctx, 4097, 800))));
+    v.push(("content_grad".into(), Box::new(move || check::content_grad(ctx, 64 * 17 * 9, 900))));
+    v.push(("style_grad 64x153".into(), Box::new(move || check::style_grad(ctx, 64, 17 * 9, 1000))));
+    v.push(("tv_loss_grad 17x13".into(), Box::new(move || check::tv(ctx, 17, 13, 1200))));
+    v.push(("adam (3 steps)".into(), Box::new(move || check::adam(ctx, 999, 1300))));
+    v.push(("channel_affine".into(), Box::new(move || check::channel_affine(ctx, 7, 13, 1400))));
+    v.push(("full iterations 20x17 (x2)".into(), Box::new(move || check::full_iterations(ctx, 20, 17, 2, 20))));
+    v
+}
+
+/// Runs every check on `ctx`, appending rows.
+pub fn run_on(ctx: &GpuContext, report: &mut Report) {
+    let backend = format!("{:?}", ctx.info.backend);
+    for (name, f) in checks(ctx) {
+        let t = Instant::now();
+        // A panic inside wgpu or a kernel wrapper is a failure of this check, not of the whole selftest.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&f))
+            .unwrap_or_else(|_| Err("panicked (see stderr)".into()));
+        report.rows.push(Row {
+            adapter: ctx.adapter_name().to_string(),
+            backend: backend.clone(),
+            check: name,
+            result,
+            ms: t.elapsed().as_secs_f64() * 1e3,
+        });
+    }
+}
+
+pub fn run(args: &SelftestArgs) -> crate::Result<Report> {
+    let mut report = Report::default();
+    if args.all_adapters {
+        let adapters = gpu::enumerate_adapters();
+        if adapters.is_empty() {
+            return Err(crate::Error::NoAdapter(String::new()));
+        }
+        for a in adapters {
+            let info = a.get_info();
+            match GpuContext::from_adapter(a) {
+                Ok(ctx) => run_on(&ctx, &mut report),
+                Err(e) => report.refused.push(Skipped {
+                    adapter: info.name,
+                    backend: format!("{:?}", info.backend),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+    } else {
+        let ctx = GpuContext::new(&GpuOptions { adapter: args.adapter.clone() })?;
+        run_on(&ctx, &mut report);
+    }
+    Ok(report)
+}

@@ -1,0 +1,26 @@
+//! Shared by the GPU test binaries: one device per binary, seeded data, and the conformance comparison (mixed
+//! abs/rel tolerance naming the first failing index).
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+#[allow(unused_imports)]
+pub use neural_style::conformance::{random, random_image, random_vgg, ref_net, rms, rng, to_f32, to_f64};
+use neural_style::gpu::{GpuContext, GpuOptions};
+
+/// The adapter the suite runs on: `$NEURAL_STYLE_ADAPTER` or the best one. No adapter is a hard failure, never
+/// a skip: CI must have lavapipe.
+pub fn ctx() -> &'static GpuContext {
+    static CTX: OnceLock<GpuContext> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let c = GpuContext::new(&GpuOptions::default())
+            .unwrap_or_else(|e| panic!("tests need a GPU adapter (install mesa-vulkan-drivers): {e}"));
+        eprintln!("testing on {} ({:?})", c.adapter_name(), c.info.backend);
+        c
+    })
+}
+
+/// Panics with the conformance message unless every |gpu − ref| ≤ rtol · (|ref| + rms(ref)).
+pub fn assert_close(what: &str, gpu: &[f32], reference: &[f64], rtol: f64) -> f64 {
+    neural_style::conformance::compare(what, gpu, reference, rtol).unwrap_or_else(|e| panic!("{e}"))
+}

@@ -1,0 +1,131 @@
+//! The VGG16 executor and the Stylizer against the f64 CPU reference on seeded random weights: the forward to
+//! relu5_1, the losses, the gradient of the total loss w.r.t. the image (the reference's chain rule everywhere,
+//! central finite differences of the reference loss at random pixels), whole iterations, bit-identical reruns.
+
+mod common;
+
+use common::*;
+use neural_style::conformance::{self, Problem};
+use neural_style::vgg::{self, ForwardPlan, GpuNet};
+use neural_style::weights::InputConvention;
+use neural_style::{Init, Pooling, StyleOptions, Stylizer};
+
+fn mean_subtracted(img: &neural_style::PlanarImage) -> Vec<f64> {
+    to_f64(&neural_style::stylizer::subtract_mean(img))
+}
+
+#[test]
+fn forward_to_relu5_1_matches_reference() {
+    for (convention, pooling) in [(InputConvention::Caffe, Pooling::Max), (InputConvention::Torchvision, Pooling::Avg)]
+    {
+        let mut weights = random_vgg(1);
+        weights.convention = convention;
+        let (w, h) = (37, 23);
+        let img = random_image(2, w, h);
+        let net = GpuNet::new(ctx(), &weights, pooling).unwrap();
+        let plan = ForwardPlan::new(ctx(), &net, w, h, 10).unwrap();
+        for b in &plan.relu {
+            ctx().poison(b);
+        }
+        plan.run(ctx(), &neural_style::stylizer::subtract_mean(&img)).unwrap();
+        let reference = ref_net(&weights, pooling == Pooling::Avg).forward(&mean_subtracted(&img), h, w, 10);
+        for (i, name) in vgg::RELU_NAMES.iter().enumerate() {
+            let (c, hh, ww) = plan.shapes[i];
+            assert_eq!((c, hh, ww), reference.shapes[i], "{name} shape");
+            let gpu = ctx().read_f32(&plan.relu[i], 0, c * hh * ww).unwrap();
+            // Errors grow a little with depth (11 f32 GEMMs deep).
+            assert_close(&format!("{name} ({convention:?}, {pooling:?})"), &gpu, &reference.relu[i], 5e-4);
+        }
+    }
+}
+
+#[test]
+fn losses_match_reference_and_step_logs_the_pre_update_image() {
+    let p = Problem::new(29, 21, 10);
+    let mut s = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &p.opts).unwrap();
+    let got = s.losses().unwrap();
+    let net = ref_net(&p.weights, false);
+    let (content, style) = p.reference_targets(&net);
+    let Init::Image(init) = &p.opts.init else { unreachable!() };
+    let (lc, ls, lt) = net.losses(&mean_subtracted(init), 21, 29, &content, &style, p.loss_weights());
+    for (what, g, r) in [("content", got.content, lc), ("style", got.style, ls), ("tv", got.tv, lt)] {
+        assert!(r > 0.0, "{what}: reference loss is zero, the test would prove nothing");
+        assert!((g - r).abs() <= 1e-3 * r, "{what} loss: gpu {g} vs reference {r}");
+    }
+    assert!((got.total - (lc + ls + lt)).abs() <= 1e-3 * (lc + ls + lt));
+    let before = s.step(true).unwrap().unwrap();
+    assert_eq!(before, got, "step(true) must report the pre-update losses");
+    assert_ne!(s.losses().unwrap(), got, "the step did not change the image");
+}
+
+/// The whole gradient against the reference's chain rule, then 3 iterations against the reference trajectory.
+#[test]
+fn full_iterations_match_reference() {
+    let worst = conformance::full_iterations(ctx(), 21, 18, 3, 20).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("full iterations: max error {worst:.2e}");
+}
+
+/// Central finite differences of the reference total loss (f64) at random pixels of a 20x17 image.
+#[test]
+fn total_gradient_matches_finite_differences() {
+    let (w, h) = (20, 17);
+    let p = Problem::new(w, h, 10);
+    let mut s = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &p.opts).unwrap();
+    let gpu = s.gradient().unwrap();
+    let x0 = to_f64(&s.x().unwrap());
+    let net = ref_net(&p.weights, false);
+    let (content, style) = p.reference_targets(&net);
+    let total = |x: &[f64]| {
+        let (a, b, t) = net.losses(x, h, w, &content, &style, p.loss_weights());
+        a + b + t
+    };
+    let scale = rms(&to_f64(&gpu));
+    assert!(scale > 0.0);
+    let mut g = rng(99);
+    let eps = 1e-3;
+    for _ in 0..24 {
+        let i = rand::Rng::random_range(&mut g, 0..x0.len());
+        let (mut a, mut b) = (x0.clone(), x0.clone());
+        a[i] += eps;
+        b[i] -= eps;
+        let fd = (total(&a) - total(&b)) / (2.0 * eps);
+        let gi = f64::from(gpu[i]);
+        assert!(
+            (gi - fd).abs() <= 1e-2 * fd.abs() + 1e-3 * scale,
+            "dL/dx[{i}]: gpu {gi} vs finite difference {fd} (gradient rms {scale})"
+        );
+    }
+}
+
+#[test]
+fn two_runs_are_bit_identical() {
+    let p = Problem::new(23, 18, 30);
+    let opts = StyleOptions { init: Init::Random, seed: 7, ..p.opts.clone() };
+    let run = || {
+        let mut s = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &opts).unwrap();
+        let losses: Vec<_> = (0..3).map(|_| s.step(true).unwrap().unwrap()).collect();
+        (s.x().unwrap(), losses)
+    };
+    let (x1, l1) = run();
+    let (x2, l2) = run();
+    assert!(x1.iter().zip(&x2).all(|(a, b)| a.to_bits() == b.to_bits()), "images differ between runs");
+    assert_eq!(l1, l2);
+    assert!(l1[2].total < l1[0].total, "loss did not decrease: {l1:?}");
+}
+
+#[test]
+fn too_small_and_bad_options_are_refused() {
+    let p = Problem::new(20, 17, 40);
+    let small = random_image(1, 15, 40);
+    let e = Stylizer::new(ctx(), &p.weights, &small, &p.styles, &p.opts).err().unwrap().to_string();
+    assert!(e.contains("16"), "{e}");
+    let e = Stylizer::new(ctx(), &p.weights, &p.content, &[small], &p.opts).err().unwrap().to_string();
+    assert!(e.contains("15x40"), "{e}");
+    let bad = StyleOptions { style_layers: vec!["relu5_2".into()], ..p.opts.clone() };
+    let e = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &bad).err().unwrap().to_string();
+    assert!(e.contains("relu5_2"), "{e}");
+    let bad = StyleOptions { style_blend_weights: vec![1.0], ..p.opts.clone() };
+    assert!(Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &bad).is_err());
+    let bad = StyleOptions { learning_rate: 0.0, ..p.opts.clone() };
+    assert!(Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &bad).is_err());
+}
