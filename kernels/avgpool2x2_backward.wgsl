@@ -1,5 +1,6 @@
 // Backward of 2x2/2 FLOOR average pooling: each input element inside a window gets 1/4 of its output gradient;
-// elements of a dropped odd row/column get 0. One thread per input element.
+// elements of a dropped odd row/column get 0. One thread per input element. The input is a ReLU output, so the
+// ReLU's backward is fused here: the gradient passes only where input > 0.
 
 struct Params {
     channels: u32,
@@ -13,8 +14,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> grad_out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> grad_in: array<f32>;
+@group(0) @binding(1) var<storage, read> input: array<f32>; // forward input (the ReLU mask)
+@group(0) @binding(2) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad_in: array<f32>;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(
@@ -32,7 +34,7 @@ fn main(
     let oy = (r / params.width) / 2u;
     let ox = (r % params.width) / 2u;
     var g = 0.0;
-    if (oy < params.out_height && ox < params.out_width) {
+    if (oy < params.out_height && ox < params.out_width && input[idx] > 0.0) {
         g = 0.25 * grad_out[c * params.out_height * params.out_width + oy * params.out_width + ox];
     }
     grad_in[idx] = g;

@@ -1,9 +1,11 @@
-// Backward-data of conv3x3 + ReLU: the gradient w.r.t. the conv's input, from the gradient w.r.t. its
-// post-ReLU output `grad_out`, masked on the way in by (y > 0) where y is the forward output.
-//   grad_in[ci, p] = sum_k weights_t[k, ci] * im2col(grad_out * (y > 0))[k, p],  k = co*9 + tap
-// It is a 3x3 convolution with the weights flipped (tap -> 8 - tap) and Cin/Cout swapped; that transform is
-// done once at load (frozen weights), so this is the forward kernel's implicit GEMM with a masked input and no
-// bias/ReLU. Layout CHW, same tiling as conv3x3.wgsl.
+// Backward-data of conv3x3: the gradient w.r.t. the conv's input from `grad_out`, the gradient w.r.t. its
+// pre-ReLU output (every writer of a post-ReLU gradient already multiplied it by the ReLU mask y > 0, so this
+// kernel never reads the layer's own activations):
+//   grad_in[ci, p] = (mask_src[ci, p] > 0 if mask_output) * sum_k weights_t[k, ci] * im2col(grad_out)[k, p]
+// with k = co*9 + tap. It is a 3x3 convolution with the weights flipped (tap -> 8 - tap) and Cin/Cout swapped;
+// that transform is done once at load (frozen weights), so this is the forward kernel's implicit GEMM without
+// bias. When the input is itself a ReLU output, the epilogue applies that ReLU's mask (one read per output, at
+// the output's own index), so the result is ready for the next backward step. Layout CHW, tiling as conv3x3.wgsl.
 
 struct Params {
     cin: u32,   // channels of grad_out (the forward conv's Cout)
@@ -11,15 +13,15 @@ struct Params {
     height: u32,
     width: u32,
     pixel_tiles: u32,
-    _pad0: u32,
+    mask_output: u32, // 1 = multiply by (mask_src > 0): the input was a ReLU output
     _pad1: u32,
     _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> grad_out: array<f32>;
-@group(0) @binding(2) var<storage, read> fwd_out: array<f32>;
-@group(0) @binding(3) var<storage, read> weights: array<f32>;
+@group(0) @binding(2) var<storage, read> weights: array<f32>;
+@group(0) @binding(3) var<storage, read> mask_src: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad_in: array<f32>;
 
 const TILE: u32 = 64u;
@@ -74,9 +76,7 @@ fn main(
                 let iy = load_y + i32(tap / 3u) - 1;
                 let ix = load_x + i32(tap % 3u) - 1;
                 if (iy >= 0 && iy < i32(height) && ix >= 0 && ix < i32(width)) {
-                    let idx = c * npix + u32(iy) * width + u32(ix);
-                    // ReLU backward: the gradient passes only where the forward output was positive.
-                    v = select(0.0, grad_out[idx], fwd_out[idx] > 0.0);
+                    v = grad_out[c * npix + u32(iy) * width + u32(ix)];
                 }
             }
             tile_x[kk * TILE + col] = v;
@@ -106,7 +106,12 @@ fn main(
         for (var j = 0u; j < 4u; j++) {
             let n = n0 + lid.x + 16u * j;
             if (n < npix) {
-                grad_in[m * npix + n] = acc[i * 4u + j];
+                let idx = m * npix + n;
+                var g = acc[i * 4u + j];
+                if (params.mask_output != 0u && !(mask_src[idx] > 0.0)) {
+                    g = 0.0;
+                }
+                grad_in[idx] = g;
             }
         }
     }

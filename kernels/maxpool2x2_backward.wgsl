@@ -1,6 +1,7 @@
 // Backward of 2x2/2 FLOOR max pooling: each input element receives its window's output gradient if it is the
 // window's arg-max (first in row-major order on ties, as in maxpool2x2.wgsl), else 0. One thread per INPUT
 // element (a gather, so no atomics and a fixed result); elements of a dropped odd row/column get 0.
+// The input is a ReLU output, so the ReLU's backward is fused here: the gradient passes only where input > 0.
 
 struct Params {
     channels: u32,
@@ -47,7 +48,7 @@ fn main(
                 best_i = cand[i];
             }
         }
-        if (best_i == idx) {
+        if (best_i == idx && best > 0.0) {
             g = grad_out[c * params.out_height * params.out_width + oy * params.out_width + ox];
         }
     }

@@ -2,7 +2,8 @@
 //   grad[k, n] (+)= scale * sum_j (G - A)[k, j] * F[j, n],   scale = 4 * w_s / (C^2 * C*H*W)
 // (G = F Fᵀ / (C*H*W) and G - A are symmetric, so dL/dF = 2/(CHW) * dL/dG * F with dL/dG = 2 w_s (G-A)/C^2.)
 // A GEMM (M = C, N = H*W, K = C) tiled like conv3x3.wgsl; (G - A) is formed while loading the tile, and read
-// as its transpose (same matrix) so the loads are contiguous.
+// as its transpose (same matrix) so the loads are contiguous. F is a ReLU output and the ReLU's backward is
+// fused in the epilogue: nothing passes where F = 0 (the gradient buffer holds dL/d(pre-ReLU)).
 
 struct Params {
     channels: u32,
@@ -92,7 +93,7 @@ fn main(
             let n = n0 + lid.x + 16u * j;
             if (n < npix) {
                 let idx = m * npix + n;
-                let g = params.scale * acc[i * 4u + j];
+                let g = select(0.0, params.scale * acc[i * 4u + j], features[idx] > 0.0);
                 grad[idx] = select(g, grad[idx] + g, params.accumulate != 0u);
             }
         }

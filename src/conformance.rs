@@ -102,8 +102,9 @@ pub fn conv3x3(ctx: &GpuContext, s: ConvShape, relu: bool, seed: u64) -> Check {
     compare(&format!("conv3x3 {cin}->{cout} {h}x{w} relu={relu}"), &run().map_err(gpu_err)?, &expect, RTOL)
 }
 
-/// conv3x3 backward-data (ReLU-masked) against the reference, and, when `finite_differences`, the kernel's
-/// result against central differences of L(x) = Σ r · relu(conv(x)) (the reference's own derivation).
+/// conv3x3 backward-data against the reference, with and without the fused ReLU mask of its input (the GPU is
+/// given the already-masked output gradient, as every writer of a gradient in the engine leaves it); when
+/// `finite_differences`, the unmasked result against central differences of L(x) = Σ r · relu(conv(x)).
 pub fn conv3x3_backward_data(ctx: &GpuContext, s: ConvShape, finite_differences: bool, seed: u64) -> Check {
     let io = Io { ctx };
     let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
@@ -113,17 +114,22 @@ pub fn conv3x3_backward_data(ctx: &GpuContext, s: ConvShape, finite_differences:
     let b = random(&mut g, cout, 0.5);
     let y = r::conv3x3(&x, cin, h, w, &wt, &b, cout, true);
     let gy = random(&mut g, cout * h * w, 1.0);
+    // The input's own forward values (as if it were a ReLU output) for the fused mask.
+    let mask = random(&mut g, cin * h * w, 1.0);
     let expect = r::conv3x3_backward_data(&gy, &y, cin, cout, h, w, &wt);
-    let run = || -> Result<Vec<f32>> {
+    let expect_masked = r::relu_mask(&expect, &mask);
+    let run = || -> Result<(Vec<f32>, Vec<f32>)> {
         let wbk = kernels::conv::backward_weights(&to_f32(&wt), cin, cout);
-        let (gyb, yb, wb, ob) = (io.buf(&gy)?, io.buf(&y)?, ctx.buffer_from("w", &wbk)?, io.out(cin * h * w)?);
-        let d = kernels::conv::conv3x3_backward_data(ctx, s, &gyb, &yb, &wb, &ob)?;
-        ctx.run(&[&d])?;
-        io.read(&ob, cin * h * w)
+        let gyb = io.buf(&r::relu_mask(&gy, &y))?;
+        let (wb, mb, o1, o2) = (ctx.buffer_from("w", &wbk)?, io.buf(&mask)?, io.out(cin * h * w)?, io.out(cin * h * w)?);
+        let d1 = kernels::conv::conv3x3_backward_data(ctx, s, &gyb, &wb, None, &o1)?;
+        let d2 = kernels::conv::conv3x3_backward_data(ctx, s, &gyb, &wb, Some(&mb), &o2)?;
+        ctx.run(&[&d1, &d2])?;
+        Ok((io.read(&o1, cin * h * w)?, io.read(&o2, cin * h * w)?))
     };
-    let gpu = run().map_err(gpu_err)?;
+    let (plain, masked) = run().map_err(gpu_err)?;
     let what = format!("conv3x3_backward_data {cin}->{cout} {h}x{w}");
-    let vs_ref = compare(&what, &gpu, &expect, RTOL);
+    let vs_ref = both(compare(&what, &plain, &expect, RTOL), compare(&format!("{what} masked"), &masked, &expect_masked, RTOL));
     if !finite_differences {
         return vs_ref;
     }
@@ -137,11 +143,12 @@ pub fn conv3x3_backward_data(ctx: &GpuContext, s: ConvShape, finite_differences:
             (loss(&p) - loss(&m)) / (2.0 * eps)
         })
         .collect();
-    both(vs_ref, compare(&format!("{what} vs finite differences"), &gpu, &fd, 1e-3))
+    both(vs_ref, compare(&format!("{what} vs finite differences"), &plain, &fd, 1e-3))
 }
 
-/// Max or average pooling, forward and backward. With `ties`, values come from a small set so the
-/// first-in-row-major arg-max rule is exercised. Max pooling must match exactly (tolerance 0).
+/// Max or average pooling, forward and backward (with the input ReLU's mask fused: no gradient where the input
+/// is ≤ 0). With `ties`, values come from a small set so the first-in-row-major arg-max rule is exercised. Max
+/// pooling must match exactly (tolerance 0).
 pub fn pool(ctx: &GpuContext, s: PoolShape, avg: bool, ties: bool, seed: u64) -> Check {
     let io = Io { ctx };
     let (c, h, w) = (s.channels, s.height, s.width);
@@ -154,7 +161,7 @@ pub fn pool(ctx: &GpuContext, s: PoolShape, avg: bool, ties: bool, seed: u64) ->
     let run = || -> Result<(Vec<f32>, Vec<f32>)> {
         let (xb, ob, gyb, gxb) = (io.buf(&x)?, io.out(c * oh * ow)?, io.buf(&gy)?, io.out(c * h * w)?);
         let (f, b) = if avg {
-            (kernels::pool::avgpool2x2(ctx, s, &xb, &ob)?, kernels::pool::avgpool2x2_backward(ctx, s, &gyb, &gxb)?)
+            (kernels::pool::avgpool2x2(ctx, s, &xb, &ob)?, kernels::pool::avgpool2x2_backward(ctx, s, &xb, &gyb, &gxb)?)
         } else {
             (kernels::pool::maxpool2x2(ctx, s, &xb, &ob)?, kernels::pool::maxpool2x2_backward(ctx, s, &xb, &gyb, &gxb)?)
         };
@@ -165,9 +172,9 @@ pub fn pool(ctx: &GpuContext, s: PoolShape, avg: bool, ties: bool, seed: u64) ->
     let name = if avg { "avgpool2x2" } else { "maxpool2x2" };
     let what = format!("{name} {c}x{h}x{w} ties={ties}");
     let (ef, eb, tol) = if avg {
-        (r::avgpool2x2(&x, c, h, w), r::avgpool2x2_backward(&gy, c, h, w), RTOL)
+        (r::avgpool2x2(&x, c, h, w), r::relu_mask(&r::avgpool2x2_backward(&gy, c, h, w), &x), RTOL)
     } else {
-        (r::maxpool2x2(&x, c, h, w), r::maxpool2x2_backward(&x, &gy, c, h, w), 0.0)
+        (r::maxpool2x2(&x, c, h, w), r::relu_mask(&r::maxpool2x2_backward(&x, &gy, c, h, w), &x), 0.0)
     };
     both(compare(&what, &fwd, &ef, tol), compare(&format!("{what} backward"), &bwd, &eb, tol))
 }
@@ -218,14 +225,14 @@ pub fn sq_diff_reduce(ctx: &GpuContext, n: usize, seed: u64) -> Check {
     compare(&format!("sq_diff_sum+reduce_sum n={n}"), &got[1..2], &[0.5 * r::sum_sq_diff(&a, &b)], RTOL)
 }
 
-/// content_grad, overwriting a poisoned gradient and accumulating onto a prior one.
+/// content_grad (with F's ReLU mask fused), overwriting a poisoned gradient and accumulating onto a prior one.
 pub fn content_grad(ctx: &GpuContext, n: usize, seed: u64) -> Check {
     let io = Io { ctx };
     let mut g = rng(seed);
     let f = random(&mut g, n, 1.0);
     let p = random(&mut g, n, 1.0);
     let prior = random(&mut g, n, 1.0);
-    let (_, grad) = r::content_loss(&f, &p, 5.0);
+    let grad = r::relu_mask(&r::content_loss(&f, &p, 5.0).1, &f);
     let scale = 2.0 * 5.0 / n as f64;
     let run = || -> Result<(Vec<f32>, Vec<f32>)> {
         let (fb, pb, g1, g2) = (io.buf(&f)?, io.buf(&p)?, io.out(n)?, io.buf(&prior)?);
@@ -239,7 +246,7 @@ pub fn content_grad(ctx: &GpuContext, n: usize, seed: u64) -> Check {
     both(compare("content_grad", &over, &grad, RTOL), compare("content_grad accumulate", &acc, &expect_acc, RTOL))
 }
 
-/// style_grad fed the GPU Gram, against the reference dL/dF. (G − A) is a difference of nearly equal
+/// style_grad fed the GPU Gram, against the reference dL/dF (with F's ReLU mask fused). (G − A) is a difference of nearly equal
 /// numbers, so the tolerance is 2e-3.
 pub fn style_grad(ctx: &GpuContext, c: usize, n: usize, seed: u64) -> Check {
     let io = Io { ctx };
@@ -248,7 +255,7 @@ pub fn style_grad(ctx: &GpuContext, c: usize, n: usize, seed: u64) -> Check {
     let fs: Vec<f64> = random(&mut g, c * n, 1.0).iter().map(|v| v.max(0.0)).collect();
     let a = r::gram(&fs, c, n);
     let w_s = 100.0;
-    let (_, grad) = r::style_loss(&f, &a, c, n, w_s);
+    let grad = r::relu_mask(&r::style_loss(&f, &a, c, n, w_s).1, &f);
     let run = || -> Result<Vec<f32>> {
         let fb = io.buf(&f)?;
         let gram_gpu = run_gram(ctx, c, n, &fb)?;
@@ -428,7 +435,20 @@ impl Problem {
 /// `steps` Adam iterations whose logged losses must follow the reference's own trajectory (losses, not pixels:
 /// Adam's first steps are ±lr wherever the gradient's sign is close to a tie, so single pixels may differ).
 pub fn full_iterations(ctx: &GpuContext, w: usize, h: usize, steps: usize, seed: u64) -> Check {
-    let p = Problem::new(w, h, seed);
+    full_iterations_of(ctx, Problem::new(w, h, seed), steps)
+}
+
+/// As [`full_iterations`] with average pooling and torchvision-convention weights (the input affine map).
+pub fn full_iterations_avg_torchvision(ctx: &GpuContext, w: usize, h: usize, steps: usize, seed: u64) -> Check {
+    let mut p = Problem::new(w, h, seed);
+    p.pooling_avg = true;
+    p.opts.pooling = crate::Pooling::Avg;
+    p.weights.convention = crate::weights::InputConvention::Torchvision;
+    full_iterations_of(ctx, p, steps)
+}
+
+fn full_iterations_of(ctx: &GpuContext, p: Problem, steps: usize) -> Check {
+    let (w, h) = (p.content.width, p.content.height);
     let net = ref_net(&p.weights, p.pooling_avg);
     let (content, style) = p.reference_targets(&net);
     let lw = p.loss_weights();

@@ -74,6 +74,11 @@ pub fn conv3x3_backward_data(
     gx
 }
 
+/// ReLU backward: `g` where `y > 0`, else 0.
+pub fn relu_mask(g: &[f64], y: &[f64]) -> Vec<f64> {
+    g.iter().zip(y).map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }).collect()
+}
+
 /// 2x2/2 FLOOR max pool.
 pub fn maxpool2x2(x: &[f64], c: usize, h: usize, w: usize) -> Vec<f64> {
     let (oh, ow) = (h / 2, w / 2);

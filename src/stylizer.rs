@@ -223,7 +223,7 @@ impl<'a> Stylizer<'a> {
             }
         }
 
-        let plan = ForwardPlan::new(ctx, &net, w, h, up_to)?;
+        let plan = ForwardPlan::with_scratch(ctx, &net, w, h, up_to, backward_scratch_len(&net, w, h, up_to))?;
         let bytes = std::cell::Cell::new(net.bytes + plan.bytes);
         let mut buffers = Vec::new();
         let alloc = |label: &str, len: usize| -> Result<wgpu::Buffer> {
@@ -311,16 +311,19 @@ impl<'a> Stylizer<'a> {
         }
         slot_kinds.push(2);
 
-        // Backward: gradients ping-pong between two buffers sized for the largest activation.
-        let max_act = plan.shapes[..=up_to].iter().map(|&(c, hh, ww)| c * hh * ww).max().unwrap_or(1);
-        let grads = [alloc("gradient A", max_act)?, alloc("gradient B", max_act)?];
+        // Backward, planned so it needs one extra activation-sized buffer (the scratch, which is also the pools'
+        // output buffer in the forward): every kernel that writes a post-ReLU gradient applies that ReLU's mask
+        // itself, so a conv's backward never reads its own activations, and once the gradient of relu_l exists,
+        // relu_l's buffer is dead and receives the gradient of the layer below. The gradient of relu_l lives in
+        // the scratch when l is the top layer or feeds a pool, else in relu_{l+1}'s buffer.
         let grad_x = alloc("image gradient", 3 * plane)?;
         let grad_net_in = match net.input_affine {
             Some(_) => Some(alloc("network input gradient", 3 * plane)?),
             None => None,
         };
+        let scratch = &plan.pool_out;
         let mut backward = Vec::new();
-        let mut cur = 0usize; // grads[cur] holds dL/d relu[layer]
+        let mut cur = scratch; // holds dL/d(pre-ReLU of layer), masked
         for layer in (0..=up_to).rev() {
             let (c, hh, ww) = plan.shapes[layer];
             let f = &plan.relu[layer];
@@ -330,22 +333,13 @@ impl<'a> Stylizer<'a> {
                     TapKind::Content { target } => {
                         let n = c * hh * ww;
                         let scale = 2.0 * f64::from(opts.content_weight) / n as f64;
-                        backward.push(kernels::loss::content_grad(ctx, n, scale, written, f, target, &grads[cur])?);
+                        backward.push(kernels::loss::content_grad(ctx, n, scale, written, f, target, cur)?);
                     }
                     TapKind::Style { gram, target } => {
                         let m = (c * hh * ww) as f64;
                         let scale = 4.0 * f64::from(opts.style_weight) / ((c * c) as f64 * m);
-                        backward.push(kernels::loss::style_grad(
-                            ctx,
-                            c,
-                            hh * ww,
-                            scale,
-                            written,
-                            gram,
-                            target,
-                            f,
-                            &grads[cur],
-                        )?);
+                        backward
+                            .push(kernels::loss::style_grad(ctx, c, hh * ww, scale, written, gram, target, f, cur)?);
                     }
                 }
                 written = true;
@@ -354,36 +348,30 @@ impl<'a> Stylizer<'a> {
             let shape = ConvShape { cin: conv.cin, cout: c, height: hh, width: ww };
             if layer == 0 {
                 let out = grad_net_in.as_ref().unwrap_or(&grad_x);
-                backward.push(kernels::conv::conv3x3_backward_data(
-                    ctx,
-                    shape,
-                    &grads[cur],
-                    f,
-                    &conv.w_backward,
-                    out,
-                )?);
+                backward.push(kernels::conv::conv3x3_backward_data(ctx, shape, cur, &conv.w_backward, None, out)?);
                 break;
             }
-            let next = 1 - cur;
-            backward.push(kernels::conv::conv3x3_backward_data(
-                ctx,
-                shape,
-                &grads[cur],
-                f,
-                &conv.w_backward,
-                &grads[next],
-            )?);
+            let below = &plan.relu[layer - 1];
             if POOL_AFTER.contains(&(layer - 1)) {
+                // conv → gradient of the pool's output (in relu_l's dead buffer) → pool backward into the scratch.
+                backward.push(kernels::conv::conv3x3_backward_data(ctx, shape, cur, &conv.w_backward, None, f)?);
                 let (pc, ph, pw) = plan.shapes[layer - 1];
                 let ps = PoolShape { channels: pc, height: ph, width: pw };
                 backward.push(match net.pooling {
-                    Pooling::Max => {
-                        kernels::pool::maxpool2x2_backward(ctx, ps, &plan.relu[layer - 1], &grads[next], &grads[cur])?
-                    }
-                    Pooling::Avg => kernels::pool::avgpool2x2_backward(ctx, ps, &grads[next], &grads[cur])?,
+                    Pooling::Max => kernels::pool::maxpool2x2_backward(ctx, ps, below, f, scratch)?,
+                    Pooling::Avg => kernels::pool::avgpool2x2_backward(ctx, ps, below, f, scratch)?,
                 });
+                cur = scratch;
             } else {
-                cur = next;
+                backward.push(kernels::conv::conv3x3_backward_data(
+                    ctx,
+                    shape,
+                    cur,
+                    &conv.w_backward,
+                    Some(below),
+                    f,
+                )?);
+                cur = f;
             }
         }
         if let (Some((s, _)), Some(gni)) = (net.input_affine, &grad_net_in) {
@@ -420,7 +408,6 @@ impl<'a> Stylizer<'a> {
         };
         ctx.queue.write_buffer(&plan.x, 0, bytemuck::cast_slice(&x0));
         buffers.extend([partials, gram_partial, m, v]);
-        buffers.extend(grads);
         buffers.extend(grad_net_in);
         ctx.check()?;
         Ok(Self {
@@ -565,6 +552,13 @@ impl<'a> Stylizer<'a> {
     pub fn context(&self) -> &GpuContext {
         self.ctx
     }
+}
+
+/// Floats of the backward's scratch: the gradient of the top layer and of each pool's input.
+pub fn backward_scratch_len(net: &GpuNet, width: usize, height: usize, up_to: usize) -> usize {
+    let shapes = vgg::layer_shapes(&net.couts(), height, width);
+    let size = |l: usize| shapes[l].0 * shapes[l].1 * shapes[l].2;
+    POOL_AFTER.iter().filter(|&&p| p < up_to).map(|&p| size(p)).chain([size(up_to)]).max().unwrap_or(1)
 }
 
 /// Seeded noise init: 0.001 · N(0, 1) per element (ChaCha8).

@@ -2,7 +2,8 @@
 //! image size (buffers allocated once, dispatches built once, recorded every iteration).
 //!
 //! Buffers and liveness: every conv's post-ReLU output is kept (the backward needs it as the ReLU mask and as
-//! the pools' arg-max input). Pool outputs are only read by the next conv, so all four pools share one buffer.
+//! the pools' arg-max input, then reuses the buffer for a gradient). Pool outputs are only read by the next
+//! conv, so all four pools share one buffer, which the backward then uses as its scratch.
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -119,6 +120,19 @@ pub fn largest_fitting_side(width: usize, height: usize, max_binding: u64) -> us
 
 impl ForwardPlan {
     pub fn new(ctx: &GpuContext, net: &GpuNet, width: usize, height: usize, up_to: usize) -> Result<Self> {
+        Self::with_scratch(ctx, net, width, height, up_to, 0)
+    }
+
+    /// As [`ForwardPlan::new`], with the pools' output buffer at least `scratch_len` floats: the backward pass
+    /// reuses it as its scratch (the forward is done with it by then).
+    pub fn with_scratch(
+        ctx: &GpuContext,
+        net: &GpuNet,
+        width: usize,
+        height: usize,
+        up_to: usize,
+        scratch_len: usize,
+    ) -> Result<Self> {
         check_size(width, height)?;
         let shapes = layer_shapes(&net.couts(), height, width);
         let biggest = shapes[..=up_to].iter().map(|&(c, h, w)| (c * h * w * 4) as u64).max().unwrap_or(0);
@@ -155,8 +169,9 @@ impl ForwardPlan {
                 c * (h / 2) * (w / 2)
             })
             .max()
-            .unwrap_or(1);
-        let pool_out = alloc("pool output", pool_len)?;
+            .unwrap_or(1)
+            .max(scratch_len);
+        let pool_out = alloc("pool output / backward scratch", pool_len)?;
 
         let mut dispatches = Vec::new();
         if let (Some((s, o)), Some(ni)) = (net.input_affine, &net_in) {

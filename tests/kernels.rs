@@ -68,7 +68,8 @@ fn avgpool2x2_forward_and_backward_match_reference() {
     }
 }
 
-/// Finite differences of Σ r · pool(x) for both pooling kinds (continuous data: no ties).
+/// Finite differences of Σ r · pool(relu(x)) for both pooling kinds (continuous data: no ties); the kernels fuse
+/// the backward of the ReLU that produced their input.
 #[test]
 fn pool_backward_matches_finite_differences() {
     let (c, h, w) = (3, 7, 9);
@@ -82,13 +83,14 @@ fn pool_backward_matches_finite_differences() {
         let gxb = ctx().storage_buffer("gx", c * h * w).unwrap();
         ctx().poison(&gxb);
         let d = if avg {
-            kernels::pool::avgpool2x2_backward(ctx(), s, &gyb, &gxb).unwrap()
+            kernels::pool::avgpool2x2_backward(ctx(), s, &xb, &gyb, &gxb).unwrap()
         } else {
             kernels::pool::maxpool2x2_backward(ctx(), s, &xb, &gyb, &gxb).unwrap()
         };
         ctx().run(&[&d]).unwrap();
         let loss = |x: &[f64]| -> f64 {
-            let p = if avg { r::avgpool2x2(x, c, h, w) } else { r::maxpool2x2(x, c, h, w) };
+            let x: Vec<f64> = x.iter().map(|v| v.max(0.0)).collect();
+            let p = if avg { r::avgpool2x2(&x, c, h, w) } else { r::maxpool2x2(&x, c, h, w) };
             p.iter().zip(&rr).map(|(a, b)| a * b).sum()
         };
         let eps = 1e-6;

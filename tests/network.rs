@@ -65,6 +65,11 @@ fn full_iterations_match_reference() {
     eprintln!("full iterations: max error {worst:.2e}");
 }
 
+#[test]
+fn full_iterations_with_avg_pooling_and_torchvision_weights_match_reference() {
+    conformance::full_iterations_avg_torchvision(ctx(), 19, 22, 2, 50).unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// Central finite differences of the reference total loss (f64) at random pixels of a 20x17 image.
 #[test]
 fn total_gradient_matches_finite_differences() {

@@ -86,14 +86,16 @@ pub fn conv3x3(
     Dispatch::new(ctx, "conv3x3", &params, &[input, weights, bias, output], groups)
 }
 
-/// `grad_in = conv3x3ᵀ(grad_out ⊙ (fwd_out > 0))`: gradient w.r.t. the input of a conv+ReLU of `shape`, from the
-/// gradient w.r.t. its output. `weights` in [`backward_weights`] layout.
+/// `grad_in = conv3x3ᵀ(grad_out)`, times `(mask_src > 0)` when `mask_src` is given: the gradient w.r.t. the
+/// input of a conv of `shape` from the gradient w.r.t. its pre-ReLU output. `weights` in [`backward_weights`]
+/// layout. Give `mask_src` = the input's forward values when the input is a ReLU output, so the result is
+/// already the next layer's pre-ReLU gradient.
 pub fn conv3x3_backward_data(
     ctx: &GpuContext,
     shape: ConvShape,
     grad_out: &wgpu::Buffer,
-    fwd_out: &wgpu::Buffer,
     weights: &wgpu::Buffer,
+    mask_src: Option<&wgpu::Buffer>,
     grad_in: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let (groups, pixel_tiles) = gemm_grid(shape.cin, shape.height * shape.width, max_dim(ctx));
@@ -103,10 +105,12 @@ pub fn conv3x3_backward_data(
         height: shape.height as u32,
         width: shape.width as u32,
         pixel_tiles,
-        relu: 0,
+        relu: mask_src.is_some() as u32,
         _pad: [0; 2],
     };
-    Dispatch::new(ctx, "conv3x3_backward_data", &params, &[grad_out, fwd_out, weights, grad_in], groups)
+    // Without a mask the kernel never reads binding 3; bind the weights there (any read-only buffer).
+    let mask = mask_src.unwrap_or(weights);
+    Dispatch::new(ctx, "conv3x3_backward_data", &params, &[grad_out, weights, mask, grad_in], groups)
 }
 
 #[cfg(test)]

@@ -51,7 +51,8 @@ pub fn maxpool2x2(ctx: &GpuContext, s: PoolShape, input: &wgpu::Buffer, output: 
     Dispatch::new(ctx, "maxpool2x2", &s.params(), &[input, output], groups)
 }
 
-/// `input` is the forward input (the arg-max is recomputed, nothing is stored by the forward).
+/// `input` is the forward input, a ReLU output: the arg-max is recomputed (the forward stores nothing) and the
+/// gradient passes only where it is > 0 (the ReLU's backward, fused).
 pub fn maxpool2x2_backward(
     ctx: &GpuContext,
     s: PoolShape,
@@ -68,12 +69,14 @@ pub fn avgpool2x2(ctx: &GpuContext, s: PoolShape, input: &wgpu::Buffer, output: 
     Dispatch::new(ctx, "avgpool2x2", &s.params(), &[input, output], groups)
 }
 
+/// `input` is the forward input, a ReLU output: the gradient passes only where it is > 0.
 pub fn avgpool2x2_backward(
     ctx: &GpuContext,
     s: PoolShape,
+    input: &wgpu::Buffer,
     grad_out: &wgpu::Buffer,
     grad_in: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let groups = elementwise_grid(s.channels * s.height * s.width, max_dim(ctx));
-    Dispatch::new(ctx, "avgpool2x2_backward", &s.params(), &[grad_out, grad_in], groups)
+    Dispatch::new(ctx, "avgpool2x2_backward", &s.params(), &[input, grad_out, grad_in], groups)
 }

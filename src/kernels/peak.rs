@@ -1,0 +1,60 @@
+//! Host wrappers of the adapter-peak probes used by the benchmarks: `peak_fma.wgsl` (FMA throughput, a long
+//! register-resident chain) and `peak_copy.wgsl` (copy bandwidth). Their ratios to these measured peaks are the
+//! "% of peak" the benchmarks report: measured on the adapter at hand, never taken from a datasheet.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{max_dim, Dispatch};
+use crate::dispatch::elementwise_grid;
+use crate::error::Result;
+use crate::gpu::GpuContext;
+
+/// FMAs one thread of `peak_fma` runs per loop trip (8 vec4 chains x 4 rounds).
+pub const FMA_PER_TRIP: u64 = 128;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct FmaParams {
+    count: u32,
+    iters: u32,
+    mul: f32,
+    add: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct CopyParams {
+    count: u32,
+    _pad: [u32; 3],
+}
+
+/// `out[i]` = the sum of 32 chains `a = fma(a, mul, add)` run `4 * iters` times from `seeds[i] + 0.125 * k`
+/// (k = 0..32), over `threads` threads. `seeds` and `out` hold at least `threads` floats.
+pub fn peak_fma(
+    ctx: &GpuContext,
+    threads: usize,
+    iters: u32,
+    mul: f32,
+    add: f32,
+    seeds: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let p = FmaParams { count: threads as u32, iters, mul, add };
+    Dispatch::new(ctx, "peak_fma", &p, &[seeds, out], elementwise_grid(threads, max_dim(ctx)))
+}
+
+/// Floating-point operations of one [`peak_fma`] dispatch (an FMA counts 2).
+pub fn fma_flops(threads: usize, iters: u32) -> f64 {
+    2.0 * FMA_PER_TRIP as f64 * threads as f64 * f64::from(iters)
+}
+
+/// `dst[0..4 * vec4s] = src[0..4 * vec4s]`, 16 bytes per thread. Both buffers hold at least `4 * vec4s` floats.
+pub fn peak_copy(ctx: &GpuContext, vec4s: usize, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Result<Dispatch> {
+    let p = CopyParams { count: vec4s as u32, _pad: [0; 3] };
+    Dispatch::new(ctx, "peak_copy", &p, &[src, dst], elementwise_grid(vec4s, max_dim(ctx)))
+}
+
+/// Bytes one [`peak_copy`] dispatch moves (read + write).
+pub fn copy_bytes(vec4s: usize) -> f64 {
+    32.0 * vec4s as f64
+}
