@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# One command for the performance table: our full style iteration (`neural-style bench`) and the PyTorch + cuDNN
+# anchor (`torch_baseline.py`) at the same sizes, on the same card, in the same run, then the ratio table.
+#
+# On the GPU machine (after ../shared/device/pack here and sending .gl/ and .gpu/ with the tree):
+#   source .gpu/env.sh; scripts/gpu-bench.sh 2>&1 | tee $OUT/gpu-bench.log
+# Here, against lavapipe (no torch: the baseline is skipped and only our column is printed):
+#   BIN=target/release/neural-style scripts/gpu-bench.sh 32 48
+#
+# Arguments: image sides (default 256 512 1024 2048).
+# Environment:
+#   BIN             our binary (default .gpu/bin/neural-style, else target/release/neural-style)
+#   TORCH_BASELINE  the anchor script (default .gpu/torch_baseline.py, else ../shared/device/torch_baseline.py)
+#   PYTHON          python with torch (default python3)
+#   ITERATIONS      timed iterations of our bench (default 20, the anchor's count)
+#   ADAPTER         passed to --adapter
+#   WEIGHTS         passed to --weights (default: random weights, seeded; timing does not depend on values)
+#   RESULTS         folder for the raw JSON lines (default $OUT/gpu-bench if $OUT is set, else a temp folder)
+#   SKIP_TORCH=1    do not run the anchor
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+sizes=("$@")
+[ ${#sizes[@]} -eq 0 ] && sizes=(256 512 1024 2048)
+for s in "${sizes[@]}"; do
+    case "$s" in
+        '' | *[!0-9]*) echo "gpu-bench: size must be a number, got '$s'" >&2; exit 2 ;;
+    esac
+done
+
+first_existing() { for f in "$@"; do [ -e "$f" ] && { echo "$f"; return 0; }; done; echo "$1"; }
+BIN=${BIN:-$(first_existing .gpu/bin/neural-style target/release/neural-style)}
+TORCH_BASELINE=${TORCH_BASELINE:-$(first_existing .gpu/torch_baseline.py ../shared/device/torch_baseline.py)}
+PYTHON=${PYTHON:-python3}
+ITERATIONS=${ITERATIONS:-20}
+if [ -n "${RESULTS:-}" ]; then :; elif [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then RESULTS=$OUT/gpu-bench; else
+    RESULTS=$(mktemp -d /tmp/gpu-bench.XXXXXX)
+fi
+mkdir -p "$RESULTS"
+ours=$RESULTS/ours.jsonl
+torch=$RESULTS/torch.jsonl
+: > "$ours"
+: > "$torch"
+
+if [ ! -x "$BIN" ]; then
+    echo "gpu-bench: no binary at $BIN (build with cargo build --release, or set BIN)" >&2
+    exit 1
+fi
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    echo "gpu-bench: $PYTHON not found; it is needed for the table" >&2
+    exit 1
+fi
+
+echo "== neural-style bench ($BIN), sizes ${sizes[*]}, $ITERATIONS iterations each"
+extra=()
+[ -n "${ADAPTER:-}" ] && extra+=(--adapter "$ADAPTER")
+[ -n "${WEIGHTS:-}" ] && extra+=(--weights "$WEIGHTS")
+for s in "${sizes[@]}"; do
+    start=$(date +%s)
+    if line=$("$BIN" bench --size "$s" --iterations "$ITERATIONS" "${extra[@]}" 2>"$RESULTS/ours-$s.err"); then
+        # The JSON object is the last line that starts with '{' (anything before it is chatter).
+        json=$(printf '%s\n' "$line" | grep '^{' | tail -n 1)
+        if [ -n "$json" ]; then
+            printf '%s\n' "$json" >> "$ours"
+            echo "  $s: done in $(( $(date +%s) - start )) s"
+        else
+            echo "  $s: no JSON in the output: $line" >&2
+            printf '{"bench":"iteration","size":%s,"error":"no JSON output"}\n' "$s" >> "$ours"
+        fi
+    else
+        rc=$?
+        err=$RESULTS/ours-$s.err
+        msg=$( (grep -i -m 1 'error' "$err" || head -n 2 "$err") | tr -d '\r' | tr '\n\t"\\' '   /' | cut -c1-300)
+        echo "  $s: FAILED (exit $rc): $msg" >&2
+        printf '{"bench":"iteration","size":%s,"error":"exit %s: %s"}\n' "$s" "$rc" "$msg" >> "$ours"
+    fi
+done
+
+torch_note=""
+if [ "${SKIP_TORCH:-0}" = 1 ]; then
+    torch_note="PyTorch baseline skipped (SKIP_TORCH=1)"
+elif [ ! -f "$TORCH_BASELINE" ]; then
+    torch_note="PyTorch baseline skipped: $TORCH_BASELINE not found"
+elif ! "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 3)' 2>/dev/null; then
+    torch_note="PyTorch baseline skipped: $PYTHON has no torch with CUDA on this machine"
+else
+    echo "== PyTorch anchor ($TORCH_BASELINE)"
+    "$PYTHON" "$TORCH_BASELINE" "${sizes[@]}" 2>"$RESULTS/torch.err" | tee "$torch" | sed 's/^/  /'
+fi
+[ -n "$torch_note" ] && echo "== $torch_note"
+
+echo "== raw JSON lines: $ours $([ -s "$torch" ] && echo "$torch")"
+echo
+"$PYTHON" - "$ours" "$torch" "$torch_note" <<'PY'
+import json, sys
+
+def load(path):
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    return out
+
+ours = load(sys.argv[1])
+torch = load(sys.argv[2])
+note = sys.argv[3]
+modes = ["fp32_strict", "default_tf32_conv", "amp_bf16_channels_last"]
+t = {(r["size"], r["mode"]): r for r in torch if r.get("what") == "torch_nst_iter"}
+dev = next((r for r in torch if r.get("what") == "device"), None)
+sgemm = next((r for r in torch if r.get("what") == "torch_sgemm_fp32_strict"), None)
+
+adapters = sorted({r.get("adapter", "?") for r in ours if "adapter" in r})
+print("our adapter:", ", ".join(adapters) or "?", "| clock:", ", ".join(sorted({r.get("clock", "?") for r in ours if "clock" in r})))
+if dev:
+    print("torch device:", dev.get("name"), "| torch", dev.get("torch"), "| cuDNN", dev.get("cudnn"),
+          "| strict FP32 SGEMM %s TFLOP/s" % sgemm.get("tflops") if sgemm else "")
+if any(r.get("device_type") == "Cpu" for r in ours):
+    print("NOTE: our numbers are from a CPU adapter (lavapipe/llvmpipe): a smoke test, not GPU performance.")
+print()
+
+def ms(r):
+    if r is None:
+        return "—"
+    if "error" in r:
+        return "error"
+    return "%.2f" % r["ms_median"]
+
+def ratio(a, r):
+    if a is None or r is None or "error" in r or not r.get("ms_median"):
+        return "—"
+    return "%.2fx" % (a / r["ms_median"])
+
+def gb(b):
+    return "—" if b is None else "%.2f" % (b / 1e9)
+
+head = ["size", "ours ms", "ours TFLOP/s", "torch fp32 ms", "torch tf32 ms", "torch bf16 ms",
+        "ours/fp32", "ours/tf32", "ours/bf16", "ours GB (alloc.)", "torch peak GB"]
+print("| " + " | ".join(head) + " |")
+print("|" + "---|" * len(head))
+for r in sorted(ours, key=lambda r: r.get("size", 0)):
+    s = r.get("size")
+    a = None if "error" in r else r.get("ms_per_iter")
+    rows = [t.get((s, m)) for m in modes]
+    peaks = [x.get("peak_mem_mib") for x in rows if x and "peak_mem_mib" in x]
+    torch_gb = "%.2f" % (max(peaks) * 2**20 / 1e9) if peaks else "—"
+    cells = ["%d²" % s,
+             r.get("error", "error")[:40] if a is None else "%.2f" % a,
+             "—" if a is None else "%.3g" % (r.get("conv_gflops", 0) / 1e3),
+             *[ms(x) for x in rows],
+             *[ratio(a, x) for x in rows],
+             "—" if a is None else gb(r.get("peak_gpu_bytes")),
+             torch_gb]
+    print("| " + " | ".join(cells) + " |")
+print()
+print("ratio = our ms / PyTorch ms (below 1: we are faster). ours GB = allocation accounting of our buffers;")
+print("torch peak GB = torch.cuda.max_memory_allocated over its three modes. TFLOP/s counts conv forward +")
+print("backward-data only, as torch_baseline.py does.")
+if note:
+    print(note + ": only our column is filled.")
+print()
+print("Top kernels per iteration (profiled iteration; %s):" % ", ".join(sorted({r.get("profile", {}).get("clock", "?") for r in ours if "profile" in r})))
+for r in sorted(ours, key=lambda r: r.get("size", 0)):
+    if "profile" not in r:
+        continue
+    top = r["profile"]["kernels"][:6]
+    print("  %d²: " % r["size"] + ", ".join("%s %.2f ms (%d)" % (k["kernel"], k["ms"], k["dispatches"]) for k in top)
+          + " | profiled total %.2f ms" % r["profile"]["total_ms"])
+PY

@@ -1,0 +1,616 @@
+//! Benchmarks: the timing machinery shared by `neural-style bench` ([`run`]) and the kernel microbenchmarks
+//! (`benches/kernels.rs`), the measured adapter peak ([`measure_peak`]), and the memory plan ([`memory_plan`]).
+//!
+//! Clocks: GPU timestamp queries (`TIMESTAMP_QUERY`, one pair per compute pass) where the adapter has them,
+//! wall clock around submit + wait otherwise (or when `NEURAL_STYLE_BENCH_CLOCK=wall`). Every JSON line names
+//! the clock it used. Wall-clock times include the submit and wait latency, so they overstate short kernels.
+//!
+//! `peak_gpu_bytes` is allocation accounting: the bytes of the buffers the stylizer created (weights in both
+//! kernel layouts, activations, gradients, targets, Adam moments, scratch), not a driver measurement. Uniforms,
+//! query sets and the driver's own overhead are not in it. [`memory_plan`] computes the same number from the
+//! shapes alone.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::gpu::{GpuContext, GpuOptions};
+use crate::kernels::{self, Dispatch};
+use crate::planar::PlanarImage;
+use crate::stylizer::{StyleOptions, Stylizer};
+use crate::vgg::{self, POOL_AFTER};
+use crate::weights::{InputConvention, Vgg16Weights, VGG16_CONV_LAYERS};
+
+/// Side of the microbenchmarks' image (`benches/kernels.rs`); default 512.
+pub const SIZE_ENV: &str = "NEURAL_STYLE_BENCH_SIZE";
+/// `wall` forces the wall clock even where the adapter has timestamp queries.
+pub const CLOCK_ENV: &str = "NEURAL_STYLE_BENCH_CLOCK";
+/// Timed runs per microbenchmark case (at least 10).
+pub const RUNS_ENV: &str = "NEURAL_STYLE_BENCH_RUNS";
+/// Minimum warm-up before timing an iteration or the peak probes: after a pipeline compile, timings on the
+/// H200 came out 2–5x slow for about this long.
+pub const WARMUP_MS: f64 = 250.0;
+
+/// Arguments of `neural-style bench`.
+#[derive(Clone, Debug)]
+pub struct BenchArgs {
+    /// Side of the square random image.
+    pub size: usize,
+    /// Timed iterations (the median is reported).
+    pub iterations: usize,
+    /// Adapter name substring (`None`: `$NEURAL_STYLE_ADAPTER`, else the fastest kind).
+    pub adapter: Option<String>,
+    /// VGG16 weights file; `None`: random weights, seeded 0 (timing does not depend on the values).
+    pub weights: Option<PathBuf>,
+}
+
+impl Default for BenchArgs {
+    fn default() -> Self {
+        Self { size: 512, iterations: 20, adapter: None, weights: None }
+    }
+}
+
+/// How times are taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// GPU timestamps written at the beginning and end of each compute pass.
+    Timestamps,
+    /// `Instant` around encode + submit + wait.
+    Wall,
+}
+
+impl Clock {
+    /// Timestamps where the device has them and `NEURAL_STYLE_BENCH_CLOCK` is not `wall`.
+    pub fn for_context(ctx: &GpuContext) -> Self {
+        let forced_wall = std::env::var(CLOCK_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("wall"));
+        if ctx.has_timestamps() && !forced_wall {
+            Clock::Timestamps
+        } else {
+            Clock::Wall
+        }
+    }
+
+    /// The name every JSON line carries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Clock::Timestamps => "gpu_timestamps",
+            Clock::Wall => "wall_clock",
+        }
+    }
+}
+
+/// What one [`Timer::time`] call measured.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// Encode + submit + wait, in ms.
+    pub wall_ms: f64,
+    /// Per pass, from timestamps (`None` with [`Clock::Wall`]).
+    pub pass_ms: Option<Vec<f64>>,
+}
+
+impl Timing {
+    /// Time of the first pass: its timestamps, else the wall clock.
+    pub fn first_ms(&self) -> f64 {
+        self.pass_ms.as_ref().and_then(|p| p.first().copied()).unwrap_or(self.wall_ms)
+    }
+}
+
+/// Records lists of dispatches as timed compute passes.
+pub struct Timer<'a> {
+    ctx: &'a GpuContext,
+    clock: Clock,
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+    capacity: usize,
+    period_ns: f64,
+}
+
+impl<'a> Timer<'a> {
+    /// A timer for up to `max_passes` passes per [`Timer::time`] call.
+    pub fn new(ctx: &'a GpuContext, clock: Clock, max_passes: usize) -> Self {
+        let capacity = max_passes.max(1);
+        assert!(2 * capacity <= wgpu::QUERY_SET_MAX_QUERIES as usize, "too many timed passes: {capacity}");
+        let queries = (clock == Clock::Timestamps).then(|| {
+            let n = 2 * capacity as u32;
+            let qs = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("bench timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: n,
+            });
+            let buffer = |label: &str, usage: wgpu::BufferUsages| {
+                ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: u64::from(n) * wgpu::QUERY_SIZE as u64,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            let resolve = buffer("timestamp resolve", wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+            let staging = buffer("timestamp readback", wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+            (qs, resolve, staging)
+        });
+        Self { ctx, clock, queries, capacity, period_ns: f64::from(ctx.queue.get_timestamp_period()) }
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Records each list of `passes` into its own compute pass (in order, one submit) and waits.
+    pub fn time(&self, passes: &[Vec<&Dispatch>]) -> Result<Timing> {
+        assert!(passes.len() <= self.capacity, "{} passes, timer holds {}", passes.len(), self.capacity);
+        let start = Instant::now();
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        for (i, list) in passes.iter().enumerate() {
+            let timestamp_writes = self.queries.as_ref().map(|(qs, _, _)| wgpu::ComputePassTimestampWrites {
+                query_set: qs,
+                beginning_of_pass_write_index: Some(2 * i as u32),
+                end_of_pass_write_index: Some(2 * i as u32 + 1),
+            });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+            for d in list {
+                d.record(&mut pass);
+            }
+        }
+        let n = 2 * passes.len() as u32;
+        if let Some((qs, resolve, staging)) = &self.queries {
+            if n > 0 {
+                enc.resolve_query_set(qs, 0..n, resolve, 0);
+                enc.copy_buffer_to_buffer(resolve, 0, staging, 0, u64::from(n) * 8);
+            }
+        }
+        self.ctx.submit_and_wait(enc.finish())?;
+        let wall_ms = start.elapsed().as_secs_f64() * 1e3;
+        let pass_ms = match &self.queries {
+            Some((_, _, staging)) if n > 0 => {
+                let ticks = self.read_ticks(staging, n as usize)?;
+                Some(ticks.chunks(2).map(|p| p[1].saturating_sub(p[0]) as f64 * self.period_ns * 1e-6).collect())
+            }
+            Some(_) => Some(Vec::new()),
+            None => None,
+        };
+        Ok(Timing { wall_ms, pass_ms })
+    }
+
+    fn read_ticks(&self, staging: &wgpu::Buffer, n: usize) -> Result<Vec<u64>> {
+        let slice = staging.slice(..(n * 8) as u64);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.ctx.wait(None)?;
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .map_err(|_| Error::DeviceLost("timestamp readback never completed".into()))?
+            .map_err(|e| Error::Gpu(format!("timestamp readback failed: {e}")))?;
+        let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("timestamp readback failed: {e:?}")))?;
+        let ticks = bytemuck::cast_slice::<u8, u64>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(ticks)
+    }
+}
+
+/// Median (mean of the middle two for an even count); NaN for none.
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Median and minimum of timed runs of one case.
+#[derive(Clone, Copy, Debug)]
+pub struct CaseTiming {
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub runs: usize,
+}
+
+/// Warms up (at least 3 runs and `warmup_ms`), then times `runs` runs of `dispatches` recorded into one pass.
+pub fn time_case(timer: &Timer<'_>, dispatches: &[&Dispatch], runs: usize, warmup_ms: f64) -> Result<CaseTiming> {
+    let list = vec![dispatches.to_vec()];
+    let start = Instant::now();
+    let mut warm = 0;
+    while warm < 3 || start.elapsed().as_secs_f64() * 1e3 < warmup_ms {
+        timer.time(&list)?;
+        warm += 1;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        times.push(timer.time(&list)?.first_ms());
+    }
+    Ok(CaseTiming {
+        median_ms: median(&times),
+        min_ms: times.iter().copied().fold(f64::INFINITY, f64::min),
+        runs: times.len(),
+    })
+}
+
+/// Uniform values in [-scale, scale] from ChaCha8 seeded with `seed`.
+pub fn random_f32(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-scale..=scale)).collect()
+}
+
+/// A random RGB image in pixel units (0–255), seeded.
+pub fn random_image(seed: u64, width: usize, height: usize) -> PlanarImage {
+    let data = random_f32(seed, 3 * width * height, 127.5).into_iter().map(|v| v + 127.5).collect();
+    PlanarImage::new(width, height, data)
+}
+
+/// FLOPs of one style iteration's convolutions, counted as `torch_baseline.py` does: forward and backward-data
+/// of all 11 convs (2 FLOPs per multiply-add), no weight gradients. Losses, pools and Adam are not counted.
+pub fn conv_flops_per_iteration(width: usize, height: usize) -> f64 {
+    let couts: Vec<usize> = VGG16_CONV_LAYERS.iter().map(|l| l.2).collect();
+    vgg::layer_shapes(&couts, height, width)
+        .iter()
+        .zip(VGG16_CONV_LAYERS.iter())
+        .map(|(&(c, h, w), &(_, cin, _))| 2.0 * 2.0 * (cin * c * 9 * h * w) as f64)
+        .sum()
+}
+
+/// The adapter's measured peak.
+#[derive(Clone, Copy, Debug)]
+pub struct Peak {
+    /// f32 FMA throughput of `peak_fma.wgsl`, GFLOP/s (an FMA counts 2).
+    pub fma_gflops: f64,
+    /// Read + write bandwidth of `peak_copy.wgsl`, GB/s (10^9 bytes).
+    pub copy_gbs: f64,
+    pub fma_threads: usize,
+    pub fma_iters: u32,
+    /// Size of each copy buffer, bytes.
+    pub copy_buffer_bytes: u64,
+}
+
+/// Threads of the FMA probe: enough to fill any current GPU several times over.
+const PEAK_FMA_THREADS: usize = 1 << 20;
+/// Copy buffers of the bandwidth probe (capped by the adapter's binding limit): far larger than any L2.
+const PEAK_COPY_BYTES: u64 = 256 << 20;
+
+/// Measures FMA throughput and copy bandwidth on `timer`'s adapter: the FMA trip count doubles until a run takes
+/// ≥ 20 ms, then [`WARMUP_MS`] of warm-up and the median of `runs` runs.
+pub fn measure_peak(ctx: &GpuContext, timer: &Timer<'_>, runs: usize) -> Result<Peak> {
+    let threads = PEAK_FMA_THREADS;
+    let seeds = ctx.buffer_from("peak seeds", &random_f32(0xfa, threads, 1.0))?;
+    let out = ctx.storage_buffer("peak out", threads)?;
+    let (mul, add) = (0.9999f32, 0.5f32);
+    let mut iters = 4u32;
+    let fma = loop {
+        let d = kernels::peak::peak_fma(ctx, threads, iters, mul, add, &seeds, &out)?;
+        timer.time(&[vec![&d]])?; // first run compiles / faults in
+        let ms = timer.time(&[vec![&d]])?.first_ms();
+        if ms >= 20.0 || iters >= 1 << 20 {
+            break d;
+        }
+        iters *= if ms < 2.0 { 8 } else { 2 };
+    };
+    let t = time_case(timer, &[&fma], runs, WARMUP_MS)?;
+    let fma_gflops = kernels::peak::fma_flops(threads, iters) / (t.median_ms * 1e6);
+
+    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    let bytes = PEAK_COPY_BYTES.min(limit) / 16 * 16;
+    let vec4s = (bytes / 16) as usize;
+    let src = ctx.buffer_from("peak copy src", &random_f32(0xc0, 4 * vec4s, 1.0))?;
+    let dst = ctx.storage_buffer("peak copy dst", 4 * vec4s)?;
+    let copy = kernels::peak::peak_copy(ctx, vec4s, &src, &dst)?;
+    let t = time_case(timer, &[&copy], runs, WARMUP_MS)?;
+    let copy_gbs = kernels::peak::copy_bytes(vec4s) / (t.median_ms * 1e6);
+    Ok(Peak { fma_gflops, copy_gbs, fma_threads: threads, fma_iters: iters, copy_buffer_bytes: bytes })
+}
+
+/// One line of the memory plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryItem {
+    pub what: &'static str,
+    pub bytes: u64,
+}
+
+/// The GPU buffers a [`Stylizer`] allocates for a `width` x `height` content image with these tapped layers
+/// (conv indices) — the same allocation accounting as [`Stylizer::gpu_bytes`], from the shapes alone.
+/// `input_affine`: torchvision-convention weights (an extra network-input buffer and its gradient).
+pub fn memory_plan(
+    width: usize,
+    height: usize,
+    content_layers: &[usize],
+    style_layers: &[usize],
+    input_affine: bool,
+) -> Vec<MemoryItem> {
+    let f = |floats: usize| (floats * 4) as u64;
+    let couts: Vec<usize> = VGG16_CONV_LAYERS.iter().map(|l| l.2).collect();
+    let shapes = vgg::layer_shapes(&couts, height, width);
+    let plane = width * height;
+    let up_to = content_layers.iter().chain(style_layers).copied().max().unwrap_or(0);
+    let size = |l: usize| shapes[l].0 * shapes[l].1 * shapes[l].2;
+    let mut items = Vec::new();
+    let mut push = |what: &'static str, bytes: u64| items.push(MemoryItem { what, bytes });
+
+    push(
+        "weights (forward + backward layouts, biases)",
+        VGG16_CONV_LAYERS.iter().map(|&(_, cin, cout)| f(2 * cin * cout * 9 + cout)).sum(),
+    );
+    push("image x", f(3 * plane));
+    if input_affine {
+        push("network input", f(3 * plane));
+    }
+    push("post-ReLU activations (every conv to the deepest tap)", (0..=up_to).map(|l| f(size(l))).sum());
+    // The pools' shared output buffer doubles as the backward's scratch (the gradient of the top layer and of
+    // each pool's input); every other gradient reuses a dead activation buffer.
+    let pool = POOL_AFTER.iter().filter(|&&i| i < up_to).map(|&i| shapes[i].0 * (shapes[i].1 / 2) * (shapes[i].2 / 2));
+    let scratch = POOL_AFTER.iter().filter(|&&i| i < up_to).map(|&i| size(i)).chain([size(up_to)]);
+    push(
+        "pool output / backward scratch (shared)",
+        f(pool.max().unwrap_or(1).max(scratch.max().unwrap_or(1))),
+    );
+    push("content targets", content_layers.iter().map(|&l| f(size(l))).sum());
+    push("style Grams + targets", style_layers.iter().map(|&l| f(2 * shapes[l].0 * shapes[l].0)).sum());
+    let mut partials = kernels::loss::tv_partials(height, width);
+    for &l in content_layers {
+        partials = partials.max(kernels::loss::sq_diff_partials(size(l)));
+    }
+    let mut gram_scratch = 1;
+    for &l in style_layers {
+        let (c, h, w) = shapes[l];
+        partials = partials.max(kernels::loss::sq_diff_partials(c * c));
+        gram_scratch = gram_scratch.max(kernels::gram::partial_len(c, h * w));
+    }
+    push("loss partials", f(partials));
+    push("Gram split-K partials", f(gram_scratch));
+    push("loss slots", f(content_layers.len() + style_layers.len() + 1));
+    push("image gradient", f(3 * plane));
+    if input_affine {
+        push("network input gradient", f(3 * plane));
+    }
+    push("Adam m + v", f(2 * 3 * plane));
+    items
+}
+
+/// Layer indices of the default options (content relu4_2; style relu1_1, 2_1, 3_1, 4_1, 5_1).
+pub fn default_layers() -> (Vec<usize>, Vec<usize>) {
+    let o = StyleOptions::default();
+    let idx = |names: &[String]| names.iter().filter_map(|n| vgg::relu_index(n)).collect::<Vec<_>>();
+    (idx(&o.content_layers), idx(&o.style_layers))
+}
+
+/// Total of [`memory_plan`] for a square image with the default layers and Caffe weights.
+pub fn planned_bytes_square(side: usize) -> u64 {
+    let (c, s) = default_layers();
+    memory_plan(side, side, &c, &s, false).iter().map(|i| i.bytes).sum()
+}
+
+/// The largest square side (default layers, Caffe weights) whose planned bytes fit `budget`, and whose
+/// biggest activation (64 x side² floats: conv1's output and the gradient buffers) fits `max_binding` bytes.
+/// Returns (side, what limits it: "memory" or "binding").
+pub fn largest_square(budget: u64, max_binding: u64) -> (usize, &'static str) {
+    let by_memory = {
+        let (mut lo, mut hi) = (vgg::MIN_SIDE, 1usize << 18);
+        if planned_bytes_square(lo) > budget {
+            return (0, "memory");
+        }
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if planned_bytes_square(mid) <= budget {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    };
+    let by_binding = ((max_binding / 256) as f64).sqrt().floor() as usize;
+    if by_binding < by_memory {
+        (by_binding, "binding")
+    } else {
+        (by_memory, "memory")
+    }
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (v * p).round() / p
+}
+
+/// `neural-style bench`: full style iterations (content relu4_2 + 5 Gram style losses + TV, backward to the
+/// image, Adam) on random `size` x `size` images. Returns one JSON object (the CLI prints it as one line).
+pub fn run(args: &BenchArgs) -> anyhow::Result<Value> {
+    if args.iterations == 0 {
+        anyhow::bail!("bench needs at least one iteration");
+    }
+    let ctx = GpuContext::new(&GpuOptions { adapter: args.adapter.clone() })?;
+    let (weights, weights_desc) = match &args.weights {
+        Some(p) => (Vgg16Weights::load(p)?, p.display().to_string()),
+        None => (crate::conformance::random_vgg(0), "random (seed 0)".to_string()),
+    };
+    let (w, h) = (args.size, args.size);
+    let content = random_image(1, w, h);
+    let style = random_image(2, w, h);
+    let opts = StyleOptions::default();
+    let setup = Instant::now();
+    let mut s = Stylizer::new(&ctx, &weights, &content, std::slice::from_ref(&style), &opts)?;
+    let setup_ms = setup.elapsed().as_secs_f64() * 1e3;
+
+    let clock = Clock::for_context(&ctx);
+    let dispatch_count = s.iteration_dispatches().len();
+    let timer = Timer::new(&ctx, clock, 1);
+    let iterate = |s: &mut Stylizer<'_>| -> Result<Timing> {
+        s.prepare_step();
+        timer.time(&[s.iteration_dispatches()])
+    };
+
+    // Warm-up: ≥ 3 iterations and ≥ WARMUP_MS.
+    let start = Instant::now();
+    let mut warmup = 0;
+    while warmup < 3 || start.elapsed().as_secs_f64() * 1e3 < WARMUP_MS {
+        iterate(&mut s)?;
+        warmup += 1;
+    }
+    let mut gpu = Vec::new();
+    let mut wall = Vec::new();
+    for _ in 0..args.iterations {
+        let t = iterate(&mut s)?;
+        wall.push(t.wall_ms);
+        gpu.push(t.first_ms());
+    }
+    let ms = median(&gpu);
+
+    // Profiled iteration: one pass per dispatch (timestamps), or one submit per dispatch (wall clock).
+    s.prepare_step();
+    let per_dispatch: Vec<(&'static str, f64)> = {
+        let list = s.iteration_dispatches();
+        match clock {
+            Clock::Timestamps => {
+                let profiler = Timer::new(&ctx, clock, list.len());
+                let passes: Vec<Vec<&Dispatch>> = list.iter().map(|d| vec![*d]).collect();
+                let t = profiler.time(&passes)?;
+                list.iter().map(|d| d.kernel).zip(t.pass_ms.unwrap_or_default()).collect()
+            }
+            Clock::Wall => {
+                let mut out = Vec::new();
+                for d in &list {
+                    out.push((d.kernel, timer.time(&[vec![*d]])?.wall_ms));
+                }
+                out
+            }
+        }
+    };
+    let profiled_total: f64 = per_dispatch.iter().map(|p| p.1).sum();
+    let mut by_kernel: Vec<(&'static str, f64, usize)> = Vec::new();
+    for (k, t) in &per_dispatch {
+        match by_kernel.iter_mut().find(|e| e.0 == *k) {
+            Some(e) => {
+                e.1 += t;
+                e.2 += 1;
+            }
+            None => by_kernel.push((k, *t, 1)),
+        }
+    }
+    by_kernel.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let kernels_json: Vec<Value> = by_kernel
+        .iter()
+        .map(|&(k, t, n)| {
+            json!({
+                "kernel": k,
+                "ms": round(t, 4),
+                "dispatches": n,
+                "percent": round(100.0 * t / profiled_total.max(1e-12), 1),
+            })
+        })
+        .collect();
+
+    let losses = s.losses()?;
+    let (cl, sl) = default_layers();
+    let planned: u64 =
+        memory_plan(w, h, &cl, &sl, weights.convention != InputConvention::Caffe).iter().map(|i| i.bytes).sum();
+    let flops = conv_flops_per_iteration(w, h);
+    let driver = format!("{} {}", ctx.info.driver, ctx.info.driver_info).trim().to_string();
+    Ok(json!({
+        "bench": "iteration",
+        "size": args.size,
+        "width": w,
+        "height": h,
+        "adapter": ctx.adapter_name(),
+        "backend": format!("{:?}", ctx.info.backend),
+        "device_type": format!("{:?}", ctx.info.device_type),
+        "driver": driver,
+        "weights": weights_desc,
+        "clock": clock.name(),
+        "iterations": args.iterations,
+        "warmup_iterations": warmup,
+        "ms_per_iter": round(ms, 4),
+        "ms_per_iter_min": round(gpu.iter().copied().fold(f64::INFINITY, f64::min), 4),
+        "wall_ms_per_iter": round(median(&wall), 4),
+        "conv_gflop_per_iter": round(flops / 1e9, 2),
+        "conv_gflops": round(flops / (ms * 1e6), 2),
+        "peak_gpu_bytes": s.gpu_bytes(),
+        "peak_gpu_bytes_note": "allocation accounting: bytes of the buffers the stylizer created, not a driver measurement",
+        "planned_gpu_bytes": planned,
+        "setup_ms": round(setup_ms, 1),
+        "dispatches_per_iter": dispatch_count,
+        "losses_finite": losses.total.is_finite(),
+        "profile": {
+            "clock": clock.name(),
+            "method": match clock {
+                Clock::Timestamps => "one extra iteration, one compute pass per dispatch with timestamp writes",
+                Clock::Wall => "one extra iteration, one submit + wait per dispatch (includes launch latency)",
+            },
+            "total_ms": round(profiled_total, 4),
+            "kernels": kernels_json,
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn conv_flops_match_the_torch_baseline_formula() {
+        // torch_baseline.py's flops_per_iter: 2 x sum over convs of 2 * h * w * cin * cout * 9 (forward +
+        // backward-data), the pools halving h and w.
+        let mut total = 0.0;
+        let (mut h, mut w) = (32usize, 32usize);
+        for (i, &(_, cin, cout)) in VGG16_CONV_LAYERS.iter().enumerate() {
+            total += 2.0 * (h * w * cin * cout * 9) as f64;
+            if POOL_AFTER.contains(&i) {
+                h /= 2;
+                w /= 2;
+            }
+        }
+        assert_eq!(conv_flops_per_iteration(32, 32), 2.0 * total);
+    }
+
+    #[test]
+    fn memory_plan_by_hand_at_64() {
+        let (c, s) = default_layers();
+        assert_eq!(c, vec![8]);
+        assert_eq!(s, vec![0, 2, 4, 7, 10]);
+        let plan = memory_plan(64, 64, &c, &s, false);
+        let get = |what: &str| plan.iter().find(|i| i.what.starts_with(what)).unwrap().bytes;
+        let p = 64 * 64u64;
+        // Activations of all 11 convs (relu5_1 is the deepest tap): 2x64 channels at full size, 2x128 at 1/4,
+        // 3x256 at 1/16, 3x512 at 1/64, 512 at 1/256.
+        let act = 4 * (128 * p + 256 * p / 4 + 768 * p / 16 + 1536 * p / 64 + 512 * p / 256);
+        assert_eq!(get("post-ReLU"), act);
+        assert_eq!(get("pool output"), 4 * 64 * p);
+        assert_eq!(get("content targets"), 4 * 512 * p / 64);
+        assert_eq!(get("style Grams"), 8 * (64 * 64 + 128 * 128 + 256 * 256 + 512 * 512 + 512 * 512));
+        assert_eq!(get("Adam"), 2 * 3 * 4 * p);
+        assert_eq!(get("loss slots"), 4 * 7);
+        // 14.7 M parameters, twice, f32.
+        let params: u64 = VGG16_CONV_LAYERS.iter().map(|&(_, i, o)| (i * o * 9) as u64).sum();
+        assert_eq!(get("weights"), 8 * params + 4 * (64 + 64 + 128 + 128 + 256 * 3 + 512 * 4) as u64);
+        assert!(memory_plan(64, 64, &c, &s, true).len() == plan.len() + 2);
+    }
+
+    #[test]
+    fn memory_plan_scales_with_pixels_and_fits() {
+        // ~1.4 KB per pixel plus the weights: 2048² needs about 6.0 GB, under half of PyTorch's 13.4 GB.
+        let b2048 = planned_bytes_square(2048);
+        assert!(b2048 > 5_700_000_000 && b2048 < 6_300_000_000, "{b2048}");
+        assert!(b2048 < 6_700_000_000);
+        let (side, why) = largest_square(16_000_000_000, u64::MAX);
+        assert_eq!(why, "memory");
+        assert!(planned_bytes_square(side) <= 16_000_000_000);
+        assert!(planned_bytes_square(side + 1) > 16_000_000_000);
+        // The 2 GiB binding limit of the H100/H200 stops at 2896 (64 x 2896² x 4 bytes < 2 GiB).
+        let (side, why) = largest_square(80_000_000_000, 2_147_483_644);
+        assert_eq!((side, why), (2896, "binding"));
+        assert_eq!(largest_square(1000, u64::MAX).0, 0);
+    }
+}
