@@ -347,10 +347,7 @@ pub fn memory_plan(
     // each pool's input); every other gradient reuses a dead activation buffer.
     let pool = POOL_AFTER.iter().filter(|&&i| i < up_to).map(|&i| shapes[i].0 * (shapes[i].1 / 2) * (shapes[i].2 / 2));
     let scratch = POOL_AFTER.iter().filter(|&&i| i < up_to).map(|&i| size(i)).chain([size(up_to)]);
-    push(
-        "pool output / backward scratch (shared)",
-        f(pool.max().unwrap_or(1).max(scratch.max().unwrap_or(1))),
-    );
+    push("pool output / backward scratch (shared)", f(pool.max().unwrap_or(1).max(scratch.max().unwrap_or(1))));
     push("content targets", content_layers.iter().map(|&l| f(size(l))).sum());
     push("style Grams + targets", style_layers.iter().map(|&l| f(2 * shapes[l].0 * shapes[l].0)).sum());
     let mut partials = kernels::loss::tv_partials(height, width);

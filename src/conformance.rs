@@ -121,7 +121,8 @@ pub fn conv3x3_backward_data(ctx: &GpuContext, s: ConvShape, finite_differences:
     let run = || -> Result<(Vec<f32>, Vec<f32>)> {
         let wbk = kernels::conv::backward_weights(&to_f32(&wt), cin, cout);
         let gyb = io.buf(&r::relu_mask(&gy, &y))?;
-        let (wb, mb, o1, o2) = (ctx.buffer_from("w", &wbk)?, io.buf(&mask)?, io.out(cin * h * w)?, io.out(cin * h * w)?);
+        let (wb, mb, o1, o2) =
+            (ctx.buffer_from("w", &wbk)?, io.buf(&mask)?, io.out(cin * h * w)?, io.out(cin * h * w)?);
         let d1 = kernels::conv::conv3x3_backward_data(ctx, s, &gyb, &wb, None, &o1)?;
         let d2 = kernels::conv::conv3x3_backward_data(ctx, s, &gyb, &wb, Some(&mb), &o2)?;
         ctx.run(&[&d1, &d2])?;
@@ -129,11 +130,13 @@ pub fn conv3x3_backward_data(ctx: &GpuContext, s: ConvShape, finite_differences:
     };
     let (plain, masked) = run().map_err(gpu_err)?;
     let what = format!("conv3x3_backward_data {cin}->{cout} {h}x{w}");
-    let vs_ref = both(compare(&what, &plain, &expect, RTOL), compare(&format!("{what} masked"), &masked, &expect_masked, RTOL));
+    let vs_ref =
+        both(compare(&what, &plain, &expect, RTOL), compare(&format!("{what} masked"), &masked, &expect_masked, RTOL));
     if !finite_differences {
         return vs_ref;
     }
-    let loss = |x: &[f64]| -> f64 { r::conv3x3(x, cin, h, w, &wt, &b, cout, true).iter().zip(&gy).map(|(a, b)| a * b).sum() };
+    let loss =
+        |x: &[f64]| -> f64 { r::conv3x3(x, cin, h, w, &wt, &b, cout, true).iter().zip(&gy).map(|(a, b)| a * b).sum() };
     let eps = 1e-5;
     let fd: Vec<f64> = (0..x.len())
         .map(|i| {
@@ -404,7 +407,8 @@ impl Problem {
     /// (content targets, style targets) computed by the reference, in f64.
     #[allow(clippy::type_complexity)]
     pub fn reference_targets(&self, net: &r::RefNet) -> (Vec<(usize, Vec<f64>)>, Vec<(usize, Vec<f64>)>) {
-        let idx = |names: &[String]| -> Vec<usize> { names.iter().map(|n| crate::vgg::relu_index(n).unwrap()).collect() };
+        let idx =
+            |names: &[String]| -> Vec<usize> { names.iter().map(|n| crate::vgg::relu_index(n).unwrap()).collect() };
         let sub = |img: &crate::PlanarImage| to_f64(&crate::stylizer::subtract_mean(img));
         let (w, h) = (self.content.width, self.content.height);
         let fwd = net.forward(&sub(&self.content), h, w, 10);
@@ -463,7 +467,10 @@ fn full_iterations_of(ctx: &GpuContext, p: Problem, steps: usize) -> Check {
         let ((lc, ls, lt), g) = net.loss_and_gradient(&x, h, w, &content, &style, lw);
         for (what, gv, rv) in [("content", got.content, lc), ("style", got.style, ls), ("tv", got.tv, lt)] {
             if rv <= 0.0 {
-                return Err(format!("iteration {}: reference {what} loss is zero: the check would prove nothing", t - 1));
+                return Err(format!(
+                    "iteration {}: reference {what} loss is zero: the check would prove nothing",
+                    t - 1
+                ));
             }
             let err = (gv - rv).abs() / rv;
             if err.is_nan() || err > 1e-3 {

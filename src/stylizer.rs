@@ -84,7 +84,6 @@ pub struct Losses {
     pub total: f64,
 }
 
-
 /// A loss term evaluated at one tapped layer.
 struct Tap {
     layer: usize,
@@ -168,11 +167,9 @@ pub fn blend_weights(given: &[f32], styles: usize) -> Result<Vec<f64>> {
 }
 
 fn check_options(o: &StyleOptions) -> Result<()> {
-    for (name, v) in [
-        ("content weight", o.content_weight),
-        ("style weight", o.style_weight),
-        ("tv weight", o.tv_weight),
-    ] {
+    for (name, v) in
+        [("content weight", o.content_weight), ("style weight", o.style_weight), ("tv weight", o.tv_weight)]
+    {
         if !v.is_finite() || v < 0.0 {
             return Err(Error::InvalidOption(format!("{name} must be finite and >= 0, got {v}")));
         }
@@ -203,7 +200,8 @@ impl<'a> Stylizer<'a> {
         }
         let content_layers = layer_indices(&opts.content_layers, "content")?;
         let style_layers = layer_indices(&opts.style_layers, "style")?;
-        let blend = if style_layers.is_empty() { Vec::new() } else { blend_weights(&opts.style_blend_weights, styles.len())? };
+        let blend =
+            if style_layers.is_empty() { Vec::new() } else { blend_weights(&opts.style_blend_weights, styles.len())? };
         let net = GpuNet::new(ctx, weights, opts.pooling)?;
         let up_to = content_layers.iter().chain(&style_layers).copied().max().unwrap_or(0);
 
@@ -338,8 +336,17 @@ impl<'a> Stylizer<'a> {
                     TapKind::Style { gram, target } => {
                         let m = (c * hh * ww) as f64;
                         let scale = 4.0 * f64::from(opts.style_weight) / ((c * c) as f64 * m);
-                        backward
-                            .push(kernels::loss::style_grad(ctx, c, hh * ww, scale, written, gram, target, f, cur)?);
+                        backward.push(kernels::loss::style_grad(
+                            ctx,
+                            c,
+                            hh * ww,
+                            scale,
+                            written,
+                            gram,
+                            target,
+                            f,
+                            cur,
+                        )?);
                     }
                 }
                 written = true;
@@ -363,14 +370,7 @@ impl<'a> Stylizer<'a> {
                 });
                 cur = scratch;
             } else {
-                backward.push(kernels::conv::conv3x3_backward_data(
-                    ctx,
-                    shape,
-                    cur,
-                    &conv.w_backward,
-                    Some(below),
-                    f,
-                )?);
+                backward.push(kernels::conv::conv3x3_backward_data(ctx, shape, cur, &conv.w_backward, Some(below), f)?);
                 cur = f;
             }
         }

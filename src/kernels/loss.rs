@@ -139,6 +139,7 @@ pub fn tv_loss_grad(
     grad: &wgpu::Buffer,
     partials: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let p = TvParams { height: height as u32, width: width as u32, accumulate: accumulate as u32, weight: weight as f32 };
+    let p =
+        TvParams { height: height as u32, width: width as u32, accumulate: accumulate as u32, weight: weight as f32 };
     Dispatch::new(ctx, "tv_loss_grad", &p, &[x, grad, partials], elementwise_grid(3 * height * width, max_dim(ctx)))
 }

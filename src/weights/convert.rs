@@ -8,15 +8,12 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{
-    ConvWeights, InputConvention, Vgg16Weights, WeightsError, FORMAT_NAME, FORMAT_VERSION,
-    VGG16_CONV_LAYERS,
-};
+use super::{ConvWeights, InputConvention, Vgg16Weights, WeightsError, FORMAT_NAME, FORMAT_VERSION, VGG16_CONV_LAYERS};
 
 /// All 13 convolutions of VGG16 in order; the engine keeps the first 11.
 pub const VGG16_ALL_CONVS: [&str; 13] = [
-    "conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1",
-    "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3",
+    "conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1", "conv4_2", "conv4_3",
+    "conv5_1", "conv5_2", "conv5_3",
 ];
 /// Index of each conv inside torchvision's `vgg16().features` (the gaps are ReLU and pooling).
 pub const TORCHVISION_FEATURE_INDEX: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28];
@@ -95,11 +92,7 @@ impl Default for ConvertOptions {
 
 /// Shortens and sanitises text taken from a file before it goes into a one-line message.
 pub fn clip(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(80)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
+    let mut out: String = s.chars().take(80).map(|c| if c.is_control() { '?' } else { c }).collect();
     if s.chars().count() > 80 {
         out.push('…');
     }
@@ -142,11 +135,7 @@ pub fn permute(t: &RawTensor, perm: &[usize]) -> Option<RawTensor> {
             idx[k] = 0;
         }
     }
-    Some(RawTensor {
-        name: t.name.clone(),
-        shape: out_shape,
-        data,
-    })
+    Some(RawTensor { name: t.name.clone(), shape: out_shape, data })
 }
 
 /// A 4-D kernel with a 3×3 window in either OIHW or HWIO layout.
@@ -216,19 +205,11 @@ pub enum LayerId {
 }
 
 fn digits_at(s: &[u8], i: usize) -> Option<(usize, usize)> {
-    let end = s[i.min(s.len())..]
-        .iter()
-        .take_while(|c| c.is_ascii_digit())
-        .count()
-        + i;
+    let end = s[i.min(s.len())..].iter().take_while(|c| c.is_ascii_digit()).count() + i;
     if end == i || end - i > 4 {
         return None;
     }
-    std::str::from_utf8(&s[i..end])
-        .ok()?
-        .parse()
-        .ok()
-        .map(|v| (v, end))
+    std::str::from_utf8(&s[i..end]).ok()?.parse().ok().map(|v| (v, end))
 }
 
 /// Finds a layer name pattern anywhere in `name`.
@@ -312,10 +293,7 @@ pub trait TensorDict {
 /// Maps a dictionary's names to VGG16 layers and reads the 11 the engine needs.
 pub fn read_dict(dict: &mut dyn TensorDict, format: &str) -> Result<Source, WeightsError> {
     let names = dict.names();
-    if let Some(n) = names
-        .iter()
-        .find(|n| n.contains("running_mean") || n.contains("running_var"))
-    {
+    if let Some(n) = names.iter().find(|n| n.contains("running_mean") || n.contains("running_var")) {
         return Err(WeightsError::not_vgg16(format!(
             "'{}' is a batch-norm statistic; batch-norm VGG (vgg16_bn) is not supported",
             clip(n)
@@ -350,11 +328,7 @@ pub fn read_dict(dict: &mut dyn TensorDict, format: &str) -> Result<Source, Weig
                 "both '{}' and '{}' look like the {} of {}",
                 clip(prev),
                 clip(n),
-                if role == Role::Weight {
-                    "weight"
-                } else {
-                    "bias"
-                },
+                if role == Role::Weight { "weight" } else { "bias" },
                 VGG16_ALL_CONVS[idx]
             )));
         }
@@ -373,15 +347,10 @@ pub fn read_dict(dict: &mut dyn TensorDict, format: &str) -> Result<Source, Weig
             return Err(missing(idx, found.keys().map(|&i| VGG16_ALL_CONVS[i])));
         };
         let Some(w) = w else {
-            return Err(WeightsError::not_vgg16(format!(
-                "{lname} has a bias but no weight"
-            )));
+            return Err(WeightsError::not_vgg16(format!("{lname} has a bias but no weight")));
         };
         let Some(b) = b else {
-            return Err(WeightsError::not_vgg16(format!(
-                "{lname} ('{}') has no bias",
-                clip(w)
-            )));
+            return Err(WeightsError::not_vgg16(format!("{lname} ('{}') has no bias", clip(w))));
         };
         weight_layout(idx, &dict.shape(w)?, w)?;
         check_bias(idx, &dict.shape(b)?, b)?;
@@ -405,12 +374,7 @@ pub fn read_dict(dict: &mut dyn TensorDict, format: &str) -> Result<Source, Weig
         Some(Style::Torchvision) => "torchvision features.N names",
         None => "unknown names",
     };
-    Ok(Source {
-        format: format!("{format} ({style_name})"),
-        layers,
-        positional: false,
-        hint,
-    })
+    Ok(Source { format: format!("{format} ({style_name})"), layers, positional: false, hint })
 }
 
 fn missing<'a>(idx: usize, have: impl Iterator<Item = &'a str>) -> WeightsError {
@@ -418,38 +382,20 @@ fn missing<'a>(idx: usize, have: impl Iterator<Item = &'a str>) -> WeightsError 
     WeightsError::not_vgg16(format!(
         "layer {} is missing (found: {})",
         VGG16_ALL_CONVS[idx],
-        if have.is_empty() {
-            "none".to_string()
-        } else {
-            have.join(", ")
-        }
+        if have.is_empty() { "none".to_string() } else { have.join(", ") }
     ))
 }
 
 /// Decodes safetensors tensor bytes to f32.
-pub fn decode_st_values(
-    dtype: safetensors::Dtype,
-    data: &[u8],
-    name: &str,
-) -> Result<Vec<f32>, WeightsError> {
+pub fn decode_st_values(dtype: safetensors::Dtype, data: &[u8], name: &str) -> Result<Vec<f32>, WeightsError> {
     use safetensors::Dtype;
     Ok(match dtype {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::F64 => data
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32)
-            .collect(),
+        Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::F64 => {
+            data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32).collect()
+        }
         other => return Err(WeightsError::dtype(clip(name), format!("{other:?}"))),
     })
 }
@@ -460,10 +406,7 @@ pub fn parse_safetensors(
     bytes: &[u8],
 ) -> Result<(safetensors::SafeTensors<'_>, BTreeMap<String, String>), WeightsError> {
     if bytes.len() < 10 {
-        return Err(WeightsError::not_weights(format!(
-            "only {} bytes, too short for a safetensors file",
-            bytes.len()
-        )));
+        return Err(WeightsError::not_weights(format!("only {} bytes, too short for a safetensors file", bytes.len())));
     }
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
     if bytes[8] != b'{' {
@@ -475,19 +418,11 @@ pub fn parse_safetensors(
             bytes.len() - 8
         )));
     }
-    let bad = |e: safetensors::SafeTensorError| {
-        WeightsError::corrupt(format!("invalid safetensors file: {e}"))
-    };
+    let bad = |e: safetensors::SafeTensorError| WeightsError::corrupt(format!("invalid safetensors file: {e}"));
     let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(bad)?;
-    let meta: BTreeMap<String, String> = meta
-        .metadata()
-        .as_ref()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    Ok((
-        safetensors::SafeTensors::deserialize(bytes).map_err(bad)?,
-        meta,
-    ))
+    let meta: BTreeMap<String, String> =
+        meta.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    Ok((safetensors::SafeTensors::deserialize(bytes).map_err(bad)?, meta))
 }
 
 struct StDict<'a>(safetensors::SafeTensors<'a>);
@@ -499,18 +434,10 @@ impl TensorDict for StDict<'_> {
         v
     }
     fn shape(&mut self, name: &str) -> Result<Vec<usize>, WeightsError> {
-        Ok(self
-            .0
-            .tensor(name)
-            .map_err(|e| WeightsError::corrupt(e.to_string()))?
-            .shape()
-            .to_vec())
+        Ok(self.0.tensor(name).map_err(|e| WeightsError::corrupt(e.to_string()))?.shape().to_vec())
     }
     fn read(&mut self, name: &str) -> Result<RawTensor, WeightsError> {
-        let v = self
-            .0
-            .tensor(name)
-            .map_err(|e| WeightsError::corrupt(e.to_string()))?;
+        let v = self.0.tensor(name).map_err(|e| WeightsError::corrupt(e.to_string()))?;
         Ok(RawTensor {
             name: name.to_string(),
             shape: v.shape().to_vec(),
@@ -556,38 +483,22 @@ impl TensorDict for NpzDict<'_> {
             DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 4 => {
                 f.into_vec::<f32>().map_err(bad)?
             }
-            DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 8 => f
-                .into_vec::<f64>()
-                .map_err(bad)?
-                .into_iter()
-                .map(|v| v as f32)
-                .collect(),
+            DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 8 => {
+                f.into_vec::<f64>().map_err(bad)?.into_iter().map(|v| v as f32).collect()
+            }
             other => return Err(WeightsError::dtype(clip(name), other.descr())),
         };
         let t = if fortran {
             // Fortran order is C order of the reversed shape; permute it back.
             let rev: Vec<usize> = shape.iter().rev().copied().collect();
             let perm: Vec<usize> = (0..shape.len()).rev().collect();
-            let c = RawTensor {
-                name: name.to_string(),
-                shape: rev,
-                data,
-            };
-            permute(&c, &perm).ok_or_else(|| {
-                WeightsError::corrupt(format!("array '{}' has a bad size", clip(name)))
-            })?
+            let c = RawTensor { name: name.to_string(), shape: rev, data };
+            permute(&c, &perm).ok_or_else(|| WeightsError::corrupt(format!("array '{}' has a bad size", clip(name))))?
         } else {
-            RawTensor {
-                name: name.to_string(),
-                shape,
-                data,
-            }
+            RawTensor { name: name.to_string(), shape, data }
         };
         if t.data.len() != t.shape.iter().product::<usize>() {
-            return Err(WeightsError::corrupt(format!(
-                "array '{}' is truncated",
-                clip(name)
-            )));
+            return Err(WeightsError::corrupt(format!("array '{}' is truncated", clip(name))));
         }
         Ok(t)
     }
@@ -608,10 +519,7 @@ const TORCH_LEGACY_MAGIC: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a
 
 pub fn detect(bytes: &[u8]) -> Result<SourceKind, WeightsError> {
     if bytes.len() < 16 {
-        return Err(WeightsError::not_weights(format!(
-            "only {} bytes",
-            bytes.len()
-        )));
+        return Err(WeightsError::not_weights(format!("only {} bytes", bytes.len())));
     }
     if bytes.starts_with(ZIP_MAGIC) {
         let archive = zip_names(bytes)?;
@@ -621,9 +529,7 @@ pub fn detect(bytes: &[u8]) -> Result<SourceKind, WeightsError> {
         if archive.iter().any(|n| n.ends_with("data.pkl")) {
             return Ok(SourceKind::Pth);
         }
-        return Err(WeightsError::not_weights(
-            "a zip archive that is neither NumPy .npz nor a PyTorch checkpoint",
-        ));
+        return Err(WeightsError::not_weights("a zip archive that is neither NumPy .npz nor a PyTorch checkpoint"));
     }
     if bytes.starts_with(TORCH_LEGACY_MAGIC) {
         return Ok(SourceKind::Pth);
@@ -635,23 +541,14 @@ pub fn detect(bytes: &[u8]) -> Result<SourceKind, WeightsError> {
     if bytes[0] == 0x08 && (1..=64).contains(&bytes[1]) {
         return Ok(SourceKind::Onnx);
     }
-    Err(WeightsError::not_weights(
-        "unrecognised content (expected ONNX, NumPy .npz, PyTorch .pth or safetensors)",
-    ))
+    Err(WeightsError::not_weights("unrecognised content (expected ONNX, NumPy .npz, PyTorch .pth or safetensors)"))
 }
 
 fn zip_names(bytes: &[u8]) -> Result<Vec<String>, WeightsError> {
-    let archive = npyz::npz::NpzArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
-        WeightsError::corrupt(format!(
-            "zip archive cannot be read, probably truncated ({e})"
-        ))
-    })?;
+    let archive = npyz::npz::NpzArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| WeightsError::corrupt(format!("zip archive cannot be read, probably truncated ({e})")))?;
     let mut archive = archive;
-    Ok(archive
-        .zip_archive()
-        .file_names()
-        .map(str::to_string)
-        .collect())
+    Ok(archive.zip_archive().file_names().map(str::to_string).collect())
 }
 
 /// Reads any supported source into its conv layers.
@@ -672,10 +569,7 @@ pub fn read_source(bytes: &[u8]) -> Result<Source, WeightsError> {
 }
 
 /// Maps source layers to conv1_1 … conv5_1, transposes to OIHW and reorders BGR → RGB.
-pub fn assemble(
-    src: &Source,
-    source_bgr: bool,
-) -> Result<(Vec<ConvWeights>, Vec<String>), WeightsError> {
+pub fn assemble(src: &Source, source_bgr: bool) -> Result<(Vec<ConvWeights>, Vec<String>), WeightsError> {
     // Map by name when every layer's name says which conv it is; otherwise, for graphs, by
     // position (ONNX lists nodes in topological order).
     let by_name: Option<Vec<usize>> = src
@@ -705,11 +599,7 @@ pub fn assemble(
             }
             (0..src.layers.len()).collect()
         }
-        None => {
-            return Err(WeightsError::not_vgg16(
-                "layer names do not identify the VGG16 convolutions",
-            ))
-        }
+        None => return Err(WeightsError::not_vgg16("layer names do not identify the VGG16 convolutions")),
     };
     let mut out = Vec::with_capacity(VGG16_CONV_LAYERS.len());
     let mut provenance = Vec::new();
@@ -719,9 +609,10 @@ pub fn assemble(
         };
         let l = &src.layers[pos];
         let layout = weight_layout(idx, &l.weight.shape, &l.source_name)?;
-        let bias = l.bias.as_ref().ok_or_else(|| {
-            WeightsError::not_vgg16(format!("{name} ('{}') has no bias", clip(&l.source_name)))
-        })?;
+        let bias = l
+            .bias
+            .as_ref()
+            .ok_or_else(|| WeightsError::not_vgg16(format!("{name} ('{}') has no bias", clip(&l.source_name))))?;
         check_bias(idx, &bias.shape, &bias.name)?;
         let mut w = match layout {
             Layout::Oihw => l.weight.clone(),
@@ -742,38 +633,25 @@ pub fn assemble(
         }
         for (t, what) in [(&w.data, "weight"), (&bias.data, "bias")] {
             if let Some(i) = t.iter().position(|v| !v.is_finite()) {
-                return Err(WeightsError::corrupt(format!(
-                    "{name} {what} holds a non-finite value at index {i}"
-                )));
+                return Err(WeightsError::corrupt(format!("{name} {what} holds a non-finite value at index {i}")));
             }
         }
         provenance.push(format!("{name}={}", l.source_name));
-        out.push(ConvWeights {
-            name: name.to_string(),
-            cin,
-            cout,
-            weight: w.data,
-            bias: bias.data.clone(),
-        });
+        out.push(ConvWeights { name: name.to_string(), cin, cout, weight: w.data, bias: bias.data.clone() });
     }
     Ok((out, provenance))
 }
 
 /// Converts a source file held in memory. `file_name` is recorded unless the options
 /// override it.
-pub fn convert_bytes(
-    bytes: &[u8],
-    file_name: &str,
-    opts: &ConvertOptions,
-) -> Result<Vgg16Weights, WeightsError> {
+pub fn convert_bytes(bytes: &[u8], file_name: &str, opts: &ConvertOptions) -> Result<Vgg16Weights, WeightsError> {
     if detect(bytes)? == SourceKind::Safetensors {
         let (_, meta) = parse_safetensors(bytes)?;
         let ours = meta.get("format").map(String::as_str) == Some(FORMAT_NAME);
         if ours {
             // Re-encoding one of our files (say F16 → F32) keeps its provenance.
             let mut w = Vgg16Weights::from_bytes(bytes)?;
-            w.metadata
-                .insert("dtype".into(), dtype_str(opts.dtype).into());
+            w.metadata.insert("dtype".into(), dtype_str(opts.dtype).into());
             return Ok(w);
         }
     }
@@ -794,40 +672,22 @@ pub fn convert_bytes(
     };
     put("format", FORMAT_NAME.into());
     put("format_version", FORMAT_VERSION.into());
-    put(
-        "architecture",
-        "VGG16 (ImageNet), convolutions conv1_1 to conv5_1".into(),
-    );
+    put("architecture", "VGG16 (ImageNet), convolutions conv1_1 to conv5_1".into());
     put("layers", VGG16_CONV_LAYERS.map(|l| l.0).join(","));
-    put(
-        "tensors",
-        "<layer>.weight [cout, cin, 3, 3], <layer>.bias [cout]".into(),
-    );
+    put("tensors", "<layer>.weight [cout, cin, 3, 3], <layer>.bias [cout]".into());
     put("layout", "OIHW".into());
     put("channel_order", "RGB".into());
-    put(
-        "source_channel_order",
-        if hint_bgr { "BGR" } else { "RGB" }.into(),
-    );
+    put("source_channel_order", if hint_bgr { "BGR" } else { "RGB" }.into());
     put("input_convention", hint_conv.as_str().into());
     put("input_convention_detail", hint_conv.description().into());
     put("dtype", dtype_str(opts.dtype).into());
-    put(
-        "source_file",
-        opts.source_name
-            .clone()
-            .unwrap_or_else(|| file_name.to_string()),
-    );
+    put("source_file", opts.source_name.clone().unwrap_or_else(|| file_name.to_string()));
     put("source_sha256", hex(&Sha256::digest(bytes)));
     put("source_format", src.format.clone());
     put("source_layers", provenance.join(","));
     put("licence", opts.licence.clone());
     put("converter", "neural-style convert-weights".into());
-    Ok(Vgg16Weights {
-        layers,
-        convention: hint_conv,
-        metadata: m,
-    })
+    Ok(Vgg16Weights { layers, convention: hint_conv, metadata: m })
 }
 
 fn dtype_str(d: OutDtype) -> &'static str {
@@ -865,10 +725,9 @@ pub fn to_safetensors(w: &Vgg16Weights, dtype: OutDtype) -> Vec<u8> {
     header.push('}');
     let mut data = Vec::new();
     for l in &w.layers {
-        for (suffix, vals, shape) in [
-            ("weight", &l.weight, format!("[{},{},3,3]", l.cout, l.cin)),
-            ("bias", &l.bias, format!("[{}]", l.cout)),
-        ] {
+        for (suffix, vals, shape) in
+            [("weight", &l.weight, format!("[{},{},3,3]", l.cout, l.cin)), ("bias", &l.bias, format!("[{}]", l.cout))]
+        {
             let start = data.len();
             for &v in vals.iter() {
                 match dtype {
@@ -899,16 +758,10 @@ pub fn to_safetensors(w: &Vgg16Weights, dtype: OutDtype) -> Vec<u8> {
 /// Writes `bytes` to `path` atomically: `PATH.tmp-<pid>` in the same directory, fsync, rename.
 /// On any failure the temporary file is removed and `path` is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WeightsError> {
-    let werr = |e: std::io::Error| WeightsError::Write {
-        path: path.display().to_string(),
-        source: e,
-    };
-    let file_name = path.file_name().ok_or_else(|| {
-        werr(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a file path",
-        ))
-    })?;
+    let werr = |e: std::io::Error| WeightsError::Write { path: path.display().to_string(), source: e };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| werr(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path")))?;
     let mut tmp_name = file_name.to_os_string();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp: PathBuf = path.with_file_name(tmp_name);
@@ -943,25 +796,15 @@ pub struct ConvertReport {
 }
 
 /// Reads `input`, converts it and writes `output` atomically.
-pub fn convert_file(
-    input: &Path,
-    output: &Path,
-    opts: &ConvertOptions,
-) -> Result<ConvertReport, WeightsError> {
+pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<ConvertReport, WeightsError> {
     let bytes = super::read_bounded(input, MAX_SOURCE_BYTES)?;
-    let name = input
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let w = convert_bytes(&bytes, &name, opts).map_err(|e| e.with_path(input))?;
     let out = to_safetensors(&w, opts.dtype);
     // Read back what we are about to write: a converter bug must not ship a file the engine
     // refuses.
-    Vgg16Weights::from_bytes(&out).map_err(|e| {
-        WeightsError::invalid(format!(
-            "internal error, the converted file does not load: {e}"
-        ))
-    })?;
+    Vgg16Weights::from_bytes(&out)
+        .map_err(|e| WeightsError::invalid(format!("internal error, the converted file does not load: {e}")))?;
     write_atomic(output, &out)?;
     Ok(ConvertReport {
         source_format: w.metadata.get("source_format").cloned().unwrap_or_default(),

@@ -74,8 +74,7 @@ impl InputConvention {
                 for c in 0..3 {
                     let s = TORCHVISION_STD[c] as f64;
                     scale[c] = (1.0 / (255.0 * s)) as f32;
-                    offset[c] = ((CAFFE_MEAN_RGB[c] as f64 / 255.0 - TORCHVISION_MEAN[c] as f64)
-                        / s) as f32;
+                    offset[c] = ((CAFFE_MEAN_RGB[c] as f64 / 255.0 - TORCHVISION_MEAN[c] as f64) / s) as f32;
                 }
                 (scale, offset)
             }
@@ -101,9 +100,7 @@ impl InputConvention {
     /// Human-readable description, stored in the metadata so the file explains itself.
     pub fn description(&self) -> &'static str {
         match self {
-            InputConvention::Caffe => {
-                "Caffe: RGB pixels in 0-255 minus mean (R,G,B) = (123.68, 116.779, 103.939)"
-            }
+            InputConvention::Caffe => "Caffe: RGB pixels in 0-255 minus mean (R,G,B) = (123.68, 116.779, 103.939)",
             InputConvention::Torchvision => {
                 "torchvision: RGB pixels in 0-1, (p - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)"
             }
@@ -156,11 +153,7 @@ pub enum WeightsError {
     #[error("{path}: not a VGG16 network: {reason}")]
     NotVgg16 { path: String, reason: String },
     #[error("{path}: tensor {tensor} has unsupported data type {dtype} (supported: F32, F16, BF16, F64)")]
-    UnsupportedDtype {
-        path: String,
-        tensor: String,
-        dtype: String,
-    },
+    UnsupportedDtype { path: String, tensor: String, dtype: String },
     #[error("{path}: not a neural-style weights file: {reason} (convert it with `cargo run --release --bin convert-weights -- INPUT OUTPUT`)")]
     Foreign { path: String, reason: String },
     #[error("{path}: {reason}")]
@@ -190,52 +183,28 @@ impl WeightsError {
     }
 
     pub(crate) fn not_weights(reason: impl Into<String>) -> Self {
-        WeightsError::NotWeights {
-            path: IN_MEMORY.into(),
-            reason: reason.into(),
-        }
+        WeightsError::NotWeights { path: IN_MEMORY.into(), reason: reason.into() }
     }
     pub(crate) fn corrupt(reason: impl Into<String>) -> Self {
-        WeightsError::Corrupt {
-            path: IN_MEMORY.into(),
-            reason: reason.into(),
-        }
+        WeightsError::Corrupt { path: IN_MEMORY.into(), reason: reason.into() }
     }
     pub(crate) fn not_vgg16(reason: impl Into<String>) -> Self {
-        WeightsError::NotVgg16 {
-            path: IN_MEMORY.into(),
-            reason: reason.into(),
-        }
+        WeightsError::NotVgg16 { path: IN_MEMORY.into(), reason: reason.into() }
     }
     pub(crate) fn foreign(reason: impl Into<String>) -> Self {
-        WeightsError::Foreign {
-            path: IN_MEMORY.into(),
-            reason: reason.into(),
-        }
+        WeightsError::Foreign { path: IN_MEMORY.into(), reason: reason.into() }
     }
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {
-        WeightsError::Invalid {
-            path: IN_MEMORY.into(),
-            reason: reason.into(),
-        }
+        WeightsError::Invalid { path: IN_MEMORY.into(), reason: reason.into() }
     }
     pub(crate) fn dtype(tensor: impl Into<String>, dtype: impl Into<String>) -> Self {
-        WeightsError::UnsupportedDtype {
-            path: IN_MEMORY.into(),
-            tensor: tensor.into(),
-            dtype: dtype.into(),
-        }
+        WeightsError::UnsupportedDtype { path: IN_MEMORY.into(), tensor: tensor.into(), dtype: dtype.into() }
     }
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         if source.kind() == std::io::ErrorKind::NotFound {
-            WeightsError::NotFound {
-                path: path.display().to_string(),
-            }
+            WeightsError::NotFound { path: path.display().to_string() }
         } else {
-            WeightsError::Io {
-                path: path.display().to_string(),
-                source,
-            }
+            WeightsError::Io { path: path.display().to_string(), source }
         }
     }
 }
@@ -244,23 +213,16 @@ impl WeightsError {
 pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, WeightsError> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| WeightsError::io(path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| WeightsError::io(path, e))?
-        .len();
+    let len = file.metadata().map_err(|e| WeightsError::io(path, e))?.len();
     if len > limit {
         return Err(WeightsError::Invalid {
             path: path.display().to_string(),
-            reason: format!(
-                "file is {len} bytes, larger than the {limit}-byte limit for a weights file"
-            ),
+            reason: format!("file is {len} bytes, larger than the {limit}-byte limit for a weights file"),
         });
     }
     let mut bytes = Vec::with_capacity(len as usize);
     // `take` guards against a file that grows between the size check and the read.
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| WeightsError::io(path, e))?;
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| WeightsError::io(path, e))?;
     if bytes.len() as u64 > limit {
         return Err(WeightsError::Invalid {
             path: path.display().to_string(),
@@ -271,13 +233,7 @@ pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, WeightsEr
 }
 
 /// Metadata keys every file of ours must carry.
-const REQUIRED_METADATA: [&str; 5] = [
-    "format",
-    "format_version",
-    "layout",
-    "channel_order",
-    "input_convention",
-];
+const REQUIRED_METADATA: [&str; 5] = ["format", "format_version", "layout", "channel_order", "input_convention"];
 
 impl Vgg16Weights {
     /// Reads and validates our safetensors file (F16, BF16 or F32 tensors).
@@ -291,9 +247,7 @@ impl Vgg16Weights {
         let (st, meta) = convert::parse_safetensors(bytes)?;
         for key in REQUIRED_METADATA {
             if !meta.contains_key(key) {
-                return Err(WeightsError::foreign(format!(
-                    "metadata key '{key}' is missing"
-                )));
+                return Err(WeightsError::foreign(format!("metadata key '{key}' is missing")));
             }
         }
         let expect = |key: &str, want: &str| -> Result<(), WeightsError> {
@@ -319,33 +273,18 @@ impl Vgg16Weights {
 
         let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
         names.sort();
-        let expected: std::collections::BTreeSet<String> = VGG16_CONV_LAYERS
-            .iter()
-            .flat_map(|(n, _, _)| [format!("{n}.weight"), format!("{n}.bias")])
-            .collect();
+        let expected: std::collections::BTreeSet<String> =
+            VGG16_CONV_LAYERS.iter().flat_map(|(n, _, _)| [format!("{n}.weight"), format!("{n}.bias")]).collect();
         if let Some(extra) = names.iter().find(|n| !expected.contains(*n)) {
-            return Err(WeightsError::foreign(format!(
-                "unexpected tensor '{}'",
-                convert::clip(extra)
-            )));
+            return Err(WeightsError::foreign(format!("unexpected tensor '{}'", convert::clip(extra))));
         }
         let mut layers = Vec::with_capacity(VGG16_CONV_LAYERS.len());
         for (name, cin, cout) in VGG16_CONV_LAYERS {
             let w = read_tensor(&st, &format!("{name}.weight"), &[cout, cin, 3, 3])?;
             let b = read_tensor(&st, &format!("{name}.bias"), &[cout])?;
-            layers.push(ConvWeights {
-                name: name.to_string(),
-                cin,
-                cout,
-                weight: w,
-                bias: b,
-            });
+            layers.push(ConvWeights { name: name.to_string(), cin, cout, weight: w, bias: b });
         }
-        Ok(Vgg16Weights {
-            layers,
-            convention,
-            metadata: meta,
-        })
+        Ok(Vgg16Weights { layers, convention, metadata: meta })
     }
 
     /// The shipped file: `$NEURAL_STYLE_WEIGHTS` if set, else `weights/vgg16_conv.safetensors`
@@ -356,9 +295,7 @@ impl Vgg16Weights {
                 return PathBuf::from(p);
             }
         }
-        let in_tree = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("weights")
-            .join(DEFAULT_FILE_NAME);
+        let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(DEFAULT_FILE_NAME);
         if in_tree.is_file() {
             return in_tree;
         }
@@ -380,14 +317,8 @@ impl Vgg16Weights {
 }
 
 /// Reads one tensor of our file, checking shape, dtype and that every value is finite.
-fn read_tensor(
-    st: &safetensors::SafeTensors<'_>,
-    name: &str,
-    shape: &[usize],
-) -> Result<Vec<f32>, WeightsError> {
-    let view = st
-        .tensor(name)
-        .map_err(|_| WeightsError::foreign(format!("tensor '{name}' is missing")))?;
+fn read_tensor(st: &safetensors::SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
+    let view = st.tensor(name).map_err(|_| WeightsError::foreign(format!("tensor '{name}' is missing")))?;
     if view.shape() != shape {
         return Err(WeightsError::foreign(format!(
             "tensor '{name}' has shape {:?}, expected {:?}",
@@ -397,9 +328,7 @@ fn read_tensor(
     }
     let values = convert::decode_st_values(view.dtype(), view.data(), name)?;
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(WeightsError::corrupt(format!(
-            "tensor '{name}' holds a non-finite value at index {i}"
-        )));
+        return Err(WeightsError::corrupt(format!("tensor '{name}' holds a non-finite value at index {i}")));
     }
     Ok(values)
 }

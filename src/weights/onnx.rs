@@ -128,12 +128,11 @@ pub fn tensor_values(t: &TensorProto, name: &str) -> Result<RawTensor, WeightsEr
     let mut shape = Vec::with_capacity(t.dims.len());
     let mut count: usize = 1;
     for &d in &t.dims {
-        let d = usize::try_from(d).map_err(|_| {
-            WeightsError::corrupt(format!("tensor '{}' has a negative dimension", clip(name)))
-        })?;
-        count = count.checked_mul(d).ok_or_else(|| {
-            WeightsError::corrupt(format!("tensor '{}' has an impossible shape", clip(name)))
-        })?;
+        let d = usize::try_from(d)
+            .map_err(|_| WeightsError::corrupt(format!("tensor '{}' has a negative dimension", clip(name))))?;
+        count = count
+            .checked_mul(d)
+            .ok_or_else(|| WeightsError::corrupt(format!("tensor '{}' has an impossible shape", clip(name))))?;
         shape.push(d);
     }
     let mismatch = |have: usize| {
@@ -149,10 +148,7 @@ pub fn tensor_values(t: &TensorProto, name: &str) -> Result<RawTensor, WeightsEr
             if t.raw_data.len() != count.saturating_mul(4) {
                 return Err(mismatch(t.raw_data.len() / 4));
             }
-            t.raw_data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
+            t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
         }
         DT_FLOAT => {
             if t.float_data.len() != count {
@@ -164,10 +160,7 @@ pub fn tensor_values(t: &TensorProto, name: &str) -> Result<RawTensor, WeightsEr
             if t.raw_data.len() != count.saturating_mul(8) {
                 return Err(mismatch(t.raw_data.len() / 8));
             }
-            t.raw_data
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32)
-                .collect()
+            t.raw_data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32).collect()
         }
         DT_DOUBLE => {
             if t.double_data.len() != count {
@@ -181,10 +174,7 @@ pub fn tensor_values(t: &TensorProto, name: &str) -> Result<RawTensor, WeightsEr
                 if t.raw_data.len() != count.saturating_mul(2) {
                     return Err(mismatch(t.raw_data.len() / 2));
                 }
-                t.raw_data
-                    .chunks_exact(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .collect()
+                t.raw_data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
             } else {
                 if t.int32_data.len() != count {
                     return Err(mismatch(t.int32_data.len()));
@@ -192,22 +182,14 @@ pub fn tensor_values(t: &TensorProto, name: &str) -> Result<RawTensor, WeightsEr
                 t.int32_data.iter().map(|&v| v as u16).collect()
             };
             if t.data_type == DT_FLOAT16 {
-                bits.into_iter()
-                    .map(|b| half::f16::from_bits(b).to_f32())
-                    .collect()
+                bits.into_iter().map(|b| half::f16::from_bits(b).to_f32()).collect()
             } else {
-                bits.into_iter()
-                    .map(|b| half::bf16::from_bits(b).to_f32())
-                    .collect()
+                bits.into_iter().map(|b| half::bf16::from_bits(b).to_f32()).collect()
             }
         }
         other => return Err(WeightsError::dtype(clip(name), dtype_name(other))),
     };
-    Ok(RawTensor {
-        name: name.to_string(),
-        shape,
-        data,
-    })
+    Ok(RawTensor { name: name.to_string(), shape, data })
 }
 
 /// What an ONNX value name resolves to: a constant tensor, possibly through Transpose/Identity.
@@ -230,29 +212,16 @@ impl<'a> Graph<'a> {
         let mut cur = value;
         // Bounded walk: a cyclic (malformed) graph must not loop forever.
         for _ in 0..16 {
-            if let Some(t) = self
-                .initializers
-                .get(cur)
-                .or_else(|| self.constants.get(cur))
-            {
+            if let Some(t) = self.initializers.get(cur).or_else(|| self.constants.get(cur)) {
                 perms.reverse();
-                return Some(Resolved {
-                    tensor: t,
-                    perms,
-                    name: cur.to_string(),
-                });
+                return Some(Resolved { tensor: t, perms, name: cur.to_string() });
             }
             let node = self.producers.get(cur)?;
             match node.op_type.as_str() {
                 "Identity" | "Cast" => {}
                 "Transpose" => {
                     let perm = node.attribute.iter().find(|a| a.name == "perm")?;
-                    perms.push(
-                        perm.ints
-                            .iter()
-                            .map(|&i| usize::try_from(i).ok())
-                            .collect::<Option<Vec<_>>>()?,
-                    );
+                    perms.push(perm.ints.iter().map(|&i| usize::try_from(i).ok()).collect::<Option<Vec<_>>>()?);
                 }
                 _ => return None,
             }
@@ -266,11 +235,7 @@ fn load_resolved(r: &Resolved<'_>) -> Result<RawTensor, WeightsError> {
     let mut t = tensor_values(r.tensor, &r.name)?;
     for perm in &r.perms {
         t = super::convert::permute(&t, perm).ok_or_else(|| {
-            WeightsError::corrupt(format!(
-                "Transpose of '{}' has an invalid perm {:?}",
-                clip(&r.name),
-                perm
-            ))
+            WeightsError::corrupt(format!("Transpose of '{}' has an invalid perm {:?}", clip(&r.name), perm))
         })?;
     }
     Ok(t)
@@ -280,15 +245,9 @@ fn load_resolved(r: &Resolved<'_>) -> Result<RawTensor, WeightsError> {
 pub fn read_onnx(bytes: &[u8]) -> Result<Source, WeightsError> {
     let model = ModelProto::decode(bytes)
         .map_err(|e| WeightsError::corrupt(format!("cannot decode the ONNX protobuf ({e})")))?;
-    let graph = model
-        .graph
-        .as_ref()
-        .ok_or_else(|| WeightsError::not_weights("ONNX model without a graph"))?;
-    let mut g = Graph {
-        initializers: Default::default(),
-        constants: Default::default(),
-        producers: Default::default(),
-    };
+    let graph = model.graph.as_ref().ok_or_else(|| WeightsError::not_weights("ONNX model without a graph"))?;
+    let mut g =
+        Graph { initializers: Default::default(), constants: Default::default(), producers: Default::default() };
     for t in &graph.initializer {
         g.initializers.insert(t.name.as_str(), t);
     }
@@ -297,33 +256,21 @@ pub fn read_onnx(bytes: &[u8]) -> Result<Source, WeightsError> {
             g.producers.insert(o.as_str(), n);
         }
         if n.op_type == "Constant" {
-            if let (Some(o), Some(t)) = (
-                n.output.first(),
-                n.attribute
-                    .iter()
-                    .find(|a| a.name == "value")
-                    .and_then(|a| a.t.as_ref()),
-            ) {
+            if let (Some(o), Some(t)) =
+                (n.output.first(), n.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref()))
+            {
                 g.constants.insert(o.as_str(), t);
             }
         }
     }
 
     let mut layers = Vec::new();
-    for (idx, node) in graph
-        .node
-        .iter()
-        .filter(|n| n.op_type == "Conv")
-        .enumerate()
-    {
-        let label = if node.name.is_empty() {
-            format!("Conv #{idx}")
-        } else {
-            node.name.clone()
-        };
-        let w_name = node.input.get(1).ok_or_else(|| {
-            WeightsError::corrupt(format!("Conv node '{}' has no weight input", clip(&label)))
-        })?;
+    for (idx, node) in graph.node.iter().filter(|n| n.op_type == "Conv").enumerate() {
+        let label = if node.name.is_empty() { format!("Conv #{idx}") } else { node.name.clone() };
+        let w_name = node
+            .input
+            .get(1)
+            .ok_or_else(|| WeightsError::corrupt(format!("Conv node '{}' has no weight input", clip(&label))))?;
         let w = g.resolve(w_name).ok_or_else(|| {
             WeightsError::invalid(format!(
                 "Conv node '{}': its weight '{}' is computed at run time, not stored; cannot extract it",
@@ -366,13 +313,7 @@ pub fn read_onnx(bytes: &[u8]) -> Result<Source, WeightsError> {
     let producer_desc = if model.producer_name.is_empty() {
         "unknown producer".to_string()
     } else {
-        format!(
-            "producer {} {}",
-            clip(&model.producer_name),
-            clip(&model.producer_version)
-        )
-        .trim_end()
-        .to_string()
+        format!("producer {} {}", clip(&model.producer_name), clip(&model.producer_version)).trim_end().to_string()
     };
     Ok(Source {
         format: format!("ONNX ({producer_desc}, ir_version {})", model.ir_version),
@@ -384,20 +325,12 @@ pub fn read_onnx(bytes: &[u8]) -> Result<Source, WeightsError> {
 
 /// The shape after the Transpose chain, without decoding any data.
 fn shape_of(r: &Resolved<'_>) -> Option<Vec<usize>> {
-    let mut shape: Vec<usize> = r
-        .tensor
-        .dims
-        .iter()
-        .map(|&d| usize::try_from(d).ok())
-        .collect::<Option<_>>()?;
+    let mut shape: Vec<usize> = r.tensor.dims.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<_>>()?;
     for perm in &r.perms {
         if perm.len() != shape.len() {
             return None;
         }
-        shape = perm
-            .iter()
-            .map(|&p| shape.get(p).copied())
-            .collect::<Option<_>>()?;
+        shape = perm.iter().map(|&p| shape.get(p).copied()).collect::<Option<_>>()?;
     }
     Some(shape)
 }

@@ -63,12 +63,7 @@ fn bad(msg: impl Into<String>) -> WeightsError {
 fn count_nodes(v: &Value) -> usize {
     match v {
         Value::List(x) | Value::Tuple(x) => 1 + x.iter().map(count_nodes).sum::<usize>(),
-        Value::Dict(x) => {
-            1 + x
-                .iter()
-                .map(|(k, v)| count_nodes(k) + count_nodes(v))
-                .sum::<usize>()
-        }
+        Value::Dict(x) => 1 + x.iter().map(|(k, v)| count_nodes(k) + count_nodes(v)).sum::<usize>(),
         Value::Persistent(x) => 1 + count_nodes(x),
         _ => 1,
     }
@@ -76,21 +71,11 @@ fn count_nodes(v: &Value) -> usize {
 
 impl<'a> Vm<'a> {
     fn new(data: &'a [u8], pos: usize) -> Self {
-        Vm {
-            data,
-            pos,
-            stack: Vec::new(),
-            memo: HashMap::new(),
-            nodes: 0,
-        }
+        Vm { data, pos, stack: Vec::new(), memo: HashMap::new(), nodes: 0 }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], WeightsError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.data.len())
-            .ok_or_else(|| bad("truncated"))?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| bad("truncated"))?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -107,16 +92,11 @@ impl<'a> Vm<'a> {
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn u64(&mut self) -> Result<u64, WeightsError> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
     fn line(&mut self) -> Result<String, WeightsError> {
         let rest = &self.data[self.pos..];
-        let n = rest
-            .iter()
-            .position(|&c| c == b'\n')
-            .ok_or_else(|| bad("unterminated text"))?;
+        let n = rest.iter().position(|&c| c == b'\n').ok_or_else(|| bad("unterminated text"))?;
         let s = String::from_utf8_lossy(&rest[..n]).into_owned();
         self.pos += n + 1;
         Ok(s)
@@ -129,11 +109,7 @@ impl<'a> Vm<'a> {
         self.stack.pop().ok_or_else(|| bad("stack underflow"))
     }
     fn pop_mark(&mut self) -> Result<Vec<Value>, WeightsError> {
-        let m = self
-            .stack
-            .iter()
-            .rposition(|v| matches!(v, Value::Mark))
-            .ok_or_else(|| bad("missing MARK"))?;
+        let m = self.stack.iter().rposition(|v| matches!(v, Value::Mark)).ok_or_else(|| bad("missing MARK"))?;
         let items = self.stack.split_off(m + 1);
         self.stack.pop();
         Ok(items)
@@ -150,20 +126,12 @@ impl<'a> Vm<'a> {
         self.stack.last_mut().ok_or_else(|| bad("stack underflow"))
     }
     fn memo_put(&mut self, k: u32) -> Result<(), WeightsError> {
-        let v = self
-            .stack
-            .last()
-            .ok_or_else(|| bad("stack underflow"))?
-            .clone();
+        let v = self.stack.last().ok_or_else(|| bad("stack underflow"))?.clone();
         self.memo.insert(k, v);
         Ok(())
     }
     fn memo_get(&mut self, k: u32) -> Result<(), WeightsError> {
-        let v = self
-            .memo
-            .get(&k)
-            .cloned()
-            .ok_or_else(|| bad("unknown memo key"))?;
+        let v = self.memo.get(&k).cloned().ok_or_else(|| bad("unknown memo key"))?;
         self.push(v)
     }
 
@@ -203,11 +171,7 @@ impl<'a> Vm<'a> {
                     let b = self.take(n)?;
                     // Only values that fit an i64 matter (sizes, offsets); others become 0.
                     let v = if n <= 8 && n > 0 {
-                        let mut buf = if b[n - 1] & 0x80 != 0 {
-                            [0xff; 8]
-                        } else {
-                            [0; 8]
-                        };
+                        let mut buf = if b[n - 1] & 0x80 != 0 { [0xff; 8] } else { [0; 8] };
                         buf[..n].copy_from_slice(b);
                         i64::from_le_bytes(buf)
                     } else {
@@ -409,13 +373,7 @@ fn reduce(callable: Value, args: Value) -> Result<Value, WeightsError> {
             if shape.len() != stride.len() {
                 return Err(bad("tensor shape and stride differ in length"));
             }
-            Ok(Value::Tensor(TensorRef {
-                storage_key,
-                storage_type,
-                offset,
-                shape,
-                stride,
-            }))
+            Ok(Value::Tensor(TensorRef { storage_key, storage_type, offset, shape, stride }))
         }
         _ => Ok(Value::Opaque),
     }
@@ -428,9 +386,7 @@ type Decode = fn(&[u8]) -> f32;
 fn storage_dtype(t: &str) -> Option<(usize, Decode)> {
     Some(match t {
         "FloatStorage" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        "DoubleStorage" => (8, |b| {
-            f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32
-        }),
+        "DoubleStorage" => (8, |b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32),
         "HalfStorage" => (2, |b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
         "BFloat16Storage" => (2, |b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
         _ => return None,
@@ -475,21 +431,15 @@ impl TensorDict for PthDict<'_> {
     }
     fn read(&mut self, name: &str) -> Result<RawTensor, WeightsError> {
         let t = self.get(name)?;
-        let (size, decode) = storage_dtype(&t.storage_type)
-            .ok_or_else(|| WeightsError::dtype(clip(name), clip(&t.storage_type)))?;
-        let storage = self.storages.get(&t.storage_key).ok_or_else(|| {
-            bad(format!(
-                "storage '{}' of '{}' is missing",
-                clip(&t.storage_key),
-                clip(name)
-            ))
-        })?;
+        let (size, decode) =
+            storage_dtype(&t.storage_type).ok_or_else(|| WeightsError::dtype(clip(name), clip(&t.storage_type)))?;
+        let storage = self
+            .storages
+            .get(&t.storage_key)
+            .ok_or_else(|| bad(format!("storage '{}' of '{}' is missing", clip(&t.storage_key), clip(name))))?;
         let n_storage = storage.len() / size;
-        let count: usize = t
-            .shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| bad("impossible shape"))?;
+        let count: usize =
+            t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("impossible shape"))?;
         // The last element addressed must lie inside the storage.
         let mut max_off = t.offset;
         for (&d, &s) in t.shape.iter().zip(&t.stride) {
@@ -501,10 +451,7 @@ impl TensorDict for PthDict<'_> {
             }
         }
         if count > 0 && max_off >= n_storage {
-            return Err(bad(format!(
-                "tensor '{}' reaches past the end of its storage (truncated file?)",
-                clip(name)
-            )));
+            return Err(bad(format!("tensor '{}' reaches past the end of its storage (truncated file?)", clip(name))));
         }
         let mut data = Vec::with_capacity(count);
         let mut idx = vec![0usize; t.shape.len()];
@@ -519,11 +466,7 @@ impl TensorDict for PthDict<'_> {
                 idx[k] = 0;
             }
         }
-        Ok(RawTensor {
-            name: name.to_string(),
-            shape: t.shape.clone(),
-            data,
-        })
+        Ok(RawTensor { name: name.to_string(), shape: t.shape.clone(), data })
     }
 }
 
@@ -550,9 +493,7 @@ fn state_dict(v: Value) -> Result<Vec<(String, TensorRef)>, WeightsError> {
             }
         }
     }
-    Err(WeightsError::not_weights(
-        "the PyTorch file holds no tensors",
-    ))
+    Err(WeightsError::not_weights("the PyTorch file holds no tensors"))
 }
 
 pub fn read_pth(bytes: &[u8]) -> Result<Source, WeightsError> {
@@ -575,9 +516,7 @@ fn read_zip(bytes: &[u8]) -> Result<Source, WeightsError> {
         .clone();
     let prefix = pkl.strip_suffix("data.pkl").unwrap_or("").to_string();
     let mut read_entry = |name: &str, limit: u64| -> Result<Vec<u8>, WeightsError> {
-        let f = zip
-            .by_name(name)
-            .map_err(|e| WeightsError::corrupt(format!("zip entry '{}': {e}", clip(name))))?;
+        let f = zip.by_name(name).map_err(|e| WeightsError::corrupt(format!("zip entry '{}': {e}", clip(name))))?;
         let mut buf = Vec::new();
         f.take(limit)
             .read_to_end(&mut buf)
@@ -596,10 +535,7 @@ fn read_zip(bytes: &[u8]) -> Result<Source, WeightsError> {
             owned.insert(t.storage_key.clone(), data);
         }
     }
-    let storages = owned
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_slice()))
-        .collect();
+    let storages = owned.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect();
     read_dict(&mut PthDict { tensors, storages }, "PyTorch .pth (zip)")
 }
 
@@ -629,30 +565,17 @@ fn read_legacy(bytes: &[u8]) -> Result<Source, WeightsError> {
             .iter()
             .find(|(_, t)| t.storage_key == key)
             .and_then(|(_, t)| storage_elem_size(&t.storage_type))
-            .ok_or_else(|| {
-                bad(format!(
-                    "storage '{}' has an unknown or unsupported type",
-                    clip(&key)
-                ))
-            })?;
+            .ok_or_else(|| bad(format!("storage '{}' has an unknown or unsupported type", clip(&key))))?;
         let n = bytes
             .get(pos..pos + 8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
             .ok_or_else(|| bad("truncated before a storage"))?;
-        let len = usize::try_from(n)
-            .ok()
-            .and_then(|n| n.checked_mul(elem))
-            .ok_or_else(|| bad("impossible storage size"))?;
+        let len =
+            usize::try_from(n).ok().and_then(|n| n.checked_mul(elem)).ok_or_else(|| bad("impossible storage size"))?;
         let start = pos + 8;
-        let end = start
-            .checked_add(len)
-            .filter(|&e| e <= bytes.len())
-            .ok_or_else(|| bad("truncated storage data"))?;
+        let end = start.checked_add(len).filter(|&e| e <= bytes.len()).ok_or_else(|| bad("truncated storage data"))?;
         storages.insert(key, &bytes[start..end]);
         pos = end;
     }
-    read_dict(
-        &mut PthDict { tensors, storages },
-        "PyTorch .pth (legacy format)",
-    )
+    read_dict(&mut PthDict { tensors, storages }, "PyTorch .pth (legacy format)")
 }
