@@ -53,10 +53,14 @@ impl fmt::Display for AdapterReport {
             l.max_compute_invocations_per_workgroup,
             l.max_compute_workgroups_per_dimension
         )?;
-        write!(f, "  usable by neural-style: {}", match check_adapter_usable(&self.info, &self.limits) {
-            Ok(()) => "yes".to_string(),
-            Err(why) => format!("no ({why})"),
-        })
+        write!(
+            f,
+            "  usable by neural-style: {}",
+            match check_adapter_usable(&self.info, &self.limits) {
+                Ok(()) => "yes".to_string(),
+                Err(why) => format!("no ({why})"),
+            }
+        )
     }
 }
 
@@ -77,19 +81,31 @@ pub fn check_adapter_usable(_info: &wgpu::AdapterInfo, limits: &wgpu::Limits) ->
     Ok(())
 }
 
-fn new_instance() -> wgpu::Instance {
-    let desc = wgpu::InstanceDescriptor {
-        backends: wgpu::Backends::all(),
-        ..wgpu::InstanceDescriptor::new_without_display_handle()
-    }
-    .with_env();
-    wgpu::Instance::new(desc)
+fn adapters_on(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let desc =
+        wgpu::InstanceDescriptor { backends, ..wgpu::InstanceDescriptor::new_without_display_handle() }.with_env();
+    let instance = wgpu::Instance::new(desc);
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
 }
 
-/// Every adapter wgpu sees (after `WGPU_BACKEND`).
+/// Every adapter of every backend wgpu sees (after `WGPU_BACKEND`), for `devices` and `selftest --all-adapters`.
 pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
-    let instance = new_instance();
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+    adapters_on(wgpu::Backends::all())
+}
+
+/// The adapters the engine chooses from: with `WGPU_BACKEND` set, exactly those backends; otherwise the
+/// native APIs (Vulkan, Metal, DX12) first and GL only when none of them has an adapter. (Opening GL on Linux
+/// starts EGL, which costs time and makes Mesa print warnings, for an adapter that would rank last anyway.)
+pub fn candidate_adapters() -> Vec<wgpu::Adapter> {
+    if wgpu::Backends::from_env().is_some() {
+        return adapters_on(wgpu::Backends::all());
+    }
+    let native = adapters_on(wgpu::Backends::PRIMARY);
+    if native.is_empty() {
+        adapters_on(wgpu::Backends::GL)
+    } else {
+        native
+    }
 }
 
 /// Every adapter wgpu sees, as `neural-style devices` reports them.
@@ -122,13 +138,10 @@ pub fn pick_adapter(
     }
     if let Some(w) = wanted {
         let w = w.to_lowercase();
-        return rows
-            .iter()
-            .position(|(name, _, _)| name.to_lowercase().contains(&w))
-            .ok_or_else(|| {
-                let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-                format!(" matching \"{w}\" (available: {})", names.join(", "))
-            });
+        return rows.iter().position(|(name, _, _)| name.to_lowercase().contains(&w)).ok_or_else(|| {
+            let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+            format!(" matching \"{w}\" (available: {})", names.join(", "))
+        });
     }
     let backend_rank = |b: wgpu::Backend| u32::from(b == wgpu::Backend::Gl);
     Ok((0..rows.len()).min_by_key(|&i| (device_type_rank(rows[i].1), backend_rank(rows[i].2), i)).unwrap())
@@ -156,7 +169,7 @@ pub struct GpuContext {
 
 impl GpuContext {
     pub fn new(opts: &GpuOptions) -> Result<Self> {
-        let adapters = enumerate_adapters();
+        let adapters = candidate_adapters();
         let rows: Vec<_> = adapters
             .iter()
             .map(|a| {
@@ -189,8 +202,7 @@ impl GpuContext {
 
         // Ask for the adapter's real limits (lavapipe: 128 MiB storage bindings; an H200: 2 GiB), and the
         // optional features we have kernels for.
-        let wanted_features =
-            wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
+        let wanted_features = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
         let features = adapter.features() & wanted_features;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("neural-style"),
@@ -216,16 +228,7 @@ impl GpuContext {
             }
         });
         let limits = device.limits();
-        Ok(Self {
-            device,
-            queue,
-            info,
-            features,
-            limits,
-            pipelines: Mutex::new(HashMap::new()),
-            uncaptured,
-            lost,
-        })
+        Ok(Self { device, queue, info, features, limits, pipelines: Mutex::new(HashMap::new()), uncaptured, lost })
     }
 
     pub fn adapter_name(&self) -> &str {

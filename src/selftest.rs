@@ -52,7 +52,11 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let aw = self.rows.iter().map(|r| r.adapter.len()).chain([7]).max().unwrap_or(7);
         let cw = self.rows.iter().map(|r| r.check.len()).chain([5]).max().unwrap_or(5);
-        writeln!(f, "{:aw$}  {:7}  {:cw$}  {:6}  {:>9}  {:>8}", "adapter", "backend", "check", "result", "max error", "ms")?;
+        writeln!(
+            f,
+            "{:aw$}  {:7}  {:cw$}  {:6}  {:>9}  {:>8}",
+            "adapter", "backend", "check", "result", "max error", "ms"
+        )?;
         for r in &self.rows {
             let (res, err) = match &r.result {
                 Ok(e) => ("pass".to_string(), format!("{e:.2e}")),
@@ -92,7 +96,10 @@ fn checks(ctx: &GpuContext) -> Vec<(String, Box<dyn Fn() -> Check + '_>)> {
         "conv3x3_backward_data vs finite diff".into(),
         Box::new(move || check::conv3x3_backward_data(ctx, conv(5, 6, 7, 9), true, 300)),
     ));
-    v.push(("maxpool2x2 (+backward, ties)".into(), Box::new(move || check::pool(ctx, pool(64, 17, 9), false, true, 400))));
+    v.push((
+        "maxpool2x2 (+backward, ties)".into(),
+        Box::new(move || check::pool(ctx, pool(64, 17, 9), false, true, 400)),
+    ));
     v.push(("maxpool2x2 (+backward)".into(), Box::new(move || check::pool(ctx, pool(3, 33, 31), false, false, 401))));
     v.push(("avgpool2x2 (+backward)".into(), Box::new(move || check::pool(ctx, pool(64, 17, 9), true, false, 500))));
     v.push(("gram 64x153".into(), Box::new(move || check::gram(ctx, 64, 17 * 9, 700))));

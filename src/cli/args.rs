@@ -1,0 +1,275 @@
+//! Command-line arguments (clap) and their validation. Flag names follow jcjohnson/neural-style,
+//! neural-style-pt and anishathalye/neural-style, in kebab-case.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::CliError;
+
+/// Every relu layer the network computes (up to relu5_1), in order.
+pub const LAYERS: [&str; 11] = [
+    "relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3", "relu4_1", "relu4_2", "relu4_3",
+    "relu5_1",
+];
+
+/// Smallest accepted `--image-size`: the network needs both sides ≥ 16 px to reach relu5_1.
+pub const MIN_IMAGE_SIZE: usize = 16;
+/// Largest accepted `--image-size`.
+pub const MAX_IMAGE_SIZE: usize = 16_384;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "neural-style",
+    version,
+    about = "Neural style transfer (Gatys, Ecker & Bethge) on the GPU",
+    long_about = "Paints CONTENT in the style of one or more STYLE images (Gatys, Ecker & Bethge, \
+                  \"A Neural Algorithm of Artistic Style\"), on any GPU wgpu can drive.\n\n\
+                  Example: neural-style content.png style.png -o out.png",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    allow_negative_numbers = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub style: StyleArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the GPU adapters wgpu can see (the name to pass to --adapter).
+    Devices,
+    /// Time the engine on synthetic images.
+    Bench(BenchArgs),
+    /// Check the engine's kernels against the CPU reference on this machine's GPU.
+    Selftest(SelftestArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Longest side of the benchmark image.
+    #[arg(long, default_value_t = 512)]
+    pub size: usize,
+    /// Number of timed iterations.
+    #[arg(long, default_value_t = 20)]
+    pub iterations: usize,
+    /// GPU adapter: a substring of its name (see `neural-style devices`).
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// VGG16 weights file (default: random weights, seeded; the speed does not depend on the values).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SelftestArgs {
+    /// GPU adapter: a substring of its name (see `neural-style devices`).
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Run on every adapter found.
+    #[arg(long, conflicts_with = "adapter")]
+    pub all_adapters: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerArg {
+    Adam,
+    Lbfgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitArg {
+    /// Start from the content image, or from --init-image when given.
+    Image,
+    /// Start from seeded random noise (see --seed).
+    Random,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PoolingArg {
+    Max,
+    Avg,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StyleArgs {
+    /// Content image (any format the `image` crate reads: PNG, JPEG, WebP, TIFF, GIF, BMP, ...).
+    #[arg(value_name = "CONTENT", required = true)]
+    pub content: Option<PathBuf>,
+    /// One or more style images.
+    #[arg(value_name = "STYLE", required = true, num_args = 1..)]
+    pub styles: Vec<PathBuf>,
+
+    /// Output image; the format comes from the extension (.png, .jpg, .webp, .tiff, .bmp, ...).
+    #[arg(short = 'o', long, value_name = "PATH", default_value = "out.png")]
+    pub output: PathBuf,
+    /// Replace the output (and --save-every frames) when they already exist.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Longest side of the output, in pixels (at least 16).
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub image_size: usize,
+    /// Style images are resized so that their longest side is ceil(F · image size).
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub style_scale: f64,
+    /// Comma-separated weights, one per style image (default: equal). Normalised to sum 1.
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
+    pub style_blend_weights: Vec<f32>,
+    /// Weight of the content loss.
+    #[arg(long, value_name = "F", default_value_t = 5.0)]
+    pub content_weight: f32,
+    /// Weight of the style loss.
+    #[arg(long, value_name = "F", default_value_t = 100.0)]
+    pub style_weight: f32,
+    /// Weight of the total-variation (smoothness) loss.
+    #[arg(long, value_name = "F", default_value_t = 1e-3)]
+    pub tv_weight: f32,
+    /// Number of optimisation steps (0 writes the initial image).
+    #[arg(long, visible_alias = "num-iterations", value_name = "N", default_value_t = 1000)]
+    pub iterations: usize,
+    /// Optimiser. Only adam exists so far.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    pub optimizer: OptimizerArg,
+    /// Adam learning rate, in pixel units.
+    #[arg(long, value_name = "F", default_value_t = 10.0)]
+    pub learning_rate: f32,
+    /// Initial image: `image` = the content image (or --init-image), `random` = seeded noise.
+    #[arg(long, value_enum, default_value_t = InitArg::Image)]
+    pub init: InitArg,
+    /// Start from this image (resized to the content's size) instead of the content image.
+    #[arg(long, value_name = "PATH")]
+    pub init_image: Option<PathBuf>,
+    /// Seed of --init random. Same seed, same adapter, same flags → bit-identical output.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Keep the content's colours: take only the luminance (Y of YCbCr, BT.601) from the result.
+    #[arg(long)]
+    pub original_colors: bool,
+    /// Pooling after relu1_2, relu2_2, relu3_3 and relu4_3.
+    #[arg(long, value_enum, default_value_t = PoolingArg::Max)]
+    pub pooling: PoolingArg,
+    /// Comma-separated content layers (relu1_1 ... relu5_1).
+    #[arg(long, value_name = "LAYERS", value_delimiter = ',', default_value = "relu4_2")]
+    pub content_layers: Vec<String>,
+    /// Comma-separated style layers (relu1_1 ... relu5_1).
+    #[arg(
+        long,
+        value_name = "LAYERS",
+        value_delimiter = ',',
+        default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"
+    )]
+    pub style_layers: Vec<String>,
+    /// Report the losses every N iterations (0: never).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub print_every: usize,
+    /// Also write the image every N iterations as <stem>_<iter>.<ext> beside the output (0: off).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub save_every: usize,
+    /// Write the losses of every iteration as JSON lines: {"iter","content","style","tv","total","ms"}.
+    #[arg(long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+    /// GPU adapter: a substring of its name (see `neural-style devices`; default: $NEURAL_STYLE_ADAPTER, else
+    /// the fastest).
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+    /// VGG16 weights file (default: the shipped weights).
+    #[arg(long, value_name = "PATH")]
+    pub weights: Option<PathBuf>,
+}
+
+fn usage(msg: impl Into<String>) -> CliError {
+    CliError::Usage(msg.into())
+}
+
+fn check_weight(name: &str, v: f32) -> Result<(), CliError> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(usage(format!("--{name} must be a finite number >= 0 (got {v})")));
+    }
+    Ok(())
+}
+
+fn check_layers(flag: &str, layers: &[String]) -> Result<(), CliError> {
+    if layers.is_empty() {
+        return Err(usage(format!("--{flag} needs at least one layer")));
+    }
+    for (i, l) in layers.iter().enumerate() {
+        if !LAYERS.contains(&l.as_str()) {
+            return Err(usage(format!("--{flag}: unknown layer '{l}'; valid layers: {}", LAYERS.join(", "))));
+        }
+        if layers[..i].contains(l) {
+            return Err(usage(format!("--{flag}: layer '{l}' is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+impl StyleArgs {
+    /// Checks every flag value (nothing touches a file or the GPU here). Errors are usage errors (exit 2).
+    pub fn validate(&self) -> Result<(), CliError> {
+        if self.content.is_none() || self.styles.is_empty() {
+            return Err(usage("give a content image and at least one style image"));
+        }
+        if self.image_size < MIN_IMAGE_SIZE {
+            return Err(usage(format!(
+                "--image-size {} is too small: the network needs at least {MIN_IMAGE_SIZE} px",
+                self.image_size
+            )));
+        }
+        if self.image_size > MAX_IMAGE_SIZE {
+            return Err(usage(format!("--image-size {} is too large (at most {MAX_IMAGE_SIZE})", self.image_size)));
+        }
+        if !self.style_scale.is_finite() || self.style_scale <= 0.0 {
+            return Err(usage(format!("--style-scale must be a finite number > 0 (got {})", self.style_scale)));
+        }
+        let style_side = crate::cli::style_side(self);
+        if style_side < MIN_IMAGE_SIZE {
+            return Err(usage(format!(
+                "--style-scale {} gives style images a longest side of {style_side} px; at least {MIN_IMAGE_SIZE} needed",
+                self.style_scale
+            )));
+        }
+        if style_side > MAX_IMAGE_SIZE {
+            return Err(usage(format!(
+                "--style-scale {} gives style images a longest side of {style_side} px; at most {MAX_IMAGE_SIZE}",
+                self.style_scale
+            )));
+        }
+        if !self.style_blend_weights.is_empty() {
+            let n = self.styles.len();
+            if self.style_blend_weights.len() != n {
+                return Err(usage(format!(
+                    "--style-blend-weights has {} value(s) but there {} {n} style image{}",
+                    self.style_blend_weights.len(),
+                    if n == 1 { "is" } else { "are" },
+                    if n == 1 { "" } else { "s" }
+                )));
+            }
+            if self.style_blend_weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
+                return Err(usage("--style-blend-weights must be finite numbers >= 0"));
+            }
+            if self.style_blend_weights.iter().map(|w| *w as f64).sum::<f64>() <= 0.0 {
+                return Err(usage("--style-blend-weights must have a positive sum"));
+            }
+        }
+        check_weight("content-weight", self.content_weight)?;
+        check_weight("style-weight", self.style_weight)?;
+        check_weight("tv-weight", self.tv_weight)?;
+        if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 {
+            return Err(usage(format!("--learning-rate must be a finite number > 0 (got {})", self.learning_rate)));
+        }
+        if self.optimizer == OptimizerArg::Lbfgs {
+            return Err(usage("--optimizer lbfgs is not implemented yet; use --optimizer adam (the default)"));
+        }
+        if self.init == InitArg::Random && self.init_image.is_some() {
+            return Err(usage("--init-image cannot be combined with --init random"));
+        }
+        check_layers("content-layers", &self.content_layers)?;
+        check_layers("style-layers", &self.style_layers)?;
+        if self.adapter.as_deref().is_some_and(|a| a.trim().is_empty()) {
+            return Err(usage("--adapter needs a non-empty name (see `neural-style devices`)"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,117 @@
+//! The command-line interface: `neural-style CONTENT STYLE [STYLE ...] [OPTIONS]` and the `devices`, `bench`
+//! and `selftest` subcommands. It drives the engine only through the library API ([`neural_style::Stylizer`]).
+//!
+//! Exit codes: 0 success, 1 runtime error (files, weights, GPU), 2 usage error (bad flag or value),
+//! 130 interrupted by Ctrl-C (after writing the current image). Errors are one line on stderr: `error: ...`.
+
+mod args;
+mod progress;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::{BenchArgs, Cli, Command, SelftestArgs, StyleArgs};
+
+/// Exit code after Ctrl-C (128 + SIGINT), used once the current image is written.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// A failure of the CLI, mapped to the exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// A bad flag or flag value: exit 2.
+    Usage(String),
+    /// Files, weights, GPU: exit 1.
+    Runtime(String),
+}
+
+impl From<neural_style::Error> for CliError {
+    fn from(e: neural_style::Error) -> Self {
+        match e {
+            neural_style::Error::InvalidOption(m) => CliError::Usage(m),
+            other => CliError::Runtime(other.to_string()),
+        }
+    }
+}
+
+/// How a successful command ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Stopped by Ctrl-C; the current image was written.
+    Interrupted,
+}
+
+/// Collapses a message to one line (errors are one line on stderr).
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+pub fn main() -> ExitCode {
+    // clap prints its own usage errors (exit 2) and --help/--version (exit 0).
+    let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
+    let result = match cli.command {
+        Some(Command::Devices) => devices(),
+        Some(Command::Bench(a)) => bench(&a),
+        Some(Command::Selftest(a)) => selftest(&a),
+        None => run::run(&cli.style),
+    };
+    match result {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
+        Err(CliError::Usage(m)) => {
+            eprintln!("error: {}", one_line(&m));
+            ExitCode::from(2)
+        }
+        Err(CliError::Runtime(m)) => {
+            eprintln!("error: {}", one_line(&m));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `neural-style devices`: every adapter wgpu sees.
+fn devices() -> Result<Outcome, CliError> {
+    let adapters = neural_style::gpu::list_adapters();
+    if adapters.is_empty() {
+        return Err(CliError::Runtime(
+            "no GPU adapter found (is a Vulkan, Metal, DX12 or GL driver installed?)".into(),
+        ));
+    }
+    for a in &adapters {
+        println!("{a}");
+    }
+    Ok(Outcome::Done)
+}
+
+/// `neural-style bench`: one JSON line on stdout.
+fn bench(args: &BenchArgs) -> Result<Outcome, CliError> {
+    let lib_args = neural_style::bench::BenchArgs {
+        size: args.size,
+        iterations: args.iterations,
+        adapter: args.adapter.clone(),
+        weights: args.weights.clone(),
+    };
+    let report = neural_style::bench::run(&lib_args).map_err(|e| CliError::Runtime(format!("{e:#}")))?;
+    println!("{report}");
+    Ok(Outcome::Done)
+}
+
+/// `neural-style selftest`: the table on stdout; exit 1 when any check fails.
+fn selftest(args: &SelftestArgs) -> Result<Outcome, CliError> {
+    let lib_args =
+        neural_style::selftest::SelftestArgs { adapter: args.adapter.clone(), all_adapters: args.all_adapters };
+    let report = neural_style::selftest::run(&lib_args).map_err(|e| CliError::Runtime(e.to_string()))?;
+    println!("{report}");
+    if report.passed() {
+        Ok(Outcome::Done)
+    } else {
+        Err(CliError::Runtime("selftest failed: see the table above".into()))
+    }
+}
+
+/// The longest side of the style images for these arguments: ceil(style_scale · image_size).
+pub(crate) fn style_side(a: &StyleArgs) -> usize {
+    neural_style::image_io::style_longest_side(a.image_size, a.style_scale)
+}

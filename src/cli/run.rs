@@ -1,0 +1,335 @@
+//! The main command: check everything that can be checked before the GPU is touched, load and preprocess the
+//! images, run the optimisation loop (progress, JSON-lines log, frames, Ctrl-C) and write the result atomically.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use image::ImageFormat;
+use neural_style::gpu::{GpuContext, GpuOptions};
+use neural_style::image_io;
+use neural_style::weights::Vgg16Weights;
+use neural_style::{Init, Losses, PlanarImage, Pooling, StyleOptions, Stylizer};
+
+use super::args::{InitArg, PoolingArg, MIN_IMAGE_SIZE};
+use super::progress::Progress;
+use super::{CliError, Outcome, StyleArgs};
+
+/// Set by the Ctrl-C handler; checked between iterations.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Frames beyond this many are not checked one by one before the run (`--save-every 1 --iterations 10^9`).
+const MAX_FRAME_PRECHECK: usize = 100_000;
+
+fn runtime(msg: impl Into<String>) -> CliError {
+    CliError::Runtime(msg.into())
+}
+
+/// The path as it is on disk (symlinks and `..` resolved), also for a file that does not exist yet.
+fn canonical(p: &Path) -> PathBuf {
+    if let Ok(c) = p.canonicalize() {
+        return c;
+    }
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    match (abs.parent(), abs.file_name()) {
+        (Some(dir), Some(name)) => dir.canonicalize().map(|d| d.join(name)).unwrap_or(abs.clone()),
+        _ => abs,
+    }
+}
+
+/// Whether two paths name the same file (canonical paths, and on Unix the same device and inode).
+fn same_file(a: &Path, b: &Path) -> bool {
+    if canonical(a) == canonical(b) {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return ma.dev() == mb.dev() && ma.ino() == mb.ino();
+        }
+    }
+    false
+}
+
+/// The files the run reads, with a name for messages.
+fn inputs(a: &StyleArgs, weights: &Path) -> Vec<(String, PathBuf)> {
+    let mut v = vec![("the content image".to_string(), a.content.clone().expect("validated"))];
+    for s in &a.styles {
+        v.push(("a style image".to_string(), s.clone()));
+    }
+    if let Some(p) = &a.init_image {
+        v.push(("the --init-image".to_string(), p.clone()));
+    }
+    v.push(("the weights file".to_string(), weights.to_path_buf()));
+    v
+}
+
+/// Refuses, before any work, every output that would overwrite an input, an existing file without
+/// `--overwrite`, or cannot be written.
+fn check_outputs(a: &StyleArgs, weights: &Path) -> Result<(), CliError> {
+    let ins = inputs(a, weights);
+    let out = &a.output;
+    let shown = out.display();
+    if out.is_dir() {
+        return Err(runtime(format!("output '{shown}' is a directory; give a file name such as out.png")));
+    }
+    for (what, p) in &ins {
+        if same_file(out, p) {
+            return Err(runtime(format!("output '{shown}' is {what}; choose another --output")));
+        }
+    }
+    if out.exists() && !a.overwrite {
+        return Err(runtime(format!("output '{shown}' already exists; pass --overwrite to replace it")));
+    }
+    // Probe the directory with the temporary name the atomic write will use.
+    let probe = image_io::temp_path(out);
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(f) => {
+            drop(f);
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            let reason = match e.kind() {
+                std::io::ErrorKind::NotFound => "its directory does not exist".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                _ => e.to_string(),
+            };
+            return Err(runtime(format!("cannot write output '{shown}': {reason}")));
+        }
+    }
+    if a.save_every > 0 && a.iterations / a.save_every <= MAX_FRAME_PRECHECK {
+        for k in (a.save_every..=a.iterations).step_by(a.save_every) {
+            let f = image_io::frame_path(out, k);
+            for (what, p) in &ins {
+                if same_file(&f, p) {
+                    return Err(runtime(format!(
+                        "--save-every frame '{}' would overwrite {what}; choose another --output",
+                        f.display()
+                    )));
+                }
+            }
+            if f.exists() && !a.overwrite {
+                return Err(runtime(format!(
+                    "--save-every frame '{}' already exists; pass --overwrite to replace it",
+                    f.display()
+                )));
+            }
+        }
+    }
+    if let Some(log) = &a.log {
+        for (what, p) in ins.iter().map(|(w, p)| (w.as_str(), p)).chain([("the output", out)]) {
+            if same_file(log, p) {
+                return Err(runtime(format!("--log '{}' is {what}; choose another file", log.display())));
+            }
+        }
+        if log.is_dir() {
+            return Err(runtime(format!("--log '{}' is a directory", log.display())));
+        }
+        let dir = canonical(log).parent().map(Path::to_path_buf);
+        if !dir.is_some_and(|d| d.is_dir()) {
+            return Err(runtime(format!("cannot write --log '{}': its directory does not exist", log.display())));
+        }
+    }
+    Ok(())
+}
+
+/// Loads an image and names it in the error.
+fn load(what: &str, path: &Path) -> Result<PlanarImage, CliError> {
+    image_io::load_image(path).map_err(|e| runtime(format!("{what}: {e}")))
+}
+
+fn check_min_side(what: &str, path: &Path, img: &PlanarImage, hint: &str) -> Result<(), CliError> {
+    if img.width < MIN_IMAGE_SIZE || img.height < MIN_IMAGE_SIZE {
+        return Err(runtime(format!(
+            "{what} '{}' becomes {}x{} px after resizing; both sides must be at least {MIN_IMAGE_SIZE} px ({hint})",
+            path.display(),
+            img.width,
+            img.height
+        )));
+    }
+    Ok(())
+}
+
+/// JSON-lines loss log.
+struct LossLog {
+    out: BufWriter<File>,
+    path: PathBuf,
+}
+
+impl LossLog {
+    fn create(path: &Path) -> Result<Self, CliError> {
+        let f = File::create(path).map_err(|e| runtime(format!("cannot write --log '{}': {e}", path.display())))?;
+        Ok(LossLog { out: BufWriter::new(f), path: path.to_path_buf() })
+    }
+
+    fn write(&mut self, iter: usize, l: &Losses, ms: f64) -> Result<(), CliError> {
+        let line = serde_json::json!({
+            "iter": iter,
+            "content": l.content,
+            "style": l.style,
+            "tv": l.tv,
+            "total": l.total,
+            "ms": (ms * 1000.0).round() / 1000.0,
+        });
+        writeln!(self.out, "{line}")
+            .and_then(|_| self.out.flush())
+            .map_err(|e| runtime(format!("cannot write --log '{}': {e}", self.path.display())))
+    }
+}
+
+/// Encodes and writes atomically, applying `--original-colors` when asked.
+struct Writer<'a> {
+    format: ImageFormat,
+    original_colors: Option<&'a PlanarImage>,
+}
+
+impl Writer<'_> {
+    fn write(&self, path: &Path, img: PlanarImage) -> Result<(), CliError> {
+        let img = match self.original_colors {
+            Some(content) => image_io::original_colors(&img, content),
+            None => img,
+        };
+        let bytes = image_io::encode_image(&img, self.format)?;
+        image_io::write_bytes_atomic(path, &bytes)?;
+        Ok(())
+    }
+}
+
+fn install_ctrlc() {
+    // A second Ctrl-C quits at once, without saving.
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: quitting without saving");
+            std::process::exit(super::EXIT_INTERRUPTED as i32);
+        }
+        eprintln!("\ninterrupted: saving the current image (Ctrl-C again to quit without saving)");
+    });
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
+    // 1. Flags, output format and paths: nothing read, nothing on the GPU.
+    a.validate()?;
+    let format = image_io::output_format(&a.output)?;
+    let weights_path = a.weights.clone().unwrap_or_else(Vgg16Weights::default_path);
+    check_outputs(a, &weights_path)?;
+
+    // 2. Images (decoded, resized) and weights.
+    let content_path = a.content.as_deref().expect("validated");
+    let content = image_io::resize_longest(&load("content image", content_path)?, a.image_size);
+    check_min_side("content image", content_path, &content, "raise --image-size")?;
+    let style_side = super::style_side(a);
+    let mut styles = Vec::with_capacity(a.styles.len());
+    for p in &a.styles {
+        let s = image_io::resize_longest(&load("style image", p)?, style_side);
+        check_min_side("style image", p, &s, "raise --style-scale or --image-size")?;
+        styles.push(s);
+    }
+    let init = match (a.init, &a.init_image) {
+        (InitArg::Random, _) => Init::Random,
+        (InitArg::Image, None) => Init::Content,
+        (InitArg::Image, Some(p)) => {
+            Init::Image(image_io::resize_exact(&load("--init-image", p)?, content.width, content.height))
+        }
+    };
+    let weights = Vgg16Weights::load(&weights_path).map_err(|e| CliError::from(neural_style::Error::from(e)))?;
+
+    // `..default()` keeps this compiling when the engine grows options.
+    #[allow(clippy::needless_update)]
+    let opts = StyleOptions {
+        content_weight: a.content_weight,
+        style_weight: a.style_weight,
+        tv_weight: a.tv_weight,
+        learning_rate: a.learning_rate,
+        content_layers: a.content_layers.clone(),
+        style_layers: a.style_layers.clone(),
+        style_blend_weights: a.style_blend_weights.clone(),
+        pooling: match a.pooling {
+            PoolingArg::Max => Pooling::Max,
+            PoolingArg::Avg => Pooling::Avg,
+        },
+        init,
+        seed: a.seed,
+        ..StyleOptions::default()
+    };
+
+    // 3. GPU.
+    let ctx = GpuContext::new(&GpuOptions { adapter: a.adapter.clone() })?;
+    let mut stylizer = Stylizer::new(&ctx, &weights, &content, &styles, &opts)?;
+    drop(weights);
+    let (w, h) = stylizer.size();
+    eprintln!(
+        "neural-style: {w}x{h}, {} style image{} ({}x{} px longest side), {} iterations on {}",
+        styles.len(),
+        if styles.len() == 1 { "" } else { "s" },
+        style_side,
+        style_side,
+        a.iterations,
+        ctx.adapter_name()
+    );
+
+    let mut log = a.log.as_deref().map(LossLog::create).transpose()?;
+    let writer = Writer { format, original_colors: a.original_colors.then_some(&content) };
+    install_ctrlc();
+
+    // 4. The loop. Losses are read back only when printed or logged.
+    let n = a.iterations;
+    let mut progress = Progress::new(n);
+    progress.start();
+    let mut done = 0usize;
+    while done < n {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            break;
+        }
+        let i = stylizer.iteration();
+        let print = a.print_every > 0 && i % a.print_every == 0;
+        let t = Instant::now();
+        let losses = stylizer.step(print || log.is_some())?;
+        let ms = ms_since(t);
+        if let Some(l) = &losses {
+            if let Some(log) = &mut log {
+                log.write(i, l, ms)?;
+            }
+            if print {
+                progress.report(i, l);
+            }
+        }
+        progress.inc();
+        done += 1;
+        let k = stylizer.iteration();
+        if a.save_every > 0 && k % a.save_every == 0 {
+            let f = image_io::frame_path(&a.output, k);
+            writer.write(&f, stylizer.image()?)?;
+        }
+    }
+    let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+    let k = stylizer.iteration();
+    if log.is_some() || a.print_every > 0 {
+        let t = Instant::now();
+        let l = stylizer.losses()?;
+        let ms = ms_since(t);
+        if let Some(log) = &mut log {
+            log.write(k, &l, ms)?;
+        }
+        if a.print_every > 0 {
+            progress.report(k, &l);
+        }
+    }
+    let rate = progress.finish(done);
+
+    // 5. The result.
+    writer.write(&a.output, stylizer.image()?)?;
+    if interrupted {
+        eprintln!("interrupted after {k} of {n} iterations: wrote '{}'", a.output.display());
+        return Ok(Outcome::Interrupted);
+    }
+    eprintln!("wrote '{}' ({w}x{h}, {k} iterations, {rate:.1} it/s)", a.output.display());
+    Ok(Outcome::Done)
+}

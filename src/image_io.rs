@@ -1,0 +1,715 @@
+//! Image input and output: decoding with limits, the spec's preprocessing (RGB floats in pixel units 0–255),
+//! resizing, the `--original-colors` colour transfer, and atomic writing.
+//!
+//! Decoding rules (see `shared/spec/losses.md`, "Images"):
+//! - any format the `image` crate reads (PNG, JPEG incl. CMYK JPEG, WebP, TIFF, GIF, BMP, …); the format is
+//!   sniffed from the content first, the extension is only a fallback;
+//! - grayscale is replicated to R = G = B, alpha is dropped (not composited), palette images are expanded;
+//! - 16-bit samples are scaled to 0–255 without rounding (`v · 255/65535`); float images are clamped to [0, 1]
+//!   and scaled by 255;
+//! - the EXIF orientation (JPEG, PNG, WebP, TIFF) is applied;
+//! - absurd dimensions are refused from the header, before any pixel buffer is allocated.
+//!
+//! Resizing uses a separable Lanczos3 filter (`image::imageops::FilterType::Lanczos3`) on the float image; the
+//! result is clamped to [0, 255] (no ringing outside the valid range). An image already at its target size is
+//! returned unchanged.
+//!
+//! Writing: `round(clamp(v, 0, 255))` to 8-bit RGB, format from the file extension, encoded to memory, written
+//! to `<output>.tmp-<pid>` in the same directory, fsynced and renamed over the target, so a reader (or a crash,
+//! or Ctrl-C) never sees a partial file.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, Rgb32FImage, RgbImage};
+
+use crate::error::{Error, Result};
+use crate::planar::PlanarImage;
+
+/// Largest accepted side of an input image, in pixels (checked from the header, before decoding).
+pub const MAX_INPUT_SIDE: u32 = 32_768;
+/// Largest accepted number of pixels of an input image (about 134 Mpx).
+pub const MAX_INPUT_PIXELS: u64 = 1 << 27;
+/// Largest accepted decoded buffer (bytes), e.g. RGBA 16-bit at the pixel limit.
+pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+/// Largest accepted input file (bytes).
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// Reads and decodes an image file into RGB floats in pixel units (0–255), EXIF orientation applied.
+///
+/// Every failure (missing, unreadable, empty, truncated, corrupt, not an image, too large) is an
+/// [`Error::Io`] or [`Error::Image`] with a one-line message naming the file.
+pub fn load_image(path: &Path) -> Result<PlanarImage> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| Error::Io(format!("cannot read '{shown}': {}", io_reason(&e))))?;
+    if meta.is_dir() {
+        return Err(Error::Io(format!("cannot read '{shown}': it is a directory")));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(Error::Image(format!(
+            "'{shown}' is too large ({} bytes; at most {MAX_FILE_BYTES} accepted)",
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read '{shown}': {}", io_reason(&e))))?;
+    let hint = ImageFormat::from_path(path).ok();
+    decode_image(&bytes, hint).map_err(|e| match e {
+        Error::Image(msg) => Error::Image(format!("'{shown}': {msg}")),
+        other => other,
+    })
+}
+
+/// Decodes an in-memory image (the core of [`load_image`], also the fuzzing entry point).
+///
+/// `hint` is the format guessed from a file extension; the content's signature wins when it is recognised.
+/// Errors are [`Error::Image`] with a message that does not name a file.
+pub fn decode_image(bytes: &[u8], hint: Option<ImageFormat>) -> Result<PlanarImage> {
+    decode_image_with_limits(bytes, hint, &DecodeLimits::default())
+}
+
+/// Size limits checked from an image's header before decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest accepted side, in pixels.
+    pub max_side: u32,
+    /// Largest accepted number of pixels.
+    pub max_pixels: u64,
+    /// Largest accepted decoded buffer, in bytes (also the decoder's allocation limit).
+    pub max_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    /// [`MAX_INPUT_SIDE`], [`MAX_INPUT_PIXELS`], [`MAX_DECODE_BYTES`].
+    fn default() -> Self {
+        DecodeLimits { max_side: MAX_INPUT_SIDE, max_pixels: MAX_INPUT_PIXELS, max_bytes: MAX_DECODE_BYTES }
+    }
+}
+
+/// [`decode_image`] with other limits (the fuzz target uses small ones, so that slowness means a hang, not a
+/// legitimately large image).
+pub fn decode_image_with_limits(bytes: &[u8], hint: Option<ImageFormat>, lim: &DecodeLimits) -> Result<PlanarImage> {
+    if bytes.is_empty() {
+        return Err(Error::Image("the file is empty".into()));
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::Image(format!("cannot read the image: {e}")))?;
+    // The content's signature wins; the extension is the fallback for formats without one (e.g. TGA).
+    let sniffed = reader.format().is_some();
+    if !sniffed {
+        if let Some(f) = hint {
+            reader.set_format(f);
+        }
+    }
+    let format = reader.format().ok_or_else(|| Error::Image("not an image (unrecognised file format)".into()))?;
+    let fail = |format: ImageFormat, e: ImageError| {
+        if sniffed {
+            image_error(format, e)
+        } else {
+            Error::Image(format!(
+                "not a {} image (unrecognised content; {})",
+                format_name(format),
+                one_line(&e.to_string())
+            ))
+        }
+    };
+    if format == ImageFormat::Jpeg {
+        check_jpeg_complete(bytes)?;
+    }
+
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(lim.max_side);
+    limits.max_image_height = Some(lim.max_side);
+    limits.max_alloc = Some(lim.max_bytes);
+    reader.limits(limits);
+
+    let mut decoder = reader.into_decoder().map_err(|e| fail(format, e))?;
+    let (w, h) = decoder.dimensions();
+    check_dimensions(w, h, lim)?;
+    if decoder.total_bytes() > lim.max_bytes {
+        return Err(Error::Image(format!(
+            "image is too large to decode ({w}x{h}, {} bytes decoded; at most {})",
+            decoder.total_bytes(),
+            lim.max_bytes
+        )));
+    }
+    // A broken EXIF block is not worth refusing an image for: fall back to no transform.
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| fail(format, e))?;
+    img.apply_orientation(orientation);
+    let (w, h) = (img.width(), img.height());
+    check_dimensions(w, h, lim)?;
+    Ok(dynamic_to_planar(&img))
+}
+
+fn check_dimensions(w: u32, h: u32, lim: &DecodeLimits) -> Result<()> {
+    if w == 0 || h == 0 {
+        return Err(Error::Image(format!("image has no pixels ({w}x{h})")));
+    }
+    if w > lim.max_side || h > lim.max_side || (w as u64) * (h as u64) > lim.max_pixels {
+        return Err(Error::Image(format!(
+            "image dimensions {w}x{h} are too large (at most {} px a side and {} pixels)",
+            lim.max_side, lim.max_pixels
+        )));
+    }
+    Ok(())
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => one_line(&e.to_string()),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn format_name(f: ImageFormat) -> String {
+    format!("{f:?}").to_uppercase()
+}
+
+fn image_error(format: ImageFormat, e: ImageError) -> Error {
+    let name = format_name(format);
+    Error::Image(match e {
+        ImageError::Limits(l) => format!("image is too large: {}", one_line(&l.to_string())),
+        ImageError::Unsupported(u) => {
+            format!("unsupported {name} image: {}", one_line(&u.to_string()))
+        }
+        ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            format!("{name} image is truncated")
+        }
+        ImageError::IoError(io) => format!("cannot decode the {name} image: {}", one_line(&io.to_string())),
+        other => format!("corrupt or truncated {name} image: {}", one_line(&other.to_string())),
+    })
+}
+
+/// zune-jpeg (in its lenient mode) decodes a JPEG cut short in its entropy-coded data as if the rest were
+/// grey. A truncated input is an error here: the data after the first start-of-scan must contain an
+/// end-of-image marker.
+fn check_jpeg_complete(bytes: &[u8]) -> Result<()> {
+    let truncated = || Error::Image("JPEG image is truncated (no end-of-image marker)".into());
+    if bytes.len() < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8 {
+        return Ok(()); // let the decoder report it
+    }
+    // Walk the marker segments up to the first SOS (0xFFDA).
+    let mut i = 2usize;
+    loop {
+        // Skip fill bytes.
+        while i < bytes.len() && bytes[i] == 0xFF && i + 1 < bytes.len() && bytes[i + 1] == 0xFF {
+            i += 1;
+        }
+        if i + 1 >= bytes.len() {
+            return Err(truncated());
+        }
+        if bytes[i] != 0xFF {
+            return Ok(()); // malformed: the decoder reports it
+        }
+        let marker = bytes[i + 1];
+        match marker {
+            0xD9 => return Ok(()), // EOI before any scan: the decoder decides
+            0x01 | 0xD0..=0xD7 => {
+                i += 2;
+                continue;
+            }
+            _ => {}
+        }
+        if i + 3 >= bytes.len() {
+            return Err(truncated());
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        if marker == 0xDA {
+            let scan_start = i + 2 + len;
+            if scan_start > bytes.len() {
+                return Err(truncated());
+            }
+            let rest = &bytes[scan_start..];
+            return if rest.windows(2).any(|w| w == [0xFF, 0xD9]) { Ok(()) } else { Err(truncated()) };
+        }
+        i += 2 + len;
+    }
+}
+
+/// Converts a decoded image to planar RGB floats in pixel units: grayscale replicated, alpha dropped, 16-bit
+/// scaled by 255/65535 without rounding, floats clamped to [0, 1] and scaled by 255.
+pub fn dynamic_to_planar(img: &DynamicImage) -> PlanarImage {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let n = w * h;
+    let mut data = vec![0f32; 3 * n];
+    // `px(i)` gives the RGB of pixel i (row-major).
+    fn fill<F: Fn(usize) -> [f32; 3]>(data: &mut [f32], n: usize, px: F) {
+        for i in 0..n {
+            let [r, g, b] = px(i);
+            data[i] = r;
+            data[n + i] = g;
+            data[2 * n + i] = b;
+        }
+    }
+    let s16 = |v: u16| (v as f64 * 255.0 / 65535.0) as f32;
+    let sf = |v: f32| {
+        if v.is_nan() {
+            0.0
+        } else {
+            v.clamp(0.0, 1.0) * 255.0
+        }
+    };
+    match img {
+        DynamicImage::ImageLuma8(b) => {
+            let r = b.as_raw();
+            fill(&mut data, n, |i| [r[i] as f32; 3])
+        }
+        DynamicImage::ImageLumaA8(b) => {
+            let r = b.as_raw();
+            fill(&mut data, n, |i| [r[2 * i] as f32; 3])
+        }
+        DynamicImage::ImageRgb8(b) => {
+            let r = b.as_raw();
+            fill(&mut data, n, |i| [r[3 * i] as f32, r[3 * i + 1] as f32, r[3 * i + 2] as f32])
+        }
+        DynamicImage::ImageRgba8(b) => {
+            let r = b.as_raw();
+            fill(&mut data, n, |i| [r[4 * i] as f32, r[4 * i + 1] as f32, r[4 * i + 2] as f32])
+        }
+        DynamicImage::ImageLuma16(b) => {
+            let r = b.as_raw();
+            fill(&mut data, n, |i| [s16(r[i]); 3])
+        }
+        DynamicImage::ImageLumaA16(b) => {
+            let r = b.as_raw();
+            fill(&mut data, n, |i| [s16(r[2 * i]); 3])
+        }
+        DynamicImage::ImageRgb16(b) => {
+            let r = b.as_raw();
+            fill(&mut data, n, |i| [s16(r[3 * i]), s16(r[3 * i + 1]), s16(r[3 * i + 2])])
+        }
+        DynamicImage::ImageRgba16(b) => {
+            let r = b.as_raw();
+            fill(&mut data, n, |i| [s16(r[4 * i]), s16(r[4 * i + 1]), s16(r[4 * i + 2])])
+        }
+        DynamicImage::ImageRgb32F(b) => {
+            let r = b.as_raw();
+            fill(&mut data, n, |i| [sf(r[3 * i]), sf(r[3 * i + 1]), sf(r[3 * i + 2])])
+        }
+        DynamicImage::ImageRgba32F(b) => {
+            let r = b.as_raw();
+            fill(&mut data, n, |i| [sf(r[4 * i]), sf(r[4 * i + 1]), sf(r[4 * i + 2])])
+        }
+        other => {
+            let b = other.to_rgb32f();
+            let r = b.as_raw();
+            fill(&mut data, n, |i| [sf(r[3 * i]), sf(r[3 * i + 1]), sf(r[3 * i + 2])])
+        }
+    }
+    PlanarImage::new(w, h, data)
+}
+
+/// (width, height) with the longest side `longest`, aspect kept: the other side is `round(side · longest /
+/// longest_side)`, at least 1.
+pub fn target_size(width: usize, height: usize, longest: usize) -> (usize, usize) {
+    let scaled =
+        |side: usize, long: usize| -> usize { ((side as f64 * longest as f64 / long as f64).round() as usize).max(1) };
+    if width >= height {
+        (longest, scaled(height, width))
+    } else {
+        (scaled(width, height), longest)
+    }
+}
+
+/// The longest side of the style images: `ceil(style_scale · image_size)`.
+pub fn style_longest_side(image_size: usize, style_scale: f64) -> usize {
+    // Computed in f64; a tiny epsilon keeps e.g. 0.5 · 512 = 256 exactly at 256.
+    let v = style_scale * image_size as f64;
+    (v - 1e-9).ceil().max(1.0) as usize
+}
+
+/// Resizes so that the longest side is `longest` (see [`target_size`]); unchanged when already that size.
+pub fn resize_longest(img: &PlanarImage, longest: usize) -> PlanarImage {
+    let (w, h) = target_size(img.width, img.height, longest);
+    resize_exact(img, w, h)
+}
+
+/// Resizes to exactly `width` x `height` with Lanczos3 (result clamped to [0, 255]); unchanged when already
+/// that size.
+pub fn resize_exact(img: &PlanarImage, width: usize, height: usize) -> PlanarImage {
+    assert!(width > 0 && height > 0, "resize_exact: empty target size");
+    if (img.width, img.height) == (width, height) {
+        return img.clone();
+    }
+    let n = img.width * img.height;
+    let mut inter = Vec::with_capacity(3 * n);
+    for i in 0..n {
+        for c in 0..3 {
+            inter.push(img.data[c * n + i] / 255.0);
+        }
+    }
+    let buf = Rgb32FImage::from_raw(img.width as u32, img.height as u32, inter).expect("buffer size");
+    let out = image::imageops::resize(&buf, width as u32, height as u32, image::imageops::FilterType::Lanczos3);
+    let raw = out.as_raw();
+    let m = width * height;
+    let mut data = vec![0f32; 3 * m];
+    for i in 0..m {
+        for c in 0..3 {
+            data[c * m + i] = (raw[3 * i + c] * 255.0).clamp(0.0, 255.0);
+        }
+    }
+    PlanarImage::new(width, height, data)
+}
+
+/// The output quantisation: `round(clamp(v, 0, 255))` (NaN → 0) to 8-bit RGB.
+pub fn to_rgb8(img: &PlanarImage) -> RgbImage {
+    let n = img.width * img.height;
+    let mut raw = Vec::with_capacity(3 * n);
+    for i in 0..n {
+        for c in 0..3 {
+            raw.push(quantize(img.data[c * n + i]));
+        }
+    }
+    RgbImage::from_raw(img.width as u32, img.height as u32, raw).expect("buffer size")
+}
+
+/// `round(clamp(v, 0, 255))` as u8; NaN gives 0.
+pub fn quantize(v: f32) -> u8 {
+    if v.is_nan() {
+        0
+    } else {
+        v.clamp(0.0, 255.0).round() as u8
+    }
+}
+
+/// The inverse of [`to_rgb8`]'s layout change: an 8-bit RGB image as planar floats.
+pub fn from_rgb8(img: &RgbImage) -> PlanarImage {
+    dynamic_to_planar(&DynamicImage::ImageRgb8(img.clone()))
+}
+
+/// The output format for `path`, from its extension. Refuses unknown extensions and formats the `image` crate
+/// cannot write as 8-bit RGB, before any work is done.
+pub fn output_format(path: &Path) -> Result<ImageFormat> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let unknown = || {
+        Error::InvalidOption(format!(
+            "cannot tell the output format of '{}' from its extension; use .png, .jpg, .webp, .tiff, .bmp, ...",
+            path.display()
+        ))
+    };
+    if ext.is_empty() {
+        return Err(unknown());
+    }
+    let format = ImageFormat::from_extension(ext).ok_or_else(unknown)?;
+    if !format.writing_enabled() {
+        return Err(Error::InvalidOption(format!(
+            "cannot write {} files ('{}'); use .png, .jpg, .webp, .tiff, .bmp, ...",
+            format_name(format),
+            path.display()
+        )));
+    }
+    // Prove the encoder accepts an RGB image, so a run never ends with an unwritable format.
+    encode_image(&PlanarImage::zeros(16, 16), format).map_err(|_| {
+        Error::InvalidOption(format!(
+            "cannot write {} files ('{}'); use .png, .jpg, .webp, .tiff, .bmp, ...",
+            format_name(format),
+            path.display()
+        ))
+    })?;
+    Ok(format)
+}
+
+/// Encodes to memory as 8-bit RGB ([`to_rgb8`]) in `format`; JPEG at quality 95.
+pub fn encode_image(img: &PlanarImage, format: ImageFormat) -> Result<Vec<u8>> {
+    let rgb = DynamicImage::ImageRgb8(to_rgb8(img));
+    let mut out = Cursor::new(Vec::new());
+    let res = if format == ImageFormat::Jpeg {
+        rgb.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95))
+    } else {
+        rgb.write_to(&mut out, format)
+    };
+    res.map_err(|e| {
+        Error::Image(format!("cannot encode the {} image: {}", format_name(format), one_line(&e.to_string())))
+    })?;
+    Ok(out.into_inner())
+}
+
+/// The temporary file an atomic write of `path` goes through: `<path>.tmp-<pid>`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".tmp-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to `path` atomically: `<path>.tmp-<pid>` in the same directory, fsync, rename. On failure the
+/// temporary file is removed and `path` is untouched.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path);
+    let fail = |e: std::io::Error| Error::Io(format!("cannot write '{}': {}", path.display(), io_reason(&e)));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e));
+    }
+    // Make the rename durable (best effort: not every filesystem lets a directory be opened and synced).
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Encodes `img` in the format of `path`'s extension and writes it atomically (see [`write_bytes_atomic`]).
+pub fn write_image_atomic(path: &Path, img: &PlanarImage) -> Result<()> {
+    let format = output_format(path)?;
+    let bytes = encode_image(img, format)?;
+    write_bytes_atomic(path, &bytes)
+}
+
+/// The path of the frame saved after iteration `iter` by `--save-every`: `<stem>_<iter>.<ext>` beside `output`.
+pub fn frame_path(output: &Path, iter: usize) -> PathBuf {
+    let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let name = match output.extension() {
+        Some(ext) => format!("{stem}_{iter}.{}", ext.to_string_lossy()),
+        None => format!("{stem}_{iter}"),
+    };
+    output.with_file_name(name)
+}
+
+/// RGB → YCbCr, BT.601 full range (JPEG's): Y in [0, 255], Cb and Cr centred on 128.
+pub fn rgb_to_ycbcr(r: f64, g: f64, b: f64) -> (f64, f64, f64) {
+    let y = 0.299 * r + 0.587 * g + 0.114 * b;
+    let cb = 128.0 - 0.168_735_891_647_856_7 * r - 0.331_264_108_352_143_3 * g + 0.5 * b;
+    let cr = 128.0 + 0.5 * r - 0.418_687_589_158_663_5 * g - 0.081_312_410_841_336_5 * b;
+    (y, cb, cr)
+}
+
+/// YCbCr → RGB, the exact inverse of [`rgb_to_ycbcr`].
+pub fn ycbcr_to_rgb(y: f64, cb: f64, cr: f64) -> (f64, f64, f64) {
+    let (cb, cr) = (cb - 128.0, cr - 128.0);
+    let r = y + 1.402 * cr;
+    let g = y - 0.344_136_286_201_022_1 * cb - 0.714_136_286_201_022_1 * cr;
+    let b = y + 1.772 * cb;
+    (r, g, b)
+}
+
+/// `--original-colors`: the luminance (Y) of `output` (clamped to [0, 255] first, i.e. what would be written)
+/// with the chroma (Cb, Cr) of `content`, BT.601 full-range YCbCr. Both images must have the same size.
+pub fn original_colors(output: &PlanarImage, content: &PlanarImage) -> PlanarImage {
+    assert_eq!((output.width, output.height), (content.width, content.height), "original_colors: size mismatch");
+    let n = output.width * output.height;
+    let mut data = vec![0f32; 3 * n];
+    let cl = |v: f32| {
+        if v.is_nan() {
+            0.0
+        } else {
+            v.clamp(0.0, 255.0) as f64
+        }
+    };
+    for i in 0..n {
+        let (y, _, _) = rgb_to_ycbcr(cl(output.data[i]), cl(output.data[n + i]), cl(output.data[2 * n + i]));
+        let (_, cb, cr) =
+            rgb_to_ycbcr(content.data[i] as f64, content.data[n + i] as f64, content.data[2 * n + i] as f64);
+        let (r, g, b) = ycbcr_to_rgb(y, cb, cr);
+        data[i] = r as f32;
+        data[n + i] = g as f32;
+        data[2 * n + i] = b as f32;
+    }
+    PlanarImage::new(output.width, output.height, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(img: DynamicImage, format: ImageFormat) -> Vec<u8> {
+        let mut c = Cursor::new(Vec::new());
+        img.write_to(&mut c, format).unwrap();
+        c.into_inner()
+    }
+
+    fn gradient(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x * 7 % 256) as u8, (y * 11 % 256) as u8, ((x + y) * 3 % 256) as u8])
+        })
+    }
+
+    #[test]
+    fn rgb8_roundtrip_is_exact() {
+        let img = gradient(5, 3);
+        let p = decode_image(&encode(DynamicImage::ImageRgb8(img.clone()), ImageFormat::Png), None).unwrap();
+        assert_eq!((p.width, p.height), (5, 3));
+        assert_eq!(p.at(0, 2, 4), img.get_pixel(4, 2)[0] as f32);
+        assert_eq!(p.at(1, 2, 4), img.get_pixel(4, 2)[1] as f32);
+        assert_eq!(p.at(2, 1, 3), img.get_pixel(3, 1)[2] as f32);
+        assert_eq!(to_rgb8(&p), img);
+    }
+
+    #[test]
+    fn grayscale_is_replicated_and_alpha_dropped() {
+        let g = image::GrayImage::from_fn(4, 2, |x, y| image::Luma([(x * 50 + y) as u8]));
+        let p = decode_image(&encode(DynamicImage::ImageLuma8(g), ImageFormat::Png), None).unwrap();
+        for c in 0..3 {
+            assert_eq!(p.at(c, 1, 3), 151.0);
+        }
+        let a = image::RgbaImage::from_fn(3, 3, |x, _| image::Rgba([10, 20, 30, (x * 100) as u8]));
+        let p = decode_image(&encode(DynamicImage::ImageRgba8(a), ImageFormat::Png), None).unwrap();
+        assert_eq!((p.at(0, 0, 0), p.at(1, 0, 0), p.at(2, 0, 0)), (10.0, 20.0, 30.0));
+    }
+
+    #[test]
+    fn sixteen_bit_is_scaled_without_rounding() {
+        let img =
+            image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(2, 1, |x, _| image::Rgb([1000 + x as u16, 65535, 0]));
+        let p = decode_image(&encode(DynamicImage::ImageRgb16(img), ImageFormat::Png), None).unwrap();
+        assert_eq!(p.at(0, 0, 0), (1000.0f64 * 255.0 / 65535.0) as f32);
+        assert_eq!(p.at(0, 0, 1), (1001.0f64 * 255.0 / 65535.0) as f32);
+        assert_eq!(p.at(1, 0, 0), 255.0);
+        assert_eq!(p.at(2, 0, 0), 0.0);
+        assert!(p.at(0, 0, 0).fract() != 0.0);
+    }
+
+    #[test]
+    fn refuses_empty_garbage_and_truncated() {
+        assert!(decode_image(&[], None).is_err());
+        let e = decode_image(b"hello, this is not an image at all", None).unwrap_err().to_string();
+        assert!(e.contains("not an image"), "{e}");
+        let png = encode(DynamicImage::ImageRgb8(gradient(40, 40)), ImageFormat::Png);
+        assert!(decode_image(&png[..png.len() / 2], None).is_err());
+        let jpg = encode(DynamicImage::ImageRgb8(gradient(40, 40)), ImageFormat::Jpeg);
+        assert!(decode_image(&jpg, None).is_ok());
+        let e = decode_image(&jpg[..jpg.len() * 2 / 3], None).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn refuses_absurd_dimensions_from_the_header() {
+        // A PNG header claiming 100000 x 100000 with no data.
+        let mut png = Vec::new();
+        png.extend_from_slice(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]);
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(b"IHDR");
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        png.extend_from_slice(&13u32.to_be_bytes());
+        png.extend_from_slice(&ihdr);
+        png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+        let e = decode_image(&png, None).unwrap_err().to_string();
+        assert!(e.contains("too large"), "{e}");
+    }
+
+    pub(crate) fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in data {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn target_sizes() {
+        assert_eq!(target_size(100, 50, 32), (32, 16));
+        assert_eq!(target_size(50, 100, 32), (16, 32));
+        assert_eq!(target_size(3, 1000, 20), (1, 20));
+        assert_eq!(target_size(33, 10, 16), (16, 5)); // 4.85 → 5
+        assert_eq!(style_longest_side(512, 1.0), 512);
+        assert_eq!(style_longest_side(512, 0.5), 256);
+        assert_eq!(style_longest_side(33, 0.5), 17);
+        assert_eq!(style_longest_side(100, 1.234), 124);
+    }
+
+    #[test]
+    fn resize_keeps_same_size_untouched_and_constant_images_constant() {
+        let p = PlanarImage::new(2, 1, vec![1.5, 300.0, -4.0, 7.0, 8.0, 9.0]);
+        assert_eq!(resize_exact(&p, 2, 1), p);
+        let c = PlanarImage::new(40, 30, [vec![10.0; 1200], vec![128.0; 1200], vec![250.0; 1200]].concat());
+        let r = resize_longest(&c, 20);
+        assert_eq!((r.width, r.height), (20, 15));
+        for (i, v) in r.data.iter().enumerate() {
+            let want = [10.0, 128.0, 250.0][i / 300];
+            assert!((v - want).abs() < 1e-3, "{v} vs {want}");
+        }
+        let up = resize_exact(&c, 64, 48);
+        assert!(up.data.iter().all(|v| (0.0..=255.0).contains(v)));
+    }
+
+    #[test]
+    fn quantize_rounds_and_clamps() {
+        assert_eq!(quantize(-3.0), 0);
+        assert_eq!(quantize(300.0), 255);
+        assert_eq!(quantize(1.49), 1);
+        assert_eq!(quantize(1.5), 2);
+        assert_eq!(quantize(f32::NAN), 0);
+    }
+
+    #[test]
+    fn ycbcr_roundtrip_and_original_colors() {
+        for &(r, g, b) in &[(0.0, 0.0, 0.0), (255.0, 255.0, 255.0), (12.0, 200.0, 99.0), (255.0, 0.0, 0.0)] {
+            let (y, cb, cr) = rgb_to_ycbcr(r, g, b);
+            let (r2, g2, b2) = ycbcr_to_rgb(y, cb, cr);
+            assert!((r - r2).abs() < 1e-9 && (g - g2).abs() < 1e-9 && (b - b2).abs() < 1e-9);
+        }
+        let (_, cb, cr) = rgb_to_ycbcr(77.0, 77.0, 77.0);
+        assert!((cb - 128.0).abs() < 1e-9 && (cr - 128.0).abs() < 1e-9);
+
+        let content = PlanarImage::new(2, 1, vec![200.0, 10.0, 50.0, 100.0, 60.0, 180.0]);
+        let output = PlanarImage::new(2, 1, vec![90.0, 120.0, 90.0, 120.0, 90.0, 400.0]);
+        let mixed = original_colors(&output, &content);
+        for i in 0..2 {
+            let px = |p: &PlanarImage, clamp: bool| {
+                let f = |v: f32| {
+                    if clamp {
+                        v.clamp(0.0, 255.0) as f64
+                    } else {
+                        v as f64
+                    }
+                };
+                rgb_to_ycbcr(f(p.data[i]), f(p.data[2 + i]), f(p.data[4 + i]))
+            };
+            let (y, cb, cr) = px(&mixed, false);
+            let (yo, _, _) = px(&output, true);
+            let (_, cbc, crc) = px(&content, false);
+            assert!((y - yo).abs() < 1e-3 && (cb - cbc).abs() < 1e-3 && (cr - crc).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn frame_paths() {
+        assert_eq!(frame_path(Path::new("dir/out.png"), 100), PathBuf::from("dir/out_100.png"));
+        assert_eq!(frame_path(Path::new("a.b.jpg"), 0), PathBuf::from("a.b_0.jpg"));
+    }
+
+    #[test]
+    fn output_formats() {
+        for ok in ["o.png", "o.jpg", "o.jpeg", "o.webp", "o.tiff", "o.tif", "o.bmp", "o.PNG"] {
+            output_format(Path::new(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["o", "o.txt", "o.xyz"] {
+            assert!(output_format(Path::new(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temp_file() {
+        let dir = std::env::temp_dir().join(format!("ns-image-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.png");
+        let img = PlanarImage::new(2, 1, vec![0.0, 255.0, 10.4, 10.6, -5.0, 999.0]);
+        write_image_atomic(&path, &img).unwrap();
+        assert!(!temp_path(&path).exists());
+        let back = load_image(&path).unwrap();
+        assert_eq!(back.data, vec![0.0, 255.0, 10.0, 11.0, 0.0, 255.0]);
+        assert!(write_image_atomic(&dir.join("missing-dir/x.png"), &img).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

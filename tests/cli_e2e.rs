@@ -1,0 +1,304 @@
+//! End-to-end runs of the `neural-style` binary on tiny images (≤ 48 px, ≤ 5 iterations) on whatever adapter
+//! wgpu picks (lavapipe on CI): outputs, formats, logs, frames, multiple styles, original colours, seeds,
+//! accepted input flavours and Ctrl-C.
+
+mod cli_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cli_support::*;
+use image::{DynamicImage, GenericImageView, ImageFormat};
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    save(dir.path(), "content.png", &DynamicImage::ImageRgb8(picture(48, 36, 0)), ImageFormat::Png);
+    save(dir.path(), "style.png", &DynamicImage::ImageRgb8(stripes(32, 32)), ImageFormat::Png);
+    dir
+}
+
+fn no_temp_files(dir: &Path) {
+    let f = files(dir);
+    assert!(!f.iter().any(|n| n.contains(".tmp-")), "temporary files left: {f:?}");
+}
+
+#[test]
+fn run_writes_output_log_and_frames() {
+    let dir = setup();
+    let d = dir.path();
+    // An existing output is replaced with --overwrite.
+    std::fs::write(d.join("out.png"), b"old").unwrap();
+    let o = run(
+        d,
+        &[
+            "content.png",
+            "style.png",
+            "--image-size",
+            "32",
+            "--iterations",
+            "2",
+            "--save-every",
+            "1",
+            "--print-every",
+            "2",
+            "--log",
+            "log.jsonl",
+            "--overwrite",
+        ],
+    );
+    let err = assert_ok(&o);
+    // 48x36 → 32x24.
+    let out = image::open(d.join("out.png")).unwrap();
+    assert_eq!(out.dimensions(), (32, 24));
+    assert_eq!(image::guess_format(&std::fs::read(d.join("out.png")).unwrap()).unwrap(), ImageFormat::Png);
+    for k in [1, 2] {
+        let f = image::open(d.join(format!("out_{k}.png"))).unwrap();
+        assert_eq!(f.dimensions(), (32, 24));
+    }
+    assert!(!d.join("out_0.png").exists() && !d.join("out_3.png").exists());
+    // The last frame is the output; the first differs from it.
+    let last = std::fs::read(d.join("out_2.png")).unwrap();
+    assert_eq!(last, std::fs::read(d.join("out.png")).unwrap());
+    assert_ne!(last, std::fs::read(d.join("out_1.png")).unwrap());
+    no_temp_files(d);
+
+    let log = read_log(&d.join("log.jsonl"));
+    assert_eq!(log.len(), 3, "iterations 0..=2");
+    for (i, l) in log.iter().enumerate() {
+        assert_eq!(l["iter"].as_u64(), Some(i as u64));
+        for k in ["content", "style", "tv", "total", "ms"] {
+            assert!(l[k].as_f64().is_some_and(f64::is_finite), "{k} in {l}");
+        }
+        let sum = l["content"].as_f64().unwrap() + l["style"].as_f64().unwrap() + l["tv"].as_f64().unwrap();
+        assert!((sum - l["total"].as_f64().unwrap()).abs() <= 1e-3 * sum.abs().max(1.0), "{l}");
+    }
+    // Starting from the content: no content loss at iteration 0, and the total goes down.
+    assert!(log[0]["content"].as_f64().unwrap().abs() < 1e-3 * log[0]["total"].as_f64().unwrap());
+    assert!(log[1]["total"].as_f64().unwrap() < log[0]["total"].as_f64().unwrap(), "{log:?}");
+    assert!(log[2]["total"].as_f64().unwrap() < log[1]["total"].as_f64().unwrap(), "{log:?}");
+
+    // Plain progress lines (stderr is not a terminal here) for iterations 0 and 2 only.
+    for k in ["iter 0/2", "iter 2/2"] {
+        assert!(err.contains(k), "no '{k}' in:\n{err}");
+    }
+    assert!(!err.contains("iter 1/2"), "{err}");
+    assert!(err.contains("it/s"), "{err}");
+}
+
+#[test]
+fn multiple_styles_with_blend_weights_and_jpeg_output() {
+    let dir = setup();
+    let d = dir.path();
+    save(d, "style2.jpg", &DynamicImage::ImageRgb8(picture(40, 24, 3)), ImageFormat::Jpeg);
+    let o = run(
+        d,
+        &[
+            "content.png",
+            "style.png",
+            "style2.jpg",
+            "--style-blend-weights",
+            "1,3",
+            "--style-scale",
+            "0.75",
+            "--image-size",
+            "40",
+            "--iterations",
+            "2",
+            "--pooling",
+            "avg",
+            "-o",
+            "result.jpg",
+        ],
+    );
+    assert_ok(&o);
+    let bytes = std::fs::read(d.join("result.jpg")).unwrap();
+    assert_eq!(image::guess_format(&bytes).unwrap(), ImageFormat::Jpeg);
+    assert_eq!(image::load_from_memory(&bytes).unwrap().dimensions(), (40, 30));
+    no_temp_files(d);
+}
+
+#[test]
+fn original_colors_keeps_the_content_chroma() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Content already at the target size (32 px): used as is, so its chroma can be compared pixel by pixel.
+    let content = image::RgbImage::from_fn(32, 32, |x, y| {
+        image::Rgb([(90 + x * 2) as u8, (110 + y * 2) as u8, (100 + (x + y)) as u8])
+    });
+    save(d, "content.png", &DynamicImage::ImageRgb8(content.clone()), ImageFormat::Png);
+    save(d, "style.png", &DynamicImage::ImageRgb8(stripes(32, 32)), ImageFormat::Png);
+    let o = run(
+        d,
+        &["content.png", "style.png", "--image-size", "32", "--iterations", "3", "--original-colors", "-o", "o.tiff"],
+    );
+    assert_ok(&o);
+    let bytes = std::fs::read(d.join("o.tiff")).unwrap();
+    assert_eq!(image::guess_format(&bytes).unwrap(), ImageFormat::Tiff);
+    let out = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    assert_eq!(out.dimensions(), (32, 32));
+    let (mut max_d, mut luma_change) = (0f64, 0f64);
+    for (p, q) in out.pixels().zip(content.pixels()) {
+        let ((cb, cr), (cb0, cr0)) = (chroma(p), chroma(q));
+        max_d = max_d.max((cb - cb0).abs()).max((cr - cr0).abs());
+        let y = |p: &image::Rgb<u8>| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64;
+        luma_change += (y(p) - y(q)).abs();
+    }
+    // Only 8-bit rounding separates the output's chroma from the content's.
+    assert!(max_d <= 1.5, "chroma moved by {max_d}");
+    assert!(luma_change / 1024.0 > 0.5, "the luminance should have been stylised");
+}
+
+#[test]
+fn seeded_runs_are_bit_identical() {
+    let dir = setup();
+    let d = dir.path();
+    let go = |out: &str, seed: &str| {
+        let o = run(
+            d,
+            &[
+                "content.png",
+                "style.png",
+                "--image-size",
+                "24",
+                "--iterations",
+                "1",
+                "--init",
+                "random",
+                "--seed",
+                seed,
+                "-o",
+                out,
+            ],
+        );
+        assert_ok(&o);
+        std::fs::read(d.join(out)).unwrap()
+    };
+    let a = go("a.png", "7");
+    let b = go("b.png", "7");
+    assert_eq!(a, b, "same seed, same adapter: same bytes");
+    let c = go("c.png", "8");
+    assert_ne!(a, c, "another seed: another image");
+}
+
+#[test]
+fn zero_iterations_writes_the_initial_image_from_any_input_flavour() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Content: an EXIF-rotated JPEG (stored 40x20 landscape, orientation 6 = rotate 90° clockwise → 20x40).
+    let stored =
+        image::RgbImage::from_fn(
+            40,
+            20,
+            |x, _| {
+                if x < 20 {
+                    image::Rgb([220, 30, 30])
+                } else {
+                    image::Rgb([30, 30, 220])
+                }
+            },
+        );
+    std::fs::write(d.join("rotated.jpg"), exif_jpeg(&stored, 6)).unwrap();
+    // Styles: palette PNG, CMYK JPEG, 16-bit grayscale PNG, RGBA PNG, grayscale JPEG.
+    let pal = [[255u8, 0, 0], [0, 255, 0], [0, 0, 255], [250, 250, 250]];
+    std::fs::write(d.join("palette.png"), palette_png(24, 24, &pal, |x, y| ((x / 4 + y / 4) % 4) as u8)).unwrap();
+    std::fs::write(d.join("cmyk.jpg"), cmyk_jpeg(24, 24, |x, y| [(x * 10) as u8, (y * 10) as u8, 0, 30])).unwrap();
+    std::fs::write(d.join("gray16.png"), gray16_png(24, 24)).unwrap();
+    let rgba = image::RgbaImage::from_fn(24, 24, |x, y| image::Rgba([x as u8 * 9, y as u8 * 9, 128, (x * 10) as u8]));
+    save(d, "rgba.png", &DynamicImage::ImageRgba8(rgba), ImageFormat::Png);
+    save(
+        d,
+        "gray.jpg",
+        &DynamicImage::ImageLuma8(image::GrayImage::from_fn(24, 24, |x, _| image::Luma([x as u8 * 10]))),
+        ImageFormat::Jpeg,
+    );
+
+    let o = run(
+        d,
+        &[
+            "rotated.jpg",
+            "palette.png",
+            "cmyk.jpg",
+            "gray16.png",
+            "rgba.png",
+            "gray.jpg",
+            "--image-size",
+            "40",
+            "--style-scale",
+            "0.6",
+            "--iterations",
+            "0",
+            "-o",
+            "init.png",
+        ],
+    );
+    assert_ok(&o);
+    let out = image::open(d.join("init.png")).unwrap().to_rgb8();
+    assert_eq!(out.dimensions(), (20, 40), "EXIF orientation applied");
+    // 0 iterations: the output is the (decoded) content itself. Rotated 90° clockwise, the stored left (red)
+    // half is on top.
+    let top = out.get_pixel(10, 5);
+    let bottom = out.get_pixel(10, 34);
+    assert!(top[0] > 180 && top[2] < 80, "top {top:?}");
+    assert!(bottom[2] > 180 && bottom[0] < 80, "bottom {bottom:?}");
+    no_temp_files(d);
+}
+
+#[test]
+fn zero_iterations_with_content_at_size_is_exact() {
+    let dir = setup();
+    let d = dir.path();
+    let content = picture(32, 20, 5);
+    save(d, "c.png", &DynamicImage::ImageRgb8(content.clone()), ImageFormat::Png);
+    let o = run(d, &["c.png", "style.png", "--image-size", "32", "--iterations", "0", "-o", "same.bmp"]);
+    assert_ok(&o);
+    let out = image::open(d.join("same.bmp")).unwrap().to_rgb8();
+    assert_eq!(out, content, "round(clamp(x + mean)) of the untouched content is the content");
+}
+
+#[test]
+fn ctrl_c_writes_the_current_image() {
+    let dir = setup();
+    let d = dir.path();
+    let mut child = Command::new(bin())
+        .current_dir(d)
+        .args(["content.png", "style.png", "--image-size", "24", "--iterations", "100000", "--print-every", "1"])
+        .arg("--weights")
+        .arg(weights())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let start = Instant::now();
+    let mut seen = String::new();
+    // Wait until the first iteration ran (its losses are printed after it).
+    loop {
+        let line = lines.next().expect("stderr closed before iterating").unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("iter      0/") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress:\n{seen}");
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{}", rest.join("\n"));
+    let out = image::open(d.join("out.png")).unwrap();
+    assert_eq!(out.dimensions(), (24, 18));
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{}", rest.join("\n"));
+    no_temp_files(d);
+}
+
+#[test]
+fn devices_lists_adapters() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["devices"]);
+    assert_ok(&o);
+    assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty());
+}
