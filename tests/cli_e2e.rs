@@ -302,3 +302,28 @@ fn devices_lists_adapters() {
     assert_ok(&o);
     assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty());
 }
+
+/// The device is destroyed for real before update 2 (a test hook): the run fails with one clear line, and the
+/// last image read back (after update 2's predecessor, printed at every iteration) is on disk.
+#[test]
+fn device_lost_mid_run_keeps_the_last_good_image() {
+    let dir = setup();
+    let d = dir.path();
+    let o = Command::new(bin())
+        .current_dir(d)
+        .args(["content.png", "style.png", "--image-size", "24", "--iterations", "4", "--print-every", "1"])
+        .arg("--weights")
+        .arg(weights())
+        .env("NEURAL_STYLE_TEST_LOSE_DEVICE_AT", "2")
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:") && !is_driver_noise(l)).collect();
+    assert_eq!(errors.len(), 1, "{e}");
+    assert!(errors[0].contains("iteration 2") && errors[0].contains("wrote the image of iteration 2"), "{e}");
+    let out = image::open(d.join("out.png")).unwrap();
+    assert_eq!(out.dimensions(), (24, 18));
+    no_temp_files(d);
+}

@@ -214,6 +214,26 @@ fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
+/// A GPU failure mid-run: write the last image read back (if any) to the output, and say so in the error.
+fn salvage(
+    e: neural_style::Error,
+    iteration: usize,
+    last_good: Option<(usize, PlanarImage)>,
+    writer: &Writer<'_>,
+    output: &std::path::Path,
+) -> CliError {
+    let what = format!("GPU failure at iteration {iteration}: {e}");
+    match last_good {
+        Some((k, img)) => match writer.write(output, img) {
+            Ok(()) => CliError::Runtime(format!("{what}; wrote the image of iteration {k} to '{}'", output.display())),
+            Err(CliError::Usage(w) | CliError::Runtime(w)) => {
+                CliError::Runtime(format!("{what}; saving the last good image failed too: {w}"))
+            }
+        },
+        None => CliError::Runtime(format!("{what}; no image had been read back yet, nothing written")),
+    }
+}
+
 pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
     // 1. Flags, output format and paths: nothing read, nothing on the GPU.
     a.validate()?;
@@ -284,14 +304,25 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
     let mut progress = Progress::new(n);
     progress.start();
     let mut done = 0usize;
+    // The last image read back from the GPU (refreshed when losses are printed and when frames are written): if
+    // the device is lost or fails mid-run, it is written to the output so the run is not all lost.
+    let mut last_good: Option<(usize, PlanarImage)> = None;
+    // Test hook: destroy the device before this update, to exercise the device-lost path for real.
+    let lose_at: Option<usize> = std::env::var("NEURAL_STYLE_TEST_LOSE_DEVICE_AT").ok().and_then(|v| v.parse().ok());
     while done < n {
         if INTERRUPTED.load(Ordering::SeqCst) {
             break;
         }
         let i = stylizer.iteration();
         let print = a.print_every > 0 && i % a.print_every == 0;
+        if lose_at == Some(i) {
+            ctx.device.destroy();
+        }
         let t = Instant::now();
-        let losses = stylizer.step(print || log.is_some())?;
+        let losses = match stylizer.step(print || log.is_some()) {
+            Ok(l) => l,
+            Err(e) => return Err(salvage(e, i, last_good.take(), &writer, &a.output)),
+        };
         let ms = ms_since(t);
         if let Some(l) = &losses {
             if let Some(log) = &mut log {
@@ -304,16 +335,26 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         progress.inc();
         done += 1;
         let k = stylizer.iteration();
-        if a.save_every > 0 && k % a.save_every == 0 {
+        let frame = a.save_every > 0 && k % a.save_every == 0;
+        if print || frame {
+            match stylizer.image() {
+                Ok(img) => last_good = Some((k, img)),
+                Err(e) => return Err(salvage(e, k, last_good.take(), &writer, &a.output)),
+            }
+        }
+        if frame {
             let f = image_io::frame_path(&a.output, k);
-            writer.write(&f, stylizer.image()?)?;
+            writer.write(&f, last_good.as_ref().expect("just read").1.clone())?;
         }
     }
     let interrupted = INTERRUPTED.load(Ordering::SeqCst);
     let k = stylizer.iteration();
     if log.is_some() || a.print_every > 0 {
         let t = Instant::now();
-        let l = stylizer.losses()?;
+        let l = match stylizer.losses() {
+            Ok(l) => l,
+            Err(e) => return Err(salvage(e, k, last_good.take(), &writer, &a.output)),
+        };
         let ms = ms_since(t);
         if let Some(log) = &mut log {
             log.write(k, &l, ms)?;
@@ -325,7 +366,10 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
     let rate = progress.finish(done);
 
     // 5. The result.
-    writer.write(&a.output, stylizer.image()?)?;
+    match stylizer.image() {
+        Ok(img) => writer.write(&a.output, img)?,
+        Err(e) => return Err(salvage(e, k, last_good.take(), &writer, &a.output)),
+    }
     if interrupted {
         eprintln!("interrupted after {k} of {n} iterations: wrote '{}'", a.output.display());
         return Ok(Outcome::Interrupted);

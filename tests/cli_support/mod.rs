@@ -27,7 +27,6 @@ pub fn run(dir: &Path, args: &[&str]) -> Output {
     if !args.contains(&"--weights") && !args.first().is_some_and(|a| ["devices", "bench", "selftest"].contains(a)) {
         cmd.arg("--weights").arg(weights());
     }
-    cmd.env_remove("NEURAL_STYLE_ADAPTER");
     cmd.output().expect("run neural-style")
 }
 
