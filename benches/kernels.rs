@@ -79,22 +79,38 @@ fn conv_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, s: ConvShape) 
     // fused ReLU mask of the result (as for every conv but conv1_1 in the engine).
     let gy = data.random(s.cout * hw, 1.0);
     let fwd = data.random(s.cin * hw, 1.0);
-    let wb = data.random(wlen, (3.0 / (s.cout as f32 * 9.0)).sqrt());
+    // Backward weights in the layout of the kernel the engine picks for this shape (narrow: vec4 per (c, tap)).
+    let wb_len = match neural_style::dispatch::conv_backward_variant(s.cin) {
+        neural_style::dispatch::ConvBackwardVariant::Narrow => s.cout * 9 * 4,
+        neural_style::dispatch::ConvBackwardVariant::Tiled => wlen,
+    };
+    let wb = data.random(wb_len, (3.0 / (s.cout as f32 * 9.0)).sqrt());
     let gx = data.output(s.cin * hw);
     let d_fwd = kernels::conv::conv3x3(ctx, s, true, &x, &w, &b, &y).unwrap();
     let d_bwd = kernels::conv::conv3x3_backward_data(ctx, s, &gy, &wb, Some(&fwd), &gx).unwrap();
     let flops = 2.0 * s.macs() as f64;
     let fwd_bytes = 4.0 * (s.cin * hw + wlen + s.cout + s.cout * hw) as f64;
     let bwd_bytes = 4.0 * (s.cout * hw + wlen + 2 * s.cin * hw) as f64;
+    let mut dispatches = vec![d_fwd, d_bwd];
+    let mut measures =
+        vec![measure("conv3x3", &[0], flops, fwd_bytes), measure("conv3x3_backward_data", &[1], flops, bwd_bytes)];
+    let mut buffers = vec![x, w, b, y, gy, fwd, wb, gx];
+    // Where the narrow kernel is chosen, also time the tiled one on the same shape: the choice's justification.
+    if neural_style::dispatch::conv_backward_variant(s.cin) == neural_style::dispatch::ConvBackwardVariant::Narrow {
+        let wt = data.random(wlen, (3.0 / (s.cout as f32 * 9.0)).sqrt());
+        let gx2 = data.output(s.cin * hw);
+        let tiled = neural_style::dispatch::ConvBackwardVariant::Tiled;
+        let d = kernels::conv::conv3x3_backward_data_with(ctx, tiled, s, &buffers[4], &wt, None, &gx2).unwrap();
+        dispatches.push(d);
+        measures.push(measure("conv3x3_backward_data (tiled, not used)", &[2], flops, bwd_bytes));
+        buffers.extend([wt, gx2]);
+    }
     Case {
         layer: VGG16_CONV_LAYERS[layer].0.to_string(),
         shape: json!({"cin": s.cin, "cout": s.cout, "height": s.height, "width": s.width}),
-        dispatches: vec![d_fwd, d_bwd],
-        measures: vec![
-            measure("conv3x3", &[0], flops, fwd_bytes),
-            measure("conv3x3_backward_data", &[1], flops, bwd_bytes),
-        ],
-        _buffers: vec![x, w, b, y, gy, fwd, wb, gx],
+        dispatches,
+        measures,
+        _buffers: buffers,
     }
 }
 

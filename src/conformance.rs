@@ -118,20 +118,36 @@ pub fn conv3x3_backward_data(ctx: &GpuContext, s: ConvShape, finite_differences:
     let mask = random(&mut g, cin * h * w, 1.0);
     let expect = r::conv3x3_backward_data(&gy, &y, cin, cout, h, w, &wt);
     let expect_masked = r::relu_mask(&expect, &mask);
-    let run = || -> Result<(Vec<f32>, Vec<f32>)> {
-        let wbk = kernels::conv::backward_weights(&to_f32(&wt), cin, cout);
+    // Every kernel variant that can compute this shape (the narrow one only for ≤ 4 result channels).
+    let mut variants = vec![crate::dispatch::ConvBackwardVariant::Tiled];
+    if cin <= crate::dispatch::NARROW_MAX_CHANNELS {
+        variants.push(crate::dispatch::ConvBackwardVariant::Narrow);
+    }
+    let run = |variant| -> Result<(Vec<f32>, Vec<f32>)> {
+        let wbk = match variant {
+            crate::dispatch::ConvBackwardVariant::Tiled => kernels::conv::backward_weights(&to_f32(&wt), cin, cout),
+            crate::dispatch::ConvBackwardVariant::Narrow => {
+                kernels::conv::backward_weights_narrow(&to_f32(&wt), cin, cout)
+            }
+        };
         let gyb = io.buf(&r::relu_mask(&gy, &y))?;
         let (wb, mb, o1, o2) =
             (ctx.buffer_from("w", &wbk)?, io.buf(&mask)?, io.out(cin * h * w)?, io.out(cin * h * w)?);
-        let d1 = kernels::conv::conv3x3_backward_data(ctx, s, &gyb, &wb, None, &o1)?;
-        let d2 = kernels::conv::conv3x3_backward_data(ctx, s, &gyb, &wb, Some(&mb), &o2)?;
+        let d1 = kernels::conv::conv3x3_backward_data_with(ctx, variant, s, &gyb, &wb, None, &o1)?;
+        let d2 = kernels::conv::conv3x3_backward_data_with(ctx, variant, s, &gyb, &wb, Some(&mb), &o2)?;
         ctx.run(&[&d1, &d2])?;
         Ok((io.read(&o1, cin * h * w)?, io.read(&o2, cin * h * w)?))
     };
-    let (plain, masked) = run().map_err(gpu_err)?;
+    let mut vs_ref = Ok(0.0);
+    let mut plain = Vec::new();
+    for variant in variants {
+        let (p, masked) = run(variant).map_err(gpu_err)?;
+        let what = format!("conv3x3_backward_data ({variant:?}) {cin}->{cout} {h}x{w}");
+        vs_ref = both(vs_ref, compare(&what, &p, &expect, RTOL));
+        vs_ref = both(vs_ref, compare(&format!("{what} masked"), &masked, &expect_masked, RTOL));
+        plain = p;
+    }
     let what = format!("conv3x3_backward_data {cin}->{cout} {h}x{w}");
-    let vs_ref =
-        both(compare(&what, &plain, &expect, RTOL), compare(&format!("{what} masked"), &masked, &expect_masked, RTOL));
     if !finite_differences {
         return vs_ref;
     }

@@ -56,6 +56,28 @@ pub fn gram_splits(channels: usize, pixels: usize) -> (usize, usize) {
     (pixels.div_ceil(chunk).max(1), chunk)
 }
 
+/// Which kernel computes a conv's backward-data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvBackwardVariant {
+    /// `conv3x3_backward_data.wgsl`: 64x64 register-tiled implicit GEMM.
+    Tiled,
+    /// `conv3x3_backward_data_narrow.wgsl`: one thread per pixel, all (≤ 4) result channels in a vec4.
+    Narrow,
+}
+
+/// Most result channels the narrow backward-data kernel handles (one vec4).
+pub const NARROW_MAX_CHANNELS: usize = 4;
+
+/// The backward-data kernel for a result of `channels` channels: the tiled GEMM pads rows to 64, so for conv1_1's
+/// 3-channel image gradient it would do 21x the useful work; the narrow kernel does none of that.
+pub fn conv_backward_variant(channels: usize) -> ConvBackwardVariant {
+    if channels <= NARROW_MAX_CHANNELS {
+        ConvBackwardVariant::Narrow
+    } else {
+        ConvBackwardVariant::Tiled
+    }
+}
+
 /// Number of `sq_diff_sum` partials for `count` elements.
 pub fn sq_diff_groups(count: usize) -> usize {
     count.div_ceil(SQ_DIFF_GROUP_ELEMS).max(1)
@@ -85,6 +107,15 @@ mod tests {
         let g = elementwise_grid(64 * 2048 * 2048, MAX_GROUPS_PER_DIM);
         assert!(g[0] <= 65535 && g[1] <= 65535);
         assert!(g[0] as usize * g[1] as usize * 256 >= 64 * 2048 * 2048);
+    }
+
+    #[test]
+    fn narrow_backward_only_for_at_most_four_channels() {
+        assert_eq!(conv_backward_variant(3), ConvBackwardVariant::Narrow);
+        assert_eq!(conv_backward_variant(1), ConvBackwardVariant::Narrow);
+        assert_eq!(conv_backward_variant(4), ConvBackwardVariant::Narrow);
+        assert_eq!(conv_backward_variant(5), ConvBackwardVariant::Tiled);
+        assert_eq!(conv_backward_variant(64), ConvBackwardVariant::Tiled);
     }
 
     #[test]

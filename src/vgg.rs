@@ -73,7 +73,7 @@ impl GpuNet {
         for layer in &weights.layers {
             let (cin, cout) = (layer.cin, layer.cout);
             let wf = kernels::conv::forward_weights(&layer.weight, cin, cout);
-            let wb = kernels::conv::backward_weights(&layer.weight, cin, cout);
+            let wb = kernels::conv::backward_weights_for(&layer.weight, cin, cout);
             convs.push(GpuConv {
                 cin,
                 cout,

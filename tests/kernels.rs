@@ -22,6 +22,7 @@ const CONV_SHAPES: &[(usize, usize, usize, usize)] = &[
     (128, 64, 5, 11),
     (512, 512, 3, 5),
     (64, 3, 16, 16),
+    (4, 130, 19, 23),
 ];
 
 fn conv_shape(&(cin, cout, height, width): &(usize, usize, usize, usize)) -> ConvShape {
@@ -48,6 +49,8 @@ fn conv3x3_backward_data_matches_reference() {
 #[test]
 fn conv3x3_backward_data_matches_finite_differences() {
     ok(check::conv3x3_backward_data(ctx(), ConvShape { cin: 5, cout: 6, height: 7, width: 9 }, true, 300));
+    // A 3-channel result: the narrow kernel (as for conv1_1's image gradient).
+    ok(check::conv3x3_backward_data(ctx(), ConvShape { cin: 3, cout: 70, height: 9, width: 7 }, true, 301));
 }
 
 const POOL_SHAPES: &[(usize, usize, usize)] = &[(3, 33, 31), (64, 17, 9), (1, 7, 13), (128, 16, 16), (512, 5, 3)];

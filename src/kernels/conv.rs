@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{max_dim, Dispatch};
-use crate::dispatch::gemm_grid;
+use crate::dispatch::{conv_backward_variant, gemm_grid, grid_2d, ConvBackwardVariant, ELEMENTWISE_GROUP};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 
@@ -63,6 +63,29 @@ pub fn backward_weights(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
     out
 }
 
+/// OIHW → the narrow backward-data kernel's `[cout*9]` of 4 floats (result channels, zero padded), taps
+/// flipped as in [`backward_weights`]. Only for `cin` ≤ 4.
+pub fn backward_weights_narrow(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    assert!(cin <= crate::dispatch::NARROW_MAX_CHANNELS);
+    let mut out = vec![0.0; cout * 9 * 4];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for tap in 0..9 {
+                out[(co * 9 + (8 - tap)) * 4 + ci] = w_oihw[(co * cin + ci) * 9 + tap];
+            }
+        }
+    }
+    out
+}
+
+/// The backward-data weights in the layout of the kernel [`conv_backward_variant`] picks for this conv.
+pub fn backward_weights_for(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    match conv_backward_variant(cin) {
+        ConvBackwardVariant::Tiled => backward_weights(w_oihw, cin, cout),
+        ConvBackwardVariant::Narrow => backward_weights_narrow(w_oihw, cin, cout),
+    }
+}
+
 /// `output = relu?(conv3x3(input, weights) + bias)`. `weights` in [`forward_weights`] layout.
 pub fn conv3x3(
     ctx: &GpuContext,
@@ -87,9 +110,9 @@ pub fn conv3x3(
 }
 
 /// `grad_in = conv3x3ᵀ(grad_out)`, times `(mask_src > 0)` when `mask_src` is given: the gradient w.r.t. the
-/// input of a conv of `shape` from the gradient w.r.t. its pre-ReLU output. `weights` in [`backward_weights`]
-/// layout. Give `mask_src` = the input's forward values when the input is a ReLU output, so the result is
-/// already the next layer's pre-ReLU gradient.
+/// input of a conv of `shape` from the gradient w.r.t. its pre-ReLU output. Give `mask_src` = the input's forward
+/// values when the input is a ReLU output, so the result is already the next layer's pre-ReLU gradient.
+/// The kernel is [`conv_backward_variant`]'s choice; `weights` in [`backward_weights_for`] layout.
 pub fn conv3x3_backward_data(
     ctx: &GpuContext,
     shape: ConvShape,
@@ -98,6 +121,38 @@ pub fn conv3x3_backward_data(
     mask_src: Option<&wgpu::Buffer>,
     grad_in: &wgpu::Buffer,
 ) -> Result<Dispatch> {
+    conv3x3_backward_data_with(ctx, conv_backward_variant(shape.cin), shape, grad_out, weights, mask_src, grad_in)
+}
+
+/// [`conv3x3_backward_data`] with an explicit kernel; `weights` in that kernel's layout ([`backward_weights`]
+/// or [`backward_weights_narrow`]).
+pub fn conv3x3_backward_data_with(
+    ctx: &GpuContext,
+    variant: ConvBackwardVariant,
+    shape: ConvShape,
+    grad_out: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    mask_src: Option<&wgpu::Buffer>,
+    grad_in: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    // Without a mask the kernel never reads binding 3; bind the weights there (any read-only buffer).
+    let mask = mask_src.unwrap_or(weights);
+    if variant == ConvBackwardVariant::Narrow {
+        assert!(shape.cin <= crate::dispatch::NARROW_MAX_CHANNELS, "narrow backward-data needs ≤ 4 channels");
+        let pixel_groups = (shape.height * shape.width).div_ceil(ELEMENTWISE_GROUP);
+        let (x, y) = grid_2d(pixel_groups, max_dim(ctx));
+        let params = ConvParams {
+            cin: shape.cout as u32,
+            cout: shape.cin as u32,
+            height: shape.height as u32,
+            width: shape.width as u32,
+            pixel_tiles: pixel_groups as u32,
+            relu: mask_src.is_some() as u32,
+            _pad: [0; 2],
+        };
+        let bufs = [grad_out, weights, mask, grad_in];
+        return Dispatch::new(ctx, "conv3x3_backward_data_narrow", &params, &bufs, [x, y, 1]);
+    }
     let (groups, pixel_tiles) = gemm_grid(shape.cin, shape.height * shape.width, max_dim(ctx));
     let params = ConvParams {
         cin: shape.cout as u32,
@@ -108,8 +163,6 @@ pub fn conv3x3_backward_data(
         relu: mask_src.is_some() as u32,
         _pad: [0; 2],
     };
-    // Without a mask the kernel never reads binding 3; bind the weights there (any read-only buffer).
-    let mask = mask_src.unwrap_or(weights);
     Dispatch::new(ctx, "conv3x3_backward_data", &params, &[grad_out, weights, mask, grad_in], groups)
 }
 

@@ -27,6 +27,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("content_grad", include_str!("../../kernels/content_grad.wgsl")),
     ("conv3x3", include_str!("../../kernels/conv3x3.wgsl")),
     ("conv3x3_backward_data", include_str!("../../kernels/conv3x3_backward_data.wgsl")),
+    ("conv3x3_backward_data_narrow", include_str!("../../kernels/conv3x3_backward_data_narrow.wgsl")),
     ("gram", include_str!("../../kernels/gram.wgsl")),
     ("gram_reduce", include_str!("../../kernels/gram_reduce.wgsl")),
     ("maxpool2x2", include_str!("../../kernels/maxpool2x2.wgsl")),

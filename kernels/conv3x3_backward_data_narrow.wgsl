@@ -1,0 +1,76 @@
+// Backward-data of conv3x3 for a NARROW result (at most 4 channels: conv1_1's image gradient, 3 channels).
+// Same maths as conv3x3_backward_data.wgsl,
+//   grad_in[ci, p] = (mask_src[ci, p] > 0 if mask_output) * sum_{c, tap} w[c*9 + tap, ci] * grad_out[c, p + off(tap)]
+// but the tiled kernel pads the result's channels to a 64-row tile: with 3 rows, 95% of its work is padding.
+// Here one thread owns one pixel and all (≤ 4) result channels as a vec4; the weights (vec4 per (c, tap), zero
+// padded) are staged in workgroup memory 64 input channels at a time, and neighbouring threads read
+// neighbouring pixels of grad_out, which the cache shares across the 9 taps.
+
+struct Params {
+    cin: u32,   // channels of grad_out (the forward conv's Cout)
+    cout: u32,  // channels of grad_in (≤ 4)
+    height: u32,
+    width: u32,
+    pixel_groups: u32,
+    mask_output: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>; // [cin*9] of vec4 (result channels)
+@group(0) @binding(3) var<storage, read> mask_src: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad_in: array<f32>;
+
+const CHUNK: u32 = 64u; // input channels staged per round
+var<workgroup> w_tile: array<vec4<f32>, 576>; // CHUNK * 9
+
+@compute @workgroup_size(256, 1, 1)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let group = wg.x + wg.y * nwg.x;
+    if (group >= params.pixel_groups) {
+        return;
+    }
+    let width = params.width;
+    let height = params.height;
+    let npix = height * width;
+    let p = group * 256u + li;
+    let y = i32(p / width);
+    let x = i32(p % width);
+    var acc = vec4<f32>(0.0);
+    for (var c0 = 0u; c0 < params.cin; c0 += CHUNK) {
+        let n = min(CHUNK, params.cin - c0) * 9u;
+        for (var i = li; i < n; i += 256u) {
+            w_tile[i] = weights[c0 * 9u + i];
+        }
+        workgroupBarrier();
+        if (p < npix) {
+            for (var c = 0u; c < min(CHUNK, params.cin - c0); c++) {
+                let plane = (c0 + c) * npix;
+                for (var tap = 0u; tap < 9u; tap++) {
+                    let iy = y + i32(tap / 3u) - 1;
+                    let ix = x + i32(tap % 3u) - 1;
+                    if (iy >= 0 && iy < i32(height) && ix >= 0 && ix < i32(width)) {
+                        acc = fma(w_tile[c * 9u + tap], vec4<f32>(grad_out[plane + u32(iy) * width + u32(ix)]), acc);
+                    }
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    if (p < npix) {
+        for (var m = 0u; m < params.cout; m++) {
+            let idx = m * npix + p;
+            var g = acc[m];
+            if (params.mask_output != 0u && !(mask_src[idx] > 0.0)) {
+                g = 0.0;
+            }
+            grad_in[idx] = g;
+        }
+    }
+}
