@@ -273,7 +273,7 @@ impl GpuContext {
         let size = (len.max(1) * 4) as u64;
         if size > self.limits.max_buffer_size {
             return Err(Error::OutOfMemory(format!(
-                ": buffer {label} needs {} MiB, the adapter allows {} MiB per buffer",
+                ": buffer {label} needs {} MiB, the adapter allows {} MiB per buffer; try a smaller --image-size",
                 size >> 20,
                 self.limits.max_buffer_size >> 20
             )));
@@ -286,7 +286,10 @@ impl GpuContext {
             mapped_at_creation: false,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::OutOfMemory(format!(" allocating {label} ({} MiB): {e}", size >> 20)));
+            return Err(Error::OutOfMemory(format!(
+                " allocating {label} ({} MiB): {e}; try a smaller --image-size (or --style-scale)",
+                size >> 20
+            )));
         }
         Ok(buf)
     }

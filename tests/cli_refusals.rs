@@ -249,3 +249,20 @@ fn lead_placeholders_and_help() {
     let o = run(dir.path(), &["--version"]);
     assert!(o.status.success());
 }
+
+/// An --image-size whose activations exceed what the adapter can bind is refused before any GPU allocation, and
+/// the message names the largest size that fits (computed for this adapter: 724 on lavapipe's 128 MiB).
+#[test]
+fn image_size_beyond_the_adapter_names_the_largest_that_fits() {
+    let dir = setup();
+    // A style with the content's 4:3 aspect, so whichever image is checked first gives the same answer.
+    save(dir.path(), "style43.png", &DynamicImage::ImageRgb8(stripes(40, 30)), ImageFormat::Png);
+    let ctx = neural_style::gpu::GpuContext::new(&Default::default()).expect("an adapter");
+    let limit = ctx.limits.max_storage_buffer_binding_size;
+    drop(ctx);
+    let largest = neural_style::vgg::largest_fitting_side(40, 30, limit);
+    let size = (largest + 8).to_string();
+    let e =
+        assert_refused(dir.path(), &["content.png", "style43.png", "--image-size", &size], Some(1), "out of memory");
+    assert!(e.contains(&format!("--image-size {largest}")), "{e}");
+}
