@@ -322,8 +322,11 @@ impl GpuContext {
         self.queue.write_buffer(buf, 0, bytemuck::cast_slice(&vec![f32::NAN; n]));
     }
 
-    /// Records `dispatches` into one compute pass and submits them; waits for completion.
-    pub fn run(&self, dispatches: &[&crate::kernels::Dispatch]) -> Result<()> {
+    /// A command encoder holding `dispatches` in one compute pass, in order.
+    pub fn encode<'d>(
+        &self,
+        dispatches: impl IntoIterator<Item = &'d crate::kernels::Dispatch>,
+    ) -> wgpu::CommandEncoder {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -331,7 +334,12 @@ impl GpuContext {
                 d.record(&mut pass);
             }
         }
-        self.submit_and_wait(encoder.finish())
+        encoder
+    }
+
+    /// Records `dispatches` into one compute pass and submits them; waits for completion.
+    pub fn run(&self, dispatches: &[&crate::kernels::Dispatch]) -> Result<()> {
+        self.submit_and_wait(self.encode(dispatches.iter().copied()).finish())
     }
 
     /// Submits a command buffer and blocks until it has run; surfaces device loss and uncaptured errors.
@@ -362,22 +370,19 @@ impl GpuContext {
         Ok(())
     }
 
-    /// Copies `len` f32 starting at element `offset` back to the CPU.
-    pub fn read_f32(&self, buf: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let bytes = (len * 4) as u64;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: bytes,
+    /// A buffer the CPU can map to read results back (`COPY_DST | MAP_READ`).
+    pub fn staging_buffer(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (len.max(1) * 4) as u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        });
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buf, (offset * 4) as u64, &staging, 0, bytes);
-        self.submit_and_wait(encoder.finish())?;
-        let slice = staging.slice(..);
+        })
+    }
+
+    /// Maps a staging buffer whose copy has been submitted, and returns its first `len` f32.
+    pub fn map_f32(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let slice = staging.slice(..(len * 4) as u64);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -391,6 +396,18 @@ impl GpuContext {
         drop(view);
         staging.unmap();
         Ok(out)
+    }
+
+    /// Copies `len` f32 starting at element `offset` back to the CPU.
+    pub fn read_f32(&self, buf: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.staging_buffer("readback", len);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buf, (offset * 4) as u64, &staging, 0, (len * 4) as u64);
+        self.queue.submit([encoder.finish()]);
+        self.map_f32(&staging, len)
     }
 
     /// Whole buffer as f32.

@@ -115,6 +115,10 @@ pub struct Stylizer<'a> {
     slot_kinds: Vec<u8>,
     /// dL/dx, what Adam consumes.
     grad_x: wgpu::Buffer,
+    /// Where the loss slots are copied for reading back (created once).
+    losses_staging: wgpu::Buffer,
+    /// The last iteration submitted without a read-back, not yet waited for.
+    in_flight: Option<wgpu::SubmissionIndex>,
     iteration: usize,
     bytes: u64,
     // Kept alive for the dispatches that bind them.
@@ -410,6 +414,7 @@ impl<'a> Stylizer<'a> {
         buffers.extend([partials, gram_partial, m, v]);
         buffers.extend(grad_net_in);
         ctx.check()?;
+        let losses_staging = ctx.staging_buffer("losses readback", slot_kinds.len());
         Ok(Self {
             ctx,
             _net: net,
@@ -423,6 +428,8 @@ impl<'a> Stylizer<'a> {
             losses_buf,
             slot_kinds,
             grad_x,
+            losses_staging,
+            in_flight: None,
             iteration: 0,
             bytes: bytes.get(),
             _buffers: buffers,
@@ -455,39 +462,36 @@ impl<'a> Stylizer<'a> {
 
     /// One Adam iteration. With `read_losses`, returns the losses of the image BEFORE this update (the log
     /// convention: the first call gives iteration 0 = the initial image).
+    ///
+    /// Without `read_losses` nothing is read back and the call returns once the PREVIOUS iteration has finished:
+    /// one iteration stays queued, so the GPU is not idle while the CPU records the next one, and a GPU error
+    /// surfaces at most one call late.
     pub fn step(&mut self, read_losses: bool) -> Result<Option<Losses>> {
         self.prepare_step();
-        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for d in self.iteration_dispatches() {
-                d.record(&mut pass);
-            }
-        }
+        let enc = self.ctx.encode(self.iteration_dispatches());
         self.finish(enc, read_losses)
     }
 
     /// Losses of the current image (one forward pass, no update).
     pub fn losses(&mut self) -> Result<Losses> {
-        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for d in self.plan.dispatches.iter().chain(&self.loss_dispatches).chain(&self.tv_dispatches) {
-                d.record(&mut pass);
-            }
-        }
+        let enc = self.ctx.encode(self.plan.dispatches.iter().chain(&self.loss_dispatches).chain(&self.tv_dispatches));
         Ok(self.finish(enc, true)?.expect("losses requested"))
     }
 
-    fn finish(&self, enc: wgpu::CommandEncoder, read_losses: bool) -> Result<Option<Losses>> {
+    fn finish(&mut self, mut enc: wgpu::CommandEncoder, read_losses: bool) -> Result<Option<Losses>> {
         if !read_losses {
             let idx = self.ctx.queue.submit([enc.finish()]);
-            // Keep the CPU at most one iteration ahead, and surface errors promptly.
-            self.ctx.wait(Some(idx))?;
+            if let Some(prev) = self.in_flight.replace(idx) {
+                self.ctx.wait(Some(prev))?;
+            }
             return Ok(None);
         }
+        // The loss slots are copied to the persistent staging buffer in the same submission.
+        let n = self.slot_kinds.len();
+        enc.copy_buffer_to_buffer(&self.losses_buf, 0, &self.losses_staging, 0, (n * 4) as u64);
         self.ctx.queue.submit([enc.finish()]);
-        let slots = self.ctx.read_all(&self.losses_buf)?;
+        self.in_flight = None; // mapping waits for everything submitted
+        let slots = self.ctx.map_f32(&self.losses_staging, n)?;
         let mut l = Losses::default();
         for (k, v) in self.slot_kinds.iter().zip(&slots) {
             let v = f64::from(*v);
@@ -521,21 +525,10 @@ impl<'a> Stylizer<'a> {
 
     /// The gradient of the total loss w.r.t. x at the current image (runs forward + backward, no update).
     pub fn gradient(&mut self) -> Result<Vec<f32>> {
-        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for d in self
-                .plan
-                .dispatches
-                .iter()
-                .chain(&self.loss_dispatches)
-                .chain(&self.backward_dispatches)
-                .chain(&self.tv_dispatches)
-            {
-                d.record(&mut pass);
-            }
-        }
-        self.ctx.submit_and_wait(enc.finish())?;
+        let p = &self.plan;
+        let all = p.dispatches.iter().chain(&self.loss_dispatches).chain(&self.backward_dispatches);
+        self.ctx.submit_and_wait(self.ctx.encode(all.chain(&self.tv_dispatches)).finish())?;
+        self.in_flight = None;
         self.ctx.read_all(&self.grad_x)
     }
 
