@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use neural_style::bench::{self, Clock, Peak, Timer};
 use neural_style::gpu::{GpuContext, GpuOptions};
-use neural_style::kernels::{self, conv::ConvShape, pool::PoolShape, Dispatch};
+use neural_style::kernels::conv::{BackwardVariant, ConvShape};
+use neural_style::kernels::{self, pool::PoolShape, AdapterFacts, Dispatch};
 use neural_style::vgg::{self, POOL_AFTER, RELU_NAMES};
 use neural_style::weights::VGG16_CONV_LAYERS;
 use serde_json::{json, Value};
@@ -80,14 +81,16 @@ fn conv_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, s: ConvShape) 
     let gy = data.random(s.cout * hw, 1.0);
     let fwd = data.random(s.cin * hw, 1.0);
     // Backward weights in the layout of the kernel the engine picks for this shape (narrow: vec4 per (c, tap)).
-    let wb_len = match neural_style::dispatch::conv_backward_variant(s.cin) {
-        neural_style::dispatch::ConvBackwardVariant::Narrow => s.cout * 9 * 4,
-        neural_style::dispatch::ConvBackwardVariant::Tiled => wlen,
+    let facts = AdapterFacts::of(ctx);
+    let variant = kernels::conv::backward_variant(s, &facts);
+    let wb_len = match variant {
+        BackwardVariant::Narrow => s.cout * 9 * 4,
+        BackwardVariant::Tiled => wlen,
     };
     let wb = data.random(wb_len, (3.0 / (s.cout as f32 * 9.0)).sqrt());
     let gx = data.output(s.cin * hw);
     let d_fwd = kernels::conv::conv3x3(ctx, s, true, &x, &w, &b, &y).unwrap();
-    let d_bwd = kernels::conv::conv3x3_backward_data(ctx, s, &gy, &wb, Some(&fwd), &gx).unwrap();
+    let d_bwd = kernels::conv::conv3x3_backward_data(ctx, variant, s, &gy, &wb, Some(&fwd), &gx).unwrap();
     let flops = 2.0 * s.macs() as f64;
     let fwd_bytes = 4.0 * (s.cin * hw + wlen + s.cout + s.cout * hw) as f64;
     let bwd_bytes = 4.0 * (s.cout * hw + wlen + 2 * s.cin * hw) as f64;
@@ -96,11 +99,11 @@ fn conv_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, s: ConvShape) 
         vec![measure("conv3x3", &[0], flops, fwd_bytes), measure("conv3x3_backward_data", &[1], flops, bwd_bytes)];
     let mut buffers = vec![x, w, b, y, gy, fwd, wb, gx];
     // Where the narrow kernel is chosen, also time the tiled one on the same shape: the choice's justification.
-    if neural_style::dispatch::conv_backward_variant(s.cin) == neural_style::dispatch::ConvBackwardVariant::Narrow {
+    if variant == BackwardVariant::Narrow {
         let wt = data.random(wlen, (3.0 / (s.cout as f32 * 9.0)).sqrt());
         let gx2 = data.output(s.cin * hw);
-        let tiled = neural_style::dispatch::ConvBackwardVariant::Tiled;
-        let d = kernels::conv::conv3x3_backward_data_with(ctx, tiled, s, &buffers[4], &wt, None, &gx2).unwrap();
+        let d =
+            kernels::conv::conv3x3_backward_data(ctx, BackwardVariant::Tiled, s, &buffers[4], &wt, None, &gx2).unwrap();
         dispatches.push(d);
         measures.push(measure("conv3x3_backward_data (tiled, not used)", &[2], flops, bwd_bytes));
         buffers.extend([wt, gx2]);
@@ -123,10 +126,10 @@ fn gram_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, (c, h, w): (us
     let grad = data.output(c * n);
     let [d_gram, d_reduce] = kernels::gram::gram(ctx, c, n, &f, &partial, &g).unwrap();
     let d_style = kernels::loss::style_grad(ctx, c, n, 1e-3, false, &g, &target, &f, &grad).unwrap();
-    let (splits, _) = neural_style::dispatch::gram_splits(c, n);
-    let t = c.div_ceil(neural_style::dispatch::GEMM_TILE);
+    let (splits, _) = kernels::gram::gram_splits(c, n);
+    let tile = kernels::grid::GEMM_TILE;
+    let t = c.div_ceil(tile);
     // The kernel computes the upper-triangle tiles only: count the multiply-adds it does.
-    let tile = neural_style::dispatch::GEMM_TILE;
     let done_macs = (t * (t + 1) / 2 * tile * tile).min(c * c) as f64 * n as f64;
     let partial_bytes = 4.0 * (splits * c * c) as f64;
     Case {

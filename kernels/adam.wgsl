@@ -19,16 +19,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
 @group(0) @binding(4) var<storage, read> grad: array<f32>;
 
-@compute @workgroup_size(256, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let idx = (wg.x + wg.y * nwg.x) * 256u + li;
-    if (idx >= params.count) {
-        return;
-    }
+fn element_count() -> u32 {
+    return params.count;
+}
+
+fn element(idx: u32) {
     let g = grad[idx];
     let m_new = params.beta1 * m[idx] + (1.0 - params.beta1) * g;
     let v_new = params.beta2 * v[idx] + (1.0 - params.beta2) * (g * g);

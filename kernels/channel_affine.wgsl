@@ -15,16 +15,11 @@ struct Params {
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read_write> output: array<f32>;
 
-@compute @workgroup_size(256, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let idx = (wg.x + wg.y * nwg.x) * 256u + li;
-    if (idx >= 3u * params.plane) {
-        return;
-    }
+fn element_count() -> u32 {
+    return 3u * params.plane;
+}
+
+fn element(idx: u32) {
     let c = idx / params.plane;
     output[idx] = input[idx] * params.scale[c] + params.offset[c];
 }

@@ -14,16 +14,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> target_features: array<f32>;
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;
 
-@compute @workgroup_size(256, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let idx = (wg.x + wg.y * nwg.x) * 256u + li;
-    if (idx >= params.count) {
-        return;
-    }
+fn element_count() -> u32 {
+    return params.count;
+}
+
+fn element(idx: u32) {
     let f = features[idx];
     let g = select(0.0, params.scale * (f - target_features[idx]), f > 0.0);
     grad[idx] = select(g, grad[idx] + g, params.accumulate != 0u);

@@ -13,17 +13,12 @@ struct Params {
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> gram: array<f32>;
 
-@compute @workgroup_size(256, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let idx = (wg.x + wg.y * nwg.x) * 256u + li;
+fn element_count() -> u32 {
+    return params.channels * params.channels;
+}
+
+fn element(idx: u32) {
     let c = params.channels;
-    if (idx >= c * c) {
-        return;
-    }
     var i = idx / c;
     var j = idx % c;
     if (j / 64u < i / 64u) {

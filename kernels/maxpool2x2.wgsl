@@ -1,37 +1,16 @@
 // 2x2 max pooling, stride 2, FLOOR mode (an odd last row/column is dropped). CHW, one thread per output.
 // Ties keep the first element in row-major window order (strict >), the rule maxpool2x2_backward.wgsl repeats.
 
-struct Params {
-    channels: u32,
-    height: u32, // input
-    width: u32,
-    out_height: u32,
-    out_width: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read_write> output: array<f32>;
 
-@compute @workgroup_size(256, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let idx = (wg.x + wg.y * nwg.x) * 256u + li;
-    let out_plane = params.out_height * params.out_width;
-    if (idx >= params.channels * out_plane) {
-        return;
-    }
-    let c = idx / out_plane;
-    let r = idx % out_plane;
-    let oy = r / params.out_width;
-    let ox = r % params.out_width;
-    let base = c * params.height * params.width + (2u * oy) * params.width + 2u * ox;
+fn element_count() -> u32 {
+    return params.channels * params.out_height * params.out_width;
+}
+
+fn element(idx: u32) {
+    let at = output_position(idx);
+    let base = window_base(at.x, at.y, at.z);
     var best = input[base];
     best = select(best, input[base + 1u], input[base + 1u] > best);
     best = select(best, input[base + params.width], input[base + params.width] > best);

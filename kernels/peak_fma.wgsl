@@ -17,16 +17,11 @@ struct Params {
 @group(0) @binding(1) var<storage, read> seeds: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-@compute @workgroup_size(256, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let idx = (wg.x + wg.y * nwg.x) * 256u + li;
-    if (idx >= params.count) {
-        return;
-    }
+fn element_count() -> u32 {
+    return params.count;
+}
+
+fn element(idx: u32) {
     let s = vec4<f32>(seeds[idx]);
     let lanes = vec4<f32>(0.0, 0.125, 0.25, 0.375);
     var a0 = s + lanes;

@@ -12,23 +12,14 @@ struct Params {
 @group(0) @binding(1) var<storage, read> partials: array<f32>;
 @group(0) @binding(2) var<storage, read_write> losses: array<f32>;
 
-var<workgroup> scratch: array<f32, 256>;
-
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(local_invocation_index) li: u32) {
     var s = 0.0;
     for (var i = li; i < params.count; i += 256u) {
         s += partials[i];
     }
-    scratch[li] = s;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
-        if (li < stride) {
-            scratch[li] += scratch[li + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(li, s);
     if (li == 0u) {
-        losses[params.slot] = params.scale * scratch[0];
+        losses[params.slot] = params.scale * total;
     }
 }

@@ -15,8 +15,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
 
 const ITEMS: u32 = 16u;
-var<workgroup> scratch: array<f32, 256>;
-
 @compute @workgroup_size(256, 1, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -33,15 +31,8 @@ fn main(
             s = fma(d, d, s);
         }
     }
-    scratch[li] = s;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
-        if (li < stride) {
-            scratch[li] += scratch[li + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(li, s);
     if (li == 0u) {
-        partials[group] = scratch[0];
+        partials[group] = total;
     }
 }

@@ -16,8 +16,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
 
-var<workgroup> scratch: array<f32, 256>;
-
 @compute @workgroup_size(256, 1, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -51,15 +49,8 @@ fn main(
         g *= params.weight;
         grad[idx] = select(g, grad[idx] + g, params.accumulate != 0u);
     }
-    scratch[li] = loss;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
-        if (li < stride) {
-            scratch[li] += scratch[li + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(li, loss);
     if (li == 0u) {
-        partials[group] = scratch[0];
+        partials[group] = total;
     }
 }

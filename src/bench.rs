@@ -15,14 +15,14 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, GpuOptions};
-use crate::kernels::{self, Dispatch};
+use crate::gpu::{Dispatch, GpuContext, GpuOptions};
+use crate::kernels::{self, AdapterFacts};
 use crate::planar::PlanarImage;
+pub use crate::stylizer::{memory_plan, MemoryItem};
 use crate::stylizer::{StyleOptions, Stylizer};
-use crate::vgg::{self, POOL_AFTER};
+use crate::vgg;
 use crate::weights::{InputConvention, Vgg16Weights, VGG16_CONV_LAYERS};
 
 /// Side of the microbenchmarks' image (`benches/kernels.rs`); default 512.
@@ -308,83 +308,20 @@ pub fn measure_peak(ctx: &GpuContext, timer: &Timer<'_>, runs: usize) -> Result<
     Ok(Peak { fma_gflops, copy_gbs, fma_threads: threads, fma_iters: iters, copy_buffer_bytes: bytes })
 }
 
-/// One line of the memory plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemoryItem {
-    pub what: &'static str,
-    pub bytes: u64,
-}
-
-/// The GPU buffers a [`Stylizer`] allocates for a `width` x `height` content image with these tapped layers
-/// (conv indices) — the same allocation accounting as [`Stylizer::gpu_bytes`], from the shapes alone.
-/// `input_affine`: torchvision-convention weights (an extra network-input buffer and its gradient).
-pub fn memory_plan(
-    width: usize,
-    height: usize,
-    content_layers: &[usize],
-    style_layers: &[usize],
-    input_affine: bool,
-) -> Vec<MemoryItem> {
-    let f = |floats: usize| (floats * 4) as u64;
-    let couts: Vec<usize> = VGG16_CONV_LAYERS.iter().map(|l| l.2).collect();
-    let shapes = vgg::layer_shapes(&couts, height, width);
-    let plane = width * height;
-    let up_to = content_layers.iter().chain(style_layers).copied().max().unwrap_or(0);
-    let size = |l: usize| shapes[l].0 * shapes[l].1 * shapes[l].2;
-    let mut items = Vec::new();
-    let mut push = |what: &'static str, bytes: u64| items.push(MemoryItem { what, bytes });
-
-    push(
-        "weights (forward + backward layouts, biases)",
-        VGG16_CONV_LAYERS.iter().map(|&(_, cin, cout)| f(2 * cin * cout * 9 + cout)).sum(),
-    );
-    push("image x", f(3 * plane));
-    if input_affine {
-        push("network input", f(3 * plane));
-    }
-    push("post-ReLU activations (every conv to the deepest tap)", (0..=up_to).map(|l| f(size(l))).sum());
-    // The pools' shared output buffer doubles as the backward's scratch (the gradient of the top layer and of
-    // each pool's input); every other gradient reuses a dead activation buffer.
-    let pool = POOL_AFTER.iter().filter(|&&i| i < up_to).map(|&i| shapes[i].0 * (shapes[i].1 / 2) * (shapes[i].2 / 2));
-    let scratch = POOL_AFTER.iter().filter(|&&i| i < up_to).map(|&i| size(i)).chain([size(up_to)]);
-    push("pool output / backward scratch (shared)", f(pool.max().unwrap_or(1).max(scratch.max().unwrap_or(1))));
-    push("content targets", content_layers.iter().map(|&l| f(size(l))).sum());
-    push("style Grams + targets", style_layers.iter().map(|&l| f(2 * shapes[l].0 * shapes[l].0)).sum());
-    let mut partials = kernels::loss::tv_partials(height, width);
-    for &l in content_layers {
-        partials = partials.max(kernels::loss::sq_diff_partials(size(l)));
-    }
-    let mut gram_scratch = 1;
-    for &l in style_layers {
-        let (c, h, w) = shapes[l];
-        partials = partials.max(kernels::loss::sq_diff_partials(c * c));
-        gram_scratch = gram_scratch.max(kernels::gram::partial_len(c, h * w));
-    }
-    push("loss partials", f(partials));
-    push("Gram split-K partials", f(gram_scratch));
-    push("loss slots", f(content_layers.len() + style_layers.len() + 1));
-    push("image gradient", f(3 * plane));
-    if input_affine {
-        push("network input gradient", f(3 * plane));
-    }
-    push("Adam m + v", f(2 * 3 * plane));
-    items
-}
-
-/// Layer indices of the default options (content relu4_2; style relu1_1, 2_1, 3_1, 4_1, 5_1).
+/// The default options' layer indices (content relu4_2; style relu1_1, 2_1, 3_1, 4_1, 5_1).
 pub fn default_layers() -> (Vec<usize>, Vec<usize>) {
-    let o = StyleOptions::default();
-    let idx = |names: &[String]| names.iter().filter_map(|n| vgg::relu_index(n)).collect::<Vec<_>>();
-    (idx(&o.content_layers), idx(&o.style_layers))
+    let spec = crate::stylizer::loss_spec(&StyleOptions::default()).expect("default layers exist");
+    (spec.content_layers, spec.style_layers)
 }
 
-/// Total of [`memory_plan`] for a square image with the default layers and Caffe weights.
+/// Planned bytes ([`memory_plan`]) for a square image with the default options and Caffe weights on a GPU.
 pub fn planned_bytes_square(side: usize) -> u64 {
-    let (c, s) = default_layers();
-    memory_plan(side, side, &c, &s, false).iter().map(|i| i.bytes).sum()
+    let plan = memory_plan(side, side, &StyleOptions::default(), false, &AdapterFacts::example_gpu())
+        .expect("default options are valid");
+    plan.iter().map(|i| i.bytes).sum()
 }
 
-/// The largest square side (default layers, Caffe weights) whose planned bytes fit `budget`, and whose
+/// The largest square side (default options, Caffe weights) whose planned bytes fit `budget`, and whose
 /// biggest activation (64 x side² floats: conv1's output and the gradient buffers) fits `max_binding` bytes.
 /// Returns (side, what limits it: "memory" or "binding").
 pub fn largest_square(budget: u64, max_binding: u64) -> (usize, &'static str) {
@@ -416,11 +353,58 @@ fn round(v: f64, digits: i32) -> f64 {
     (v * p).round() / p
 }
 
+/// One kernel's share of a profiled iteration.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelShare {
+    pub kernel: String,
+    pub ms: f64,
+    pub dispatches: usize,
+    pub percent: f64,
+}
+
+/// The profiled iteration of [`IterationReport`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Profile {
+    pub clock: &'static str,
+    pub method: &'static str,
+    pub total_ms: f64,
+    pub kernels: Vec<KernelShare>,
+}
+
+/// What `neural-style bench` measures (printed as one JSON line).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct IterationReport {
+    pub bench: &'static str,
+    pub size: usize,
+    pub width: usize,
+    pub height: usize,
+    pub adapter: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub weights: String,
+    pub clock: &'static str,
+    pub iterations: usize,
+    pub warmup_iterations: usize,
+    pub ms_per_iter: f64,
+    pub ms_per_iter_min: f64,
+    pub wall_ms_per_iter: f64,
+    pub conv_gflop_per_iter: f64,
+    pub conv_gflops: f64,
+    pub peak_gpu_bytes: u64,
+    pub peak_gpu_bytes_note: &'static str,
+    pub planned_gpu_bytes: u64,
+    pub setup_ms: f64,
+    pub dispatches_per_iter: usize,
+    pub losses_finite: bool,
+    pub profile: Profile,
+}
+
 /// `neural-style bench`: full style iterations (content relu4_2 + 5 Gram style losses + TV, backward to the
-/// image, Adam) on random `size` x `size` images. Returns one JSON object (the CLI prints it as one line).
-pub fn run(args: &BenchArgs) -> anyhow::Result<Value> {
+/// image, Adam) on random `size` x `size` images.
+pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     if args.iterations == 0 {
-        anyhow::bail!("bench needs at least one iteration");
+        return Err(Error::InvalidOption("bench needs at least one iteration".into()));
     }
     let ctx = GpuContext::new(&GpuOptions { adapter: args.adapter.clone() })?;
     let (weights, weights_desc) = match &args.weights {
@@ -461,88 +445,87 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Value> {
 
     // Profiled iteration: one pass per dispatch (timestamps), or one submit per dispatch (wall clock).
     s.prepare_step();
-    let per_dispatch: Vec<(&'static str, f64)> = {
+    let per_dispatch: Vec<(String, f64)> = {
         let list = s.iteration_dispatches();
         match clock {
             Clock::Timestamps => {
                 let profiler = Timer::new(&ctx, clock, list.len());
                 let passes: Vec<Vec<&Dispatch>> = list.iter().map(|d| vec![*d]).collect();
                 let t = profiler.time(&passes)?;
-                list.iter().map(|d| d.kernel).zip(t.pass_ms.unwrap_or_default()).collect()
+                list.iter().map(|d| d.kernel.to_string()).zip(t.pass_ms.unwrap_or_default()).collect()
             }
             Clock::Wall => {
                 let mut out = Vec::new();
                 for d in &list {
-                    out.push((d.kernel, timer.time(&[vec![*d]])?.wall_ms));
+                    out.push((d.kernel.to_string(), timer.time(&[vec![*d]])?.wall_ms));
                 }
                 out
             }
         }
     };
     let profiled_total: f64 = per_dispatch.iter().map(|p| p.1).sum();
-    let mut by_kernel: Vec<(&'static str, f64, usize)> = Vec::new();
-    for (k, t) in &per_dispatch {
-        match by_kernel.iter_mut().find(|e| e.0 == *k) {
+    let mut by_kernel: Vec<(String, f64, usize)> = Vec::new();
+    for (k, t) in per_dispatch {
+        match by_kernel.iter_mut().find(|e| e.0 == k) {
             Some(e) => {
                 e.1 += t;
                 e.2 += 1;
             }
-            None => by_kernel.push((k, *t, 1)),
+            None => by_kernel.push((k, t, 1)),
         }
     }
     by_kernel.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let kernels_json: Vec<Value> = by_kernel
-        .iter()
-        .map(|&(k, t, n)| {
-            json!({
-                "kernel": k,
-                "ms": round(t, 4),
-                "dispatches": n,
-                "percent": round(100.0 * t / profiled_total.max(1e-12), 1),
-            })
+    let kernels = by_kernel
+        .into_iter()
+        .map(|(kernel, t, dispatches)| KernelShare {
+            kernel,
+            ms: round(t, 4),
+            dispatches,
+            percent: round(100.0 * t / profiled_total.max(1e-12), 1),
         })
         .collect();
 
     let losses = s.losses()?;
-    let (cl, sl) = default_layers();
+    let facts = AdapterFacts::of(&ctx);
     let planned: u64 =
-        memory_plan(w, h, &cl, &sl, weights.convention != InputConvention::Caffe).iter().map(|i| i.bytes).sum();
+        memory_plan(w, h, &opts, weights.convention != InputConvention::Caffe, &facts)?.iter().map(|i| i.bytes).sum();
     let flops = conv_flops_per_iteration(w, h);
     let driver = format!("{} {}", ctx.info.driver, ctx.info.driver_info).trim().to_string();
-    Ok(json!({
-        "bench": "iteration",
-        "size": args.size,
-        "width": w,
-        "height": h,
-        "adapter": ctx.adapter_name(),
-        "backend": format!("{:?}", ctx.info.backend),
-        "device_type": format!("{:?}", ctx.info.device_type),
-        "driver": driver,
-        "weights": weights_desc,
-        "clock": clock.name(),
-        "iterations": args.iterations,
-        "warmup_iterations": warmup,
-        "ms_per_iter": round(ms, 4),
-        "ms_per_iter_min": round(gpu.iter().copied().fold(f64::INFINITY, f64::min), 4),
-        "wall_ms_per_iter": round(median(&wall), 4),
-        "conv_gflop_per_iter": round(flops / 1e9, 2),
-        "conv_gflops": round(flops / (ms * 1e6), 2),
-        "peak_gpu_bytes": s.gpu_bytes(),
-        "peak_gpu_bytes_note": "allocation accounting: bytes of the buffers the stylizer created, not a driver measurement",
-        "planned_gpu_bytes": planned,
-        "setup_ms": round(setup_ms, 1),
-        "dispatches_per_iter": dispatch_count,
-        "losses_finite": losses.total.is_finite(),
-        "profile": {
-            "clock": clock.name(),
-            "method": match clock {
+    Ok(IterationReport {
+        bench: "iteration",
+        size: args.size,
+        width: w,
+        height: h,
+        adapter: ctx.adapter_name().to_string(),
+        backend: format!("{:?}", ctx.info.backend),
+        device_type: format!("{:?}", ctx.info.device_type),
+        driver,
+        weights: weights_desc,
+        clock: clock.name(),
+        iterations: args.iterations,
+        warmup_iterations: warmup,
+        ms_per_iter: round(ms, 4),
+        ms_per_iter_min: round(gpu.iter().copied().fold(f64::INFINITY, f64::min), 4),
+        wall_ms_per_iter: round(median(&wall), 4),
+        conv_gflop_per_iter: round(flops / 1e9, 2),
+        conv_gflops: round(flops / (ms * 1e6), 2),
+        peak_gpu_bytes: s.gpu_bytes(),
+        peak_gpu_bytes_note: "allocation accounting: bytes of the buffers the stylizer created, not a driver \
+                              measurement",
+        planned_gpu_bytes: planned,
+        setup_ms: round(setup_ms, 1),
+        dispatches_per_iter: dispatch_count,
+        losses_finite: losses.total.is_finite(),
+        profile: Profile {
+            clock: clock.name(),
+            method: match clock {
                 Clock::Timestamps => "one extra iteration, one compute pass per dispatch with timestamp writes",
                 Clock::Wall => "one extra iteration, one submit + wait per dispatch (includes launch latency)",
             },
-            "total_ms": round(profiled_total, 4),
-            "kernels": kernels_json,
+            total_ms: round(profiled_total, 4),
+            kernels,
         },
-    }))
+    })
 }
 
 #[cfg(test)]
@@ -564,7 +547,7 @@ mod tests {
         let (mut h, mut w) = (32usize, 32usize);
         for (i, &(_, cin, cout)) in VGG16_CONV_LAYERS.iter().enumerate() {
             total += 2.0 * (h * w * cin * cout * 9) as f64;
-            if POOL_AFTER.contains(&i) {
+            if vgg::POOL_AFTER.contains(&i) {
                 h /= 2;
                 w /= 2;
             }
@@ -577,22 +560,34 @@ mod tests {
         let (c, s) = default_layers();
         assert_eq!(c, vec![8]);
         assert_eq!(s, vec![0, 2, 4, 7, 10]);
-        let plan = memory_plan(64, 64, &c, &s, false);
+        let plan = memory_plan(64, 64, &StyleOptions::default(), false, &AdapterFacts::example_gpu()).unwrap();
         let get = |what: &str| plan.iter().find(|i| i.what.starts_with(what)).unwrap().bytes;
         let p = 64 * 64u64;
-        // Activations of all 11 convs (relu5_1 is the deepest tap): 2x64 channels at full size, 2x128 at 1/4,
-        // 3x256 at 1/16, 3x512 at 1/64, 512 at 1/256.
-        let act = 4 * (128 * p + 256 * p / 4 + 768 * p / 16 + 1536 * p / 64 + 512 * p / 256);
-        assert_eq!(get("post-ReLU"), act);
-        assert_eq!(get("pool output"), 4 * 64 * p);
-        assert_eq!(get("content targets"), 4 * 512 * p / 64);
-        assert_eq!(get("style Grams"), 8 * (64 * 64 + 128 * 128 + 256 * 256 + 512 * 512 + 512 * 512));
+        assert_eq!(get("content target"), 4 * 512 * p / 64);
+        assert_eq!(get("style target"), 4 * (64 * 64 + 128 * 128 + 256 * 256 + 512 * 512 + 512 * 512));
+        assert_eq!(get("gram"), get("style target"));
         assert_eq!(get("Adam"), 2 * 3 * 4 * p);
         assert_eq!(get("loss slots"), 4 * 7);
-        // 14.7 M parameters, twice, f32.
+        // 14.7 M parameters in the forward and the backward layout, f32; conv1_1's backward (narrow kernel)
+        // holds 64 x 9 vec4s instead of 64 x 3 x 9 floats.
         let params: u64 = VGG16_CONV_LAYERS.iter().map(|&(_, i, o)| (i * o * 9) as u64).sum();
-        assert_eq!(get("weights"), 8 * params + 4 * (64 + 64 + 128 + 128 + 256 * 3 + 512 * 4) as u64);
-        assert!(memory_plan(64, 64, &c, &s, true).len() == plan.len() + 2);
+        let biases = (64 + 64 + 128 + 128 + 256 * 3 + 512 * 4) as u64;
+        assert_eq!(get("weights"), 8 * params + 4 * biases + 4 * (64 * 9 * 4 - 64 * 3 * 9));
+        // The network's buffers are the plan's (tested in plan.rs).
+        let net = crate::plan::Plan::new(crate::plan::PlanSpec {
+            width: 64,
+            height: 64,
+            convs: VGG16_CONV_LAYERS.iter().map(|&(_, i, o)| (i, o)).collect(),
+            pooling: crate::Pooling::Max,
+            input_affine: false,
+            taps: vec![0, 2, 4, 7, 8, 10],
+            backward: true,
+        });
+        assert_eq!(get("network"), net.bytes());
+        // torchvision weights add the network input and its gradient, but both die early enough that their
+        // slots grow into ones the plan needs anyway: no extra bytes.
+        let affine = memory_plan(64, 64, &StyleOptions::default(), true, &AdapterFacts::example_gpu()).unwrap();
+        assert_eq!(affine.iter().map(|i| i.bytes).sum::<u64>(), plan.iter().map(|i| i.bytes).sum::<u64>());
     }
 
     #[test]

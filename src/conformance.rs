@@ -119,22 +119,18 @@ pub fn conv3x3_backward_data(ctx: &GpuContext, s: ConvShape, finite_differences:
     let expect = r::conv3x3_backward_data(&gy, &y, cin, cout, h, w, &wt);
     let expect_masked = r::relu_mask(&expect, &mask);
     // Every kernel variant that can compute this shape (the narrow one only for ≤ 4 result channels).
-    let mut variants = vec![crate::dispatch::ConvBackwardVariant::Tiled];
-    if cin <= crate::dispatch::NARROW_MAX_CHANNELS {
-        variants.push(crate::dispatch::ConvBackwardVariant::Narrow);
+    use kernels::conv::BackwardVariant;
+    let mut variants = vec![BackwardVariant::Tiled];
+    if cin <= kernels::conv::NARROW_MAX_CHANNELS {
+        variants.push(BackwardVariant::Narrow);
     }
     let run = |variant| -> Result<(Vec<f32>, Vec<f32>)> {
-        let wbk = match variant {
-            crate::dispatch::ConvBackwardVariant::Tiled => kernels::conv::backward_weights(&to_f32(&wt), cin, cout),
-            crate::dispatch::ConvBackwardVariant::Narrow => {
-                kernels::conv::backward_weights_narrow(&to_f32(&wt), cin, cout)
-            }
-        };
+        let wbk = kernels::conv::backward_weights_for(variant, &to_f32(&wt), cin, cout);
         let gyb = io.buf(&r::relu_mask(&gy, &y))?;
         let (wb, mb, o1, o2) =
             (ctx.buffer_from("w", &wbk)?, io.buf(&mask)?, io.out(cin * h * w)?, io.out(cin * h * w)?);
-        let d1 = kernels::conv::conv3x3_backward_data_with(ctx, variant, s, &gyb, &wb, None, &o1)?;
-        let d2 = kernels::conv::conv3x3_backward_data_with(ctx, variant, s, &gyb, &wb, Some(&mb), &o2)?;
+        let d1 = kernels::conv::conv3x3_backward_data(ctx, variant, s, &gyb, &wb, None, &o1)?;
+        let d2 = kernels::conv::conv3x3_backward_data(ctx, variant, s, &gyb, &wb, Some(&mb), &o2)?;
         ctx.run(&[&d1, &d2])?;
         Ok((io.read(&o1, cin * h * w)?, io.read(&o2, cin * h * w)?))
     };
@@ -495,6 +491,133 @@ fn full_iterations_of(ctx: &GpuContext, p: Problem, steps: usize) -> Check {
             worst = worst.max(err);
         }
         r::adam_step(&mut x, &mut m, &mut v, &g, f64::from(p.opts.learning_rate), t as u64);
+    }
+    Ok(worst)
+}
+
+/// How thorough a run of [`cases`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    /// Small shapes, seconds on a CPU adapter: `neural-style selftest`.
+    Quick,
+    /// Odd, prime and realistic shapes, every channel count the network has: the test suite.
+    Full,
+}
+
+/// One named check of one kernel.
+pub struct Case {
+    /// The kernel (family) it checks, e.g. `conv3x3`; tests group cases by it.
+    pub kernel: &'static str,
+    pub name: String,
+    pub run: Box<dyn Fn(&GpuContext) -> Check + Send + Sync>,
+}
+
+fn case(kernel: &'static str, name: String, run: impl Fn(&GpuContext) -> Check + Send + Sync + 'static) -> Case {
+    Case { kernel, name, run: Box::new(run) }
+}
+
+/// Every kernel check at this scale: the one list `neural-style selftest` and `tests/kernels.rs` run.
+pub fn cases(scale: Scale) -> Vec<Case> {
+    let full = scale == Scale::Full;
+    let conv = |(cin, cout, height, width): (usize, usize, usize, usize)| ConvShape { cin, cout, height, width };
+    let mut v = Vec::new();
+    let conv_shapes: Vec<(usize, usize, usize, usize)> = if full {
+        vec![
+            (3, 64, 33, 31),
+            (64, 128, 17, 9),
+            (1, 7, 7, 13),
+            (128, 64, 5, 11),
+            (512, 512, 3, 5),
+            (64, 3, 16, 16),
+            (4, 130, 19, 23),
+        ]
+    } else {
+        vec![(3, 64, 17, 13), (64, 128, 9, 7), (512, 512, 3, 5)]
+    };
+    for (i, &s) in conv_shapes.iter().enumerate() {
+        let s = conv(s);
+        for relu in if full { vec![true, false] } else { vec![true] } {
+            let name = format!("conv3x3 {}->{} {}x{} relu={relu}", s.cin, s.cout, s.height, s.width);
+            v.push(case("conv3x3", name, move |ctx| conv3x3(ctx, s, relu, 100 + i as u64)));
+        }
+    }
+    let bwd_shapes: Vec<(usize, usize, usize, usize)> =
+        if full { conv_shapes.clone() } else { vec![(3, 64, 16, 16), (128, 64, 7, 9)] };
+    for (i, &s) in bwd_shapes.iter().enumerate() {
+        let s = conv(s);
+        let name = format!("conv3x3_backward_data {}->{} {}x{}", s.cin, s.cout, s.height, s.width);
+        v.push(case("conv3x3_backward_data", name, move |ctx| conv3x3_backward_data(ctx, s, false, 200 + i as u64)));
+    }
+    // Central finite differences of L(x) = Σ r · relu(conv(x)), also for a 3-channel result (the narrow kernel,
+    // as for conv1_1's image gradient).
+    let fd_shapes: Vec<(usize, usize, usize, usize)> =
+        if full { vec![(5, 6, 7, 9), (3, 70, 9, 7)] } else { vec![(5, 6, 7, 9)] };
+    for (i, &s) in fd_shapes.iter().enumerate() {
+        let s = conv(s);
+        let name =
+            format!("conv3x3_backward_data {}->{} {}x{} vs finite differences", s.cin, s.cout, s.height, s.width);
+        v.push(case("conv3x3_backward_data", name, move |ctx| conv3x3_backward_data(ctx, s, true, 300 + i as u64)));
+    }
+    let pool_shapes: Vec<(usize, usize, usize)> = if full {
+        vec![(3, 33, 31), (64, 17, 9), (1, 7, 13), (128, 16, 16), (512, 5, 3)]
+    } else {
+        vec![(64, 17, 9), (3, 33, 31)]
+    };
+    for (i, &(channels, height, width)) in pool_shapes.iter().enumerate() {
+        let s = PoolShape { channels, height, width };
+        for ties in [false, true] {
+            let name = format!("maxpool2x2 (+backward) {channels}x{height}x{width} ties={ties}");
+            v.push(case("maxpool2x2", name, move |ctx| pool(ctx, s, false, ties, 400 + i as u64)));
+        }
+        let name = format!("avgpool2x2 (+backward) {channels}x{height}x{width}");
+        v.push(case("avgpool2x2", name, move |ctx| pool(ctx, s, true, false, 500 + i as u64)));
+    }
+    let gram_shapes: Vec<(usize, usize)> = if full {
+        vec![(3, 33 * 31), (64, 17 * 9), (1, 7 * 13), (128, 4099), (512, 7 * 13), (65, 300), (64, 40_000)]
+    } else {
+        vec![(64, 17 * 9), (512, 7 * 13)]
+    };
+    for (i, &(c, n)) in gram_shapes.iter().enumerate() {
+        v.push(case("gram", format!("gram {c}x{n} (+rerun bit-identical)"), move |ctx| {
+            gram(ctx, c, n, 700 + i as u64)
+        }));
+    }
+    let sq: Vec<usize> = if full { vec![1, 255, 4097, 33 * 31 * 3, 100_003] } else { vec![4097] };
+    for (i, &n) in sq.iter().enumerate() {
+        v.push(case("sq_diff_sum", format!("sq_diff_sum + reduce_sum n={n}"), move |ctx| {
+            sq_diff_reduce(ctx, n, 800 + i as u64)
+        }));
+    }
+    let content: Vec<usize> = if full { vec![64 * 17 * 9, 7, 512 * 3 * 5] } else { vec![64 * 17 * 9] };
+    for (i, &n) in content.iter().enumerate() {
+        v.push(case("content_grad", format!("content_grad n={n}"), move |ctx| content_grad(ctx, n, 900 + i as u64)));
+    }
+    let style: Vec<(usize, usize)> =
+        if full { vec![(64, 17 * 9), (3, 7 * 13), (128, 5 * 7), (512, 3 * 2), (65, 31)] } else { vec![(64, 17 * 9)] };
+    for (i, &(c, n)) in style.iter().enumerate() {
+        v.push(case("style_grad", format!("style_grad {c}x{n}"), move |ctx| style_grad(ctx, c, n, 1000 + i as u64)));
+    }
+    let tv_shapes: Vec<(usize, usize)> =
+        if full { vec![(33, 31), (7, 13), (16, 16), (1, 5), (20, 17)] } else { vec![(17, 13)] };
+    for (i, &(h, w)) in tv_shapes.iter().enumerate() {
+        v.push(case("tv_loss_grad", format!("tv_loss_grad {h}x{w}"), move |ctx| tv(ctx, h, w, 1200 + i as u64)));
+    }
+    let n = if full { 3 * 33 * 31 } else { 999 };
+    v.push(case("adam", format!("adam (3 steps) n={n}"), move |ctx| adam(ctx, n, 1300)));
+    v.push(case("channel_affine", "channel_affine 7x13".into(), |ctx| channel_affine(ctx, 7, 13, 1400)));
+    v
+}
+
+/// Runs every case of `kernel` at `scale`; the first failure, or the largest error.
+pub fn run_kernel(ctx: &GpuContext, scale: Scale, kernel: &str) -> Check {
+    let mut worst = 0.0f64;
+    let mut any = false;
+    for c in cases(scale).into_iter().filter(|c| c.kernel == kernel) {
+        any = true;
+        worst = worst.max((c.run)(ctx).map_err(|e| format!("{}: {e}", c.name))?);
+    }
+    if !any {
+        return Err(format!("no conformance case checks {kernel}"));
     }
     Ok(worst)
 }

@@ -29,3 +29,8 @@ pub enum Error {
     #[error("{0}")]
     Io(String),
 }
+
+/// Collapses a message to one line (every error the user sees is one line).
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

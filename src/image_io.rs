@@ -1,7 +1,7 @@
 //! Image input and output: decoding with limits, the spec's preprocessing (RGB floats in pixel units 0–255),
 //! resizing, the `--original-colors` colour transfer, and atomic writing.
 //!
-//! Decoding rules (see `shared/spec/losses.md`, "Images"):
+//! Decoding rules (docs/MATHS.md, "Images"):
 //! - any format the `image` crate reads (PNG, JPEG incl. CMYK JPEG, WebP, TIFF, GIF, BMP, …); the format is
 //!   sniffed from the content first, the extension is only a fallback;
 //! - grayscale is replicated to R = G = B, alpha is dropped (not composited), palette images are expanded;
@@ -15,15 +15,15 @@
 //! returned unchanged.
 //!
 //! Writing: `round(clamp(v, 0, 255))` to 8-bit RGB, format from the file extension, encoded to memory, written
-//! to `<output>.tmp-<pid>` in the same directory, fsynced and renamed over the target, so a reader (or a crash,
-//! or Ctrl-C) never sees a partial file.
+//! to a temporary file in the same directory, fsynced and renamed over the target, so a reader (or a crash, or
+//! Ctrl-C) never sees a partial file.
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, Rgb32FImage, RgbImage};
 
-use crate::error::{Error, Result};
+use crate::error::{one_line, Error, Result};
 use crate::planar::PlanarImage;
 
 /// Largest accepted side of an input image, in pixels (checked from the header, before decoding).
@@ -161,10 +161,6 @@ fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => one_line(&e.to_string()),
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn format_name(f: ImageFormat) -> String {
@@ -430,37 +426,26 @@ pub fn encode_image(img: &PlanarImage, format: ImageFormat) -> Result<Vec<u8>> {
     Ok(out.into_inner())
 }
 
-/// The temporary file an atomic write of `path` goes through: `<path>.tmp-<pid>`.
-pub fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
+/// The directory an atomic write of `path` creates its temporary file in.
+pub fn output_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
 }
 
-/// Writes `bytes` to `path` atomically: `<path>.tmp-<pid>` in the same directory, fsync, rename. On failure the
-/// temporary file is removed and `path` is untouched.
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory (tempfile), fsync, rename. On
+/// failure the temporary file is removed and `path` is untouched.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_path(path);
     let fail = |e: std::io::Error| Error::Io(format!("cannot write '{}': {}", path.display(), io_reason(&e)));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(fail(e));
-    }
+    let dir = output_dir(path);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    tmp.write_all(bytes).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
     // Make the rename durable (best effort: not every filesystem lets a directory be opened and synced).
-    #[cfg(unix)]
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
     }
     Ok(())
 }
@@ -706,7 +691,8 @@ mod tests {
         let path = dir.join("x.png");
         let img = PlanarImage::new(2, 1, vec![0.0, 255.0, 10.4, 10.6, -5.0, 999.0]);
         write_image_atomic(&path, &img).unwrap();
-        assert!(!temp_path(&path).exists());
+        // Nothing but the output is left in the directory.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         let back = load_image(&path).unwrap();
         assert_eq!(back.data, vec![0.0, 255.0, 10.0, 11.0, 0.0, 255.0]);
         assert!(write_image_atomic(&dir.join("missing-dir/x.png"), &img).is_err());

@@ -1,28 +1,37 @@
 //! neural-style: Gatys et al. neural style transfer on a from-scratch wgpu/WGSL compute engine.
 //!
-//! Layout:
-//! - [`gpu`]: the wgpu context (adapter choice, limits, typed errors) and the pipeline cache.
-//! - [`kernels`]: one thin host wrapper per WGSL kernel in `kernels/*.wgsl`.
-//! - [`reference`]: plain CPU (f64-accumulating) implementations the tests compare against.
-//! - [`vgg`]: the VGG16 graph (conv1_1 … conv5_1) and its forward/backward executor.
-//! - [`stylizer`]: the library API: build a [`stylizer::Stylizer`], step it, read the image and losses.
-//! - [`weights`]: the safetensors weights format, loader and converter core.
-//! - [`image_io`]: decoding, preprocessing and atomic writing of images.
+//! Data flows one way: image → plan → kernels → losses → optimiser.
+//! - [`image_io`], [`planar`]: decoding, resizing and atomic writing of images; the planar float image.
+//! - [`vgg`]: the VGG16 architecture (layer names, shapes, size rules); [`weights`]: the weights file reader.
+//! - [`plan`]: the network's plan for one image size (steps, tensors, liveness, buffer reuse), pure.
+//! - [`network`]: the weights on the GPU and a plan made real (buffers, forward and backward dispatches).
+//! - [`kernels`]: one thin host wrapper per WGSL kernel in `kernels/`, the WGSL composition and the choice of
+//!   variant; [`gpu`]: the wgpu context (adapter choice, limits, typed errors, pipelines from WGSL source).
+//! - [`losses`]: the content, style and TV terms; [`optim`]: the optimiser on the image.
+//! - [`stylizer`]: the library API that puts them together: build a [`Stylizer`], step it, read the image.
+//! - [`reference`], [`conformance`], [`selftest`], [`bench`]: the f64 CPU reference, the GPU-vs-reference checks
+//!   the tests and `neural-style selftest` share, and the benchmarks.
 
 pub mod bench;
 pub mod conformance;
-pub mod dispatch;
 pub mod error;
 pub mod gpu;
 pub mod image_io;
 pub mod kernels;
+pub mod losses;
+pub mod network;
+pub mod optim;
+pub mod plan;
 pub mod planar;
 pub mod reference;
 pub mod selftest;
 pub mod stylizer;
 pub mod vgg;
-pub mod weights;
+
+/// The weights format and its reader (crate `neural-style-weights`, in `weights/`).
+pub use neural_style_weights as weights;
 
 pub use error::{Error, Result};
+pub use losses::Losses;
 pub use planar::PlanarImage;
-pub use stylizer::{Init, Losses, Pooling, StyleOptions, Stylizer};
+pub use stylizer::{Init, Pooling, StyleOptions, Stylizer};

@@ -5,9 +5,8 @@
 use std::fmt;
 use std::time::Instant;
 
-use crate::conformance::{self as check, Check};
+use crate::conformance::{self as check};
 use crate::gpu::{self, GpuContext, GpuOptions};
-use crate::kernels::{conv::ConvShape, pool::PoolShape};
 
 #[derive(Clone, Debug, Default)]
 pub struct SelftestArgs {
@@ -75,53 +74,27 @@ impl fmt::Display for Report {
     }
 }
 
-/// The checks, small enough for a CPU adapter (a few seconds on lavapipe).
-fn checks(ctx: &GpuContext) -> Vec<(String, Box<dyn Fn() -> Check + '_>)> {
-    let conv = |cin, cout, height, width| ConvShape { cin, cout, height, width };
-    let pool = |channels, height, width| PoolShape { channels, height, width };
-    let mut v: Vec<(String, Box<dyn Fn() -> Check + '_>)> = Vec::new();
-    for (i, s) in [conv(3, 64, 17, 13), conv(64, 128, 9, 7), conv(512, 512, 3, 5)].into_iter().enumerate() {
-        v.push((
-            format!("conv3x3 {}->{} {}x{}", s.cin, s.cout, s.height, s.width),
-            Box::new(move || check::conv3x3(ctx, s, true, 100 + i as u64)),
-        ));
-    }
-    for (i, s) in [conv(3, 64, 16, 16), conv(128, 64, 7, 9)].into_iter().enumerate() {
-        v.push((
-            format!("conv3x3_backward_data {}->{} {}x{}", s.cin, s.cout, s.height, s.width),
-            Box::new(move || check::conv3x3_backward_data(ctx, s, false, 200 + i as u64)),
-        ));
-    }
-    v.push((
-        "conv3x3_backward_data vs finite diff".into(),
-        Box::new(move || check::conv3x3_backward_data(ctx, conv(5, 6, 7, 9), true, 300)),
-    ));
-    v.push((
-        "maxpool2x2 (+backward, ties)".into(),
-        Box::new(move || check::pool(ctx, pool(64, 17, 9), false, true, 400)),
-    ));
-    v.push(("maxpool2x2 (+backward)".into(), Box::new(move || check::pool(ctx, pool(3, 33, 31), false, false, 401))));
-    v.push(("avgpool2x2 (+backward)".into(), Box::new(move || check::pool(ctx, pool(64, 17, 9), true, false, 500))));
-    v.push(("gram 64x153".into(), Box::new(move || check::gram(ctx, 64, 17 * 9, 700))));
-    v.push(("gram 512x91".into(), Box::new(move || check::gram(ctx, 512, 7 * 13, 701))));
-    v.push(("sq_diff_sum + reduce_sum".into(), Box::new(move || check::sq_diff_reduce(ctx, 4097, 800))));
-    v.push(("content_grad".into(), Box::new(move || check::content_grad(ctx, 64 * 17 * 9, 900))));
-    v.push(("style_grad 64x153".into(), Box::new(move || check::style_grad(ctx, 64, 17 * 9, 1000))));
-    v.push(("tv_loss_grad 17x13".into(), Box::new(move || check::tv(ctx, 17, 13, 1200))));
-    v.push(("adam (3 steps)".into(), Box::new(move || check::adam(ctx, 999, 1300))));
-    v.push(("channel_affine".into(), Box::new(move || check::channel_affine(ctx, 7, 13, 1400))));
-    v.push(("full iterations 20x17 (x2)".into(), Box::new(move || check::full_iterations(ctx, 20, 17, 2, 20))));
+/// The checks, small enough for a CPU adapter (a few seconds on lavapipe): the shared kernel cases at their
+/// quick scale, then whole iterations against the reference.
+fn checks() -> Vec<check::Case> {
+    let mut v = check::cases(check::Scale::Quick);
+    v.push(check::Case {
+        kernel: "stylizer",
+        name: "full iterations 20x17 (x2)".into(),
+        run: Box::new(|ctx| check::full_iterations(ctx, 20, 17, 2, 20)),
+    });
     v
 }
 
 /// Runs every check on `ctx`, appending rows.
 pub fn run_on(ctx: &GpuContext, report: &mut Report) {
     let backend = format!("{:?}", ctx.info.backend);
-    for (name, f) in checks(ctx) {
+    for case in checks() {
         let t = Instant::now();
         // A panic inside wgpu or a kernel wrapper is a failure of this check, not of the whole selftest.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&f))
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(ctx)))
             .unwrap_or_else(|_| Err("panicked (see stderr)".into()));
+        let name = case.name;
         report.rows.push(Row {
             adapter: ctx.adapter_name().to_string(),
             backend: backend.clone(),

@@ -6,7 +6,8 @@ mod common;
 
 use common::*;
 use neural_style::conformance::{self, Problem};
-use neural_style::vgg::{self, ForwardPlan, GpuNet};
+use neural_style::network::{GpuNet, Network};
+use neural_style::vgg;
 use neural_style::weights::InputConvention;
 use neural_style::{Init, Pooling, StyleOptions, Stylizer};
 
@@ -23,16 +24,19 @@ fn forward_to_relu5_1_matches_reference() {
         let (w, h) = (37, 23);
         let img = random_image(2, w, h);
         let net = GpuNet::new(ctx(), &weights, pooling).unwrap();
-        let plan = ForwardPlan::new(ctx(), &net, w, h, 10).unwrap();
-        for b in &plan.relu {
-            ctx().poison(b);
+        // Every layer tapped, so each keeps its own buffer until the end of the forward pass.
+        let all: Vec<usize> = (0..=10).collect();
+        let network = Network::new(ctx(), &net, net.plan_spec(w, h, &all, false)).unwrap();
+        for l in 0..=10 {
+            ctx().poison(network.relu(l));
         }
-        plan.run(ctx(), &neural_style::stylizer::subtract_mean(&img)).unwrap();
+        network.run_forward(ctx(), &neural_style::stylizer::subtract_mean(&img)).unwrap();
         let reference = ref_net(&weights, pooling == Pooling::Avg).forward(&mean_subtracted(&img), h, w, 10);
         for (i, name) in vgg::RELU_NAMES.iter().enumerate() {
-            let (c, hh, ww) = plan.shapes[i];
+            let s = network.plan.layers[i];
+            let (c, hh, ww) = (s.channels, s.height, s.width);
             assert_eq!((c, hh, ww), reference.shapes[i], "{name} shape");
-            let gpu = ctx().read_f32(&plan.relu[i], 0, c * hh * ww).unwrap();
+            let gpu = ctx().read_f32(network.relu(i), 0, c * hh * ww).unwrap();
             // Errors grow a little with depth (11 f32 GEMMs deep).
             assert_close(&format!("{name} ({convention:?}, {pooling:?})"), &gpu, &reference.relu[i], 5e-4);
         }

@@ -5,32 +5,9 @@
 //! way); the rest is the file.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-
-#[path = "../../src/planar.rs"]
-#[allow(dead_code)]
-mod planar;
-
-/// Stand-in for `neural_style::error` with the variants `image_io` uses.
-#[allow(dead_code)]
-mod error {
-    pub type Result<T, E = Error> = std::result::Result<T, E>;
-    #[derive(Debug, thiserror::Error)]
-    pub enum Error {
-        #[error("{0}")]
-        InvalidOption(String),
-        #[error("{0}")]
-        Image(String),
-        #[error("{0}")]
-        Io(String),
-    }
-}
-
-#[path = "../../src/image_io.rs"]
-#[allow(dead_code)]
-mod image_io;
-
 use image::ImageFormat;
+use libfuzzer_sys::fuzz_target;
+use neural_style::image_io;
 
 const HINTS: [Option<ImageFormat>; 12] = [
     None,

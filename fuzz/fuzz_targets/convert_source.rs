@@ -2,10 +2,6 @@
 //! return Ok or Err on any input, never panic or abort.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../src/weights/mod.rs"]
-mod weights;
-
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = weights::convert::convert_bytes(data, "fuzz", &Default::default());
+    let _ = neural_style_convert::convert_bytes(data, "fuzz", &Default::default());
 });

@@ -11,6 +11,7 @@ mod run;
 use std::process::ExitCode;
 
 use clap::Parser;
+use neural_style::error::one_line;
 
 pub use args::{BenchArgs, Cli, Command, SelftestArgs, StyleArgs};
 
@@ -41,11 +42,6 @@ pub enum Outcome {
     Done,
     /// Stopped by Ctrl-C; the current image was written.
     Interrupted,
-}
-
-/// Collapses a message to one line (errors are one line on stderr).
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 pub fn main() -> ExitCode {
@@ -93,8 +89,9 @@ fn bench(args: &BenchArgs) -> Result<Outcome, CliError> {
         adapter: args.adapter.clone(),
         weights: args.weights.clone(),
     };
-    let report = neural_style::bench::run(&lib_args).map_err(|e| CliError::Runtime(format!("{e:#}")))?;
-    println!("{report}");
+    let report = neural_style::bench::run(&lib_args)?;
+    let line = serde_json::to_string(&report).map_err(|e| CliError::Runtime(format!("bench report: {e}")))?;
+    println!("{line}");
     Ok(Outcome::Done)
 }
 

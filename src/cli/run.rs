@@ -84,22 +84,14 @@ fn check_outputs(a: &StyleArgs, weights: &Path) -> Result<(), CliError> {
     if out.exists() && !a.overwrite {
         return Err(runtime(format!("output '{shown}' already exists; pass --overwrite to replace it")));
     }
-    // Probe the directory with the temporary name the atomic write will use.
-    let probe = image_io::temp_path(out);
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
-        Ok(f) => {
-            drop(f);
-            let _ = std::fs::remove_file(&probe);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            let reason = match e.kind() {
-                std::io::ErrorKind::NotFound => "its directory does not exist".to_string(),
-                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                _ => e.to_string(),
-            };
-            return Err(runtime(format!("cannot write output '{shown}': {reason}")));
-        }
+    // Probe the directory the way the atomic write will use it (a temporary file, removed at once).
+    if let Err(e) = tempfile::NamedTempFile::new_in(image_io::output_dir(out)) {
+        let reason = match e.kind() {
+            std::io::ErrorKind::NotFound => "its directory does not exist".to_string(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+            _ => e.to_string(),
+        };
+        return Err(runtime(format!("cannot write output '{shown}': {reason}")));
     }
     if a.save_every > 0 && a.iterations / a.save_every <= MAX_FRAME_PRECHECK {
         for k in (a.save_every..=a.iterations).step_by(a.save_every) {

@@ -3,8 +3,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{max_dim, Dispatch};
-use crate::dispatch::elementwise_grid;
+use super::grid::elementwise_grid;
+use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 
@@ -47,7 +47,7 @@ pub fn adam(
     v: &wgpu::Buffer,
     grad: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    Dispatch::new(ctx, "adam", &params(count, lr, 1), &[x, m, v, grad], elementwise_grid(count, max_dim(ctx)))
+    Dispatch::new(ctx, &shader("adam"), &params(count, lr, 1), &[x, m, v, grad], elementwise_grid(count, max_dim(ctx)))
 }
 
 /// Rewrites the constants of `dispatch` (built by [`adam`]) for step `t` (1-based). Queue writes land before

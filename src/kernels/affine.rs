@@ -2,8 +2,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{max_dim, Dispatch};
-use crate::dispatch::elementwise_grid;
+use super::grid::elementwise_grid;
+use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 
@@ -30,5 +30,5 @@ pub fn channel_affine(
         scale: [scale[0], scale[1], scale[2], 0.0],
         offset: [offset[0], offset[1], offset[2], 0.0],
     };
-    Dispatch::new(ctx, "channel_affine", &p, &[input, output], elementwise_grid(3 * plane, max_dim(ctx)))
+    Dispatch::new(ctx, &shader("channel_affine"), &p, &[input, output], elementwise_grid(3 * plane, max_dim(ctx)))
 }

@@ -3,10 +3,33 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{max_dim, Dispatch};
-use crate::dispatch::{conv_backward_variant, gemm_grid, grid_2d, ConvBackwardVariant, ELEMENTWISE_GROUP};
+use super::grid::{gemm_grid, grid_2d, ELEMENTWISE_GROUP};
+use super::{max_dim, shader, AdapterFacts, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
+
+/// Which kernel computes a conv's backward-data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackwardVariant {
+    /// `conv3x3_backward_data.wgsl`: the 64x64 tiled implicit GEMM.
+    Tiled,
+    /// `conv3x3_backward_data_narrow.wgsl`: one thread per pixel, all (≤ 4) result channels in a vec4.
+    Narrow,
+}
+
+/// Most result channels the narrow backward-data kernel handles (one vec4).
+pub const NARROW_MAX_CHANNELS: usize = 4;
+
+/// The backward-data kernel for a conv of `shape` (its result has `shape.cin` channels) on this adapter. The
+/// tiled GEMM pads rows to 64, so for conv1_1's 3-channel image gradient it would do 21x the useful work; the
+/// narrow kernel does none of that.
+pub fn backward_variant(shape: ConvShape, _adapter: &AdapterFacts) -> BackwardVariant {
+    if shape.cin <= NARROW_MAX_CHANNELS {
+        BackwardVariant::Narrow
+    } else {
+        BackwardVariant::Tiled
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -66,7 +89,7 @@ pub fn backward_weights(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
 /// OIHW → the narrow backward-data kernel's `[cout*9]` of 4 floats (result channels, zero padded), taps
 /// flipped as in [`backward_weights`]. Only for `cin` ≤ 4.
 pub fn backward_weights_narrow(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
-    assert!(cin <= crate::dispatch::NARROW_MAX_CHANNELS);
+    assert!(cin <= NARROW_MAX_CHANNELS);
     let mut out = vec![0.0; cout * 9 * 4];
     for co in 0..cout {
         for ci in 0..cin {
@@ -78,11 +101,11 @@ pub fn backward_weights_narrow(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f
     out
 }
 
-/// The backward-data weights in the layout of the kernel [`conv_backward_variant`] picks for this conv.
-pub fn backward_weights_for(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
-    match conv_backward_variant(cin) {
-        ConvBackwardVariant::Tiled => backward_weights(w_oihw, cin, cout),
-        ConvBackwardVariant::Narrow => backward_weights_narrow(w_oihw, cin, cout),
+/// The backward-data weights in the layout of `variant`.
+pub fn backward_weights_for(variant: BackwardVariant, w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    match variant {
+        BackwardVariant::Tiled => backward_weights(w_oihw, cin, cout),
+        BackwardVariant::Narrow => backward_weights_narrow(w_oihw, cin, cout),
     }
 }
 
@@ -106,29 +129,17 @@ pub fn conv3x3(
         relu: relu as u32,
         _pad: [0; 2],
     };
-    Dispatch::new(ctx, "conv3x3", &params, &[input, weights, bias, output], groups)
+    Dispatch::new(ctx, &shader("conv3x3"), &params, &[input, weights, bias, output], groups)
 }
 
 /// `grad_in = conv3x3ᵀ(grad_out)`, times `(mask_src > 0)` when `mask_src` is given: the gradient w.r.t. the
 /// input of a conv of `shape` from the gradient w.r.t. its pre-ReLU output. Give `mask_src` = the input's forward
 /// values when the input is a ReLU output, so the result is already the next layer's pre-ReLU gradient.
-/// The kernel is [`conv_backward_variant`]'s choice; `weights` in [`backward_weights_for`] layout.
+/// `variant` is [`backward_variant`]'s choice (tests force each); `weights` in its layout
+/// ([`backward_weights_for`]).
 pub fn conv3x3_backward_data(
     ctx: &GpuContext,
-    shape: ConvShape,
-    grad_out: &wgpu::Buffer,
-    weights: &wgpu::Buffer,
-    mask_src: Option<&wgpu::Buffer>,
-    grad_in: &wgpu::Buffer,
-) -> Result<Dispatch> {
-    conv3x3_backward_data_with(ctx, conv_backward_variant(shape.cin), shape, grad_out, weights, mask_src, grad_in)
-}
-
-/// [`conv3x3_backward_data`] with an explicit kernel; `weights` in that kernel's layout ([`backward_weights`]
-/// or [`backward_weights_narrow`]).
-pub fn conv3x3_backward_data_with(
-    ctx: &GpuContext,
-    variant: ConvBackwardVariant,
+    variant: BackwardVariant,
     shape: ConvShape,
     grad_out: &wgpu::Buffer,
     weights: &wgpu::Buffer,
@@ -137,8 +148,8 @@ pub fn conv3x3_backward_data_with(
 ) -> Result<Dispatch> {
     // Without a mask the kernel never reads binding 3; bind the weights there (any read-only buffer).
     let mask = mask_src.unwrap_or(weights);
-    if variant == ConvBackwardVariant::Narrow {
-        assert!(shape.cin <= crate::dispatch::NARROW_MAX_CHANNELS, "narrow backward-data needs ≤ 4 channels");
+    if variant == BackwardVariant::Narrow {
+        assert!(shape.cin <= NARROW_MAX_CHANNELS, "narrow backward-data needs ≤ 4 channels");
         let pixel_groups = (shape.height * shape.width).div_ceil(ELEMENTWISE_GROUP);
         let (x, y) = grid_2d(pixel_groups, max_dim(ctx));
         let params = ConvParams {
@@ -151,7 +162,7 @@ pub fn conv3x3_backward_data_with(
             _pad: [0; 2],
         };
         let bufs = [grad_out, weights, mask, grad_in];
-        return Dispatch::new(ctx, "conv3x3_backward_data_narrow", &params, &bufs, [x, y, 1]);
+        return Dispatch::new(ctx, &shader("conv3x3_backward_data_narrow"), &params, &bufs, [x, y, 1]);
     }
     let (groups, pixel_tiles) = gemm_grid(shape.cin, shape.height * shape.width, max_dim(ctx));
     let params = ConvParams {
@@ -163,12 +174,24 @@ pub fn conv3x3_backward_data_with(
         relu: mask_src.is_some() as u32,
         _pad: [0; 2],
     };
-    Dispatch::new(ctx, "conv3x3_backward_data", &params, &[grad_out, weights, mask, grad_in], groups)
+    Dispatch::new(ctx, &shader("conv3x3_backward_data"), &params, &[grad_out, weights, mask, grad_in], groups)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn narrow_backward_only_for_at_most_four_result_channels() {
+        let shape = |cin| ConvShape { cin, cout: 64, height: 32, width: 32 };
+        for facts in [AdapterFacts::example_gpu(), AdapterFacts::example_lavapipe()] {
+            assert_eq!(backward_variant(shape(3), &facts), BackwardVariant::Narrow);
+            assert_eq!(backward_variant(shape(1), &facts), BackwardVariant::Narrow);
+            assert_eq!(backward_variant(shape(4), &facts), BackwardVariant::Narrow);
+            assert_eq!(backward_variant(shape(5), &facts), BackwardVariant::Tiled);
+            assert_eq!(backward_variant(shape(64), &facts), BackwardVariant::Tiled);
+        }
+    }
 
     #[test]
     fn weight_layouts() {

@@ -3,8 +3,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{max_dim, Dispatch};
-use crate::dispatch::{elementwise_grid, gemm_grid, grid_2d, sq_diff_groups, ELEMENTWISE_GROUP};
+use super::grid::{elementwise_grid, gemm_grid, grid_2d, ELEMENTWISE_GROUP};
+use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 
@@ -53,9 +53,12 @@ struct TvParams {
     weight: f32,
 }
 
-/// Partials [`sq_diff_sum`] writes for `count` elements.
+/// Elements one `sq_diff_sum` workgroup reduces (256 threads x 16).
+pub const SQ_DIFF_GROUP_ELEMS: usize = 256 * 16;
+
+/// Partials [`sq_diff_sum`] writes for `count` elements (one per workgroup).
 pub fn sq_diff_partials(count: usize) -> usize {
-    sq_diff_groups(count)
+    count.div_ceil(SQ_DIFF_GROUP_ELEMS).max(1)
 }
 
 /// `partials[g] = Σ (a − b)²` over group g's elements.
@@ -66,8 +69,14 @@ pub fn sq_diff_sum(
     b: &wgpu::Buffer,
     partials: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let (x, y) = grid_2d(sq_diff_groups(count), max_dim(ctx));
-    Dispatch::new(ctx, "sq_diff_sum", &CountParams { count: count as u32, _pad: [0; 3] }, &[a, b, partials], [x, y, 1])
+    let (x, y) = grid_2d(sq_diff_partials(count), max_dim(ctx));
+    Dispatch::new(
+        ctx,
+        &shader("sq_diff_sum"),
+        &CountParams { count: count as u32, _pad: [0; 3] },
+        &[a, b, partials],
+        [x, y, 1],
+    )
 }
 
 /// `losses[slot] = scale * Σ partials[0..count]`.
@@ -80,7 +89,7 @@ pub fn reduce_sum(
     losses: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let p = ReduceParams { count: count as u32, slot: slot as u32, scale: scale as f32, _pad: 0 };
-    Dispatch::new(ctx, "reduce_sum", &p, &[partials, losses], [1, 1, 1])
+    Dispatch::new(ctx, &shader("reduce_sum"), &p, &[partials, losses], [1, 1, 1])
 }
 
 /// `grad (+)= scale * (features − target)`.
@@ -94,7 +103,7 @@ pub fn content_grad(
     grad: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let p = ContentParams { count: count as u32, accumulate: accumulate as u32, scale: scale as f32, _pad: 0 };
-    Dispatch::new(ctx, "content_grad", &p, &[features, target, grad], elementwise_grid(count, max_dim(ctx)))
+    Dispatch::new(ctx, &shader("content_grad"), &p, &[features, target, grad], elementwise_grid(count, max_dim(ctx)))
 }
 
 /// `grad (+)= scale * (gram − target) · features` (C x C times C x pixels).
@@ -119,7 +128,7 @@ pub fn style_grad(
         scale: scale as f32,
         _pad: [0; 3],
     };
-    Dispatch::new(ctx, "style_grad", &p, &[gram, target, features, grad], groups)
+    Dispatch::new(ctx, &shader("style_grad"), &p, &[gram, target, features, grad], groups)
 }
 
 /// Partials `tv_loss_grad` writes for a `height` x `width` image.
@@ -141,5 +150,11 @@ pub fn tv_loss_grad(
 ) -> Result<Dispatch> {
     let p =
         TvParams { height: height as u32, width: width as u32, accumulate: accumulate as u32, weight: weight as f32 };
-    Dispatch::new(ctx, "tv_loss_grad", &p, &[x, grad, partials], elementwise_grid(3 * height * width, max_dim(ctx)))
+    Dispatch::new(
+        ctx,
+        &shader("tv_loss_grad"),
+        &p,
+        &[x, grad, partials],
+        elementwise_grid(3 * height * width, max_dim(ctx)),
+    )
 }

@@ -3,8 +3,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{max_dim, Dispatch};
-use crate::dispatch::elementwise_grid;
+use super::grid::elementwise_grid;
+use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 
@@ -48,7 +48,7 @@ impl PoolShape {
 
 pub fn maxpool2x2(ctx: &GpuContext, s: PoolShape, input: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<Dispatch> {
     let groups = elementwise_grid(s.channels * s.out_height() * s.out_width(), max_dim(ctx));
-    Dispatch::new(ctx, "maxpool2x2", &s.params(), &[input, output], groups)
+    Dispatch::new(ctx, &shader("maxpool2x2"), &s.params(), &[input, output], groups)
 }
 
 /// `input` is the forward input, a ReLU output: the arg-max is recomputed (the forward stores nothing) and the
@@ -61,12 +61,12 @@ pub fn maxpool2x2_backward(
     grad_in: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let groups = elementwise_grid(s.channels * s.height * s.width, max_dim(ctx));
-    Dispatch::new(ctx, "maxpool2x2_backward", &s.params(), &[input, grad_out, grad_in], groups)
+    Dispatch::new(ctx, &shader("maxpool2x2_backward"), &s.params(), &[input, grad_out, grad_in], groups)
 }
 
 pub fn avgpool2x2(ctx: &GpuContext, s: PoolShape, input: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<Dispatch> {
     let groups = elementwise_grid(s.channels * s.out_height() * s.out_width(), max_dim(ctx));
-    Dispatch::new(ctx, "avgpool2x2", &s.params(), &[input, output], groups)
+    Dispatch::new(ctx, &shader("avgpool2x2"), &s.params(), &[input, output], groups)
 }
 
 /// `input` is the forward input, a ReLU output: the gradient passes only where it is > 0.
@@ -78,5 +78,5 @@ pub fn avgpool2x2_backward(
     grad_in: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let groups = elementwise_grid(s.channels * s.height * s.width, max_dim(ctx));
-    Dispatch::new(ctx, "avgpool2x2_backward", &s.params(), &[input, grad_out, grad_in], groups)
+    Dispatch::new(ctx, &shader("avgpool2x2_backward"), &s.params(), &[input, grad_out, grad_in], groups)
 }

@@ -1,20 +1,18 @@
-//! The VGG16 weights format, its loader and the converter core.
+//! The VGG16 weights format of neural-style and its loader: the only weights code the engine links. The
+//! converters from public files (ONNX, NumPy `.npz`, PyTorch `.pth`) live in `tools/convert-weights`
+//! (crate `neural-style-convert`), which builds on this crate.
 //!
 //! The engine's weights file is a safetensors container holding conv1_1 … conv5_1 of VGG16
 //! (`<layer>.weight` as OIHW `[cout, cin, 3, 3]`, `<layer>.bias` as `[cout]`, F16 or F32),
 //! with input channels in RGB order, plus a metadata header that records where the weights
 //! came from and which input convention they expect ([`InputConvention`]).
 //!
-//! This module does not depend on the rest of the crate, so the fuzz target can compile it on
-//! its own (see `fuzz/`) without building the GPU stack.
-//!
-//! Submodules: [`convert`] recognises source files (ONNX, NumPy `.npz`, PyTorch `.pth`,
-//! safetensors) and maps their layers; [`onnx`] holds the protobuf message subset; [`pth`] is a
-//! small, bounded pickle reader for PyTorch checkpoints.
+//! It depends on nothing GPU-related, so the fuzz targets (`fuzz/`) exercise it through its public API
+//! without building the GPU stack.
 
-pub mod convert;
-pub mod onnx;
-pub mod pth;
+pub mod format;
+
+pub use format::{clip, decode_st_values, parse_safetensors, to_safetensors, write_atomic, OutDtype};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -161,7 +159,7 @@ pub enum WeightsError {
 }
 
 /// The path placeholder used until the caller knows the file name.
-pub(crate) const IN_MEMORY: &str = "weights data";
+pub const IN_MEMORY: &str = "weights data";
 
 impl WeightsError {
     /// Replaces the path shown in the message (errors are built deep in parsers that only see
@@ -182,25 +180,25 @@ impl WeightsError {
         self
     }
 
-    pub(crate) fn not_weights(reason: impl Into<String>) -> Self {
+    pub fn not_weights(reason: impl Into<String>) -> Self {
         WeightsError::NotWeights { path: IN_MEMORY.into(), reason: reason.into() }
     }
-    pub(crate) fn corrupt(reason: impl Into<String>) -> Self {
+    pub fn corrupt(reason: impl Into<String>) -> Self {
         WeightsError::Corrupt { path: IN_MEMORY.into(), reason: reason.into() }
     }
-    pub(crate) fn not_vgg16(reason: impl Into<String>) -> Self {
+    pub fn not_vgg16(reason: impl Into<String>) -> Self {
         WeightsError::NotVgg16 { path: IN_MEMORY.into(), reason: reason.into() }
     }
-    pub(crate) fn foreign(reason: impl Into<String>) -> Self {
+    pub fn foreign(reason: impl Into<String>) -> Self {
         WeightsError::Foreign { path: IN_MEMORY.into(), reason: reason.into() }
     }
-    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
+    pub fn invalid(reason: impl Into<String>) -> Self {
         WeightsError::Invalid { path: IN_MEMORY.into(), reason: reason.into() }
     }
-    pub(crate) fn dtype(tensor: impl Into<String>, dtype: impl Into<String>) -> Self {
+    pub fn dtype(tensor: impl Into<String>, dtype: impl Into<String>) -> Self {
         WeightsError::UnsupportedDtype { path: IN_MEMORY.into(), tensor: tensor.into(), dtype: dtype.into() }
     }
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
         if source.kind() == std::io::ErrorKind::NotFound {
             WeightsError::NotFound { path: path.display().to_string() }
         } else {
@@ -210,7 +208,7 @@ impl WeightsError {
 }
 
 /// Reads a whole file, refusing ones larger than `limit` before allocating.
-pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, WeightsError> {
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, WeightsError> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| WeightsError::io(path, e))?;
     let len = file.metadata().map_err(|e| WeightsError::io(path, e))?.len();
@@ -244,7 +242,7 @@ impl Vgg16Weights {
 
     /// Same as [`Vgg16Weights::load`], from memory. Never panics on any input (fuzzed).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, WeightsError> {
-        let (st, meta) = convert::parse_safetensors(bytes)?;
+        let (st, meta) = format::parse_safetensors(bytes)?;
         for key in REQUIRED_METADATA {
             if !meta.contains_key(key) {
                 return Err(WeightsError::foreign(format!("metadata key '{key}' is missing")));
@@ -255,7 +253,7 @@ impl Vgg16Weights {
             if got != want {
                 return Err(WeightsError::foreign(format!(
                     "metadata '{key}' is '{}', expected '{want}'",
-                    convert::clip(got)
+                    format::clip(got)
                 )));
             }
             Ok(())
@@ -267,7 +265,7 @@ impl Vgg16Weights {
         let convention = InputConvention::parse(&meta["input_convention"]).ok_or_else(|| {
             WeightsError::invalid(format!(
                 "metadata 'input_convention' is '{}', expected 'caffe' or 'torchvision'",
-                convert::clip(&meta["input_convention"])
+                format::clip(&meta["input_convention"])
             ))
         })?;
 
@@ -276,7 +274,7 @@ impl Vgg16Weights {
         let expected: std::collections::BTreeSet<String> =
             VGG16_CONV_LAYERS.iter().flat_map(|(n, _, _)| [format!("{n}.weight"), format!("{n}.bias")]).collect();
         if let Some(extra) = names.iter().find(|n| !expected.contains(*n)) {
-            return Err(WeightsError::foreign(format!("unexpected tensor '{}'", convert::clip(extra))));
+            return Err(WeightsError::foreign(format!("unexpected tensor '{}'", format::clip(extra))));
         }
         let mut layers = Vec::with_capacity(VGG16_CONV_LAYERS.len());
         for (name, cin, cout) in VGG16_CONV_LAYERS {
@@ -295,7 +293,8 @@ impl Vgg16Weights {
                 return PathBuf::from(p);
             }
         }
-        let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(DEFAULT_FILE_NAME);
+        // This crate lives in the `weights/` folder beside the shipped file.
+        let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE_NAME);
         if in_tree.is_file() {
             return in_tree;
         }
@@ -326,7 +325,7 @@ fn read_tensor(st: &safetensors::SafeTensors<'_>, name: &str, shape: &[usize]) -
             shape
         )));
     }
-    let values = convert::decode_st_values(view.dtype(), view.data(), name)?;
+    let values = format::decode_st_values(view.dtype(), view.data(), name)?;
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         return Err(WeightsError::corrupt(format!("tensor '{name}' holds a non-finite value at index {i}")));
     }

@@ -12,8 +12,9 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use super::convert::{clip, read_dict, RawTensor, Source, TensorDict};
-use super::WeightsError;
+use neural_style_weights::{clip, WeightsError};
+
+use crate::source::{read_dict, RawTensor, Source, TensorDict, MAX_SOURCE_BYTES};
 
 #[derive(Clone, Debug)]
 enum Value {
@@ -531,7 +532,7 @@ fn read_zip(bytes: &[u8]) -> Result<Source, WeightsError> {
     for (_, t) in &tensors {
         if !owned.contains_key(&t.storage_key) {
             let entry = format!("{prefix}data/{}", t.storage_key);
-            let data = read_entry(&entry, super::convert::MAX_SOURCE_BYTES)?;
+            let data = read_entry(&entry, MAX_SOURCE_BYTES)?;
             owned.insert(t.storage_key.clone(), data);
         }
     }

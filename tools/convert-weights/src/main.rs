@@ -1,13 +1,13 @@
 //! `convert-weights INPUT OUTPUT`: turns a public VGG16 file (ONNX, NumPy .npz, PyTorch .pth,
 //! safetensors; recognised by content) into the engine's safetensors weights file.
-//! All the work is in `neural_style::weights::convert`; this only parses arguments and reports.
+//! All the work is in the library of this crate; this only parses arguments and reports.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use neural_style::weights::convert::{self, ConvertOptions, OutDtype};
-use neural_style::weights::InputConvention;
+use neural_style_convert::{self as convert, ConvertOptions};
+use neural_style_weights::{InputConvention, OutDtype};
 
 #[derive(Parser)]
 #[command(

@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use neural_style::weights::{
+use neural_style_weights::{
     InputConvention, Vgg16Weights, WeightsError, CAFFE_MEAN_RGB, TORCHVISION_MEAN, TORCHVISION_STD, VGG16_CONV_LAYERS,
 };
 
 fn shipped() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights/vgg16_conv.safetensors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vgg16_conv.safetensors")
 }
 
 /// f16 keeps 11 significant bits: relative error ≤ 2^-11.

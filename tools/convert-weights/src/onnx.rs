@@ -7,8 +7,9 @@
 
 use prost::Message;
 
-use super::convert::{clip, RawTensor, Source, SourceLayer};
-use super::{InputConvention, WeightsError};
+use neural_style_weights::{clip, InputConvention, WeightsError};
+
+use crate::source::{is_3x3_kernel, permute, RawTensor, Source, SourceLayer};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct ModelProto {
@@ -234,7 +235,7 @@ impl<'a> Graph<'a> {
 fn load_resolved(r: &Resolved<'_>) -> Result<RawTensor, WeightsError> {
     let mut t = tensor_values(r.tensor, &r.name)?;
     for perm in &r.perms {
-        t = super::convert::permute(&t, perm).ok_or_else(|| {
+        t = permute(&t, perm).ok_or_else(|| {
             WeightsError::corrupt(format!("Transpose of '{}' has an invalid perm {:?}", clip(&r.name), perm))
         })?;
     }
@@ -290,7 +291,7 @@ pub fn read_onnx(bytes: &[u8]) -> Result<Source, WeightsError> {
         };
         // Only 3×3 kernels can be VGG16 convs; skipping the rest avoids decoding, say, the
         // classifier of a fully convolutional export.
-        if !super::convert::is_3x3_kernel(shape_of(&w).as_deref()) {
+        if !is_3x3_kernel(shape_of(&w).as_deref()) {
             continue;
         }
         layers.push(SourceLayer {

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use neural_style::weights::convert::{self, ConvertOptions, OutDtype};
-use neural_style::weights::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
-use neural_style::weights::{InputConvention, Vgg16Weights, VGG16_CONV_LAYERS};
+use neural_style_convert::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
+use neural_style_convert::{self as convert, ConvertOptions};
+use neural_style_weights::{InputConvention, OutDtype, Vgg16Weights, VGG16_CONV_LAYERS};
 use prost::Message;
 
 const TORCH_INDEX: [usize; 11] = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24];
