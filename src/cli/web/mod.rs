@@ -346,13 +346,22 @@ struct Frame {
     colors_from: Option<Arc<PlanarImage>>,
 }
 
+/// The latest preview image. `/image.png` serves it whatever `?seq=` asks for (that parameter only defeats
+/// caches) and says in headers which one it is, so the page labels it right.
+#[derive(Clone)]
+struct Encoded {
+    seq: u64,
+    iteration: usize,
+    png: Arc<Vec<u8>>,
+}
+
 /// What the server threads share with the run.
 struct Hub {
     guard: Guard,
     stop: &'static AtomicBool,
     state: Mutex<State>,
     /// The latest preview image, PNG-encoded.
-    image: Mutex<Option<Arc<Vec<u8>>>>,
+    image: Mutex<Option<Encoded>>,
     /// A frame is queued or being encoded.
     encoder_busy: AtomicBool,
     frames: SyncSender<Frame>,
@@ -368,7 +377,7 @@ impl Hub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn latest_image(&self) -> Option<Arc<Vec<u8>>> {
+    fn latest_image(&self) -> Option<Encoded> {
         self.image.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
@@ -495,7 +504,8 @@ fn encode_frames(hub: &Hub, frames: Receiver<Frame>) {
             None => frame.image,
         };
         if let Ok(png) = image_io::encode_image(&img, ImageFormat::Png) {
-            *hub.image.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(png));
+            let encoded = Encoded { seq: frame.seq, iteration: frame.iteration, png: Arc::new(png) };
+            *hub.image.lock().unwrap_or_else(|e| e.into_inner()) = Some(encoded);
             let event = sse_event("image", &json!({ "seq": frame.seq, "iteration": frame.iteration }));
             let mut st = hub.lock_state();
             st.image_event = Some(Arc::clone(&event));
@@ -529,10 +539,10 @@ fn common_headers() -> Vec<tiny_http::Header> {
     ]
 }
 
-/// The page's content security policy: only its own inline script and style, images from itself or `data:`
-/// (the thumbnails), connections to itself; nothing from anywhere else.
+/// The page's content security policy: only its own inline script and style, images from itself, `data:` (the
+/// thumbnails) or `blob:` (the preview, fetched then shown), connections to itself; nothing from anywhere else.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-                        img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+                        img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
                         frame-ancestors 'none'";
 
 fn respond<R: AsRef<[u8]>>(rq: tiny_http::Request, status: u16, content_type: &str, body: R, extra: &[(&str, &str)]) {
@@ -564,7 +574,11 @@ fn serve(server: &tiny_http::Server, hub: &Arc<Hub>) {
                 respond(rq, 200, "text/html; charset=utf-8", PAGE.as_bytes(), &[("Content-Security-Policy", PAGE_CSP)])
             }
             Decision::Serve(Route::Image) => match hub.latest_image() {
-                Some(png) => respond(rq, 200, "image/png", SharedBytes(png), &[]),
+                Some(img) => {
+                    let (seq, iteration) = (img.seq.to_string(), img.iteration.to_string());
+                    let extra = [("X-Preview-Seq", seq.as_str()), ("X-Preview-Iteration", iteration.as_str())];
+                    respond(rq, 200, "image/png", SharedBytes(img.png), &extra)
+                }
                 None => text(rq, 503, "no image yet\n"),
             },
             Decision::Serve(Route::Stop) => {
@@ -864,7 +878,8 @@ mod tests {
         read_until(&mut es, &mut seen, "event: image\ndata: {\"iteration\":1,\"seq\":0}");
         let (status, head, body) = request(port, "GET", &format!("/image.png?token={token}&seq=0"), &own);
         assert_eq!(status, 200);
-        assert!(head.to_lowercase().contains("content-type: image/png"), "{head}");
+        let head = head.to_lowercase();
+        assert!(head.contains("content-type: image/png") && head.contains("x-preview-iteration: 1"), "{head}");
         let png = image::load_from_memory(&body).unwrap().to_rgb8();
         assert_eq!(png.dimensions(), (3, 2));
         assert_eq!(png.get_pixel(2, 1)[0], 70, "the image offered (value 5 · 14)");
