@@ -127,7 +127,7 @@ fn bind(spec: &str, addr: SocketAddr) -> Result<TcpListener, CliError> {
         let why = match e.kind() {
             std::io::ErrorKind::AddrInUse => "address already in use".to_string(),
             std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
-                "permission denied (ports below 1024 need root; use a port from 1024 up)".to_string()
+                "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE; use 1024 or above)".to_string()
             }
             std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
             std::io::ErrorKind::AddrNotAvailable => {
