@@ -14,7 +14,8 @@
 //! result is clamped to [0, 255] (no ringing outside the valid range). An image already at its target size is
 //! returned unchanged.
 //!
-//! Writing: `round(clamp(v, 0, 255))` to 8-bit RGB, format from the file extension, encoded to memory, written
+//! Writing: `round(clamp(v, 0, 255))` to 8-bit RGB (or, with [`OutputDepth::Sixteen`] for PNG and TIFF,
+//! `round(clamp(v, 0, 255) · 257)` to 16-bit RGB), format from the file extension, encoded to memory, written
 //! to a temporary file in the same directory, fsynced and renamed over the target, so a reader (or a crash, or
 //! Ctrl-C) never sees a partial file.
 
@@ -411,9 +412,86 @@ pub fn output_format(path: &Path) -> Result<ImageFormat> {
     Ok(format)
 }
 
+/// Bits per channel of a written image (`--output-depth`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputDepth {
+    /// 8-bit RGB, [`to_rgb8`]: every format.
+    #[default]
+    Eight,
+    /// 16-bit RGB, [`to_rgb16`]: PNG and TIFF only.
+    Sixteen,
+}
+
+impl OutputDepth {
+    /// 8 → [`OutputDepth::Eight`], 16 → [`OutputDepth::Sixteen`]; anything else is `None`.
+    pub fn from_bits(bits: u32) -> Option<Self> {
+        match bits {
+            8 => Some(OutputDepth::Eight),
+            16 => Some(OutputDepth::Sixteen),
+            _ => None,
+        }
+    }
+}
+
+/// Refuses a depth the format cannot hold, before any work is done: 16 bits only for PNG and TIFF (the
+/// formats whose `image` encoders take 16-bit RGB and that every viewer reads back as 16-bit).
+pub fn check_output_depth(path: &Path, format: ImageFormat, depth: OutputDepth) -> Result<()> {
+    if depth == OutputDepth::Sixteen && !holds_16_bits(format) {
+        return Err(Error::InvalidOption(format!(
+            "--output-depth 16: {} is 8-bit only ('{}'); write a .png or .tiff for 16 bits per channel",
+            format_name(format),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn holds_16_bits(format: ImageFormat) -> bool {
+    matches!(format, ImageFormat::Png | ImageFormat::Tiff)
+}
+
+/// The 16-bit output quantisation: `round(clamp(v, 0, 255) · 257)` (NaN → 0) to 16-bit RGB, so that 0 and 255
+/// map to 0 and 65535 and an 8-bit value `b` to `b · 257`, exactly what a 16-bit reader scales back to `b`.
+pub fn to_rgb16(img: &PlanarImage) -> image::ImageBuffer<image::Rgb<u16>, Vec<u16>> {
+    let n = img.width * img.height;
+    let mut raw = Vec::with_capacity(3 * n);
+    for i in 0..n {
+        for c in 0..3 {
+            raw.push(quantize16(img.data[c * n + i]));
+        }
+    }
+    image::ImageBuffer::from_raw(img.width as u32, img.height as u32, raw).expect("buffer size")
+}
+
+/// `round(clamp(v, 0, 255) · 257)` as u16; NaN gives 0.
+pub fn quantize16(v: f32) -> u16 {
+    if v.is_nan() {
+        0
+    } else {
+        // In f64: 255 · 257 = 65535 and the .5 cases round the same on every platform.
+        (v.clamp(0.0, 255.0) as f64 * 257.0).round() as u16
+    }
+}
+
 /// Encodes to memory as 8-bit RGB ([`to_rgb8`]) in `format`; JPEG at quality 95.
 pub fn encode_image(img: &PlanarImage, format: ImageFormat) -> Result<Vec<u8>> {
-    let rgb = DynamicImage::ImageRgb8(to_rgb8(img));
+    encode_image_with_depth(img, format, OutputDepth::Eight)
+}
+
+/// Encodes to memory in `format` with `depth` bits per channel ([`to_rgb8`] or [`to_rgb16`]); JPEG at quality
+/// 95. A depth the format cannot hold is an [`Error::InvalidOption`] (see [`check_output_depth`]).
+pub fn encode_image_with_depth(img: &PlanarImage, format: ImageFormat, depth: OutputDepth) -> Result<Vec<u8>> {
+    let rgb = match depth {
+        OutputDepth::Eight => DynamicImage::ImageRgb8(to_rgb8(img)),
+        OutputDepth::Sixteen if holds_16_bits(format) => DynamicImage::ImageRgb16(to_rgb16(img)),
+        OutputDepth::Sixteen => {
+            return Err(Error::InvalidOption(format!(
+                "cannot write a {} image with 16 bits per channel: {} is 8-bit only",
+                format_name(format),
+                format_name(format)
+            )))
+        }
+    };
     let mut out = Cursor::new(Vec::new());
     let res = if format == ImageFormat::Jpeg {
         rgb.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95))
@@ -682,6 +760,67 @@ mod tests {
         for bad in ["o", "o.txt", "o.xyz"] {
             assert!(output_format(Path::new(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn quantize16_rounds_clamps_and_matches_8_bit_levels() {
+        assert_eq!(quantize16(-3.0), 0);
+        assert_eq!(quantize16(f32::NAN), 0);
+        assert_eq!(quantize16(300.0), 65_535);
+        assert_eq!(quantize16(255.0), 65_535);
+        assert_eq!(quantize16(1.5), 386); // 385.5 rounds up
+        assert_eq!(quantize16(0.001), 0);
+        assert_eq!(quantize16(0.002), 1); // 0.514: finer than an 8-bit step
+        for b in 0..=255u8 {
+            assert_eq!(quantize16(b as f32), b as u16 * 257);
+        }
+    }
+
+    #[test]
+    fn sixteen_bit_png_and_tiff_keep_the_fraction() {
+        let img = PlanarImage::new(3, 1, vec![0.0, 100.25, 255.0, 10.5, 300.0, -1.0, 1.0, 2.0, 3.0]);
+        for format in [ImageFormat::Png, ImageFormat::Tiff] {
+            let bytes = encode_image_with_depth(&img, format, OutputDepth::Sixteen).unwrap();
+            let decoder = ImageReader::new(Cursor::new(&bytes)).with_guessed_format().unwrap().into_decoder().unwrap();
+            assert_eq!(decoder.color_type(), image::ColorType::Rgb16, "{format:?}");
+            let back = image::load_from_memory(&bytes).unwrap().into_rgb16();
+            assert_eq!(back.get_pixel(1, 0).0, [25_764, 65_535, 514], "{format:?}"); // 100.25 · 257 = 25764.25
+            assert_eq!(back.get_pixel(0, 0).0, [0, 2_699, 257], "{format:?}"); // 10.5 · 257 = 2698.5
+        }
+    }
+
+    #[test]
+    fn eight_bit_encoding_is_unchanged() {
+        // The 8-bit path must stay byte-identical to encoding `to_rgb8` directly (what every version wrote).
+        let img = PlanarImage::new(2, 2, vec![0.0, 100.4, 255.0, 10.6, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]);
+        for format in [ImageFormat::Png, ImageFormat::Tiff, ImageFormat::Bmp] {
+            let mut direct = Cursor::new(Vec::new());
+            DynamicImage::ImageRgb8(to_rgb8(&img)).write_to(&mut direct, format).unwrap();
+            assert_eq!(encode_image_with_depth(&img, format, OutputDepth::Eight).unwrap(), direct.into_inner());
+            assert_eq!(
+                encode_image(&img, format).unwrap(),
+                encode_image_with_depth(&img, format, OutputDepth::Eight).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn sixteen_bits_only_for_png_and_tiff() {
+        for (name, format) in [("o.png", ImageFormat::Png), ("o.tif", ImageFormat::Tiff)] {
+            check_output_depth(Path::new(name), format, OutputDepth::Sixteen).unwrap();
+        }
+        let e = check_output_depth(Path::new("o.jpg"), ImageFormat::Jpeg, OutputDepth::Sixteen).unwrap_err();
+        assert!(matches!(e, Error::InvalidOption(_)), "{e:?}");
+        assert!(e.to_string().contains("JPEG is 8-bit only"), "{e}");
+        for (name, format) in [("o.webp", ImageFormat::WebP), ("o.bmp", ImageFormat::Bmp), ("o.jpg", ImageFormat::Jpeg)]
+        {
+            check_output_depth(Path::new(name), format, OutputDepth::Eight).unwrap();
+            assert!(check_output_depth(Path::new(name), format, OutputDepth::Sixteen).is_err(), "{name}");
+            assert!(encode_image_with_depth(&PlanarImage::zeros(2, 2), format, OutputDepth::Sixteen).is_err());
+        }
+        assert_eq!(OutputDepth::from_bits(8), Some(OutputDepth::Eight));
+        assert_eq!(OutputDepth::from_bits(16), Some(OutputDepth::Sixteen));
+        assert_eq!(OutputDepth::from_bits(12), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ fn setup() -> tempfile::TempDir {
 
 fn no_temp_files(dir: &Path) {
     let f = files(dir);
-    assert!(!f.iter().any(|n| n.contains(".tmp-")), "temporary files left: {f:?}");
+    assert!(!f.iter().any(|n| n.starts_with(".tmp")), "temporary files left: {f:?}");
 }
 
 #[test]

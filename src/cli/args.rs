@@ -177,6 +177,13 @@ pub struct StyleArgs {
     /// VGG16 weights file (default: the shipped weights).
     #[arg(long, value_name = "PATH")]
     pub weights: Option<PathBuf>,
+    /// Bits per channel of the output (and frames): 8, or 16 for .png and .tiff.
+    #[arg(long, value_name = "BITS", default_value_t = 8)]
+    pub output_depth: u32,
+    /// Live preview in a browser: serve a page on [ADDR:]PORT (default address 127.0.0.1; port 0: any free
+    /// port) and print its URL, which carries a per-run token.
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub web: Option<String>,
 }
 
 fn usage(msg: impl Into<String>) -> CliError {
@@ -269,6 +276,12 @@ impl StyleArgs {
         check_layers("style-layers", &self.style_layers)?;
         if self.adapter.as_deref().is_some_and(|a| a.trim().is_empty()) {
             return Err(usage("--adapter needs a non-empty name (see `neural-style devices`)"));
+        }
+        if neural_style::image_io::OutputDepth::from_bits(self.output_depth).is_none() {
+            return Err(usage(format!("--output-depth must be 8 or 16 (got {})", self.output_depth)));
+        }
+        if let Some(spec) = &self.web {
+            super::web::parse_listen_addr(spec).map_err(usage)?;
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 mod args;
 mod progress;
 mod run;
+mod web;
 
 use std::process::ExitCode;
 

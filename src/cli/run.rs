@@ -9,15 +9,16 @@ use std::time::Instant;
 
 use image::ImageFormat;
 use neural_style::gpu::{GpuContext, GpuOptions};
-use neural_style::image_io;
+use neural_style::image_io::{self, OutputDepth};
 use neural_style::weights::Vgg16Weights;
 use neural_style::{Init, Losses, PlanarImage, Pooling, StyleOptions, Stylizer};
 
 use super::args::{InitArg, PoolingArg, MIN_IMAGE_SIZE};
 use super::progress::Progress;
+use super::web::{self, WebPreview};
 use super::{CliError, Outcome, StyleArgs};
 
-/// Set by the Ctrl-C handler; checked between iterations.
+/// Set by the Ctrl-C handler (and by the web preview's "stop and save"); checked between iterations.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Frames beyond this many are not checked one by one before the run (`--save-every 1 --iterations 10^9`).
@@ -176,6 +177,7 @@ impl LossLog {
 /// Encodes and writes atomically, applying `--original-colors` when asked.
 struct Writer<'a> {
     format: ImageFormat,
+    depth: OutputDepth,
     original_colors: Option<&'a PlanarImage>,
 }
 
@@ -185,7 +187,7 @@ impl Writer<'_> {
             Some(content) => image_io::original_colors(&img, content),
             None => img,
         };
-        let bytes = image_io::encode_image(&img, self.format)?;
+        let bytes = image_io::encode_image_with_depth(&img, self.format, self.depth)?;
         image_io::write_bytes_atomic(path, &bytes)?;
         Ok(())
     }
@@ -230,8 +232,13 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
     // 1. Flags, output format and paths: nothing read, nothing on the GPU.
     a.validate()?;
     let format = image_io::output_format(&a.output)?;
+    let depth = OutputDepth::from_bits(a.output_depth).expect("validated");
+    image_io::check_output_depth(&a.output, format, depth)?;
     let weights_path = a.weights.clone().unwrap_or_else(Vgg16Weights::default_path);
     check_outputs(a, &weights_path)?;
+    // Web preview: bound here, so that a busy or forbidden port fails before any image is read or the GPU is
+    // touched. Without --web it is a handle that does nothing.
+    let web = WebPreview::start(a.web.as_deref(), &INTERRUPTED)?;
 
     // 2. Images (decoded, resized) and weights.
     let content_path = a.content.as_deref().expect("validated");
@@ -288,8 +295,20 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
     );
 
     let mut log = a.log.as_deref().map(LossLog::create).transpose()?;
-    let writer = Writer { format, original_colors: a.original_colors.then_some(&content) };
+    let writer = Writer { format, depth, original_colors: a.original_colors.then_some(&content) };
     install_ctrlc();
+    web.publish_run_info(&web::RunInfo {
+        adapter: ctx.adapter_name(),
+        width: w,
+        height: h,
+        iterations: a.iterations,
+        style_scale: a.style_scale,
+        style_side,
+        content: &content,
+        styles: &styles,
+        original_colors: a.original_colors,
+        output: &a.output,
+    });
 
     // 4. The loop. Losses are read back only when printed or logged.
     let n = a.iterations;
@@ -327,10 +346,14 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         progress.inc();
         done += 1;
         let k = stylizer.iteration();
+        web.publish_progress(k, losses.as_ref().map(|l| (i, l)));
         let frame = a.save_every > 0 && k % a.save_every == 0;
         if print || frame {
             match stylizer.image() {
-                Ok(img) => last_good = Some((k, img)),
+                Ok(img) => {
+                    web.offer_image(k, &img);
+                    last_good = Some((k, img));
+                }
                 Err(e) => return Err(salvage(e, k, last_good.take(), &writer, &a.output)),
             }
         }
@@ -354,6 +377,7 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         if a.print_every > 0 {
             progress.report(k, &l);
         }
+        web.publish_progress(k, Some((k, &l)));
     }
     let rate = progress.finish(done);
 
@@ -362,6 +386,7 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         Ok(img) => writer.write(&a.output, img)?,
         Err(e) => return Err(salvage(e, k, last_good.take(), &writer, &a.output)),
     }
+    web.finish(k, interrupted, &a.output);
     if interrupted {
         eprintln!("interrupted after {k} of {n} iterations: wrote '{}'", a.output.display());
         return Ok(Outcome::Interrupted);
