@@ -15,8 +15,11 @@
 use std::time::Instant;
 
 use neural_style::bench::{self, Clock, Peak, Timer};
+use neural_style::frame::Frame;
 use neural_style::gpu::{GpuContext, GpuOptions};
-use neural_style::kernels::conv::{BackwardVariant, ConvShape};
+use neural_style::kernels::conv::ConvShape;
+use neural_style::kernels::gram::GramVariant;
+use neural_style::kernels::loss::StyleGradVariant;
 use neural_style::kernels::{self, pool::PoolShape, AdapterFacts, Dispatch};
 use neural_style::vgg::{self, POOL_AFTER, RELU_NAMES};
 use neural_style::weights::VGG16_CONV_LAYERS;
@@ -59,6 +62,17 @@ impl Data<'_> {
     fn output(&self, len: usize) -> wgpu::Buffer {
         self.ctx.storage_buffer("bench output", len).unwrap()
     }
+    /// A framed feature map of random values (its frame zero, as in the engine).
+    fn framed(&mut self, channels: usize, frame: Frame, scale: f32) -> wgpu::Buffer {
+        self.seed += 1;
+        let dense = bench::random_f32(self.seed, channels * frame.height * frame.width, scale);
+        self.ctx.buffer_from("bench input", &frame.frame(&dense, channels)).unwrap()
+    }
+    /// OIHW weights (host side, to lay out per variant).
+    fn weights(&mut self, len: usize) -> Vec<f32> {
+        self.seed += 1;
+        bench::random_f32(self.seed, len, 0.05)
+    }
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -69,45 +83,64 @@ fn measure(kernel: &'static str, which: &[usize], flops: f64, bytes: f64) -> Mea
     Measure { kernel, which: which.to_vec(), flops, bytes }
 }
 
+/// The variants to time: the ones this adapter uses, plus (with `NEURAL_STYLE_BENCH_ALL_VARIANTS=1`) the others,
+/// marked "not used", as the evidence behind the choice.
+fn all_variants() -> bool {
+    std::env::var_os("NEURAL_STYLE_BENCH_ALL_VARIANTS").is_some()
+}
+
+fn variant_label(kernel: &str, v: impl std::fmt::Debug, used: bool) -> &'static str {
+    let label = format!("{kernel} ({v:?}){}", if used { "" } else { ", not used" });
+    Box::leak(label.into_boxed_str())
+}
+
 fn conv_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, s: ConvShape) -> Case {
-    let hw = s.height * s.width;
+    let facts = AdapterFacts::of(ctx);
+    let frame = s.frame();
     let wlen = s.cin * s.cout * 9;
-    let x = data.random(s.cin * hw, 1.0);
-    let w = data.random(wlen, (3.0 / (s.cin as f32 * 9.0)).sqrt());
+    let x = data.framed(s.cin, frame, 1.0);
     let b = data.random(s.cout, 0.1);
-    let y = data.output(s.cout * hw);
     // Backward-data: the (already masked) output gradient, and the input's forward values whose sign is the
     // fused ReLU mask of the result (as for every conv but conv1_1 in the engine).
-    let gy = data.random(s.cout * hw, 1.0);
-    let fwd = data.random(s.cin * hw, 1.0);
-    // Backward weights in the layout of the kernel the engine picks for this shape (narrow: vec4 per (c, tap)).
-    let facts = AdapterFacts::of(ctx);
-    let variant = kernels::conv::backward_variant(s, &facts);
-    let wb_len = match variant {
-        BackwardVariant::Narrow => s.cout * 9 * 4,
-        BackwardVariant::Tiled => wlen,
-    };
-    let wb = data.random(wb_len, (3.0 / (s.cout as f32 * 9.0)).sqrt());
-    let gx = data.output(s.cin * hw);
-    let d_fwd = kernels::conv::conv3x3(ctx, s, true, &x, &w, &b, &y).unwrap();
-    let d_bwd = kernels::conv::conv3x3_backward_data(ctx, variant, s, &gy, &wb, Some(&fwd), &gx).unwrap();
+    let gy = data.framed(s.cout, frame, 1.0);
+    let fwd = data.framed(s.cin, frame, 1.0);
     let flops = 2.0 * s.macs() as f64;
-    let fwd_bytes = 4.0 * (s.cin * hw + wlen + s.cout + s.cout * hw) as f64;
-    let bwd_bytes = 4.0 * (s.cout * hw + wlen + 2 * s.cin * hw) as f64;
-    let mut dispatches = vec![d_fwd, d_bwd];
-    let mut measures =
-        vec![measure("conv3x3", &[0], flops, fwd_bytes), measure("conv3x3_backward_data", &[1], flops, bwd_bytes)];
-    let mut buffers = vec![x, w, b, y, gy, fwd, wb, gx];
-    // Where the narrow kernel is chosen, also time the tiled one on the same shape: the choice's justification.
-    if variant == BackwardVariant::Narrow {
-        let wt = data.random(wlen, (3.0 / (s.cout as f32 * 9.0)).sqrt());
-        let gx2 = data.output(s.cin * hw);
-        let d =
-            kernels::conv::conv3x3_backward_data(ctx, BackwardVariant::Tiled, s, &buffers[4], &wt, None, &gx2).unwrap();
-        dispatches.push(d);
-        measures.push(measure("conv3x3_backward_data (tiled, not used)", &[2], flops, bwd_bytes));
-        buffers.extend([wt, gx2]);
+    let fwd_bytes = 4.0 * (s.cin * frame.plane() + wlen + s.cout + s.cout * frame.plane()) as f64;
+    let bwd_bytes = 4.0 * (s.cout * frame.plane() + wlen + 2 * s.cin * frame.plane()) as f64;
+    let mut dispatches = Vec::new();
+    let mut measures = Vec::new();
+    let mut buffers = vec![];
+    let chosen = kernels::conv::forward_variant(s, &facts);
+    for v in kernels::conv::forward_variant_list() {
+        if v != chosen && !all_variants() {
+            continue;
+        }
+        let w = data
+            .ctx
+            .buffer_from("bench weights", &kernels::conv::forward_weights(v, &data.weights(wlen), s.cin, s.cout))
+            .unwrap();
+        let y = data.output(frame.buffer_floats(s.cout));
+        dispatches.push(kernels::conv::conv3x3(ctx, v, s, true, &x, &w, &b, &y).unwrap());
+        measures.push(measure(variant_label("conv3x3", v, v == chosen), &[dispatches.len() - 1], flops, fwd_bytes));
+        buffers.extend([w, y]);
     }
+    let chosen = kernels::conv::backward_variant(s, &facts);
+    for v in kernels::conv::backward_variant_list(s.cin) {
+        if v != chosen && !all_variants() {
+            continue;
+        }
+        let w = data
+            .ctx
+            .buffer_from("bench weights", &kernels::conv::backward_weights(v, &data.weights(wlen), s.cin, s.cout))
+            .unwrap();
+        let gx = data.output(frame.buffer_floats(s.cin));
+        let mask = (layer > 0).then_some(&fwd);
+        dispatches.push(kernels::conv::conv3x3_backward_data(ctx, v, s, &gy, &w, mask, &gx).unwrap());
+        let label = variant_label("conv3x3_backward_data", v, v == chosen);
+        measures.push(measure(label, &[dispatches.len() - 1], flops, bwd_bytes));
+        buffers.extend([w, gx]);
+    }
+    buffers.extend([x, b, gy, fwd]);
     Case {
         layer: VGG16_CONV_LAYERS[layer].0.to_string(),
         shape: json!({"cin": s.cin, "cout": s.cout, "height": s.height, "width": s.width}),
@@ -118,41 +151,68 @@ fn conv_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, s: ConvShape) 
 }
 
 fn gram_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, (c, h, w): (usize, usize, usize)) -> Case {
+    let facts = AdapterFacts::of(ctx);
+    let frame = Frame::new(h, w);
     let n = h * w;
-    let f = data.random(c * n, 1.0);
-    let partial = data.output(kernels::gram::partial_len(c, n));
-    let g = data.output(c * c);
+    let f = data.framed(c, frame, 1.0);
     let target = data.random(c * c, 1.0);
-    let grad = data.output(c * n);
-    let [d_gram, d_reduce] = kernels::gram::gram(ctx, c, n, &f, &partial, &g).unwrap();
-    let d_style = kernels::loss::style_grad(ctx, c, n, 1e-3, false, &g, &target, &f, &grad).unwrap();
-    let (splits, _) = kernels::gram::gram_splits(c, n);
+    let mut dispatches = Vec::new();
+    let mut measures = Vec::new();
+    let mut buffers = vec![];
+    let chosen = kernels::gram::variant(&facts);
     let tile = kernels::grid::GEMM_TILE;
     let t = c.div_ceil(tile);
-    // The kernel computes the upper-triangle tiles only: count the multiply-adds it does.
-    let done_macs = (t * (t + 1) / 2 * tile * tile).min(c * c) as f64 * n as f64;
-    let partial_bytes = 4.0 * (splits * c * c) as f64;
+    for v in [GramVariant::Tiled, GramVariant::Cpu] {
+        if v != chosen && !all_variants() {
+            continue;
+        }
+        let partial = data.output(kernels::gram::partial_len(v, c, frame));
+        let g = data.output(c * c);
+        let ds = kernels::gram::gram(ctx, v, c, frame, &f, &partial, &g).unwrap();
+        let first = dispatches.len();
+        let count = ds.len();
+        dispatches.extend(ds);
+        // The tiled kernel computes the upper-triangle tiles only, over the frame's K; the CPU kernel all of G.
+        let macs = match v {
+            GramVariant::Tiled => (t * (t + 1) / 2 * tile * tile).min(c * c) as f64 * (h * frame.stride) as f64,
+            GramVariant::Cpu => (c * c * h * frame.width.next_multiple_of(4)) as f64,
+        };
+        let which: Vec<usize> = (first..first + count).collect();
+        let label = variant_label("gram", v, v == chosen);
+        measures.push(measure(label, &which, 2.0 * macs, 4.0 * (c * frame.plane() + c * c) as f64));
+        buffers.extend([partial, g]);
+    }
+    let chosen = kernels::loss::style_grad_variant(&facts);
+    for v in [StyleGradVariant::Tiled, StyleGradVariant::Cpu] {
+        if v != chosen && !all_variants() {
+            continue;
+        }
+        let g = data.random(c * c, 1.0);
+        let grad = data.output(frame.buffer_floats(c));
+        dispatches.push(kernels::loss::style_grad(ctx, v, c, frame, 1e-3, false, &g, &target, &f, &grad).unwrap());
+        let label = variant_label("style_grad", v, v == chosen);
+        let bytes = 4.0 * (2 * c * c + 2 * c * frame.plane()) as f64;
+        measures.push(measure(label, &[dispatches.len() - 1], 2.0 * (c * c * n) as f64, bytes));
+        buffers.extend([g, grad]);
+    }
+    buffers.extend([f, target]);
     Case {
         layer: RELU_NAMES[layer].to_string(),
-        shape: json!({"channels": c, "height": h, "width": w, "splits": splits}),
-        dispatches: vec![d_gram, d_reduce, d_style],
-        measures: vec![
-            measure("gram", &[0], 2.0 * done_macs, 4.0 * (c * n) as f64 + partial_bytes),
-            measure("gram_reduce", &[1], (splits * c * c) as f64, partial_bytes + 4.0 * (c * c) as f64),
-            measure("gram+gram_reduce", &[0, 1], 2.0 * done_macs, 4.0 * (c * n + c * c) as f64),
-            measure("style_grad", &[2], 2.0 * (c * c * n) as f64, 4.0 * (2 * c * c + 2 * c * n) as f64),
-        ],
-        _buffers: vec![f, partial, g, target, grad],
+        shape: json!({"channels": c, "height": h, "width": w}),
+        dispatches,
+        measures,
+        _buffers: buffers,
     }
 }
 
 fn pool_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, (c, h, w): (usize, usize, usize)) -> Case {
     let s = PoolShape { channels: c, height: h, width: w };
     let out_len = c * s.out_height() * s.out_width();
-    let x = data.random(c * h * w, 1.0);
-    let y = data.output(out_len);
-    let gy = data.random(out_len, 1.0);
-    let gx = data.output(c * h * w);
+    let (fin, fout) = (Frame::new(h, w), Frame::new(s.out_height(), s.out_width()));
+    let x = data.framed(c, fin, 1.0);
+    let y = data.output(fout.buffer_floats(c));
+    let gy = data.framed(c, fout, 1.0);
+    let gx = data.output(fin.buffer_floats(c));
     let d_fwd = kernels::pool::maxpool2x2(ctx, s, &x, &y).unwrap();
     let d_bwd = kernels::pool::maxpool2x2_backward(ctx, s, &x, &gy, &gx).unwrap();
     Case {
@@ -168,7 +228,8 @@ fn pool_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, (c, h, w): (us
 }
 
 fn content_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, (c, h, w): (usize, usize, usize)) -> Case {
-    let n = c * h * w;
+    // The engine runs these over whole framed buffers.
+    let n = Frame::new(h, w).buffer_floats(c);
     let parts = kernels::loss::sq_diff_partials(n);
     let f = data.random(n, 1.0);
     let p = data.random(n, 1.0);
@@ -192,10 +253,11 @@ fn content_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, (c, h, w): 
 }
 
 fn image_case(ctx: &GpuContext, data: &mut Data<'_>, side: usize) -> Case {
-    let n = 3 * side * side;
+    // The image and its gradient are framed; Adam runs over the whole buffer.
+    let n = Frame::new(side, side).buffer_floats(3);
     let parts = kernels::loss::tv_partials(side, side);
-    let x = data.random(n, 100.0);
-    let grad = data.random(n, 1.0);
+    let x = data.framed(3, Frame::new(side, side), 100.0);
+    let grad = data.framed(3, Frame::new(side, side), 1.0);
     let partials = data.output(parts);
     let m = data.random(n, 1.0);
     let v = data.positive(n);

@@ -10,6 +10,6 @@ fn element_count() -> u32 {
 fn element(idx: u32) {
     let at = output_position(idx);
     let base = window_base(at.x, at.y, at.z);
-    let s = (input[base] + input[base + 1u]) + (input[base + params.width] + input[base + params.width + 1u]);
-    output[idx] = 0.25 * s;
+    let s = (input[base] + input[base + 1u]) + (input[base + params.stride] + input[base + params.stride + 1u]);
+    output[output_index(at.x, at.y, at.z)] = 0.25 * s;
 }

@@ -11,10 +11,13 @@ fn element_count() -> u32 {
 }
 
 fn element(idx: u32) {
-    let win = input_window(idx);
+    let at = input_position(idx);
+    let i = input_index(at.x, at.y, at.z);
+    let oy = at.y / 2u;
+    let ox = at.z / 2u;
     var g = 0.0;
-    if (window_exists(win.y, win.z) && input[idx] > 0.0) {
-        g = 0.25 * grad_out[output_index(win.x, win.y, win.z)];
+    if (window_exists(oy, ox) && input[i] > 0.0) {
+        g = 0.25 * grad_out[output_index(at.x, oy, ox)];
     }
-    grad_in[idx] = g;
+    grad_in[i] = g;
 }

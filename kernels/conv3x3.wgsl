@@ -2,17 +2,17 @@
 //   out[co, p] = act( bias[co] + sum_k weights[k, co] * im2col(input)[k, p] ),   k = ci*9 + ky*3 + kx.
 // An implicit GEMM: composed with shared/conv3x3_im2col.wgsl (the operands) and shared/gemm_tiled.wgsl (the
 // tiled loop); this file is the epilogue. Weights are pre-transposed at load to K x Cout so a tile of them is
-// one contiguous row per k.
+// one contiguous row per k. Tensors are framed CHW (src/frame.rs).
 
 struct Params {
     cin: u32,
     cout: u32,
     height: u32,
     width: u32,
+    stride: u32,      // frame (src/frame.rs)
+    plane: u32,
     pixel_tiles: u32, // ceil(H*W / 64): the grid may be 2-D to stay under 65,535 groups per dimension
     relu: u32,        // 1 = apply ReLU in the epilogue
-    _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -22,12 +22,11 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
 
 fn store_c(tile: GemmTile, m: u32, n: u32, value: f32) {
-    let npix = params.height * params.width;
-    if (m < params.cout && n < npix) {
+    if (m < params.cout && n < params.height * params.width) {
         var v = value + bias[m];
         if (params.relu != 0u) {
             v = max(v, 0.0);
         }
-        output[m * npix + n] = v;
+        output[frame_index(m, n)] = v;
     }
 }

@@ -13,10 +13,10 @@ struct Params {
     cout: u32,  // channels of grad_in (the forward conv's Cin)
     height: u32,
     width: u32,
+    stride: u32,
+    plane: u32,
     pixel_tiles: u32,
     mask_output: u32, // 1 = multiply by (mask_src > 0): the input was a ReLU output
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -27,9 +27,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> grad_in: array<f32>;
 
 fn store_c(tile: GemmTile, m: u32, n: u32, value: f32) {
-    let npix = params.height * params.width;
-    if (m < params.cout && n < npix) {
-        let idx = m * npix + n;
+    if (m < params.cout && n < params.height * params.width) {
+        let idx = frame_index(m, n);
         var g = value;
         if (params.mask_output != 0u && !(mask_src[idx] > 0.0)) {
             g = 0.0;

@@ -4,17 +4,18 @@
 // but the tiled kernel pads the result's channels to a 64-row tile: with 3 rows, 95% of its work is padding.
 // Here one thread owns one pixel and all (≤ 4) result channels as a vec4; the weights (vec4 per (c, tap), zero
 // padded) are staged in workgroup memory 64 input channels at a time, and neighbouring threads read
-// neighbouring pixels of grad_out, which the cache shares across the 9 taps.
+// neighbouring pixels of grad_out, which the cache shares across the 9 taps. Framed CHW (src/frame.rs): the
+// zero frame supplies the padding, no tap is bounds-checked.
 
 struct Params {
     cin: u32,   // channels of grad_out (the forward conv's Cout)
     cout: u32,  // channels of grad_in (≤ 4)
     height: u32,
     width: u32,
+    stride: u32,
+    plane: u32,
     pixel_groups: u32,
     mask_output: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -25,6 +26,7 @@ struct Params {
 
 const CHUNK: u32 = 64u; // input channels staged per round
 var<workgroup> w_tile: array<vec4<f32>, 576>; // CHUNK * 9
+const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
 
 @compute @workgroup_size(256, 1, 1)
 fn main(
@@ -36,12 +38,12 @@ fn main(
     if (group >= params.pixel_groups) {
         return;
     }
-    let width = params.width;
-    let height = params.height;
-    let npix = height * width;
     let p = group * 256u + li;
-    let y = i32(p / width);
-    let x = i32(p % width);
+    let inside = p < params.height * params.width;
+    let y = p / params.width;
+    let x = p % params.width;
+    // The pixel's top-left tap in channel 0's frame (row y is the data row above y; column x - 1).
+    let corner = HEAD + y * params.stride + x - 1u;
     var acc = vec4<f32>(0.0);
     for (var c0 = 0u; c0 < params.cin; c0 += CHUNK) {
         let n = min(CHUNK, params.cin - c0) * 9u;
@@ -49,23 +51,20 @@ fn main(
             w_tile[i] = weights[c0 * 9u + i];
         }
         workgroupBarrier();
-        if (p < npix) {
+        if (inside) {
             for (var c = 0u; c < min(CHUNK, params.cin - c0); c++) {
-                let plane = (c0 + c) * npix;
+                let at = (c0 + c) * params.plane + corner;
                 for (var tap = 0u; tap < 9u; tap++) {
-                    let iy = y + i32(tap / 3u) - 1;
-                    let ix = x + i32(tap % 3u) - 1;
-                    if (iy >= 0 && iy < i32(height) && ix >= 0 && ix < i32(width)) {
-                        acc = fma(w_tile[c * 9u + tap], vec4<f32>(grad_out[plane + u32(iy) * width + u32(ix)]), acc);
-                    }
+                    let g = grad_out[at + (tap / 3u) * params.stride + tap % 3u];
+                    acc = fma(w_tile[c * 9u + tap], vec4<f32>(g), acc);
                 }
             }
         }
         workgroupBarrier();
     }
-    if (p < npix) {
+    if (inside) {
         for (var m = 0u; m < params.cout; m++) {
-            let idx = m * npix + p;
+            let idx = HEAD + m * params.plane + (y + 1u) * params.stride + x;
             var g = acc[m];
             if (params.mask_output != 0u && !(mask_src[idx] > 0.0)) {
                 g = 0.0;

@@ -1,5 +1,7 @@
 // Partial Gram matrices for one split of the pixel (K) dimension:
-//   partial[s, i, j] = sum_{n in split s} F[i, n] * F[j, n]          F: C x N, CHW (row i = channel i)
+//   partial[s, i, j] = sum_{n in split s} F[i, n] * F[j, n]          F: C x N, framed CHW (src/frame.rs)
+// The K dimension is each channel's data rows as they lie in the frame (H rows of `stride` floats): the frame's
+// zero columns add nothing, and the K range is contiguous.
 // N reaches millions, so K is split over workgroups (z = split) and gram_reduce.wgsl adds the splits in a fixed
 // order: no float atomics, so reruns are bit-identical. Only tiles with tile_j >= tile_i are computed (G is
 // symmetric); gram_reduce mirrors the rest. The tiled loop is shared/gemm_tiled.wgsl with A = B = Fᵀ, staged
@@ -7,10 +9,16 @@
 
 struct Params {
     channels: u32,
-    pixels: u32,
-    chunk: u32,   // pixels per split
+    pixels: u32,  // K: height * stride
+    chunk: u32,   // K per split
     splits: u32,
+    plane: u32,   // frame (src/frame.rs)
+    stride: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
+
+const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> features: array<f32>;
@@ -35,7 +43,7 @@ fn a_column(m: u32) -> AColumn {
 
 fn load_a(col: AColumn, k: u32) -> f32 {
     if (col.channel < params.channels) {
-        return features[col.channel * params.pixels + k];
+        return features[HEAD + col.channel * params.plane + params.stride + k];
     }
     return 0.0;
 }

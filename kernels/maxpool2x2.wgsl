@@ -13,7 +13,7 @@ fn element(idx: u32) {
     let base = window_base(at.x, at.y, at.z);
     var best = input[base];
     best = select(best, input[base + 1u], input[base + 1u] > best);
-    best = select(best, input[base + params.width], input[base + params.width] > best);
-    best = select(best, input[base + params.width + 1u], input[base + params.width + 1u] > best);
-    output[idx] = best;
+    best = select(best, input[base + params.stride], input[base + params.stride] > best);
+    best = select(best, input[base + params.stride + 1u], input[base + params.stride + 1u] > best);
+    output[output_index(at.x, at.y, at.z)] = best;
 }

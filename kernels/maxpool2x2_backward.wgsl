@@ -12,22 +12,25 @@ fn element_count() -> u32 {
 }
 
 fn element(idx: u32) {
-    let win = input_window(idx);
+    let at = input_position(idx);
+    let here = input_index(at.x, at.y, at.z);
+    let oy = at.y / 2u;
+    let ox = at.z / 2u;
     var g = 0.0;
-    if (window_exists(win.y, win.z)) {
-        let base = window_base(win.x, win.y, win.z);
+    if (window_exists(oy, ox)) {
+        let base = window_base(at.x, oy, ox);
         var best_i = base;
         var best = input[base];
-        var cand = array<u32, 3>(base + 1u, base + params.width, base + params.width + 1u);
+        var cand = array<u32, 3>(base + 1u, base + params.stride, base + params.stride + 1u);
         for (var i = 0u; i < 3u; i++) {
             if (input[cand[i]] > best) {
                 best = input[cand[i]];
                 best_i = cand[i];
             }
         }
-        if (best_i == idx && best > 0.0) {
-            g = grad_out[output_index(win.x, win.y, win.z)];
+        if (best_i == here && best > 0.0) {
+            g = grad_out[output_index(at.x, oy, ox)];
         }
     }
-    grad_in[idx] = g;
+    grad_in[here] = g;
 }

@@ -3,17 +3,26 @@
 // (G = F Fᵀ / (C*H*W) and G - A are symmetric, so dL/dF = 2/(CHW) * dL/dG * F with dL/dG = 2 w_s (G-A)/C^2.)
 // A GEMM (M = C, N = H*W, K = C) on shared/gemm_tiled.wgsl; (G - A) is formed while loading the tile, and read
 // as its transpose (same matrix) so the loads are contiguous. F is a ReLU output and the ReLU's backward is
-// fused in the epilogue: nothing passes where F = 0 (the gradient buffer holds dL/d(pre-ReLU)).
+// fused in the epilogue: nothing passes where F = 0 (the gradient buffer holds dL/d(pre-ReLU)). F and grad are
+// framed CHW (src/frame.rs); N runs over the data rows as they lie in the frame, whose zero columns give zero
+// gradients, so the frame stays zero.
 
 struct Params {
     channels: u32,
-    pixels: u32,
+    pixels: u32, // N: height * stride
     pixel_tiles: u32,
     accumulate: u32,
     scale: f32,
+    plane: u32,  // frame (src/frame.rs)
+    stride: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+}
+
+const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
+
+// Index of element n of channel c's data rows.
+fn at(c: u32, n: u32) -> u32 {
+    return HEAD + c * params.plane + params.stride + n;
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -57,14 +66,14 @@ fn b_column(n: u32) -> BColumn {
 
 fn load_b(col: BColumn, k: u32) -> f32 {
     if (col.n < params.pixels) {
-        return features[k * params.pixels + col.n];
+        return features[at(k, col.n)];
     }
     return 0.0;
 }
 
 fn store_c(tile: GemmTile, m: u32, n: u32, value: f32) {
     if (m < params.channels && n < params.pixels) {
-        let idx = m * params.pixels + n;
+        let idx = at(m, n);
         let g = select(0.0, params.scale * value, features[idx] > 0.0);
         grad[idx] = select(g, grad[idx] + g, params.accumulate != 0u);
     }

@@ -406,7 +406,7 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     if args.iterations == 0 {
         return Err(Error::InvalidOption("bench needs at least one iteration".into()));
     }
-    let ctx = GpuContext::new(&GpuOptions { adapter: args.adapter.clone() })?;
+    let ctx = GpuContext::new(&GpuOptions { adapter: args.adapter.clone(), ..Default::default() })?;
     let (weights, weights_desc) = match &args.weights {
         Some(p) => (Vgg16Weights::load(p)?, p.display().to_string()),
         None => (crate::conformance::random_vgg(0), "random (seed 0)".to_string()),
@@ -563,10 +563,13 @@ mod tests {
         let plan = memory_plan(64, 64, &StyleOptions::default(), false, &AdapterFacts::example_gpu()).unwrap();
         let get = |what: &str| plan.iter().find(|i| i.what.starts_with(what)).unwrap().bytes;
         let p = 64 * 64u64;
-        assert_eq!(get("content target"), 4 * 512 * p / 64);
+        // The content target is a framed copy of relu4_2 (8x8: 12 floats per row, 10 rows).
+        let relu4_2 = crate::frame::Frame::new(8, 8).buffer_floats(512) as u64;
+        assert_eq!(get("content target"), 4 * relu4_2);
         assert_eq!(get("style target"), 4 * (64 * 64 + 128 * 128 + 256 * 256 + 512 * 512 + 512 * 512));
         assert_eq!(get("gram"), get("style target"));
-        assert_eq!(get("Adam"), 2 * 3 * 4 * p);
+        assert_eq!(get("Adam"), 2 * 4 * crate::frame::Frame::new(64, 64).buffer_floats(3) as u64);
+        let _ = p;
         assert_eq!(get("loss slots"), 4 * 7);
         // 14.7 M parameters in the forward and the backward layout, f32; conv1_1's backward (narrow kernel)
         // holds 64 x 9 vec4s instead of 64 x 3 x 9 floats.

@@ -8,8 +8,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
+use crate::frame::Frame;
 use crate::gpu::GpuContext;
-use crate::kernels::{self, conv::ConvShape, pool::PoolShape};
+use crate::kernels::conv::{ConvShape, ConvVariant};
+use crate::kernels::gram::GramVariant;
+use crate::kernels::loss::StyleGradVariant;
+use crate::kernels::{self, pool::PoolShape};
 use crate::reference as r;
 
 /// Default relative tolerance of the f32 kernels against the f64 reference.
@@ -77,37 +81,67 @@ impl Io<'_> {
     fn read(&self, b: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
         self.ctx.read_f32(b, 0, len)
     }
+    /// A framed input: `dense` (channels x H x W) inside a zero frame.
+    fn framed(&self, dense: &[f64], channels: usize, frame: Frame) -> Result<wgpu::Buffer> {
+        self.ctx.buffer_from("check input", &frame.frame(&to_f32(dense), channels))
+    }
+    /// A framed output: its data pixels poisoned with NaN (an unwritten one fails), its frame zero (as the
+    /// engine's buffers are).
+    fn framed_out(&self, channels: usize, frame: Frame) -> Result<wgpu::Buffer> {
+        let nan = vec![f32::NAN; channels * frame.height * frame.width];
+        self.ctx.buffer_from("check output", &frame.frame(&nan, channels))
+    }
+    /// A framed buffer's data (dense CHW); an error if the kernel wrote anything but zeros into the frame.
+    fn read_framed(&self, b: &wgpu::Buffer, channels: usize, frame: Frame, what: &str) -> Result<Vec<f32>, String> {
+        let all = self.ctx.read_all(b).map_err(gpu_err)?;
+        if let Some(i) = (0..frame.buffer_floats(channels)).find(|&i| !frame.is_data(i) && all[i] != 0.0) {
+            return Err(format!("{what}: wrote {} into the frame at index {i} (must stay zero)", all[i]));
+        }
+        Ok(frame.unframe(&all, channels))
+    }
 }
 
 fn gpu_err(e: crate::Error) -> String {
     e.to_string()
 }
 
-/// conv3x3 forward (+ bias, ± ReLU).
-pub fn conv3x3(ctx: &GpuContext, s: ConvShape, relu: bool, seed: u64) -> Check {
+/// conv3x3 forward (+ bias, ± ReLU) with `variant`'s kernel.
+pub fn conv3x3(ctx: &GpuContext, s: ConvShape, relu: bool, variant: ConvVariant, seed: u64) -> Check {
     let io = Io { ctx };
     let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
+    let frame = s.frame();
     let mut g = rng(seed);
     let x = random(&mut g, cin * h * w, 1.0);
     let wt = random(&mut g, cout * cin * 9, (3.0 / (cin as f64 * 9.0)).sqrt());
     let b = random(&mut g, cout, 0.5);
     let expect = r::conv3x3(&x, cin, h, w, &wt, &b, cout, relu);
-    let run = || -> Result<Vec<f32>> {
-        let wf = kernels::conv::forward_weights(&to_f32(&wt), cin, cout);
-        let (xb, wb, bb, ob) = (io.buf(&x)?, ctx.buffer_from("w", &wf)?, io.buf(&b)?, io.out(cout * h * w)?);
-        let d = kernels::conv::conv3x3(ctx, s, relu, &xb, &wb, &bb, &ob)?;
+    let what = format!("conv3x3 ({variant:?}) {cin}->{cout} {h}x{w} relu={relu}");
+    let run = || -> Result<wgpu::Buffer> {
+        let wf = kernels::conv::forward_weights(variant, &to_f32(&wt), cin, cout);
+        let (xb, wb, bb, ob) =
+            (io.framed(&x, cin, frame)?, ctx.buffer_from("w", &wf)?, io.buf(&b)?, io.framed_out(cout, frame)?);
+        let d = kernels::conv::conv3x3(ctx, variant, s, relu, &xb, &wb, &bb, &ob)?;
         ctx.run(&[&d])?;
-        io.read(&ob, cout * h * w)
+        Ok(ob)
     };
-    compare(&format!("conv3x3 {cin}->{cout} {h}x{w} relu={relu}"), &run().map_err(gpu_err)?, &expect, RTOL)
+    let out = run().map_err(gpu_err)?;
+    compare(&what, &io.read_framed(&out, cout, frame, &what)?, &expect, RTOL)
 }
 
-/// conv3x3 backward-data against the reference, with and without the fused ReLU mask of its input (the GPU is
-/// given the already-masked output gradient, as every writer of a gradient in the engine leaves it); when
-/// `finite_differences`, the unmasked result against central differences of L(x) = Σ r · relu(conv(x)).
-pub fn conv3x3_backward_data(ctx: &GpuContext, s: ConvShape, finite_differences: bool, seed: u64) -> Check {
+/// conv3x3 backward-data with `variant`'s kernel against the reference, with and without the fused ReLU mask of
+/// its input (the kernel is given the already-masked output gradient, as every writer of a gradient in the
+/// engine leaves it); when `finite_differences`, the unmasked result against central differences of
+/// L(x) = Σ r · relu(conv(x)).
+pub fn conv3x3_backward_data(
+    ctx: &GpuContext,
+    s: ConvShape,
+    variant: ConvVariant,
+    finite_differences: bool,
+    seed: u64,
+) -> Check {
     let io = Io { ctx };
     let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
+    let frame = s.frame();
     let mut g = rng(seed);
     let x = random(&mut g, cin * h * w, 1.0);
     let wt = random(&mut g, cout * cin * 9, (3.0 / (cin as f64 * 9.0)).sqrt());
@@ -118,32 +152,22 @@ pub fn conv3x3_backward_data(ctx: &GpuContext, s: ConvShape, finite_differences:
     let mask = random(&mut g, cin * h * w, 1.0);
     let expect = r::conv3x3_backward_data(&gy, &y, cin, cout, h, w, &wt);
     let expect_masked = r::relu_mask(&expect, &mask);
-    // Every kernel variant that can compute this shape (the narrow one only for ≤ 4 result channels).
-    use kernels::conv::BackwardVariant;
-    let mut variants = vec![BackwardVariant::Tiled];
-    if cin <= kernels::conv::NARROW_MAX_CHANNELS {
-        variants.push(BackwardVariant::Narrow);
-    }
-    let run = |variant| -> Result<(Vec<f32>, Vec<f32>)> {
-        let wbk = kernels::conv::backward_weights_for(variant, &to_f32(&wt), cin, cout);
-        let gyb = io.buf(&r::relu_mask(&gy, &y))?;
-        let (wb, mb, o1, o2) =
-            (ctx.buffer_from("w", &wbk)?, io.buf(&mask)?, io.out(cin * h * w)?, io.out(cin * h * w)?);
+    let what = format!("conv3x3_backward_data ({variant:?}) {cin}->{cout} {h}x{w}");
+    let run = || -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+        let wbk = kernels::conv::backward_weights(variant, &to_f32(&wt), cin, cout);
+        let gyb = io.framed(&r::relu_mask(&gy, &y), cout, frame)?;
+        let (wb, mb) = (ctx.buffer_from("w", &wbk)?, io.framed(&mask, cin, frame)?);
+        let (o1, o2) = (io.framed_out(cin, frame)?, io.framed_out(cin, frame)?);
         let d1 = kernels::conv::conv3x3_backward_data(ctx, variant, s, &gyb, &wb, None, &o1)?;
         let d2 = kernels::conv::conv3x3_backward_data(ctx, variant, s, &gyb, &wb, Some(&mb), &o2)?;
         ctx.run(&[&d1, &d2])?;
-        Ok((io.read(&o1, cin * h * w)?, io.read(&o2, cin * h * w)?))
+        Ok((o1, o2))
     };
-    let mut vs_ref = Ok(0.0);
-    let mut plain = Vec::new();
-    for variant in variants {
-        let (p, masked) = run(variant).map_err(gpu_err)?;
-        let what = format!("conv3x3_backward_data ({variant:?}) {cin}->{cout} {h}x{w}");
-        vs_ref = both(vs_ref, compare(&what, &p, &expect, RTOL));
-        vs_ref = both(vs_ref, compare(&format!("{what} masked"), &masked, &expect_masked, RTOL));
-        plain = p;
-    }
-    let what = format!("conv3x3_backward_data {cin}->{cout} {h}x{w}");
+    let (o1, o2) = run().map_err(gpu_err)?;
+    let plain = io.read_framed(&o1, cin, frame, &what)?;
+    let masked = io.read_framed(&o2, cin, frame, &what)?;
+    let vs_ref =
+        both(compare(&what, &plain, &expect, RTOL), compare(&format!("{what} masked"), &masked, &expect_masked, RTOL));
     if !finite_differences {
         return vs_ref;
     }
@@ -168,24 +192,27 @@ pub fn pool(ctx: &GpuContext, s: PoolShape, avg: bool, ties: bool, seed: u64) ->
     let io = Io { ctx };
     let (c, h, w) = (s.channels, s.height, s.width);
     let (oh, ow) = (h / 2, w / 2);
+    let (fin, fout) = (Frame::new(h, w), Frame::new(oh, ow));
     let mut g = rng(seed);
     // Values exactly representable in f32, so max and routing can be compared exactly.
     let raw = random(&mut g, c * h * w, 1.0);
     let x: Vec<f64> = if ties { raw.iter().map(|v| (v * 2.0).round()).collect() } else { to_f64(&to_f32(&raw)) };
     let gy = to_f64(&to_f32(&random(&mut g, c * oh * ow, 1.0)));
-    let run = || -> Result<(Vec<f32>, Vec<f32>)> {
-        let (xb, ob, gyb, gxb) = (io.buf(&x)?, io.out(c * oh * ow)?, io.buf(&gy)?, io.out(c * h * w)?);
+    let name = if avg { "avgpool2x2" } else { "maxpool2x2" };
+    let what = format!("{name} {c}x{h}x{w} ties={ties}");
+    let run = || -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+        let (xb, ob, gyb, gxb) =
+            (io.framed(&x, c, fin)?, io.framed_out(c, fout)?, io.framed(&gy, c, fout)?, io.framed_out(c, fin)?);
         let (f, b) = if avg {
             (kernels::pool::avgpool2x2(ctx, s, &xb, &ob)?, kernels::pool::avgpool2x2_backward(ctx, s, &xb, &gyb, &gxb)?)
         } else {
             (kernels::pool::maxpool2x2(ctx, s, &xb, &ob)?, kernels::pool::maxpool2x2_backward(ctx, s, &xb, &gyb, &gxb)?)
         };
         ctx.run(&[&f, &b])?;
-        Ok((io.read(&ob, c * oh * ow)?, io.read(&gxb, c * h * w)?))
+        Ok((ob, gxb))
     };
-    let (fwd, bwd) = run().map_err(gpu_err)?;
-    let name = if avg { "avgpool2x2" } else { "maxpool2x2" };
-    let what = format!("{name} {c}x{h}x{w} ties={ties}");
+    let (ob, gxb) = run().map_err(gpu_err)?;
+    let (fwd, bwd) = (io.read_framed(&ob, c, fout, &what)?, io.read_framed(&gxb, c, fin, &what)?);
     let (ef, eb, tol) = if avg {
         (r::avgpool2x2(&x, c, h, w), r::relu_mask(&r::avgpool2x2_backward(&gy, c, h, w), &x), RTOL)
     } else {
@@ -194,29 +221,37 @@ pub fn pool(ctx: &GpuContext, s: PoolShape, avg: bool, ties: bool, seed: u64) ->
     both(compare(&what, &fwd, &ef, tol), compare(&format!("{what} backward"), &bwd, &eb, tol))
 }
 
-/// Runs the two Gram dispatches on `features` (C x n) and reads G back.
-pub fn run_gram(ctx: &GpuContext, c: usize, n: usize, features: &wgpu::Buffer) -> Result<Vec<f32>> {
+/// Runs `variant`'s Gram dispatches on `features` (C framed planes at `frame`) and reads G back.
+pub fn run_gram(
+    ctx: &GpuContext,
+    variant: GramVariant,
+    c: usize,
+    frame: Frame,
+    features: &wgpu::Buffer,
+) -> Result<Vec<f32>> {
     let io = Io { ctx };
-    let partial = io.out(kernels::gram::partial_len(c, n))?;
+    let partial = io.out(kernels::gram::partial_len(variant, c, frame))?;
     let gb = io.out(c * c)?;
-    let [a, b] = kernels::gram::gram(ctx, c, n, features, &partial, &gb)?;
-    ctx.run(&[&a, &b])?;
+    let d = kernels::gram::gram(ctx, variant, c, frame, features, &partial, &gb)?;
+    ctx.run(&d.iter().collect::<Vec<_>>())?;
     io.read(&gb, c * c)
 }
 
-/// Gram of a non-negative C x n matrix; also requires a rerun to be bit-identical.
-pub fn gram(ctx: &GpuContext, c: usize, n: usize, seed: u64) -> Check {
+/// Gram of a non-negative C x (h x w) feature map with `variant`'s kernel; also requires a rerun to be
+/// bit-identical.
+pub fn gram(ctx: &GpuContext, c: usize, h: usize, w: usize, variant: GramVariant, seed: u64) -> Check {
+    let frame = Frame::new(h, w);
     let mut g = rng(seed);
-    let f: Vec<f64> = random(&mut g, c * n, 1.0).iter().map(|v| v.max(0.0)).collect();
+    let f: Vec<f64> = random(&mut g, c * h * w, 1.0).iter().map(|v| v.max(0.0)).collect();
     let run = || -> Result<(Vec<f32>, Vec<f32>)> {
-        let fb = Io { ctx }.buf(&f)?;
-        Ok((run_gram(ctx, c, n, &fb)?, run_gram(ctx, c, n, &fb)?))
+        let fb = Io { ctx }.framed(&f, c, frame)?;
+        Ok((run_gram(ctx, variant, c, frame, &fb)?, run_gram(ctx, variant, c, frame, &fb)?))
     };
     let (first, again) = run().map_err(gpu_err)?;
     if first.iter().zip(&again).any(|(a, b)| a.to_bits() != b.to_bits()) {
-        return Err(format!("gram {c}x{n}: rerun not bit-identical"));
+        return Err(format!("gram ({variant:?}) {c}x{h}x{w}: rerun not bit-identical"));
     }
-    compare(&format!("gram {c}x{n}"), &first, &r::gram(&f, c, n), RTOL)
+    compare(&format!("gram ({variant:?}) {c}x{h}x{w}"), &first, &r::gram(&f, c, h * w), RTOL)
 }
 
 /// sq_diff_sum + reduce_sum into slot 1 of a 3-slot buffer (slots 0 and 2 must stay poisoned).
@@ -261,50 +296,66 @@ pub fn content_grad(ctx: &GpuContext, n: usize, seed: u64) -> Check {
     both(compare("content_grad", &over, &grad, RTOL), compare("content_grad accumulate", &acc, &expect_acc, RTOL))
 }
 
-/// style_grad fed the GPU Gram, against the reference dL/dF (with F's ReLU mask fused). (G − A) is a difference of nearly equal
-/// numbers, so the tolerance is 2e-3.
-pub fn style_grad(ctx: &GpuContext, c: usize, n: usize, seed: u64) -> Check {
+/// style_grad with `variant`'s kernel, fed the GPU Gram, against the reference dL/dF (with F's ReLU mask fused),
+/// overwriting and accumulating. (G − A) is a difference of nearly equal numbers, so the tolerance is 2e-3.
+pub fn style_grad(ctx: &GpuContext, c: usize, h: usize, w: usize, variant: StyleGradVariant, seed: u64) -> Check {
     let io = Io { ctx };
+    let frame = Frame::new(h, w);
+    let n = h * w;
     let mut g = rng(seed);
     let f: Vec<f64> = random(&mut g, c * n, 1.0).iter().map(|v| v.max(0.0)).collect();
     let fs: Vec<f64> = random(&mut g, c * n, 1.0).iter().map(|v| v.max(0.0)).collect();
+    let prior = r::relu_mask(&random(&mut g, c * n, 1.0), &f);
     let a = r::gram(&fs, c, n);
     let w_s = 100.0;
     let grad = r::relu_mask(&r::style_loss(&f, &a, c, n, w_s).1, &f);
-    let run = || -> Result<Vec<f32>> {
-        let fb = io.buf(&f)?;
-        let gram_gpu = run_gram(ctx, c, n, &fb)?;
-        let (gramb, ab, ob) = (ctx.buffer_from("g", &gram_gpu)?, io.buf(&a)?, io.out(c * n)?);
+    let what = format!("style_grad ({variant:?}) {c}x{h}x{w}");
+    let run = || -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+        let fb = io.framed(&f, c, frame)?;
+        let gram_gpu = run_gram(ctx, kernels::gram::GramVariant::Tiled, c, frame, &fb)?;
+        let (gramb, ab, ob, accb) =
+            (ctx.buffer_from("g", &gram_gpu)?, io.buf(&a)?, io.framed_out(c, frame)?, io.framed(&prior, c, frame)?);
         let scale = 4.0 * w_s / ((c * c) as f64 * (c * n) as f64);
-        let d = kernels::loss::style_grad(ctx, c, n, scale, false, &gramb, &ab, &fb, &ob)?;
-        ctx.run(&[&d])?;
-        io.read(&ob, c * n)
+        let d1 = kernels::loss::style_grad(ctx, variant, c, frame, scale, false, &gramb, &ab, &fb, &ob)?;
+        let d2 = kernels::loss::style_grad(ctx, variant, c, frame, scale, true, &gramb, &ab, &fb, &accb)?;
+        ctx.run(&[&d1, &d2])?;
+        Ok((ob, accb))
     };
-    compare(&format!("style_grad {c}x{n}"), &run().map_err(gpu_err)?, &grad, 2e-3)
+    let (ob, accb) = run().map_err(gpu_err)?;
+    let expect_acc: Vec<f64> = grad.iter().zip(&prior).map(|(a, b)| a + b).collect();
+    both(
+        compare(&what, &io.read_framed(&ob, c, frame, &what)?, &grad, 2e-3),
+        compare(&format!("{what} accumulate"), &io.read_framed(&accb, c, frame, &what)?, &expect_acc, 2e-3),
+    )
 }
 
 /// tv_loss_grad (accumulating and overwriting) and its loss through reduce_sum.
 pub fn tv(ctx: &GpuContext, h: usize, w: usize, seed: u64) -> Check {
     let io = Io { ctx };
+    let frame = Frame::new(h, w);
     let mut g = rng(seed);
     let x = random(&mut g, 3 * h * w, 100.0);
     let prior = random(&mut g, 3 * h * w, 1.0);
     let wt = 1e-3;
     let (loss, grad) = r::tv_loss(&x, h, w, wt);
     let parts = kernels::loss::tv_partials(h, w);
-    let run = || -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-        let (xb, gacc, gover, pb, lb) = (io.buf(&x)?, io.buf(&prior)?, io.out(3 * h * w)?, io.out(parts)?, io.out(1)?);
+    let what = format!("tv_loss_grad {h}x{w}");
+    let run = || -> Result<(wgpu::Buffer, wgpu::Buffer, Vec<f32>)> {
+        let (xb, gacc, gover) = (io.framed(&x, 3, frame)?, io.framed(&prior, 3, frame)?, io.framed_out(3, frame)?);
+        let (pb, lb) = (io.out(parts)?, io.out(1)?);
         let d1 = kernels::loss::tv_loss_grad(ctx, h, w, wt, true, &xb, &gacc, &pb)?;
         let red = kernels::loss::reduce_sum(ctx, parts, 0, 1.0, &pb, &lb)?;
         let d2 = kernels::loss::tv_loss_grad(ctx, h, w, wt, false, &xb, &gover, &pb)?;
         ctx.run(&[&d1, &red, &d2])?;
-        Ok((io.read(&gacc, 3 * h * w)?, io.read(&gover, 3 * h * w)?, io.read(&lb, 1)?))
+        Ok((gacc, gover, io.read(&lb, 1)?))
     };
-    let (acc, over, l) = run().map_err(gpu_err)?;
+    let (gacc, gover, l) = run().map_err(gpu_err)?;
     let expect_acc: Vec<f64> = grad.iter().zip(&prior).map(|(a, b)| a + b).collect();
-    let what = format!("tv_loss_grad {h}x{w}");
     both(
-        both(compare(&what, &acc, &expect_acc, RTOL), compare(&format!("{what} overwrite"), &over, &grad, RTOL)),
+        both(
+            compare(&what, &io.read_framed(&gacc, 3, frame, &what)?, &expect_acc, RTOL),
+            compare(&format!("{what} overwrite"), &io.read_framed(&gover, 3, frame, &what)?, &grad, RTOL),
+        ),
         compare(&format!("{what} loss"), &l, &[loss], RTOL),
     )
 }
@@ -334,21 +385,47 @@ pub fn adam(ctx: &GpuContext, n: usize, seed: u64) -> Check {
     both(both(compare("adam x", &gx, &x, RTOL), compare("adam m", &gm, &m, RTOL)), compare("adam v", &gv, &v, RTOL))
 }
 
-/// channel_affine with arbitrary per-channel scale and offset.
+/// channel_affine with arbitrary per-channel scale and offset (the frame must stay zero: the offset is not
+/// written there).
 pub fn channel_affine(ctx: &GpuContext, h: usize, w: usize, seed: u64) -> Check {
     let io = Io { ctx };
+    let frame = Frame::new(h, w);
     let mut g = rng(seed);
     let x = random(&mut g, 3 * h * w, 100.0);
     let (s, o) = ([0.5f32, 2.0, -1.0], [1.0f32, -3.0, 0.25]);
     let p = h * w;
     let expect: Vec<f64> = x.iter().enumerate().map(|(i, v)| v * f64::from(s[i / p]) + f64::from(o[i / p])).collect();
-    let run = || -> Result<Vec<f32>> {
-        let (xb, ob) = (io.buf(&x)?, io.out(3 * p)?);
-        let d = kernels::affine::channel_affine(ctx, p, s, o, &xb, &ob)?;
+    let run = || -> Result<wgpu::Buffer> {
+        let (xb, ob) = (io.framed(&x, 3, frame)?, io.framed_out(3, frame)?);
+        let d = kernels::affine::channel_affine(ctx, frame, s, o, &xb, &ob)?;
         ctx.run(&[&d])?;
-        io.read(&ob, 3 * p)
+        Ok(ob)
     };
-    compare("channel_affine", &run().map_err(gpu_err)?, &expect, RTOL)
+    let ob = run().map_err(gpu_err)?;
+    compare("channel_affine", &io.read_framed(&ob, 3, frame, "channel_affine")?, &expect, RTOL)
+}
+
+/// frame_clear on a buffer whose every element holds a value: afterwards the frame is zero and every data pixel
+/// is untouched.
+pub fn frame_clear(ctx: &GpuContext, c: usize, h: usize, w: usize, seed: u64) -> Check {
+    let frame = Frame::new(h, w);
+    let mut g = rng(seed);
+    let dirty = to_f32(&random(&mut g, frame.buffer_floats(c), 1.0));
+    let run = || -> Result<Vec<f32>> {
+        let b = ctx.buffer_from("dirty", &dirty)?;
+        let d = kernels::frame::clear_frame(ctx, c, frame, &b)?;
+        ctx.run(&[&d])?;
+        ctx.read_all(&b)
+    };
+    let got = run().map_err(gpu_err)?;
+    for (i, (&v, &before)) in got.iter().zip(&dirty).enumerate().take(Frame::HEAD + c * frame.plane()).skip(Frame::HEAD)
+    {
+        let want = if frame.is_data(i) { before } else { 0.0 };
+        if v.to_bits() != want.to_bits() {
+            return Err(format!("frame_clear {c}x{h}x{w}: index {i} is {v}, expected {want}"));
+        }
+    }
+    Ok(0.0)
 }
 
 /// VGG16-shaped weights with He-scaled uniform values, seeded (tests, selftest, benchmarks).
@@ -516,11 +593,14 @@ fn case(kernel: &'static str, name: String, run: impl Fn(&GpuContext) -> Check +
     Case { kernel, name, run: Box::new(run) }
 }
 
-/// Every kernel check at this scale: the one list `neural-style selftest` and `tests/kernels.rs` run.
+/// Every kernel check at this scale, every variant of each kernel included: the one list
+/// `neural-style selftest` and `tests/kernels.rs` run.
 pub fn cases(scale: Scale) -> Vec<Case> {
     let full = scale == Scale::Full;
     let conv = |(cin, cout, height, width): (usize, usize, usize, usize)| ConvShape { cin, cout, height, width };
     let mut v = Vec::new();
+    // (cin, cout, h, w): odd, prime and realistic; a 3-channel side for conv1_1 both ways; more channels than
+    // one CPU block (8) and than one tile (64), and not a multiple of either.
     let conv_shapes: Vec<(usize, usize, usize, usize)> = if full {
         vec![
             (3, 64, 33, 31),
@@ -530,33 +610,46 @@ pub fn cases(scale: Scale) -> Vec<Case> {
             (512, 512, 3, 5),
             (64, 3, 16, 16),
             (4, 130, 19, 23),
+            (16, 20, 1, 1),
         ]
     } else {
         vec![(3, 64, 17, 13), (64, 128, 9, 7), (512, 512, 3, 5)]
     };
     for (i, &s) in conv_shapes.iter().enumerate() {
         let s = conv(s);
-        for relu in if full { vec![true, false] } else { vec![true] } {
-            let name = format!("conv3x3 {}->{} {}x{} relu={relu}", s.cin, s.cout, s.height, s.width);
-            v.push(case("conv3x3", name, move |ctx| conv3x3(ctx, s, relu, 100 + i as u64)));
+        for variant in kernels::conv::forward_variant_list() {
+            for relu in if full { vec![true, false] } else { vec![true] } {
+                let name = format!("conv3x3 ({variant:?}) {}->{} {}x{} relu={relu}", s.cin, s.cout, s.height, s.width);
+                v.push(case("conv3x3", name, move |ctx| conv3x3(ctx, s, relu, variant, 100 + i as u64)));
+            }
         }
     }
     let bwd_shapes: Vec<(usize, usize, usize, usize)> =
         if full { conv_shapes.clone() } else { vec![(3, 64, 16, 16), (128, 64, 7, 9)] };
     for (i, &s) in bwd_shapes.iter().enumerate() {
         let s = conv(s);
-        let name = format!("conv3x3_backward_data {}->{} {}x{}", s.cin, s.cout, s.height, s.width);
-        v.push(case("conv3x3_backward_data", name, move |ctx| conv3x3_backward_data(ctx, s, false, 200 + i as u64)));
+        for variant in kernels::conv::backward_variant_list(s.cin) {
+            let name = format!("conv3x3_backward_data ({variant:?}) {}->{} {}x{}", s.cin, s.cout, s.height, s.width);
+            v.push(case("conv3x3_backward_data", name, move |ctx| {
+                conv3x3_backward_data(ctx, s, variant, false, 200 + i as u64)
+            }));
+        }
     }
-    // Central finite differences of L(x) = Σ r · relu(conv(x)), also for a 3-channel result (the narrow kernel,
-    // as for conv1_1's image gradient).
+    // Central finite differences of L(x) = Σ r · relu(conv(x)), also for a 3-channel result (conv1_1's image
+    // gradient).
     let fd_shapes: Vec<(usize, usize, usize, usize)> =
         if full { vec![(5, 6, 7, 9), (3, 70, 9, 7)] } else { vec![(5, 6, 7, 9)] };
     for (i, &s) in fd_shapes.iter().enumerate() {
         let s = conv(s);
-        let name =
-            format!("conv3x3_backward_data {}->{} {}x{} vs finite differences", s.cin, s.cout, s.height, s.width);
-        v.push(case("conv3x3_backward_data", name, move |ctx| conv3x3_backward_data(ctx, s, true, 300 + i as u64)));
+        for variant in kernels::conv::backward_variant_list(s.cin) {
+            let name = format!(
+                "conv3x3_backward_data ({variant:?}) {}->{} {}x{} vs finite differences",
+                s.cin, s.cout, s.height, s.width
+            );
+            v.push(case("conv3x3_backward_data", name, move |ctx| {
+                conv3x3_backward_data(ctx, s, variant, true, 300 + i as u64)
+            }));
+        }
     }
     let pool_shapes: Vec<(usize, usize, usize)> = if full {
         vec![(3, 33, 31), (64, 17, 9), (1, 7, 13), (128, 16, 16), (512, 5, 3)]
@@ -572,15 +665,25 @@ pub fn cases(scale: Scale) -> Vec<Case> {
         let name = format!("avgpool2x2 (+backward) {channels}x{height}x{width}");
         v.push(case("avgpool2x2", name, move |ctx| pool(ctx, s, true, false, 500 + i as u64)));
     }
-    let gram_shapes: Vec<(usize, usize)> = if full {
-        vec![(3, 33 * 31), (64, 17 * 9), (1, 7 * 13), (128, 4099), (512, 7 * 13), (65, 300), (64, 40_000)]
+    let gram_shapes: Vec<(usize, usize, usize)> = if full {
+        vec![
+            (3, 33, 31),
+            (64, 17, 9),
+            (1, 7, 13),
+            (128, 4099, 1),
+            (512, 7, 13),
+            (65, 12, 25),
+            (64, 200, 200),
+            (17, 1, 1),
+        ]
     } else {
-        vec![(64, 17 * 9), (512, 7 * 13)]
+        vec![(64, 17, 9), (512, 7, 13)]
     };
-    for (i, &(c, n)) in gram_shapes.iter().enumerate() {
-        v.push(case("gram", format!("gram {c}x{n} (+rerun bit-identical)"), move |ctx| {
-            gram(ctx, c, n, 700 + i as u64)
-        }));
+    for (i, &(c, h, w)) in gram_shapes.iter().enumerate() {
+        for variant in [GramVariant::Tiled, GramVariant::Cpu] {
+            let name = format!("gram ({variant:?}) {c}x{h}x{w} (+rerun bit-identical)");
+            v.push(case("gram", name, move |ctx| gram(ctx, c, h, w, variant, 700 + i as u64)));
+        }
     }
     let sq: Vec<usize> = if full { vec![1, 255, 4097, 33 * 31 * 3, 100_003] } else { vec![4097] };
     for (i, &n) in sq.iter().enumerate() {
@@ -592,15 +695,28 @@ pub fn cases(scale: Scale) -> Vec<Case> {
     for (i, &n) in content.iter().enumerate() {
         v.push(case("content_grad", format!("content_grad n={n}"), move |ctx| content_grad(ctx, n, 900 + i as u64)));
     }
-    let style: Vec<(usize, usize)> =
-        if full { vec![(64, 17 * 9), (3, 7 * 13), (128, 5 * 7), (512, 3 * 2), (65, 31)] } else { vec![(64, 17 * 9)] };
-    for (i, &(c, n)) in style.iter().enumerate() {
-        v.push(case("style_grad", format!("style_grad {c}x{n}"), move |ctx| style_grad(ctx, c, n, 1000 + i as u64)));
+    let style: Vec<(usize, usize, usize)> = if full {
+        vec![(64, 17, 9), (3, 7, 13), (128, 5, 7), (512, 3, 2), (65, 31, 1), (9, 16, 16)]
+    } else {
+        vec![(64, 17, 9)]
+    };
+    for (i, &(c, h, w)) in style.iter().enumerate() {
+        for variant in [StyleGradVariant::Tiled, StyleGradVariant::Cpu] {
+            let name = format!("style_grad ({variant:?}) {c}x{h}x{w}");
+            v.push(case("style_grad", name, move |ctx| style_grad(ctx, c, h, w, variant, 1000 + i as u64)));
+        }
     }
     let tv_shapes: Vec<(usize, usize)> =
         if full { vec![(33, 31), (7, 13), (16, 16), (1, 5), (20, 17)] } else { vec![(17, 13)] };
     for (i, &(h, w)) in tv_shapes.iter().enumerate() {
         v.push(case("tv_loss_grad", format!("tv_loss_grad {h}x{w}"), move |ctx| tv(ctx, h, w, 1200 + i as u64)));
+    }
+    let clears: Vec<(usize, usize, usize)> =
+        if full { vec![(3, 5, 7), (64, 16, 16), (2, 13, 9), (1, 1, 1)] } else { vec![(3, 13, 9)] };
+    for (i, &(c, h, w)) in clears.iter().enumerate() {
+        v.push(case("frame_clear", format!("frame_clear {c}x{h}x{w}"), move |ctx| {
+            frame_clear(ctx, c, h, w, 1500 + i as u64)
+        }));
     }
     let n = if full { 3 * 33 * 31 } else { 999 };
     v.push(case("adam", format!("adam (3 steps) n={n}"), move |ctx| adam(ctx, n, 1300)));

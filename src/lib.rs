@@ -3,7 +3,8 @@
 //! Data flows one way: image → plan → kernels → losses → optimiser.
 //! - [`image_io`], [`planar`]: decoding, resizing and atomic writing of images; the planar float image.
 //! - [`vgg`]: the VGG16 architecture (layer names, shapes, size rules); [`weights`]: the weights file reader.
-//! - [`plan`]: the network's plan for one image size (steps, tensors, liveness, buffer reuse), pure.
+//! - [`plan`]: the network's plan for one image size (steps, tensors, liveness, buffer reuse), pure; [`frame`]:
+//!   how an image-shaped tensor lies in its buffer (a zero frame around each channel, so convs need no bounds checks).
 //! - [`network`]: the weights on the GPU and a plan made real (buffers, forward and backward dispatches).
 //! - [`kernels`]: one thin host wrapper per WGSL kernel in `kernels/`, the WGSL composition and the choice of
 //!   variant; [`gpu`]: the wgpu context (adapter choice, limits, typed errors, pipelines from WGSL source).
@@ -15,6 +16,7 @@
 pub mod bench;
 pub mod conformance;
 pub mod error;
+pub mod frame;
 pub mod gpu;
 pub mod image_io;
 pub mod kernels;
@@ -34,4 +36,4 @@ pub use neural_style_weights as weights;
 pub use error::{Error, Result};
 pub use losses::Losses;
 pub use planar::PlanarImage;
-pub use stylizer::{Init, Pooling, StyleOptions, Stylizer};
+pub use stylizer::{Init, Pooling, SetupStage, StyleOptions, Stylizer};

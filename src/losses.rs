@@ -8,7 +8,7 @@
 
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuContext};
-use crate::kernels;
+use crate::kernels::{self, loss::StyleGradVariant, AdapterFacts};
 use crate::network::{self, GpuNet, LossGradientSite, Network};
 use crate::plan::Shape;
 use crate::planar::PlanarImage;
@@ -53,21 +53,29 @@ impl LossSpec {
         content.chain(style).chain([LossKind::TotalVariation]).collect()
     }
 
-    /// The GPU buffers the terms allocate for an image with these layer shapes (`layers[l]` = relu l's shape),
-    /// as (what, floats): the same list [`LossTerms::new`] allocates from.
-    pub fn buffers(&self, layers: &[Shape], width: usize, height: usize) -> Vec<(&'static str, usize)> {
+    /// The GPU buffers the terms allocate for an image with these layer shapes (`layers[l]` = relu l's shape)
+    /// on an adapter with these facts, as (what, floats): the same list [`LossTerms::new`] allocates from.
+    pub fn buffers(
+        &self,
+        layers: &[Shape],
+        width: usize,
+        height: usize,
+        facts: &AdapterFacts,
+    ) -> Vec<(&'static str, usize)> {
+        let gram = kernels::gram::variant(facts);
         let mut partials = kernels::loss::tv_partials(height, width);
         let mut gram_scratch = 1;
         for &l in &self.content_layers {
-            partials = partials.max(kernels::loss::sq_diff_partials(layers[l].floats()));
+            partials = partials.max(kernels::loss::sq_diff_partials(layers[l].buffer_floats()));
         }
         for &l in &self.style_layers {
             let s = layers[l];
             partials = partials.max(kernels::loss::sq_diff_partials(s.channels * s.channels));
-            gram_scratch = gram_scratch.max(kernels::gram::partial_len(s.channels, s.height * s.width));
+            gram_scratch = gram_scratch.max(kernels::gram::partial_len(gram, s.channels, s.frame()));
         }
+        // Content targets are copies of framed feature maps (their frames zero like the features').
         let mut out: Vec<(&'static str, usize)> =
-            self.content_layers.iter().map(|&l| ("content target", layers[l].floats())).collect();
+            self.content_layers.iter().map(|&l| ("content target", layers[l].buffer_floats())).collect();
         for &l in &self.style_layers {
             let c = layers[l].channels;
             out.push(("style target", c * c));
@@ -99,6 +107,7 @@ impl Term {
 /// The loss terms of one problem on the GPU.
 pub struct LossTerms {
     spec: LossSpec,
+    style_grad_variant: StyleGradVariant,
     terms: Vec<Term>,
     /// Dispatches writing every term's scalar (needs the forward pass; the Grams are computed here too).
     pub scalars: Vec<Dispatch>,
@@ -122,10 +131,14 @@ impl LossTerms {
         spec: &LossSpec,
         content_x: &[f32],
         styles: &[(PlanarImage, f64)],
+        on_stage: &mut dyn FnMut(crate::stylizer::SetupStage),
     ) -> Result<Self> {
         let layers = &network.plan.layers;
         let (w, h) = (network.plan.spec.width, network.plan.spec.height);
-        let planned = spec.buffers(layers, w, h);
+        let facts = AdapterFacts::of(ctx);
+        let (gram_variant, style_grad_variant) =
+            (kernels::gram::variant(&facts), kernels::loss::style_grad_variant(&facts));
+        let planned = spec.buffers(layers, w, h, &facts);
         let bytes = planned.iter().map(|(_, f)| 4 * *f as u64).sum();
         let floats = |what: &str| planned.iter().find(|(n, _)| *n == what).map_or(1, |p| p.1);
 
@@ -133,6 +146,8 @@ impl LossTerms {
         let mut blended: Vec<Vec<f64>> = Vec::new();
         if !spec.style_layers.is_empty() {
             for (k, (image, weight)) in styles.iter().enumerate() {
+                let (width, height) = (image.width, image.height);
+                on_stage(crate::stylizer::SetupStage::StyleTargets { index: k, count: styles.len(), width, height });
                 let x = crate::vgg::subtract_mean(image);
                 let g = network::grams(ctx, net, &x, image.width, image.height, &spec.style_layers)?;
                 if k == 0 {
@@ -149,10 +164,11 @@ impl LossTerms {
         // Content targets: the content image's own features.
         let mut terms = Vec::new();
         if !spec.content_layers.is_empty() {
+            on_stage(crate::stylizer::SetupStage::ContentTargets);
             network.run_forward(ctx, content_x)?;
             let mut enc = ctx.device.create_command_encoder(&Default::default());
             for &l in &spec.content_layers {
-                let n = layers[l].floats();
+                let n = layers[l].buffer_floats();
                 let target = ctx.storage_buffer("content target", n)?;
                 enc.copy_buffer_to_buffer(network.relu(l), 0, &target, 0, (n * 4) as u64);
                 terms.push(Term::Content { layer: l, target });
@@ -178,15 +194,16 @@ impl LossTerms {
             let f = network.relu(t.layer());
             match t {
                 Term::Content { target, .. } => {
-                    let n = s.floats();
+                    // Over the whole framed buffers (the frames are zero in both); the mean is over C·H·W.
+                    let n = s.buffer_floats();
                     scalars.push(kernels::loss::sq_diff_sum(ctx, n, f, target, &partials)?);
-                    let scale = spec.content_weight / n as f64;
+                    let scale = spec.content_weight / s.floats() as f64;
                     let count = kernels::loss::sq_diff_partials(n);
                     scalars.push(kernels::loss::reduce_sum(ctx, count, slot, scale, &partials, &slots_buffer)?);
                 }
                 Term::Style { gram, target, .. } => {
                     let c = s.channels;
-                    scalars.extend(kernels::gram::gram(ctx, c, s.height * s.width, f, &gram_partials, gram)?);
+                    scalars.extend(kernels::gram::gram(ctx, gram_variant, c, s.frame(), f, &gram_partials, gram)?);
                     scalars.push(kernels::loss::sq_diff_sum(ctx, c * c, gram, target, &partials)?);
                     let scale = spec.style_weight / (c * c) as f64;
                     let count = kernels::loss::sq_diff_partials(c * c);
@@ -210,6 +227,7 @@ impl LossTerms {
         };
         Ok(Self {
             spec: spec.clone(),
+            style_grad_variant,
             terms,
             scalars,
             tv,
@@ -234,18 +252,18 @@ impl LossTerms {
         for t in self.terms.iter().filter(|t| t.layer() == site.layer) {
             match t {
                 Term::Content { target, .. } => {
-                    let n = s.floats();
-                    let scale = 2.0 * self.spec.content_weight / n as f64;
+                    let scale = 2.0 * self.spec.content_weight / s.floats() as f64;
+                    let n = s.buffer_floats();
                     out.push(kernels::loss::content_grad(ctx, n, scale, written, site.features, target, site.grad)?);
                 }
                 Term::Style { gram, target, .. } => {
                     let c = s.channels;
-                    let n = s.height * s.width;
-                    let scale = 4.0 * self.spec.style_weight / ((c * c) as f64 * (c * n) as f64);
+                    let scale = 4.0 * self.spec.style_weight / ((c * c) as f64 * s.floats() as f64);
                     out.push(kernels::loss::style_grad(
                         ctx,
+                        self.style_grad_variant,
                         c,
-                        n,
+                        s.frame(),
                         scale,
                         written,
                         gram,

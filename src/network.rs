@@ -3,18 +3,22 @@
 //! with the loss terms' gradients spliced in where the plan says.
 
 use crate::error::{Error, Result};
+use crate::frame::Frame;
 use crate::gpu::{Dispatch, GpuContext};
-use crate::kernels::{self, conv::ConvShape, pool::PoolShape, AdapterFacts};
+use crate::kernels::conv::{ConvShape, ConvVariant};
+use crate::kernels::{self, pool::PoolShape, AdapterFacts};
 use crate::plan::{Plan, PlanSpec, Step, TensorId};
 use crate::vgg::{self, Pooling};
 use crate::weights::Vgg16Weights;
 
-/// One conv layer's weights on the GPU, in the layouts of the forward and backward-data kernels.
+/// One conv layer's weights on the GPU, in the layouts of the forward and backward-data kernels chosen for
+/// this adapter (the choice depends on the channel counts and the adapter, not the image size).
 pub struct GpuConv {
     pub cin: usize,
     pub cout: usize,
+    pub forward_variant: ConvVariant,
     pub w_forward: wgpu::Buffer,
-    pub backward_variant: kernels::conv::BackwardVariant,
+    pub backward_variant: ConvVariant,
     pub w_backward: wgpu::Buffer,
     pub bias: wgpu::Buffer,
 }
@@ -35,19 +39,20 @@ impl GpuNet {
         let mut bytes = 0u64;
         for layer in &weights.layers {
             let (cin, cout) = (layer.cin, layer.cout);
-            // The backward kernel depends on the channel counts only, not the image size.
-            let variant = kernels::conv::backward_variant(ConvShape { cin, cout, height: 1, width: 1 }, &facts);
-            let wf = kernels::conv::forward_weights(&layer.weight, cin, cout);
-            let wb = kernels::conv::backward_weights_for(variant, &layer.weight, cin, cout);
+            let (fv, bv) = conv_variants(cin, cout, &facts);
+            let wf = kernels::conv::forward_weights(fv, &layer.weight, cin, cout);
+            let wb = kernels::conv::backward_weights(bv, &layer.weight, cin, cout);
+            let b = &layer.bias;
             convs.push(GpuConv {
                 cin,
                 cout,
+                forward_variant: fv,
                 w_forward: ctx.buffer_from(&format!("{} forward weights", layer.name), &wf)?,
-                backward_variant: variant,
+                backward_variant: bv,
                 w_backward: ctx.buffer_from(&format!("{} backward weights", layer.name), &wb)?,
-                bias: ctx.buffer_from(&format!("{} bias", layer.name), &layer.bias)?,
+                bias: ctx.buffer_from(&format!("{} bias", layer.name), b)?,
             });
-            bytes += 4 * (wf.len() + wb.len() + layer.bias.len()) as u64;
+            bytes += 4 * (wf.len() + wb.len() + b.len()) as u64;
         }
         let (scale, offset) = weights.convention.input_affine();
         let identity = scale == [1.0; 3] && offset == [0.0; 3];
@@ -71,17 +76,25 @@ impl GpuNet {
     }
 }
 
+/// The forward and backward-data kernels of a conv with these channel counts on this adapter.
+fn conv_variants(cin: usize, cout: usize, facts: &AdapterFacts) -> (ConvVariant, ConvVariant) {
+    // The choice depends on the channel counts, not on the image size.
+    let shape = ConvShape { cin, cout, height: 1, width: 1 };
+    (kernels::conv::forward_variant(shape, facts), kernels::conv::backward_variant(shape, facts))
+}
+
 /// Bytes the weights take on the GPU for an adapter with these facts (the same accounting as [`GpuNet::bytes`]).
 pub fn weight_bytes(convs: &[(usize, usize)], facts: &AdapterFacts) -> u64 {
     convs
         .iter()
         .map(|&(cin, cout)| {
-            let variant = kernels::conv::backward_variant(ConvShape { cin, cout, height: 1, width: 1 }, facts);
-            let backward = match variant {
-                kernels::conv::BackwardVariant::Tiled => cin * cout * 9,
-                kernels::conv::BackwardVariant::Narrow => cout * 9 * 4,
+            let (fv, bv) = conv_variants(cin, cout, facts);
+            let floats = |v: ConvVariant, outputs: usize, inputs: usize| match v {
+                ConvVariant::Tiled => inputs * outputs * 9,
+                ConvVariant::Narrow => inputs * 9 * 4,
+                ConvVariant::Cpu { channels } => outputs.div_ceil(channels) * channels * inputs * 9,
             };
-            4 * (cin * cout * 9 + backward + cout) as u64
+            4 * (floats(fv, cout, cin) + floats(bv, cin, cout) + cout) as u64
         })
         .sum()
 }
@@ -125,11 +138,12 @@ impl Network {
                 vgg::largest_fitting_side(w, h, limit)
             )));
         }
+        // Buffers start zeroed (wgpu guarantees it): the frames are zero and no kernel writes them.
         let buffers = plan
             .slots
             .iter()
             .enumerate()
-            .map(|(i, &floats)| ctx.storage_buffer(&format!("slot {i}"), floats))
+            .map(|(i, s)| ctx.storage_buffer(&format!("slot {i}"), s.floats))
             .collect::<Result<Vec<_>>>()?;
         let mut network = Self { plan, buffers, forward: Vec::new(), backward: Vec::new() };
         network.forward =
@@ -187,9 +201,19 @@ impl Network {
         self.plan.bytes()
     }
 
-    /// Uploads `x` (mean-subtracted, CHW) and runs the forward pass.
+    /// The image's frame.
+    pub fn image_frame(&self) -> Frame {
+        self.plan.shape(self.plan.image).frame()
+    }
+
+    /// Writes `x` (mean-subtracted, dense CHW) into the image buffer, framed.
+    pub fn upload_image(&self, ctx: &GpuContext, x: &[f32]) {
+        ctx.queue.write_buffer(self.image(), 0, bytemuck::cast_slice(&self.image_frame().frame(x, 3)));
+    }
+
+    /// Uploads `x` (mean-subtracted, dense CHW) and runs the forward pass.
     pub fn run_forward(&self, ctx: &GpuContext, x: &[f32]) -> Result<()> {
-        ctx.queue.write_buffer(self.image(), 0, bytemuck::cast_slice(x));
+        self.upload_image(ctx, x);
         let d: Vec<&Dispatch> = self.forward.iter().collect();
         ctx.run(&d)
     }
@@ -204,16 +228,16 @@ impl Network {
             let s = plan.layers[layer];
             PoolShape { channels: s.channels, height: s.height, width: s.width }
         };
-        let plane = plan.spec.width * plan.spec.height;
+        let image = plan.shape(plan.image).frame();
         match *step {
             Step::InputAffine { input, output } => {
                 let (scale, offset) = net.input_affine.expect("planned with the input affine map");
-                kernels::affine::channel_affine(ctx, plane, scale, offset, self.buffer(input), self.buffer(output))
+                kernels::affine::channel_affine(ctx, image, scale, offset, self.buffer(input), self.buffer(output))
             }
             Step::Conv { layer, input, output } => {
                 let c = &net.convs[layer];
                 let (i, o) = (self.buffer(input), self.buffer(output));
-                kernels::conv::conv3x3(ctx, conv_shape(layer), true, i, &c.w_forward, &c.bias, o)
+                kernels::conv::conv3x3(ctx, c.forward_variant, conv_shape(layer), true, i, &c.w_forward, &c.bias, o)
             }
             Step::Pool { layer, input, output } => {
                 let (i, o) = (self.buffer(input), self.buffer(output));
@@ -246,12 +270,16 @@ impl Network {
                 let (scale, _) = net.input_affine.expect("planned with the input affine map");
                 kernels::affine::channel_affine(
                     ctx,
-                    plane,
+                    image,
                     scale,
                     [0.0; 3],
                     self.buffer(grad_out),
                     self.buffer(grad_in),
                 )
+            }
+            Step::ClearFrame { tensor } => {
+                let s = plan.shape(tensor);
+                kernels::frame::clear_frame(ctx, s.channels, s.frame(), self.buffer(tensor))
             }
             Step::LossGradient { .. } => unreachable!("loss gradients come from the loss terms"),
         }
@@ -271,14 +299,15 @@ pub fn grams(
 ) -> Result<Vec<Vec<f32>>> {
     let network = Network::new(ctx, net, net.plan_spec(width, height, layers, false))?;
     network.run_forward(ctx, x)?;
+    let variant = kernels::gram::variant(&AdapterFacts::of(ctx));
     let mut out = Vec::new();
     for &l in layers {
         let s = network.plan.layers[l];
-        let (c, n) = (s.channels, s.height * s.width);
-        let partial = ctx.storage_buffer("gram partial", kernels::gram::partial_len(c, n))?;
+        let c = s.channels;
+        let partial = ctx.storage_buffer("gram partial", kernels::gram::partial_len(variant, c, s.frame()))?;
         let g = ctx.storage_buffer("gram", c * c)?;
-        let [a, b] = kernels::gram::gram(ctx, c, n, network.relu(l), &partial, &g)?;
-        ctx.run(&[&a, &b])?;
+        let d = kernels::gram::gram(ctx, variant, c, s.frame(), network.relu(l), &partial, &g)?;
+        ctx.run(&d.iter().collect::<Vec<_>>())?;
         out.push(ctx.read_all(&g)?);
     }
     Ok(out)

@@ -124,7 +124,7 @@ pub fn run(args: &SelftestArgs) -> crate::Result<Report> {
             }
         }
     } else {
-        let ctx = GpuContext::new(&GpuOptions { adapter: args.adapter.clone() })?;
+        let ctx = GpuContext::new(&GpuOptions { adapter: args.adapter.clone(), ..Default::default() })?;
         run_on(&ctx, &mut report);
     }
     Ok(report)

@@ -140,6 +140,29 @@ fn check_options(o: &StyleOptions) -> Result<()> {
     Ok(())
 }
 
+/// A stage of [`Stylizer::with_progress`]'s setup, reported as it starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetupStage {
+    /// Uploading the weights in the layouts of this adapter's kernels.
+    Weights,
+    /// The Gram matrices of style image `index` (of `count`), at its own size.
+    StyleTargets { index: usize, count: usize, width: usize, height: usize },
+    /// The features of the content image.
+    ContentTargets,
+}
+
+impl std::fmt::Display for SetupStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupStage::Weights => write!(f, "uploading the weights"),
+            SetupStage::StyleTargets { index, count, width, height } => {
+                write!(f, "style targets: style image {}/{count} ({width}x{height})", index + 1)
+            }
+            SetupStage::ContentTargets => write!(f, "content targets"),
+        }
+    }
+}
+
 /// Neural style transfer state for one content image: the network plan, the loss terms, the optimiser.
 pub struct Stylizer<'a> {
     ctx: &'a GpuContext,
@@ -164,6 +187,19 @@ impl<'a> Stylizer<'a> {
         styles: &[PlanarImage],
         opts: &StyleOptions,
     ) -> Result<Self> {
+        Self::with_progress(ctx, weights, content, styles, opts, &mut |_| {})
+    }
+
+    /// As [`Stylizer::new`], reporting each stage of the setup as it starts (the style targets run the network
+    /// once per style image, and on a CPU adapter the first use of each kernel compiles it: seconds).
+    pub fn with_progress(
+        ctx: &'a GpuContext,
+        weights: &Vgg16Weights,
+        content: &PlanarImage,
+        styles: &[PlanarImage],
+        opts: &StyleOptions,
+        on_stage: &mut dyn FnMut(SetupStage),
+    ) -> Result<Self> {
         check_options(opts)?;
         let (w, h) = (content.width, content.height);
         vgg::check_size(w, h)?;
@@ -176,18 +212,19 @@ impl<'a> Stylizer<'a> {
         } else {
             blend_weights(&opts.style_blend_weights, styles.len())?
         };
+        on_stage(SetupStage::Weights);
         let net = GpuNet::new(ctx, weights, opts.pooling)?;
         let mut network = Network::new(ctx, &net, net.plan_spec(w, h, &spec.taps(), true))?;
         let content_x = subtract_mean(content);
         let weighted: Vec<(PlanarImage, f64)> = styles.iter().cloned().zip(blend).collect();
-        let losses = LossTerms::new(ctx, &net, &network, &spec, &content_x, &weighted)?;
+        let losses = LossTerms::new(ctx, &net, &network, &spec, &content_x, &weighted, on_stage)?;
         let layers = network.plan.layers.clone();
         network.build_backward(ctx, &net, |site| losses.gradient_dispatches(ctx, &layers, site))?;
 
         let grad_x = network.grad_image().expect("planned with the backward pass");
-        // Never read before the backward writes it, but zero it so a bug shows as zeros rather than garbage.
-        ctx.queue.write_buffer(grad_x, 0, bytemuck::cast_slice(&vec![0.0f32; 3 * w * h]));
-        let adam = Adam::new(ctx, 3 * w * h, f64::from(opts.learning_rate), network.image(), grad_x)?;
+        // Adam runs over the whole framed buffer: the frame's gradient is zero, so its x stays zero.
+        let count = network.image_frame().buffer_floats(3);
+        let adam = Adam::new(ctx, count, f64::from(opts.learning_rate), network.image(), grad_x)?;
 
         // Initial image.
         let x0: Vec<f32> = match &opts.init {
@@ -203,9 +240,9 @@ impl<'a> Stylizer<'a> {
             }
             Init::Random => random_init(3 * w * h, opts.seed),
         };
-        ctx.queue.write_buffer(network.image(), 0, bytemuck::cast_slice(&x0));
+        network.upload_image(ctx, &x0);
         ctx.check()?;
-        let bytes = net.bytes + network.bytes() + losses.bytes() + 4 * Adam::buffer_floats(3 * w * h) as u64;
+        let bytes = net.bytes + network.bytes() + losses.bytes() + 4 * Adam::buffer_floats(count) as u64;
         let losses_staging = ctx.staging_buffer("losses readback", losses.slot_kinds().len());
         Ok(Self { ctx, net, network, losses, adam, losses_staging, in_flight: None, bytes })
     }
@@ -277,9 +314,9 @@ impl<'a> Stylizer<'a> {
         Ok(PlanarImage::new(w, h, data))
     }
 
-    /// The mean-subtracted variable x itself (CHW).
+    /// The mean-subtracted variable x itself (dense CHW).
     pub fn x(&self) -> Result<Vec<f32>> {
-        self.ctx.read_all(self.network.image())
+        Ok(self.network.image_frame().unframe(&self.ctx.read_all(self.network.image())?, 3))
     }
 
     /// The gradient of the total loss w.r.t. x at the current image (runs forward + backward, no update).
@@ -288,8 +325,8 @@ impl<'a> Stylizer<'a> {
         let all = n.forward.iter().chain(&self.losses.scalars).chain(&n.backward).chain(&self.losses.tv);
         self.ctx.submit_and_wait(self.ctx.encode(all).finish())?;
         self.in_flight = None;
-        let (w, h) = self.size();
-        self.ctx.read_f32(n.grad_image().expect("planned with the backward pass"), 0, 3 * w * h)
+        let framed = self.ctx.read_all(n.grad_image().expect("planned with the backward pass"))?;
+        Ok(n.image_frame().unframe(&framed, 3))
     }
 
     /// (width, height) of the optimised image.
@@ -371,13 +408,14 @@ pub fn memory_plan(
             bytes: plan.bytes(),
         },
     ];
-    for (what, floats) in spec.buffers(&plan.layers, width, height) {
+    for (what, floats) in spec.buffers(&plan.layers, width, height, facts) {
         match items.iter_mut().find(|i| i.what == what) {
             Some(i) => i.bytes += 4 * floats as u64,
             None => items.push(MemoryItem { what: what.into(), bytes: 4 * floats as u64 }),
         }
     }
-    items.push(MemoryItem { what: "Adam m + v".into(), bytes: 4 * Adam::buffer_floats(3 * width * height) as u64 });
+    let image = crate::frame::Frame::new(height, width).buffer_floats(3);
+    items.push(MemoryItem { what: "Adam m + v".into(), bytes: 4 * Adam::buffer_floats(image) as u64 });
     Ok(items)
 }
 

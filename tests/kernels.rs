@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use neural_style::conformance as check;
+use neural_style::frame::Frame;
 use neural_style::kernels::{self, pool::PoolShape};
 use neural_style::reference as r;
 
@@ -47,11 +48,11 @@ fn pool_backward_matches_finite_differences() {
     let x = random(&mut g, c * h * w, 1.0);
     let rr = random(&mut g, c * (h / 2) * (w / 2), 1.0);
     let s = PoolShape { channels: c, height: h, width: w };
-    let xb = ctx().buffer_from("x", &to_f32(&x)).unwrap();
-    let gyb = ctx().buffer_from("r", &to_f32(&rr)).unwrap();
+    let (fin, fout) = (Frame::new(h, w), Frame::new(h / 2, w / 2));
+    let xb = ctx().buffer_from("x", &fin.frame(&to_f32(&x), c)).unwrap();
+    let gyb = ctx().buffer_from("r", &fout.frame(&to_f32(&rr), c)).unwrap();
     for avg in [false, true] {
-        let gxb = ctx().storage_buffer("gx", c * h * w).unwrap();
-        ctx().poison(&gxb);
+        let gxb = ctx().buffer_from("gx", &fin.frame(&vec![f32::NAN; c * h * w], c)).unwrap();
         let d = if avg {
             kernels::pool::avgpool2x2_backward(ctx(), s, &xb, &gyb, &gxb).unwrap()
         } else {
@@ -72,7 +73,7 @@ fn pool_backward_matches_finite_differences() {
                 (loss(&p) - loss(&m)) / (2.0 * eps)
             })
             .collect();
-        let gpu = ctx().read_f32(&gxb, 0, c * h * w).unwrap();
+        let gpu = fin.unframe(&ctx().read_all(&gxb).unwrap(), c);
         assert_close(&format!("pool backward avg={avg} vs finite differences"), &gpu, &fd, 1e-4);
     }
 }
@@ -138,6 +139,11 @@ fn reference_tv_gradient_matches_finite_differences() {
 }
 
 #[test]
+fn frame_clear_zeroes_exactly_the_frame() {
+    all_cases("frame_clear");
+}
+
+#[test]
 fn adam_three_steps_match_torch_formula() {
     all_cases("adam");
 }
@@ -157,8 +163,20 @@ fn every_kernel_has_conformance_cases() {
         {
             continue;
         }
-        let family = name.trim_end_matches("_narrow");
+        // Variants are checked in their family's cases (the case names carry the variant).
+        let family = name.trim_end_matches("_narrow").trim_end_matches("_cpu");
+        let family = if family == "conv3x3" && name == "conv3x3_cpu" { "conv3x3" } else { family };
         assert!(cases.iter().any(|c| c.kernel == family), "no conformance case for {name}");
+        let variant = if name.ends_with("_narrow") {
+            Some("Narrow")
+        } else if name.ends_with("_cpu") {
+            Some("Cpu")
+        } else {
+            None
+        };
+        if let Some(v) = variant {
+            assert!(cases.iter().any(|c| c.kernel == family && c.name.contains(v)), "no conformance case for {name}");
+        }
     }
 }
 
@@ -172,7 +190,15 @@ fn a_wrong_kernel_fails_the_comparison() {
 
 #[test]
 fn every_kernel_compiles_on_this_adapter() {
-    for name in kernels::names() {
+    for name in kernels::names().filter(|n| !n.ends_with("_cpu")) {
         ctx().pipeline(&kernels::shader(name), &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // The templates, at every rendering the variant choices use.
+    let mut templates = kernels::conv::cpu_renderings();
+    templates.push(kernels::gram::cpu_shader());
+    templates.push(kernels::loss::style_grad_cpu_shader(64));
+    templates.push(kernels::loss::style_grad_cpu_shader(65));
+    for shader in templates {
+        ctx().pipeline(&shader, &[]).unwrap_or_else(|e| panic!("{}: {e}", shader.name));
     }
 }

@@ -1,10 +1,13 @@
 // The operands of a 3x3 convolution (stride 1, zero padding 1) as an implicit GEMM, for gemm_tiled.wgsl:
 //   A[k, m] = weights[k * cout + m]             weights pre-transposed at load to K x Cout, k = ci*9 + tap
-//   B[k, n] = im2col(input)[k, n]               = input[ci, y + ky - 1, x + kx - 1] for pixel n = (y, x), 0 outside
-// Tensors are CHW (batch 1): a channel's pixels are contiguous, so one GEMM column (a pixel) is read with unit
-// stride across invocations. The kernel file declares `params` (cin, cout, height, width, pixel_tiles), `input`
-// and `weights`; the forward conv and the backward-data conv (the same convolution with flipped, transposed
-// weights, from Cout to Cin channels) both use these loaders.
+//   B[k, n] = im2col(input)[k, n]               = input[ci, y + ky - 1, x + kx - 1] for pixel n = (y, x)
+// Tensors are framed CHW (src/frame.rs): the zero frame around each channel supplies the padding, so no tap is
+// bounds-checked, and consecutive pixels of a row are read with unit stride across invocations. The kernel file
+// declares `params` (cin, cout, height, width, stride, plane, pixel_tiles), `input` and `weights`; the forward
+// conv and the backward-data conv (the same convolution with flipped, transposed weights, from Cout to Cin
+// channels) both use these loaders.
+
+const HEAD: u32 = 4u; // zero floats before channel 0's frame (src/frame.rs, Frame::HEAD)
 
 const LOADS_ALONG_K: bool = false;
 
@@ -30,27 +33,28 @@ fn load_a(col: AColumn, k: u32) -> f32 {
 }
 
 struct BColumn {
-    n: u32,
-    y: i32,
-    x: i32,
+    valid: bool,
+    // Index of the pixel's top-left tap (row y - 1, column x - 1) in channel 0's frame.
+    corner: u32,
 }
 
 fn b_column(n: u32) -> BColumn {
-    return BColumn(n, i32(n / params.width), i32(n % params.width));
+    let y = n / params.width;
+    let x = n % params.width;
+    // Frame row y is the data row above pixel row y; the column left of x = 0 is the previous row's padding.
+    return BColumn(n < params.height * params.width, HEAD + y * params.stride + x - 1u);
 }
 
 fn load_b(col: BColumn, k: u32) -> f32 {
-    let height = params.height;
-    let width = params.width;
-    if (col.n >= height * width) {
+    if (!col.valid) {
         return 0.0;
     }
     let ci = k / 9u;
     let tap = k - ci * 9u;
-    let iy = col.y + i32(tap / 3u) - 1;
-    let ix = col.x + i32(tap % 3u) - 1;
-    if (iy >= 0 && iy < i32(height) && ix >= 0 && ix < i32(width)) {
-        return input[ci * height * width + u32(iy) * width + u32(ix)];
-    }
-    return 0.0;
+    return input[ci * params.plane + col.corner + (tap / 3u) * params.stride + tap % 3u];
+}
+
+// Index of pixel n's output in channel m's frame.
+fn frame_index(m: u32, n: u32) -> u32 {
+    return HEAD + m * params.plane + (n / params.width + 1u) * params.stride + n % params.width;
 }

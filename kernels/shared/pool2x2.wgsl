@@ -7,6 +7,10 @@ struct Params {
     width: u32,
     out_height: u32,
     out_width: u32,
+    stride: u32, // the input's frame (src/frame.rs)
+    plane: u32,
+    out_stride: u32, // the output's frame
+    out_plane: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -14,29 +18,38 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 
+const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
+
+// Both tensors are framed CHW; the kernels run one invocation per data element (dense numbering) and index
+// the frames with these helpers, so the frames' zeros are never written.
+
 // Index in the input of the top-left element of output (c, oy, ox)'s window.
 fn window_base(c: u32, oy: u32, ox: u32) -> u32 {
-    return c * params.height * params.width + (2u * oy) * params.width + 2u * ox;
+    return input_index(c, 2u * oy, 2u * ox);
 }
 
-// (channel, output row, output column) of output element idx.
+fn input_index(c: u32, y: u32, x: u32) -> u32 {
+    return HEAD + c * params.plane + (y + 1u) * params.stride + x;
+}
+
+fn output_index(c: u32, oy: u32, ox: u32) -> u32 {
+    return HEAD + c * params.out_plane + (oy + 1u) * params.out_stride + ox;
+}
+
+// (channel, output row, output column) of output element idx (dense numbering).
 fn output_position(idx: u32) -> vec3<u32> {
     let out_plane = params.out_height * params.out_width;
     let r = idx % out_plane;
     return vec3<u32>(idx / out_plane, r / params.out_width, r % params.out_width);
 }
 
-// (channel, window row, window column) of input element idx; the window may lie in a dropped row/column.
-fn input_window(idx: u32) -> vec3<u32> {
+// (channel, row, column) of input element idx (dense numbering).
+fn input_position(idx: u32) -> vec3<u32> {
     let plane = params.height * params.width;
     let r = idx % plane;
-    return vec3<u32>(idx / plane, (r / params.width) / 2u, (r % params.width) / 2u);
+    return vec3<u32>(idx / plane, r / params.width, r % params.width);
 }
 
 fn window_exists(oy: u32, ox: u32) -> bool {
     return oy < params.out_height && ox < params.out_width;
-}
-
-fn output_index(c: u32, oy: u32, ox: u32) -> u32 {
-    return c * params.out_height * params.out_width + oy * params.out_width + ox;
 }

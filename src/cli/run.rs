@@ -280,7 +280,7 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
     };
 
     // 3. GPU.
-    let ctx = GpuContext::new(&GpuOptions { adapter: a.adapter.clone() })?;
+    let ctx = GpuContext::new(&GpuOptions { adapter: a.adapter.clone(), ..Default::default() })?;
     let mut stylizer = Stylizer::new(&ctx, &weights, &content, &styles, &opts)?;
     drop(weights);
     let (w, h) = stylizer.size();

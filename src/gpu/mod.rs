@@ -22,6 +22,22 @@ use crate::error::{Error, Result};
 pub struct GpuOptions {
     /// Substring of the adapter name; `None` → `$NEURAL_STYLE_ADAPTER` → fastest kind.
     pub adapter: Option<String>,
+    /// Choose kernel variants as for this kind of device instead of the adapter's own (tests and benchmarks
+    /// run the GPU kernels on lavapipe, or the CPU-shaped ones on a GPU). `None` → `$NEURAL_STYLE_KERNELS`
+    /// (`cpu` or `gpu`) → the adapter's device type.
+    pub kernels_for: Option<wgpu::DeviceType>,
+}
+
+/// Environment variable forcing the kernel family: `cpu` or `gpu`.
+pub const KERNELS_ENV: &str = "NEURAL_STYLE_KERNELS";
+
+/// The device type `$NEURAL_STYLE_KERNELS` asks kernels to be chosen for, if set to `cpu` or `gpu`.
+pub fn kernels_for_env() -> Option<wgpu::DeviceType> {
+    match std::env::var(KERNELS_ENV).ok()?.to_ascii_lowercase().as_str() {
+        "cpu" => Some(wgpu::DeviceType::Cpu),
+        "gpu" => Some(wgpu::DeviceType::DiscreteGpu),
+        _ => None,
+    }
 }
 
 /// The device, its queue, and everything derived from the adapter.
@@ -31,6 +47,8 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     pub features: wgpu::Features,
     pub limits: wgpu::Limits,
+    /// The device type kernel variants are chosen for ([`GpuOptions::kernels_for`]; normally the adapter's).
+    pub kernels_for: wgpu::DeviceType,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     /// Errors no scope caught (validation, OOM inside a submit); checked after each wait.
     uncaptured: Arc<Mutex<Option<wgpu::Error>>>,
@@ -60,7 +78,11 @@ impl GpuContext {
                 Error::NoAdapter(why)
             }
         })?;
-        Self::from_adapter(adapters.into_iter().nth(idx).expect("index from pick_adapter"))
+        let mut ctx = Self::from_adapter(adapters.into_iter().nth(idx).expect("index from pick_adapter"))?;
+        if let Some(t) = opts.kernels_for.or_else(kernels_for_env) {
+            ctx.kernels_for = t;
+        }
+        Ok(ctx)
     }
 
     /// Opens a device on this adapter with its real limits and the optional features we use.
@@ -98,7 +120,18 @@ impl GpuContext {
             }
         });
         let limits = device.limits();
-        Ok(Self { device, queue, info, features, limits, pipelines: Mutex::new(HashMap::new()), uncaptured, lost })
+        let kernels_for = kernels_for_env().unwrap_or(info.device_type);
+        Ok(Self {
+            device,
+            queue,
+            info,
+            features,
+            limits,
+            kernels_for,
+            pipelines: Mutex::new(HashMap::new()),
+            uncaptured,
+            lost,
+        })
     }
 
     pub fn adapter_name(&self) -> &str {

@@ -1,34 +1,41 @@
-//! Host wrapper of `channel_affine.wgsl`: `out[c] = in[c] * scale[c] + offset[c]` on a 3-channel image.
+//! Host wrapper of `channel_affine.wgsl`: `out[c] = in[c] * scale[c] + offset[c]` on a 3-channel framed image
+//! (only its data pixels: the frame stays zero).
 
 use bytemuck::{Pod, Zeroable};
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
+use crate::frame::Frame;
 use crate::gpu::GpuContext;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct AffineParams {
+    height: u32,
+    width: u32,
+    stride: u32,
     plane: u32,
-    _pad: [u32; 3],
     scale: [f32; 4],
     offset: [f32; 4],
 }
 
 pub fn channel_affine(
     ctx: &GpuContext,
-    plane: usize,
+    frame: Frame,
     scale: [f32; 3],
     offset: [f32; 3],
     input: &wgpu::Buffer,
     output: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let p = AffineParams {
-        plane: plane as u32,
-        _pad: [0; 3],
+        height: frame.height as u32,
+        width: frame.width as u32,
+        stride: frame.stride as u32,
+        plane: frame.plane() as u32,
         scale: [scale[0], scale[1], scale[2], 0.0],
         offset: [offset[0], offset[1], offset[2], 0.0],
     };
-    Dispatch::new(ctx, &shader("channel_affine"), &p, &[input, output], elementwise_grid(3 * plane, max_dim(ctx)))
+    let groups = elementwise_grid(3 * frame.height * frame.width, max_dim(ctx));
+    Dispatch::new(ctx, &shader("channel_affine"), &p, &[input, output], groups)
 }

@@ -1,49 +1,23 @@
-//! Host wrappers of `conv3x3.wgsl` (forward + bias + ReLU) and `conv3x3_backward_data.wgsl`, and the one-time
-//! weight transforms they expect.
+//! Host wrappers of the 3x3 convolutions — forward (+ bias + ReLU) and backward-data (the input ReLU's mask
+//! fused) — their variants, the choice between them, and the one-time weight layouts each variant reads.
+//!
+//! | variant | WGSL | for |
+//! |---|---|---|
+//! | [`ConvVariant::Tiled`] | `conv3x3.wgsl`, `conv3x3_backward_data.wgsl` on `shared/gemm_tiled.wgsl` | GPUs |
+//! | [`ConvVariant::Narrow`] | `conv3x3_backward_data_narrow.wgsl` | GPUs, backward-data with ≤ 4 result channels |
+//! | [`ConvVariant::Cpu`] | `conv3x3_cpu.wgsl` (template) | CPU adapters (lavapipe): no workgroup memory |
+//!
+//! All read and write framed CHW tensors ([`crate::frame`]).
 
 use bytemuck::{Pod, Zeroable};
 
 use super::grid::{gemm_grid, grid_2d, ELEMENTWISE_GROUP};
-use super::{max_dim, shader, AdapterFacts, Dispatch};
+use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::Result;
+use crate::frame::Frame;
 use crate::gpu::GpuContext;
 
-/// Which kernel computes a conv's backward-data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackwardVariant {
-    /// `conv3x3_backward_data.wgsl`: the 64x64 tiled implicit GEMM.
-    Tiled,
-    /// `conv3x3_backward_data_narrow.wgsl`: one thread per pixel, all (≤ 4) result channels in a vec4.
-    Narrow,
-}
-
-/// Most result channels the narrow backward-data kernel handles (one vec4).
-pub const NARROW_MAX_CHANNELS: usize = 4;
-
-/// The backward-data kernel for a conv of `shape` (its result has `shape.cin` channels) on this adapter. The
-/// tiled GEMM pads rows to 64, so for conv1_1's 3-channel image gradient it would do 21x the useful work; the
-/// narrow kernel does none of that.
-pub fn backward_variant(shape: ConvShape, _adapter: &AdapterFacts) -> BackwardVariant {
-    if shape.cin <= NARROW_MAX_CHANNELS {
-        BackwardVariant::Narrow
-    } else {
-        BackwardVariant::Tiled
-    }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ConvParams {
-    cin: u32,
-    cout: u32,
-    height: u32,
-    width: u32,
-    pixel_tiles: u32,
-    relu: u32,
-    _pad: [u32; 2],
-}
-
-/// Shape of one 3x3 convolution on a CHW image.
+/// Shape of one 3x3 convolution on a CHW image (`cin` channels in, `cout` out).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
     pub cin: usize,
@@ -57,61 +31,223 @@ impl ConvShape {
     pub fn macs(&self) -> usize {
         self.cin * self.cout * 9 * self.height * self.width
     }
+
+    pub fn frame(&self) -> Frame {
+        Frame::new(self.height, self.width)
+    }
 }
 
-/// OIHW `[cout][cin][3][3]` → the forward kernel's `[cin*9][cout]`.
-pub fn forward_weights(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+/// Which kernel computes a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvVariant {
+    /// The 64x64 workgroup-tiled implicit GEMM (GPUs).
+    Tiled,
+    /// Backward-data only: one invocation per pixel, all (≤ 4) result channels in a vec4 (GPUs; conv1_1's image
+    /// gradient, where the tiled GEMM would pad 3 rows to 64).
+    Narrow,
+    /// The CPU-adapter kernel: `channels` output channels x [`cpu_rows`] rows x 8 pixels per invocation.
+    Cpu { channels: usize },
+}
+
+/// Most result channels the narrow backward-data kernel handles (one vec4).
+pub const NARROW_MAX_CHANNELS: usize = 4;
+/// Most rows per invocation of the CPU kernel: the frames' rows are padded to a multiple of it ([`Frame`]).
+pub const CPU_MAX_ROWS: usize = 4;
+/// Invocations per workgroup of the CPU kernel.
+pub const CPU_WORKGROUP: usize = 16;
+
+/// The CPU kernel's output channels per invocation for a result of `channels` channels: 8 (measured best on
+/// lavapipe, see docs/PERFORMANCE.md), 4 for a 3-channel result (conv1_1's image gradient) rather than waste 5.
+fn cpu_channels(channels: usize) -> usize {
+    if channels <= 4 {
+        4
+    } else {
+        8
+    }
+}
+
+/// Every forward kernel (benchmarks time them side by side).
+pub fn forward_variant_list() -> Vec<ConvVariant> {
+    vec![ConvVariant::Tiled, ConvVariant::Cpu { channels: 8 }, ConvVariant::Cpu { channels: 4 }]
+}
+
+/// Every backward-data kernel for a result of `channels` channels.
+pub fn backward_variant_list(channels: usize) -> Vec<ConvVariant> {
+    let mut v = forward_variant_list();
+    if channels <= NARROW_MAX_CHANNELS {
+        v.push(ConvVariant::Narrow);
+    }
+    v
+}
+
+/// Rows per invocation of the CPU kernel for an image `height` rows high: 4 (each loaded input row then
+/// serves up to 3 output rows), fewer only where a 4-row band would be mostly past the image.
+pub fn cpu_rows(height: usize) -> usize {
+    if height >= 4 {
+        4
+    } else {
+        height.next_power_of_two()
+    }
+}
+
+/// The forward kernel for a conv of `shape` on this adapter.
+pub fn forward_variant(shape: ConvShape, adapter: &AdapterFacts) -> ConvVariant {
+    if adapter.is_cpu() {
+        ConvVariant::Cpu { channels: cpu_channels(shape.cout) }
+    } else {
+        ConvVariant::Tiled
+    }
+}
+
+/// The backward-data kernel for a conv of `shape` (its result has `shape.cin` channels) on this adapter.
+pub fn backward_variant(shape: ConvShape, adapter: &AdapterFacts) -> ConvVariant {
+    if adapter.is_cpu() {
+        ConvVariant::Cpu { channels: cpu_channels(shape.cin) }
+    } else if shape.cin <= NARROW_MAX_CHANNELS {
+        ConvVariant::Narrow
+    } else {
+        ConvVariant::Tiled
+    }
+}
+
+/// OIHW `[cout][cin][3][3]` → what `variant`'s forward kernel reads: `[cin*9][cout]` (tiled) or, for the CPU
+/// kernel, blocks of its channel count `[ceil(cout/MR)][cin][9][MR]` (zero-padded).
+pub fn forward_weights(variant: ConvVariant, w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
     assert_eq!(w_oihw.len(), cout * cin * 9);
-    let mut out = vec![0.0; w_oihw.len()];
-    for co in 0..cout {
-        for k in 0..cin * 9 {
-            out[k * cout + co] = w_oihw[co * cin * 9 + k];
-        }
-    }
-    out
-}
-
-/// OIHW → the backward-data kernel's `[cout*9][cin]` with taps flipped (tap → 8 − tap): the transposed
-/// convolution as a plain 3x3 convolution from Cout to Cin channels.
-pub fn backward_weights(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
-    assert_eq!(w_oihw.len(), cout * cin * 9);
-    let mut out = vec![0.0; w_oihw.len()];
-    for co in 0..cout {
-        for ci in 0..cin {
-            for tap in 0..9 {
-                out[(co * 9 + (8 - tap)) * cin + ci] = w_oihw[(co * cin + ci) * 9 + tap];
-            }
-        }
-    }
-    out
-}
-
-/// OIHW → the narrow backward-data kernel's `[cout*9]` of 4 floats (result channels, zero padded), taps
-/// flipped as in [`backward_weights`]. Only for `cin` ≤ 4.
-pub fn backward_weights_narrow(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
-    assert!(cin <= NARROW_MAX_CHANNELS);
-    let mut out = vec![0.0; cout * 9 * 4];
-    for co in 0..cout {
-        for ci in 0..cin {
-            for tap in 0..9 {
-                out[(co * 9 + (8 - tap)) * 4 + ci] = w_oihw[(co * cin + ci) * 9 + tap];
-            }
-        }
-    }
-    out
-}
-
-/// The backward-data weights in the layout of `variant`.
-pub fn backward_weights_for(variant: BackwardVariant, w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
     match variant {
-        BackwardVariant::Tiled => backward_weights(w_oihw, cin, cout),
-        BackwardVariant::Narrow => backward_weights_narrow(w_oihw, cin, cout),
+        ConvVariant::Tiled => {
+            let mut out = vec![0.0; w_oihw.len()];
+            for co in 0..cout {
+                for k in 0..cin * 9 {
+                    out[k * cout + co] = w_oihw[co * cin * 9 + k];
+                }
+            }
+            out
+        }
+        ConvVariant::Cpu { channels } => {
+            cpu_blocks(channels, cin, cout, |co, ci, tap| w_oihw[(co * cin + ci) * 9 + tap])
+        }
+        ConvVariant::Narrow => panic!("the narrow kernel is backward-data only"),
     }
 }
 
-/// `output = relu?(conv3x3(input, weights) + bias)`. `weights` in [`forward_weights`] layout.
+/// OIHW → what `variant`'s backward-data kernel reads: the transposed convolution as a plain 3x3 convolution
+/// from Cout to Cin channels, taps flipped (tap → 8 − tap). Tiled: `[cout*9][cin]`; narrow: `[cout*9]` vec4s of
+/// the (≤ 4, zero-padded) result channels; CPU: `[ceil(cin/MR)][cout][9][MR]`.
+pub fn backward_weights(variant: ConvVariant, w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    assert_eq!(w_oihw.len(), cout * cin * 9);
+    let flipped = |co: usize, ci: usize, tap: usize| w_oihw[(co * cin + ci) * 9 + (8 - tap)];
+    match variant {
+        ConvVariant::Tiled => {
+            let mut out = vec![0.0; w_oihw.len()];
+            for co in 0..cout {
+                for ci in 0..cin {
+                    for tap in 0..9 {
+                        out[(co * 9 + tap) * cin + ci] = flipped(co, ci, tap);
+                    }
+                }
+            }
+            out
+        }
+        ConvVariant::Narrow => {
+            assert!(cin <= NARROW_MAX_CHANNELS, "the narrow kernel computes at most 4 channels");
+            let mut out = vec![0.0; cout * 9 * 4];
+            for co in 0..cout {
+                for ci in 0..cin {
+                    for tap in 0..9 {
+                        out[(co * 9 + tap) * 4 + ci] = flipped(co, ci, tap);
+                    }
+                }
+            }
+            out
+        }
+        // Output channel m of the backward conv is the forward's input channel; its input is the forward's output.
+        ConvVariant::Cpu { channels } => cpu_blocks(channels, cout, cin, |o, i, tap| flipped(i, o, tap)),
+    }
+}
+
+/// `[ceil(outputs/mr)][inputs][9][mr]` with `w(output, input, tap)`, zero past the last output.
+fn cpu_blocks(mr: usize, inputs: usize, outputs: usize, w: impl Fn(usize, usize, usize) -> f32) -> Vec<f32> {
+    let blocks = outputs.div_ceil(mr);
+    let mut out = vec![0.0; blocks * inputs * 9 * mr];
+    for o in 0..outputs {
+        for i in 0..inputs {
+            for tap in 0..9 {
+                out[((o / mr * inputs + i) * 9 + tap) * mr + o % mr] = w(o, i, tap);
+            }
+        }
+    }
+    out
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct TiledParams {
+    cin: u32,
+    cout: u32,
+    height: u32,
+    width: u32,
+    stride: u32,
+    plane: u32,
+    groups: u32, // pixel tiles (tiled) or pixel groups (narrow)
+    epilogue: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct CpuParams {
+    cin: u32,
+    cout: u32,
+    height: u32,
+    width: u32,
+    stride: u32,
+    plane: u32,
+    chunks_per_row: u32,
+    chunks: u32,
+    epilogue: u32,
+    _pad: [u32; 3],
+}
+
+/// The CPU kernel's dispatch over a conv reading `inputs` channels and writing `outputs` at this frame.
+#[allow(clippy::too_many_arguments)]
+fn cpu_dispatch(
+    ctx: &GpuContext,
+    channels: usize,
+    backward: bool,
+    inputs: usize,
+    outputs: usize,
+    frame: Frame,
+    epilogue: bool,
+    buffers: &[&wgpu::Buffer],
+) -> Result<Dispatch> {
+    let rows = cpu_rows(frame.height);
+    let chunks_per_row = frame.width.div_ceil(8);
+    let chunks = chunks_per_row * frame.height.div_ceil(rows);
+    let shader = cpu_shader(channels, rows, backward);
+    let p = CpuParams {
+        cin: inputs as u32,
+        cout: outputs as u32,
+        height: frame.height as u32,
+        width: frame.width as u32,
+        stride: frame.stride as u32,
+        plane: frame.plane() as u32,
+        chunks_per_row: chunks_per_row as u32,
+        chunks: chunks as u32,
+        epilogue: epilogue as u32,
+        _pad: [0; 3],
+    };
+    // One invocation per (channel block, pixel chunk).
+    let invocations = chunks * outputs.div_ceil(channels);
+    let (x, y) = grid_2d(invocations.div_ceil(CPU_WORKGROUP), max_dim(ctx));
+    Dispatch::new(ctx, &shader, &p, buffers, [x, y, 1])
+}
+
+/// `output = relu?(conv3x3(input, weights) + bias)` with `variant`'s kernel; `weights` in its
+/// [`forward_weights`] layout.
+#[allow(clippy::too_many_arguments)]
 pub fn conv3x3(
     ctx: &GpuContext,
+    variant: ConvVariant,
     shape: ConvShape,
     relu: bool,
     input: &wgpu::Buffer,
@@ -119,89 +255,184 @@ pub fn conv3x3(
     bias: &wgpu::Buffer,
     output: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let (groups, pixel_tiles) = gemm_grid(shape.cout, shape.height * shape.width, max_dim(ctx));
-    let params = ConvParams {
-        cin: shape.cin as u32,
-        cout: shape.cout as u32,
-        height: shape.height as u32,
-        width: shape.width as u32,
-        pixel_tiles,
-        relu: relu as u32,
-        _pad: [0; 2],
-    };
-    Dispatch::new(ctx, &shader("conv3x3"), &params, &[input, weights, bias, output], groups)
+    let frame = shape.frame();
+    let bufs = [input, weights, bias, output];
+    match variant {
+        ConvVariant::Cpu { channels } => cpu_dispatch(ctx, channels, false, shape.cin, shape.cout, frame, relu, &bufs),
+        ConvVariant::Tiled => {
+            let (groups, pixel_tiles) = gemm_grid(shape.cout, shape.height * shape.width, max_dim(ctx));
+            let params = tiled_params(shape.cin, shape.cout, frame, pixel_tiles, relu);
+            Dispatch::new(ctx, &shader("conv3x3"), &params, &bufs, groups)
+        }
+        ConvVariant::Narrow => panic!("the narrow kernel is backward-data only"),
+    }
+}
+
+fn tiled_params(cin: usize, cout: usize, frame: Frame, groups: u32, epilogue: bool) -> TiledParams {
+    TiledParams {
+        cin: cin as u32,
+        cout: cout as u32,
+        height: frame.height as u32,
+        width: frame.width as u32,
+        stride: frame.stride as u32,
+        plane: frame.plane() as u32,
+        groups,
+        epilogue: epilogue as u32,
+    }
 }
 
 /// `grad_in = conv3x3ᵀ(grad_out)`, times `(mask_src > 0)` when `mask_src` is given: the gradient w.r.t. the
 /// input of a conv of `shape` from the gradient w.r.t. its pre-ReLU output. Give `mask_src` = the input's forward
 /// values when the input is a ReLU output, so the result is already the next layer's pre-ReLU gradient.
-/// `variant` is [`backward_variant`]'s choice (tests force each); `weights` in its layout
-/// ([`backward_weights_for`]).
+/// `variant` is [`backward_variant`]'s choice (tests force each); `weights` in its [`backward_weights`] layout.
 pub fn conv3x3_backward_data(
     ctx: &GpuContext,
-    variant: BackwardVariant,
+    variant: ConvVariant,
     shape: ConvShape,
     grad_out: &wgpu::Buffer,
     weights: &wgpu::Buffer,
     mask_src: Option<&wgpu::Buffer>,
     grad_in: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    // Without a mask the kernel never reads binding 3; bind the weights there (any read-only buffer).
+    // Without a mask the kernels never read it; bind the weights there (any read-only buffer).
     let mask = mask_src.unwrap_or(weights);
-    if variant == BackwardVariant::Narrow {
-        assert!(shape.cin <= NARROW_MAX_CHANNELS, "narrow backward-data needs ≤ 4 channels");
-        let pixel_groups = (shape.height * shape.width).div_ceil(ELEMENTWISE_GROUP);
-        let (x, y) = grid_2d(pixel_groups, max_dim(ctx));
-        let params = ConvParams {
-            cin: shape.cout as u32,
-            cout: shape.cin as u32,
-            height: shape.height as u32,
-            width: shape.width as u32,
-            pixel_tiles: pixel_groups as u32,
-            relu: mask_src.is_some() as u32,
-            _pad: [0; 2],
-        };
-        let bufs = [grad_out, weights, mask, grad_in];
-        return Dispatch::new(ctx, &shader("conv3x3_backward_data_narrow"), &params, &bufs, [x, y, 1]);
+    let frame = shape.frame();
+    let bufs = [grad_out, weights, mask, grad_in];
+    let masked = mask_src.is_some();
+    match variant {
+        ConvVariant::Cpu { channels } => cpu_dispatch(ctx, channels, true, shape.cout, shape.cin, frame, masked, &bufs),
+        ConvVariant::Narrow => {
+            assert!(shape.cin <= NARROW_MAX_CHANNELS, "narrow backward-data needs ≤ 4 channels");
+            let pixel_groups = (shape.height * shape.width).div_ceil(ELEMENTWISE_GROUP);
+            let (x, y) = grid_2d(pixel_groups, max_dim(ctx));
+            let params = tiled_params(shape.cout, shape.cin, frame, pixel_groups as u32, masked);
+            Dispatch::new(ctx, &shader("conv3x3_backward_data_narrow"), &params, &bufs, [x, y, 1])
+        }
+        ConvVariant::Tiled => {
+            let (groups, pixel_tiles) = gemm_grid(shape.cin, shape.height * shape.width, max_dim(ctx));
+            let params = tiled_params(shape.cout, shape.cin, frame, pixel_tiles, masked);
+            Dispatch::new(ctx, &shader("conv3x3_backward_data"), &params, &bufs, groups)
+        }
     }
-    let (groups, pixel_tiles) = gemm_grid(shape.cin, shape.height * shape.width, max_dim(ctx));
-    let params = ConvParams {
-        cin: shape.cout as u32,
-        cout: shape.cin as u32,
-        height: shape.height as u32,
-        width: shape.width as u32,
-        pixel_tiles,
-        relu: mask_src.is_some() as u32,
-        _pad: [0; 2],
-    };
-    Dispatch::new(ctx, &shader("conv3x3_backward_data"), &params, &[grad_out, weights, mask, grad_in], groups)
+}
+
+/// The CPU template rendered for `channels` per invocation, `rows` rows, forward or backward.
+fn cpu_shader(channels: usize, rows: usize, backward: bool) -> crate::gpu::Shader {
+    render(
+        "conv3x3_cpu",
+        &[
+            ("MR", TemplateValue::Int(channels as u32)),
+            ("ROWS", TemplateValue::Int(rows as u32)),
+            ("WG", TemplateValue::Int(CPU_WORKGROUP as u32)),
+            ("BACKWARD", TemplateValue::Bool(backward)),
+        ],
+    )
+    .trusted(true)
+}
+
+/// Every rendering of the CPU template the choices can make (unit tests validate each with naga).
+pub fn cpu_renderings() -> Vec<crate::gpu::Shader> {
+    let mut v = Vec::new();
+    for channels in [4, 8] {
+        for rows in [1, 2, 4] {
+            for backward in [false, true] {
+                v.push(cpu_shader(channels, rows, backward));
+            }
+        }
+    }
+    v
+}
+
+/// The largest element index the CPU kernel reads from its input for a conv with `inputs` input channels at
+/// `frame`, and the largest it writes for `outputs` output channels: the kernel's own index arithmetic, in
+/// Rust, so tests can prove every access falls inside the buffers ([`Frame::buffer_floats`]) for any shape.
+pub fn cpu_max_indices(frame: Frame, inputs: usize, outputs: usize, mr: usize) -> (usize, usize) {
+    let rows = cpu_rows(frame.height);
+    let chunks_per_row = frame.width.div_ceil(8);
+    let bands = frame.height.div_ceil(rows);
+    let (s, plane) = (frame.stride, frame.plane());
+    // The last chunk of the last band, last input channel: rows y .. y + ROWS + 1, vec4s at - 1 .. + 2.
+    let (y, x) = ((bands - 1) * rows, (chunks_per_row - 1) * 8);
+    let at = (Frame::HEAD + (inputs - 1) * plane + (y + rows + 1) * s + x) / 4;
+    let read = 4 * (at + 2) + 3;
+    // Writes: rows < height only, channels < outputs, 2 vec4s.
+    let last_row = frame.height - 1;
+    let o = (Frame::HEAD + (last_row + 1) * s + x) / 4 + (outputs - 1) * (plane / 4);
+    let written = 4 * (o + 1) + 3;
+    let _ = mr;
+    (read, written)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn cpu() -> AdapterFacts {
+        AdapterFacts::example_lavapipe()
+    }
+
     #[test]
-    fn narrow_backward_only_for_at_most_four_result_channels() {
-        let shape = |cin| ConvShape { cin, cout: 64, height: 32, width: 32 };
-        for facts in [AdapterFacts::example_gpu(), AdapterFacts::example_lavapipe()] {
-            assert_eq!(backward_variant(shape(3), &facts), BackwardVariant::Narrow);
-            assert_eq!(backward_variant(shape(1), &facts), BackwardVariant::Narrow);
-            assert_eq!(backward_variant(shape(4), &facts), BackwardVariant::Narrow);
-            assert_eq!(backward_variant(shape(5), &facts), BackwardVariant::Tiled);
-            assert_eq!(backward_variant(shape(64), &facts), BackwardVariant::Tiled);
-        }
+    fn variants_follow_the_adapter_and_the_result_channels() {
+        let shape = |cin, cout| ConvShape { cin, cout, height: 32, width: 32 };
+        let gpu = AdapterFacts::example_gpu();
+        assert_eq!(forward_variant(shape(3, 64), &gpu), ConvVariant::Tiled);
+        assert_eq!(backward_variant(shape(3, 64), &gpu), ConvVariant::Narrow);
+        assert_eq!(backward_variant(shape(4, 64), &gpu), ConvVariant::Narrow);
+        assert_eq!(backward_variant(shape(5, 64), &gpu), ConvVariant::Tiled);
+        assert_eq!(forward_variant(shape(3, 64), &cpu()), ConvVariant::Cpu { channels: 8 });
+        assert_eq!(backward_variant(shape(3, 64), &cpu()), ConvVariant::Cpu { channels: 4 });
+        assert_eq!(backward_variant(shape(64, 64), &cpu()), ConvVariant::Cpu { channels: 8 });
+        // A GL CPU adapter (llvmpipe through EGL) is a CPU adapter too.
+        let gl = AdapterFacts { backend: wgpu::Backend::Gl, trusted_modules: false, ..cpu() };
+        assert_eq!(forward_variant(shape(64, 64), &gl), ConvVariant::Cpu { channels: 8 });
     }
 
     #[test]
     fn weight_layouts() {
         // cout=2, cin=3: w[co][ci][tap] = 100*co + 10*ci + tap.
         let w: Vec<f32> = (0..2 * 3 * 9).map(|i| (100 * (i / 27) + 10 * ((i / 9) % 3) + i % 9) as f32).collect();
-        let f = forward_weights(&w, 3, 2);
+        let f = forward_weights(ConvVariant::Tiled, &w, 3, 2);
         assert_eq!(f[(2 * 9 + 4) * 2 + 1], 124.0); // k = ci*9+tap = 22, co = 1
-        let b = backward_weights(&w, 3, 2);
+        let b = backward_weights(ConvVariant::Tiled, &w, 3, 2);
         // row (co*9 + (8-tap)), column ci: co=1, tap=0 → row 17, ci=2 → 120.
         assert_eq!(b[17 * 3 + 2], 120.0);
         assert_eq!(b[(9 + 8 - 5) * 3], 105.0);
+        // CPU forward, blocks of 4 output channels: [block][ci][tap][4]; co = 1, ci = 2, tap = 4.
+        let c = forward_weights(ConvVariant::Cpu { channels: 4 }, &w, 3, 2);
+        assert_eq!(c.len(), 3 * 9 * 4);
+        assert_eq!(c[(2 * 9 + 4) * 4 + 1], 124.0);
+        assert_eq!(c[(2 * 9 + 4) * 4 + 2], 0.0, "padding channel");
+        // CPU backward: outputs are the forward's input channels; ci = 2 (block 0, lane 2), input co = 1,
+        // tap 0 ← forward tap 8.
+        let cb = backward_weights(ConvVariant::Cpu { channels: 4 }, &w, 3, 2);
+        assert_eq!(cb.len(), 2 * 9 * 4);
+        assert_eq!(cb[(9) * 4 + 2], 128.0);
+    }
+
+    #[test]
+    fn every_cpu_rendering_validates_with_naga() {
+        for shader in cpu_renderings() {
+            crate::kernels::tests::validate(&shader.name, &shader.wgsl);
+        }
+    }
+
+    /// The CPU kernel's every read and write stays inside the framed buffers, for random and edge shapes
+    /// (it runs without naga's bounds checks where the adapter allows).
+    #[test]
+    fn cpu_kernel_indices_stay_in_range() {
+        let mut shapes = vec![(1, 1), (1, 8), (8, 1), (16, 16), (17, 9), (3, 5), (512, 341), (4, 4), (5, 13)];
+        let mut seed = 7u64;
+        for _ in 0..200 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shapes.push((1 + (seed >> 40) as usize % 300, 1 + (seed >> 20) as usize % 300));
+        }
+        for (h, w) in shapes {
+            let frame = Frame::new(h, w);
+            for (inputs, outputs) in [(3, 64), (64, 3), (512, 512), (1, 1)] {
+                let (read, written) = cpu_max_indices(frame, inputs, outputs, 8);
+                assert!(read < frame.buffer_floats(inputs), "{h}x{w}: read {read} ≥ {}", frame.buffer_floats(inputs));
+                assert!(written < frame.buffer_floats(outputs), "{h}x{w}: write {written}");
+            }
+        }
     }
 }

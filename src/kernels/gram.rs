@@ -1,11 +1,38 @@
-//! Host wrappers of `gram.wgsl` (split-K partial Gram) and `gram_reduce.wgsl` (fixed-order sum and scale).
+//! Host wrappers of the Gram matrix `G = F Fᵀ / (C·H·W)` of a framed feature map, its variants and the choice:
+//!
+//! | variant | WGSL | for |
+//! |---|---|---|
+//! | [`GramVariant::Tiled`] | `gram.wgsl` (split-K partials on `shared/gemm_tiled.wgsl`) + `gram_reduce.wgsl` (fixed-order sum) | GPUs |
+//! | [`GramVariant::Cpu`] | `gram_cpu.wgsl` (template), one dispatch, no split | CPU adapters |
+//!
+//! Both sum in a fixed order (no float atomics), so reruns are bit-identical.
 
 use bytemuck::{Pod, Zeroable};
 
-use super::grid::{elementwise_grid, GEMM_TILE, MAX_GROUPS_PER_DIM};
-use super::{max_dim, shader, Dispatch};
+use super::grid::{elementwise_grid, grid_2d, GEMM_TILE, MAX_GROUPS_PER_DIM};
+use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::Result;
+use crate::frame::Frame;
 use crate::gpu::GpuContext;
+
+/// Which kernel computes a Gram matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GramVariant {
+    Tiled,
+    Cpu,
+}
+
+/// The side of the block of G one invocation of the CPU kernel owns, and invocations per workgroup.
+pub const CPU_BLOCK: usize = 4;
+pub const CPU_WORKGROUP: usize = 16;
+
+pub fn variant(adapter: &AdapterFacts) -> GramVariant {
+    if adapter.is_cpu() {
+        GramVariant::Cpu
+    } else {
+        GramVariant::Tiled
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -14,6 +41,9 @@ struct GramParams {
     pixels: u32,
     chunk: u32,
     splits: u32,
+    plane: u32,
+    stride: u32,
+    _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -25,56 +55,109 @@ struct ReduceParams {
     _pad: u32,
 }
 
-/// How `gram.wgsl` splits the pixel dimension: (splits, pixels per split).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct CpuParams {
+    channels: u32,
+    blocks: u32,
+    pairs: u32,
+    height: u32,
+    width4: u32,
+    stride4: u32,
+    plane4: u32,
+    scale: f32,
+}
+
+/// How `gram.wgsl` splits the K dimension (`k` = the data rows as they lie in the frame): (splits, K per split).
 ///
 /// Enough splits to give the GPU ~1024 workgroups (counting only the upper-triangle tiles that run), but each
 /// split keeps ≥ 256 pixels so the fixed per-group cost stays small, and the partial buffer
 /// (splits x C x C floats) stays ≤ 64 MiB. The chunk is a multiple of the kernel's K step (16).
-pub fn gram_splits(channels: usize, pixels: usize) -> (usize, usize) {
+pub fn gram_splits(channels: usize, k: usize) -> (usize, usize) {
     let t = channels.div_ceil(GEMM_TILE);
     let tiles = t * (t + 1) / 2;
     let wanted = 1024usize.div_ceil(tiles);
-    let by_work = pixels.div_ceil(256).max(1);
+    let by_work = k.div_ceil(256).max(1);
     let by_memory = ((64usize << 20) / (4 * channels * channels).max(1)).max(1);
     let splits = wanted.min(by_work).min(by_memory).clamp(1, MAX_GROUPS_PER_DIM as usize);
-    let chunk = pixels.div_ceil(splits).next_multiple_of(16).max(16);
+    let chunk = k.div_ceil(splits).next_multiple_of(16).max(16);
     // Recompute so no split is empty.
-    (pixels.div_ceil(chunk).max(1), chunk)
+    (k.div_ceil(chunk).max(1), chunk)
 }
 
-/// Floats of scratch the partial Gram of a C x N feature map needs.
-pub fn partial_len(channels: usize, pixels: usize) -> usize {
-    gram_splits(channels, pixels).0 * channels * channels
+/// The K dimension of the tiled kernel: the data rows of one channel as they lie in the frame.
+fn k_len(frame: Frame) -> usize {
+    frame.height * frame.stride
 }
 
-/// The two dispatches computing `gram = F Fᵀ / (C * pixels)` for `features` (C x pixels), using `partial`
-/// (at least [`partial_len`] floats) as scratch.
+/// Floats of scratch `variant` needs for the Gram of `channels` channels at `frame`.
+pub fn partial_len(variant: GramVariant, channels: usize, frame: Frame) -> usize {
+    match variant {
+        GramVariant::Tiled => gram_splits(channels, k_len(frame)).0 * channels * channels,
+        GramVariant::Cpu => 1,
+    }
+}
+
+/// The dispatches computing `gram = F Fᵀ / (C·H·W)` for `features` (`channels` planes at `frame`), using
+/// `partial` (at least [`partial_len`] floats) as scratch.
 pub fn gram(
     ctx: &GpuContext,
+    variant: GramVariant,
     channels: usize,
-    pixels: usize,
+    frame: Frame,
     features: &wgpu::Buffer,
     partial: &wgpu::Buffer,
     gram: &wgpu::Buffer,
-) -> Result<[Dispatch; 2]> {
-    let (splits, chunk) = gram_splits(channels, pixels);
-    let t = channels.div_ceil(GEMM_TILE) as u32;
-    let p = GramParams { channels: channels as u32, pixels: pixels as u32, chunk: chunk as u32, splits: splits as u32 };
-    let partial_d = Dispatch::new(ctx, &shader("gram"), &p, &[features, partial], [t, t, splits as u32])?;
-    let r = ReduceParams {
-        channels: channels as u32,
-        splits: splits as u32,
-        scale: (1.0 / (channels as f64 * pixels as f64)) as f32,
-        _pad: 0,
-    };
-    let reduce_d = Dispatch::new(
-        ctx,
-        &shader("gram_reduce"),
-        &r,
-        &[partial, gram],
-        elementwise_grid(channels * channels, max_dim(ctx)),
-    )?;
-    Ok([partial_d, reduce_d])
+) -> Result<Vec<Dispatch>> {
+    let scale = (1.0 / (channels as f64 * (frame.height * frame.width) as f64)) as f32;
+    match variant {
+        GramVariant::Cpu => {
+            let blocks = channels.div_ceil(CPU_BLOCK);
+            let pairs = blocks * (blocks + 1) / 2;
+            let p = CpuParams {
+                channels: channels as u32,
+                blocks: blocks as u32,
+                pairs: pairs as u32,
+                height: frame.height as u32,
+                width4: frame.width.div_ceil(4) as u32,
+                stride4: (frame.stride / 4) as u32,
+                plane4: (frame.plane() / 4) as u32,
+                scale,
+            };
+            let (x, y) = grid_2d(pairs.div_ceil(CPU_WORKGROUP), max_dim(ctx));
+            Ok(vec![Dispatch::new(ctx, &cpu_shader(), &p, &[features, gram], [x, y, 1])?])
+        }
+        GramVariant::Tiled => {
+            let k = k_len(frame);
+            let (splits, chunk) = gram_splits(channels, k);
+            let t = channels.div_ceil(GEMM_TILE) as u32;
+            let p = GramParams {
+                channels: channels as u32,
+                pixels: k as u32,
+                chunk: chunk as u32,
+                splits: splits as u32,
+                plane: frame.plane() as u32,
+                stride: frame.stride as u32,
+                _pad: [0; 2],
+            };
+            let partial_d = Dispatch::new(ctx, &shader("gram"), &p, &[features, partial], [t, t, splits as u32])?;
+            let r = ReduceParams { channels: channels as u32, splits: splits as u32, scale, _pad: 0 };
+            let reduce_d = Dispatch::new(
+                ctx,
+                &shader("gram_reduce"),
+                &r,
+                &[partial, gram],
+                elementwise_grid(channels * channels, max_dim(ctx)),
+            )?;
+            Ok(vec![partial_d, reduce_d])
+        }
+    }
+}
+
+/// The CPU kernel's WGSL.
+pub fn cpu_shader() -> crate::gpu::Shader {
+    render("gram_cpu", &[("B", TemplateValue::Int(CPU_BLOCK as u32)), ("WG", TemplateValue::Int(CPU_WORKGROUP as u32))])
+        .trusted(true)
 }
 
 #[cfg(test)]
@@ -93,5 +176,35 @@ mod tests {
         // Small layers get many splits, big ones few.
         assert!(gram_splits(64, 512 * 512).0 >= 512);
         assert!(gram_splits(512, 32 * 32).0 <= 4);
+    }
+
+    /// The CPU kernel's pair numbering (its float square root and the two corrections) names every upper-triangle
+    /// block pair exactly once, up to 4096 channels.
+    #[test]
+    fn cpu_pairs_enumerate_the_upper_triangle() {
+        for blocks in [1usize, 2, 8, 64, 512] {
+            let mut seen = vec![false; blocks * blocks];
+            for p in 0..blocks * (blocks + 1) / 2 {
+                let mut bj = (((8.0 * p as f32 + 1.0).sqrt() - 1.0) * 0.5) as usize;
+                if (bj + 1) * (bj + 2) / 2 <= p {
+                    bj += 1;
+                }
+                if bj * (bj + 1) / 2 > p {
+                    bj -= 1;
+                }
+                let bi = p - bj * (bj + 1) / 2;
+                assert!(bi <= bj && bj < blocks, "{blocks}: pair {p} → ({bi}, {bj})");
+                assert!(!seen[bi * blocks + bj]);
+                seen[bi * blocks + bj] = true;
+            }
+        }
+    }
+
+    #[test]
+    fn cpu_rendering_validates_with_naga() {
+        let s = cpu_shader();
+        crate::kernels::tests::validate(&s.name, &s.wgsl);
+        assert_eq!(variant(&AdapterFacts::example_lavapipe()), GramVariant::Cpu);
+        assert_eq!(variant(&AdapterFacts::example_gpu()), GramVariant::Tiled);
     }
 }

@@ -1,11 +1,14 @@
 //! Host wrappers of the loss kernels: `sq_diff_sum` + `reduce_sum` (loss scalars), `content_grad`,
-//! `style_grad`, `tv_loss_grad`.
+//! `style_grad` (variants: `style_grad.wgsl` on the tiled GEMM core for GPUs, `style_grad_cpu.wgsl` for CPU
+//! adapters), `tv_loss_grad`. Feature maps and the image are framed ([`crate::frame`]); the elementwise
+//! kernels run over whole buffers, whose frames are zero on both sides and so add nothing.
 
 use bytemuck::{Pod, Zeroable};
 
 use super::grid::{elementwise_grid, gemm_grid, grid_2d, ELEMENTWISE_GROUP};
-use super::{max_dim, shader, Dispatch};
+use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::Result;
+use crate::frame::Frame;
 use crate::gpu::GpuContext;
 
 #[repr(C)]
@@ -41,7 +44,22 @@ struct StyleParams {
     pixel_tiles: u32,
     accumulate: u32,
     scale: f32,
-    _pad: [u32; 3],
+    plane: u32,
+    stride: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct StyleCpuParams {
+    channels: u32,
+    pixels4: u32,
+    plane4: u32,
+    stride4: u32,
+    chunks: u32,
+    accumulate: u32,
+    scale: f32,
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -51,6 +69,9 @@ struct TvParams {
     width: u32,
     accumulate: u32,
     weight: f32,
+    stride: u32,
+    plane: u32,
+    _pad: [u32; 2],
 }
 
 /// Elements one `sq_diff_sum` workgroup reduces (256 threads x 16).
@@ -106,12 +127,51 @@ pub fn content_grad(
     Dispatch::new(ctx, &shader("content_grad"), &p, &[features, target, grad], elementwise_grid(count, max_dim(ctx)))
 }
 
-/// `grad (+)= scale * (gram − target) · features` (C x C times C x pixels).
+/// Which kernel computes a style gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StyleGradVariant {
+    /// `style_grad.wgsl`, a GEMM on the tiled core (GPUs).
+    Tiled,
+    /// `style_grad_cpu.wgsl`: [`STYLE_CPU_CHANNELS`] channels x 16 pixels per invocation (CPU adapters).
+    Cpu,
+}
+
+/// Channels and vec4s of pixels per invocation, and invocations per workgroup, of the CPU style gradient.
+pub const STYLE_CPU_CHANNELS: usize = 8;
+pub const STYLE_CPU_VEC4S: usize = 4;
+pub const STYLE_CPU_WORKGROUP: usize = 16;
+
+pub fn style_grad_variant(adapter: &AdapterFacts) -> StyleGradVariant {
+    if adapter.is_cpu() {
+        StyleGradVariant::Cpu
+    } else {
+        StyleGradVariant::Tiled
+    }
+}
+
+/// The CPU style gradient's WGSL for `channels` channels (read 4 columns of G − A at a time when they are a
+/// multiple of 4, as in every VGG layer).
+pub fn style_grad_cpu_shader(channels: usize) -> crate::gpu::Shader {
+    render(
+        "style_grad_cpu",
+        &[
+            ("MR", TemplateValue::Int(STYLE_CPU_CHANNELS as u32)),
+            ("NV", TemplateValue::Int(STYLE_CPU_VEC4S as u32)),
+            ("WG", TemplateValue::Int(STYLE_CPU_WORKGROUP as u32)),
+            ("QUAD", TemplateValue::Bool(channels.is_multiple_of(4))),
+        ],
+    )
+    .trusted(true)
+}
+
+/// `grad (+)= scale * (gram − target) · features` (C x C times the C framed planes at `frame`), the ReLU mask
+/// of `features` fused.
 #[allow(clippy::too_many_arguments)]
 pub fn style_grad(
     ctx: &GpuContext,
+    variant: StyleGradVariant,
     channels: usize,
-    pixels: usize,
+    frame: Frame,
     scale: f64,
     accumulate: bool,
     gram: &wgpu::Buffer,
@@ -119,16 +179,42 @@ pub fn style_grad(
     features: &wgpu::Buffer,
     grad: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let (groups, pixel_tiles) = gemm_grid(channels, pixels, max_dim(ctx));
-    let p = StyleParams {
-        channels: channels as u32,
-        pixels: pixels as u32,
-        pixel_tiles,
-        accumulate: accumulate as u32,
-        scale: scale as f32,
-        _pad: [0; 3],
-    };
-    Dispatch::new(ctx, &shader("style_grad"), &p, &[gram, target, features, grad], groups)
+    // N: each channel's data rows as they lie in the frame (their zero columns give zero gradients).
+    let pixels = frame.height * frame.stride;
+    let bufs = [gram, target, features, grad];
+    match variant {
+        StyleGradVariant::Tiled => {
+            let (groups, pixel_tiles) = gemm_grid(channels, pixels, max_dim(ctx));
+            let p = StyleParams {
+                channels: channels as u32,
+                pixels: pixels as u32,
+                pixel_tiles,
+                accumulate: accumulate as u32,
+                scale: scale as f32,
+                plane: frame.plane() as u32,
+                stride: frame.stride as u32,
+                _pad: 0,
+            };
+            Dispatch::new(ctx, &shader("style_grad"), &p, &bufs, groups)
+        }
+        StyleGradVariant::Cpu => {
+            let pixels4 = pixels / 4;
+            let chunks = pixels4.div_ceil(STYLE_CPU_VEC4S);
+            let p = StyleCpuParams {
+                channels: channels as u32,
+                pixels4: pixels4 as u32,
+                plane4: (frame.plane() / 4) as u32,
+                stride4: (frame.stride / 4) as u32,
+                chunks: chunks as u32,
+                accumulate: accumulate as u32,
+                scale: scale as f32,
+                _pad: 0,
+            };
+            let (x, y) = grid_2d(chunks.div_ceil(STYLE_CPU_WORKGROUP), max_dim(ctx));
+            let z = channels.div_ceil(STYLE_CPU_CHANNELS) as u32;
+            Dispatch::new(ctx, &style_grad_cpu_shader(channels), &p, &bufs, [x, y, z])
+        }
+    }
 }
 
 /// Partials `tv_loss_grad` writes for a `height` x `width` image.
@@ -136,7 +222,7 @@ pub fn tv_partials(height: usize, width: usize) -> usize {
     (3 * height * width).div_ceil(ELEMENTWISE_GROUP)
 }
 
-/// TV loss partials and `grad (+)= dL_tv/dx` for the 3-channel image `x`.
+/// TV loss partials and `grad (+)= dL_tv/dx` for the 3-channel framed image `x` of `height` x `width`.
 #[allow(clippy::too_many_arguments)]
 pub fn tv_loss_grad(
     ctx: &GpuContext,
@@ -148,8 +234,16 @@ pub fn tv_loss_grad(
     grad: &wgpu::Buffer,
     partials: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let p =
-        TvParams { height: height as u32, width: width as u32, accumulate: accumulate as u32, weight: weight as f32 };
+    let frame = Frame::new(height, width);
+    let p = TvParams {
+        height: height as u32,
+        width: width as u32,
+        accumulate: accumulate as u32,
+        weight: weight as f32,
+        stride: frame.stride as u32,
+        plane: frame.plane() as u32,
+        _pad: [0; 2],
+    };
     Dispatch::new(
         ctx,
         &shader("tv_loss_grad"),
@@ -157,4 +251,19 @@ pub fn tv_loss_grad(
         &[x, grad, partials],
         elementwise_grid(3 * height * width, max_dim(ctx)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_style_grad_validates_with_naga_and_is_chosen_on_cpus() {
+        for channels in [64, 65] {
+            let s = style_grad_cpu_shader(channels);
+            crate::kernels::tests::validate(&s.name, &s.wgsl);
+        }
+        assert_eq!(style_grad_variant(&AdapterFacts::example_lavapipe()), StyleGradVariant::Cpu);
+        assert_eq!(style_grad_variant(&AdapterFacts::example_gpu()), StyleGradVariant::Tiled);
+    }
 }

@@ -16,6 +16,7 @@
 pub mod adam;
 pub mod affine;
 pub mod conv;
+pub mod frame;
 pub mod gram;
 pub mod grid;
 pub mod loss;
@@ -50,6 +51,7 @@ const KERNELS: &[(&str, &str, &[&str])] = {
             &[CONV3X3_IM2COL, GEMM_TILED],
         ),
         ("conv3x3_backward_data_narrow", include_str!("../../kernels/conv3x3_backward_data_narrow.wgsl"), &[]),
+        ("frame_clear", include_str!("../../kernels/frame_clear.wgsl"), &[ELEMENTWISE]),
         ("gram", include_str!("../../kernels/gram.wgsl"), &[GEMM_TILED]),
         ("gram_reduce", include_str!("../../kernels/gram_reduce.wgsl"), &[ELEMENTWISE]),
         ("maxpool2x2", include_str!("../../kernels/maxpool2x2.wgsl"), &[POOL2X2, ELEMENTWISE]),
@@ -63,13 +65,57 @@ const KERNELS: &[(&str, &str, &[&str])] = {
     ]
 };
 
-/// Names of all kernels.
+/// Kernels whose WGSL is a template (minijinja), rendered with the parameters of a variant: the register
+/// blocks of the CPU-adapter kernels are unrolled by the template, so the compiler sees straight-line code.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("conv3x3_cpu", include_str!("../../kernels/conv3x3_cpu.wgsl")),
+    ("gram_cpu", include_str!("../../kernels/gram_cpu.wgsl")),
+    ("style_grad_cpu", include_str!("../../kernels/style_grad_cpu.wgsl")),
+];
+
+/// Names of all kernels (plain and templates).
 pub fn names() -> impl Iterator<Item = &'static str> {
-    KERNELS.iter().map(|k| k.0)
+    KERNELS.iter().map(|k| k.0).chain(TEMPLATES.iter().map(|t| t.0))
 }
 
-/// The composed WGSL of kernel `name`: its own file, then the shared pieces it names. `None` for an unknown
-/// name.
+/// A value of a template parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TemplateValue {
+    Int(u32),
+    Bool(bool),
+}
+
+/// Renders template `name` with `params`; the shader's name records them (`conv3x3_cpu/MR=8/ROWS=4/…`), so
+/// each rendering is its own cached pipeline. Panics on an unknown template or a template error: both are bugs
+/// of the wrapper, and every rendering the wrappers use is rendered in the unit tests.
+pub fn render(name: &'static str, params: &[(&str, TemplateValue)]) -> Shader {
+    let (_, src) = TEMPLATES.iter().find(|t| t.0 == name).unwrap_or_else(|| panic!("no template named {name}"));
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template(name, src).unwrap_or_else(|e| panic!("template {name}: {e}"));
+    let ctx: std::collections::BTreeMap<&str, minijinja::Value> = params
+        .iter()
+        .map(|&(k, v)| {
+            let v = match v {
+                TemplateValue::Int(i) => minijinja::Value::from(i),
+                TemplateValue::Bool(b) => minijinja::Value::from(b),
+            };
+            (k, v)
+        })
+        .collect();
+    let wgsl = env.get_template(name).and_then(|t| t.render(&ctx)).unwrap_or_else(|e| panic!("template {name}: {e}"));
+    let mut label = name.to_string();
+    for (k, v) in params {
+        match v {
+            TemplateValue::Int(i) => label.push_str(&format!("/{k}={i}")),
+            TemplateValue::Bool(b) => label.push_str(&format!("/{k}={b}")),
+        }
+    }
+    Shader::new(label, wgsl)
+}
+
+/// The composed WGSL of plain kernel `name`: its own file, then the shared pieces it names. `None` for an
+/// unknown name or a template.
 pub fn source(name: &str) -> Option<String> {
     let (_, own, pieces) = KERNELS.iter().find(|k| k.0 == name)?;
     let mut s = String::from(*own);
@@ -89,6 +135,7 @@ pub fn shader(name: &'static str) -> Shader {
 /// function tested without a GPU.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdapterFacts {
+    /// The device type the kernels are chosen for (the adapter's unless forced: [`GpuContext::kernels_for`]).
     pub device_type: wgpu::DeviceType,
     pub backend: wgpu::Backend,
     pub f16: bool,
@@ -106,7 +153,7 @@ pub struct AdapterFacts {
 impl AdapterFacts {
     pub fn of(ctx: &GpuContext) -> Self {
         Self {
-            device_type: ctx.info.device_type,
+            device_type: ctx.kernels_for,
             backend: ctx.info.backend,
             f16: ctx.features.contains(wgpu::Features::SHADER_F16),
             subgroups: ctx.features.contains(wgpu::Features::SUBGROUP),
@@ -137,6 +184,11 @@ impl AdapterFacts {
         }
     }
 
+    /// A CPU adapter (lavapipe, llvmpipe through GL, SwiftShader, WARP): the CPU-shaped kernel variants.
+    pub fn is_cpu(&self) -> bool {
+        self.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// lavapipe as measured on the development machine (Mesa 22.3, 2 cores), for tests of the choices.
     pub fn example_lavapipe() -> Self {
         Self {
@@ -156,33 +208,36 @@ pub(crate) fn max_dim(ctx: &GpuContext) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Parses, validates and translates WGSL to SPIR-V as wgpu would: a WGSL error shows in unit tests, on any
+    /// machine, before any adapter compiles it.
+    pub(crate) fn validate(name: &str, src: &str) {
+        let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+        let caps = naga::valid::Capabilities::all();
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+        let opts = naga::back::spv::Options { lang_version: (1, 3), ..Default::default() };
+        naga::back::spv::write_vec(&module, &info, &opts, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
 
     #[test]
     fn every_kernel_composes_to_one_entry_point() {
-        for name in names() {
+        for name in KERNELS.iter().map(|k| k.0) {
             let s = source(name).unwrap();
             assert_eq!(s.matches("@compute").count(), 1, "{name}: one entry point");
             assert_eq!(s.matches("fn main(").count(), 1, "{name}");
         }
         assert!(source("no_such_kernel").is_none());
+        assert!(source("conv3x3_cpu").is_none(), "templates are rendered, not composed");
     }
 
-    /// Parses and validates every composed kernel with naga and writes SPIR-V, as wgpu would: a WGSL error shows
-    /// here, on any machine, before any adapter compiles it.
     #[test]
-    fn every_kernel_validates_with_naga() {
-        for name in names() {
-            let src = source(name).unwrap();
-            let module =
-                naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
-            let caps = naga::valid::Capabilities::all();
-            let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
-            let opts = naga::back::spv::Options { lang_version: (1, 3), ..Default::default() };
-            naga::back::spv::write_vec(&module, &info, &opts, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+    fn every_plain_kernel_validates_with_naga() {
+        for name in KERNELS.iter().map(|k| k.0) {
+            validate(name, &source(name).unwrap());
         }
     }
 
@@ -193,8 +248,28 @@ mod tests {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "wgsl") {
                 let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
-                assert!(names().any(|n| n == stem), "kernels/{stem}.wgsl is not in KERNELS");
+                assert!(names().any(|n| n == stem), "kernels/{stem}.wgsl is not in KERNELS or TEMPLATES");
             }
+        }
+    }
+
+    /// The kernels' `HEAD` constant is the frame's (src/frame.rs).
+    #[test]
+    fn kernels_agree_with_the_frame_head() {
+        let pieces = [("shared/conv3x3_im2col", shared::CONV3X3_IM2COL), ("shared/pool2x2", shared::POOL2X2)];
+        for (name, own) in KERNELS.iter().map(|k| (k.0, k.1)).chain(pieces) {
+            if let Some(line) = own.lines().find(|l| l.starts_with("const HEAD: u32")) {
+                assert!(line.contains(&format!("= {}u;", crate::frame::Frame::HEAD)), "{name}: {line}");
+            }
+            if let Some(line) = own.lines().find(|l| l.starts_with("const HEAD4: u32")) {
+                assert!(line.contains(&format!("= {}u;", crate::frame::Frame::HEAD / 4)), "{name}: {line}");
+            }
+        }
+        for (name, src) in TEMPLATES {
+            let line = src.lines().find(|l| l.starts_with("const HEAD")).unwrap_or_else(|| panic!("{name}: no HEAD"));
+            let want =
+                if line.starts_with("const HEAD4") { crate::frame::Frame::HEAD / 4 } else { crate::frame::Frame::HEAD };
+            assert!(line.contains(&format!("= {want}u;")), "{name}: {line}");
         }
     }
 }

@@ -1,11 +1,13 @@
 //! Host wrappers of the 2x2/2 FLOOR pooling kernels: `maxpool2x2`, `maxpool2x2_backward`, `avgpool2x2`,
-//! `avgpool2x2_backward`.
+//! `avgpool2x2_backward`, on framed tensors ([`crate::frame`]). One variant serves every adapter: they move
+//! little data next to the convolutions.
 
 use bytemuck::{Pod, Zeroable};
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
+use crate::frame::Frame;
 use crate::gpu::GpuContext;
 
 #[repr(C)]
@@ -16,6 +18,10 @@ struct PoolParams {
     width: u32,
     out_height: u32,
     out_width: u32,
+    stride: u32,
+    plane: u32,
+    out_stride: u32,
+    out_plane: u32,
     _pad: [u32; 3],
 }
 
@@ -35,12 +41,17 @@ impl PoolShape {
         self.width / 2
     }
     fn params(&self) -> PoolParams {
+        let (input, output) = (Frame::new(self.height, self.width), Frame::new(self.out_height(), self.out_width()));
         PoolParams {
             channels: self.channels as u32,
             height: self.height as u32,
             width: self.width as u32,
             out_height: self.out_height() as u32,
             out_width: self.out_width() as u32,
+            stride: input.stride as u32,
+            plane: input.plane() as u32,
+            out_stride: output.stride as u32,
+            out_plane: output.plane() as u32,
             _pad: [0; 3],
         }
     }

@@ -20,6 +20,16 @@ pub fn ctx() -> &'static GpuContext {
     })
 }
 
+/// A second device on the same adapter whose kernel variants are chosen as for a discrete GPU: the GPU kernels
+/// (workgroup-tiled GEMMs, the narrow backward) run whole networks on lavapipe too.
+pub fn ctx_gpu_kernels() -> &'static GpuContext {
+    static CTX: OnceLock<GpuContext> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let opts = GpuOptions { kernels_for: Some(wgpu::DeviceType::DiscreteGpu), ..Default::default() };
+        GpuContext::new(&opts).unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}"))
+    })
+}
+
 /// Panics with the conformance message unless every |gpu − ref| ≤ rtol · (|ref| + rms(ref)).
 pub fn assert_close(what: &str, gpu: &[f32], reference: &[f64], rtol: f64) -> f64 {
     neural_style::conformance::compare(what, gpu, reference, rtol).unwrap_or_else(|e| panic!("{e}"))

@@ -1,0 +1,69 @@
+//! Host wrapper of `frame_clear.wgsl`: zero the frame ([`crate::frame`]) of a tensor, leaving its data pixels.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::grid::elementwise_grid;
+use super::{max_dim, shader, Dispatch};
+use crate::error::Result;
+use crate::frame::Frame;
+use crate::gpu::GpuContext;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ClearParams {
+    channels: u32,
+    height: u32,
+    width: u32,
+    stride: u32,
+    rows: u32,
+    per_channel: u32,
+    _pad: [u32; 2],
+}
+
+/// Frame elements per channel (everything of a plane but its data pixels).
+pub fn frame_elements(frame: Frame) -> usize {
+    frame.plane() - frame.height * frame.width
+}
+
+/// Zeroes the frame of the `channels` planes of `tensor` at `frame`.
+pub fn clear_frame(ctx: &GpuContext, channels: usize, frame: Frame, tensor: &wgpu::Buffer) -> Result<Dispatch> {
+    let per_channel = frame_elements(frame);
+    let p = ClearParams {
+        channels: channels as u32,
+        height: frame.height as u32,
+        width: frame.width as u32,
+        stride: frame.stride as u32,
+        rows: frame.rows as u32,
+        per_channel: per_channel as u32,
+        _pad: [0; 2],
+    };
+    Dispatch::new(ctx, &shader("frame_clear"), &p, &[tensor], elementwise_grid(channels * per_channel, max_dim(ctx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's index arithmetic, in Rust: every frame element exactly once, never a data pixel.
+    #[test]
+    fn enumeration_covers_the_frame_exactly() {
+        for (h, w) in [(1, 1), (5, 7), (16, 16), (13, 9), (3, 40)] {
+            let f = Frame::new(h, w);
+            let (s, pad) = (f.stride, f.stride - w);
+            let mut seen = vec![0u8; f.plane()];
+            for e in 0..frame_elements(f) {
+                let (row, col) = if e < h * pad {
+                    (1 + e / pad, w + e % pad)
+                } else {
+                    let r = (e - h * pad) / s;
+                    (if r == 0 { 0 } else { h + r }, (e - h * pad) % s)
+                };
+                assert!(row < f.rows && col < s, "{h}x{w}: {row},{col}");
+                seen[row * s + col] += 1;
+            }
+            for (i, &n) in seen.iter().enumerate() {
+                assert_eq!(n == 1, !f.is_data(Frame::HEAD + i), "{h}x{w}: element {i} seen {n} times");
+            }
+        }
+    }
+}
