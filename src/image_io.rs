@@ -19,7 +19,7 @@
 //! to a temporary file in the same directory, fsynced and renamed over the target, so a reader (or a crash, or
 //! Ctrl-C) never sees a partial file.
 
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, Rgb32FImage, RgbImage};
@@ -512,20 +512,12 @@ pub fn output_dir(path: &Path) -> &Path {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory (tempfile), fsync, rename. On
-/// failure the temporary file is removed and `path` is untouched.
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename (the one atomic
+/// writer, shared with the weights: `neural_style_weights::write_atomic`). On failure the temporary file is
+/// removed and `path` is untouched.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let fail = |e: std::io::Error| Error::Io(format!("cannot write '{}': {}", path.display(), io_reason(&e)));
-    let dir = output_dir(path);
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-    tmp.write_all(bytes).map_err(fail)?;
-    tmp.as_file().sync_all().map_err(fail)?;
-    tmp.persist(path).map_err(|e| fail(e.error))?;
-    // Make the rename durable (best effort: not every filesystem lets a directory be opened and synced).
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::weights::write_atomic(path, bytes)
+        .map_err(|e| Error::Io(format!("cannot write '{}': {}", path.display(), io_reason(&e))))
 }
 
 /// Encodes `img` in the format of `path`'s extension and writes it atomically (see [`write_bytes_atomic`]).

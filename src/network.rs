@@ -99,6 +99,24 @@ pub fn weight_bytes(convs: &[(usize, usize)], facts: &AdapterFacts) -> u64 {
         .sum()
 }
 
+/// Refuses a plan whose largest tensor exceeds what the adapter can bind, naming the largest size that fits.
+pub fn check_binding_limit(ctx: &GpuContext, plan: &Plan) -> Result<()> {
+    let largest = plan.largest_tensor_bytes();
+    let limit = ctx.limits.max_storage_buffer_binding_size;
+    if largest > limit {
+        let (w, h) = (plan.spec.width, plan.spec.height);
+        return Err(Error::OutOfMemory(format!(
+            ": a {w}x{h} image needs {} MiB activations but {} binds at most {} MiB; the largest size that fits \
+             is --image-size {}",
+            largest >> 20,
+            ctx.adapter_name(),
+            limit >> 20,
+            vgg::largest_fitting_side(w, h, limit)
+        )));
+    }
+    Ok(())
+}
+
 /// A plan's buffers and dispatches on the GPU.
 pub struct Network {
     pub plan: Plan,
@@ -125,19 +143,7 @@ impl Network {
     pub fn new(ctx: &GpuContext, net: &GpuNet, spec: PlanSpec) -> Result<Self> {
         vgg::check_size(spec.width, spec.height)?;
         let plan = Plan::new(spec);
-        let largest = plan.largest_tensor_bytes();
-        let limit = ctx.limits.max_storage_buffer_binding_size;
-        if largest > limit {
-            let (w, h) = (plan.spec.width, plan.spec.height);
-            return Err(Error::OutOfMemory(format!(
-                ": a {w}x{h} image needs {} MiB activations but {} binds at most {} MiB; the largest size that fits \
-                 is --image-size {}",
-                largest >> 20,
-                ctx.adapter_name(),
-                limit >> 20,
-                vgg::largest_fitting_side(w, h, limit)
-            )));
-        }
+        check_binding_limit(ctx, &plan)?;
         // Buffers start zeroed (wgpu guarantees it): the frames are zero and no kernel writes them.
         let buffers = plan
             .slots

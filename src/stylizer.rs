@@ -355,6 +355,23 @@ impl<'a> Stylizer<'a> {
     }
 }
 
+/// Refuses, before anything is allocated, an image whose largest tensor exceeds what the adapter can bind,
+/// naming the largest `--image-size` that fits (the same check [`Stylizer::new`] makes).
+pub fn check_fits(ctx: &GpuContext, width: usize, height: usize) -> Result<()> {
+    vgg::check_size(width, height)?;
+    let convs: Vec<(usize, usize)> = VGG16_CONV_LAYERS.iter().map(|&(_, i, o)| (i, o)).collect();
+    let spec = crate::plan::PlanSpec {
+        width,
+        height,
+        convs,
+        pooling: Pooling::Max,
+        input_affine: false,
+        taps: vec![0],
+        backward: true,
+    };
+    crate::network::check_binding_limit(ctx, &Plan::new(spec))
+}
+
 /// The loss terms' layers and weights from the options (unknown layer names are an error).
 pub fn loss_spec(opts: &StyleOptions) -> Result<LossSpec> {
     Ok(LossSpec {

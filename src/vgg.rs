@@ -3,6 +3,7 @@
 //! [`crate::plan`] plans a pass over it and [`crate::network`] runs it on the GPU.
 
 use crate::error::{Error, Result};
+use crate::frame::Frame;
 use crate::planar::PlanarImage;
 use crate::weights::CAFFE_MEAN_RGB;
 
@@ -58,11 +59,21 @@ pub fn check_size(width: usize, height: usize) -> Result<()> {
 }
 
 /// The largest longest-side (keeping `width:height`) whose biggest activation fits `max_binding` bytes.
+/// The largest tensor is conv1's output (64 channels at full size, in its frame: [`crate::frame`]).
 pub fn largest_fitting_side(width: usize, height: usize, max_binding: u64) -> usize {
-    let (long, short) = (width.max(height) as f64, width.min(height) as f64);
-    // 64 channels x long x short x 4 bytes ≤ max_binding, short = long * ratio.
-    let ratio = short / long;
-    ((max_binding as f64 / (64.0 * 4.0 * ratio)).sqrt().floor() as usize).max(MIN_SIDE)
+    let (long, short) = (width.max(height), width.min(height));
+    // The image resized so its longest side is `side` (as image_io::target_size rounds).
+    let fits = |side: usize| {
+        let other = ((short as f64 * side as f64 / long as f64).round() as usize).max(1);
+        let frame = if width >= height { Frame::new(other, side) } else { Frame::new(side, other) };
+        4 * frame.buffer_floats(64) as u64 <= max_binding
+    };
+    // 64 channels x long x short x 4 bytes ≤ max_binding bounds it from above; the frame only adds.
+    let mut side = ((max_binding as f64 / (256.0 * short as f64 / long as f64)).sqrt().ceil() as usize).max(MIN_SIDE);
+    while side > MIN_SIDE && !fits(side) {
+        side -= 1;
+    }
+    side
 }
 
 #[cfg(test)]
@@ -86,9 +97,9 @@ mod tests {
     fn largest_fitting_side_fits() {
         let limit = 128u64 << 20;
         let s = largest_fitting_side(1000, 500, limit);
-        let (w, h) = (s, s / 2);
-        assert!((64 * w * h * 4) as u64 <= limit);
-        assert!((64 * (w + 2) * ((w + 2) / 2) * 4) as u64 > limit);
+        let bytes = |side: usize| 4 * Frame::new((side as f64 * 0.5).round() as usize, side).buffer_floats(64) as u64;
+        assert!(bytes(s) <= limit);
+        assert!(bytes(s + 1) > limit);
         assert_eq!(relu_index("relu4_2"), Some(8));
         assert_eq!(relu_index("relu5_2"), None);
     }

@@ -251,3 +251,20 @@ fn write_fuzz_seeds() {
         std::fs::write(dir.join(name), data).unwrap();
     }
 }
+
+/// Outputs get the permissions of any new file (0666 less the umask), not a temporary file's private 0600.
+#[cfg(unix)]
+#[test]
+fn written_images_are_readable_like_any_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.png");
+    image_io::write_image_atomic(&path, &image_io::from_rgb8(&picture(4, 4, 0))).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    // Whatever the umask, a new file is readable by its group or others unless the umask forbids it; 0600 is
+    // what a temporary file gets.
+    let probe = dir.path().join("probe");
+    std::fs::write(&probe, b"").unwrap();
+    let expected = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, expected, "output mode {mode:o}, a new file gets {expected:o}");
+}

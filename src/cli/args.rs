@@ -18,6 +18,14 @@ pub const MIN_IMAGE_SIZE: usize = 16;
 /// Largest accepted `--image-size`.
 pub const MAX_IMAGE_SIZE: usize = 16_384;
 
+/// The job when `--image-size` / `--iterations` are not given: on a GPU, jcjohnson/neural-style's defaults; on
+/// a CPU adapter (lavapipe, where a 512 px iteration takes ~10 s on 2 cores) a job that finishes in about ten
+/// minutes on such a machine (256 px: ~2.4 s per iteration for a square image, measured; docs/PERFORMANCE.md).
+pub const GPU_IMAGE_SIZE: usize = 512;
+pub const GPU_ITERATIONS: usize = 1000;
+pub const CPU_IMAGE_SIZE: usize = 256;
+pub const CPU_ITERATIONS: usize = 300;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "neural-style",
@@ -108,9 +116,9 @@ pub struct StyleArgs {
     /// Replace the output (and --save-every frames) when they already exist.
     #[arg(long)]
     pub overwrite: bool,
-    /// Longest side of the output, in pixels (at least 16).
-    #[arg(long, value_name = "N", default_value_t = 512)]
-    pub image_size: usize,
+    /// Longest side of the output, in pixels (at least 16) [default: 512; 256 on a CPU adapter].
+    #[arg(long, value_name = "N")]
+    pub image_size: Option<usize>,
     /// Style images are resized so that their longest side is ceil(F · image size).
     #[arg(long, value_name = "F", default_value_t = 1.0)]
     pub style_scale: f64,
@@ -126,9 +134,9 @@ pub struct StyleArgs {
     /// Weight of the total-variation (smoothness) loss.
     #[arg(long, value_name = "F", default_value_t = 1e-3)]
     pub tv_weight: f32,
-    /// Number of optimisation steps (0 writes the initial image).
-    #[arg(long, visible_alias = "num-iterations", value_name = "N", default_value_t = 1000)]
-    pub iterations: usize,
+    /// Number of optimisation steps (0 writes the initial image) [default: 1000; 300 on a CPU adapter].
+    #[arg(long, visible_alias = "num-iterations", value_name = "N")]
+    pub iterations: Option<usize>,
     /// Optimiser. Only adam exists so far.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
     pub optimizer: OptimizerArg,
@@ -212,34 +220,65 @@ fn check_layers(flag: &str, layers: &[String]) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `--image-size`, `--iterations` and the style side of a run, after the defaults that depend on the adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub image_size: usize,
+    pub iterations: usize,
+    pub style_side: usize,
+    /// Some default was lowered for a CPU adapter (the CLI says so, and how to get the full job).
+    pub cpu_defaults: bool,
+}
+
+impl Job {
+    /// The job for these arguments on an adapter of `device_type` (a pure function: tested without a GPU).
+    pub fn resolve(a: &StyleArgs, device_type: wgpu::DeviceType) -> Job {
+        let cpu = device_type == wgpu::DeviceType::Cpu;
+        let (size, iterations) = if cpu { (CPU_IMAGE_SIZE, CPU_ITERATIONS) } else { (GPU_IMAGE_SIZE, GPU_ITERATIONS) };
+        let image_size = a.image_size.unwrap_or(size);
+        Job {
+            image_size,
+            iterations: a.iterations.unwrap_or(iterations),
+            style_side: neural_style::image_io::style_longest_side(image_size, a.style_scale),
+            cpu_defaults: cpu && (a.image_size.is_none() || a.iterations.is_none()),
+        }
+    }
+}
+
 impl StyleArgs {
     /// Checks every flag value (nothing touches a file or the GPU here). Errors are usage errors (exit 2).
     pub fn validate(&self) -> Result<(), CliError> {
         if self.content.is_none() || self.styles.is_empty() {
             return Err(usage("give a content image and at least one style image"));
         }
-        if self.image_size < MIN_IMAGE_SIZE {
+        let image_size = self.image_size.unwrap_or(CPU_IMAGE_SIZE);
+        if image_size < MIN_IMAGE_SIZE {
             return Err(usage(format!(
-                "--image-size {} is too small: the network needs at least {MIN_IMAGE_SIZE} px",
-                self.image_size
+                "--image-size {image_size} is too small: the network needs at least {MIN_IMAGE_SIZE} px"
             )));
         }
-        if self.image_size > MAX_IMAGE_SIZE {
-            return Err(usage(format!("--image-size {} is too large (at most {MAX_IMAGE_SIZE})", self.image_size)));
+        if image_size > MAX_IMAGE_SIZE {
+            return Err(usage(format!("--image-size {image_size} is too large (at most {MAX_IMAGE_SIZE})")));
         }
         if !self.style_scale.is_finite() || self.style_scale <= 0.0 {
             return Err(usage(format!("--style-scale must be a finite number > 0 (got {})", self.style_scale)));
         }
-        let style_side = crate::cli::style_side(self);
+        // Without --image-size the size depends on the adapter, not known yet: check both defaults.
+        let (small, large) = match self.image_size {
+            Some(s) => (s, s),
+            None => (CPU_IMAGE_SIZE, GPU_IMAGE_SIZE),
+        };
+        let style_side = neural_style::image_io::style_longest_side(small, self.style_scale);
+        let style_side_max = neural_style::image_io::style_longest_side(large, self.style_scale);
         if style_side < MIN_IMAGE_SIZE {
             return Err(usage(format!(
                 "--style-scale {} gives style images a longest side of {style_side} px; at least {MIN_IMAGE_SIZE} needed",
                 self.style_scale
             )));
         }
-        if style_side > MAX_IMAGE_SIZE {
+        if style_side_max > MAX_IMAGE_SIZE {
             return Err(usage(format!(
-                "--style-scale {} gives style images a longest side of {style_side} px; at most {MAX_IMAGE_SIZE}",
+                "--style-scale {} gives style images a longest side of {style_side_max} px; at most {MAX_IMAGE_SIZE}",
                 self.style_scale
             )));
         }
@@ -284,5 +323,39 @@ impl StyleArgs {
             super::web::parse_listen_addr(spec).map_err(usage)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> StyleArgs {
+        let mut argv = vec!["neural-style", "c.png", "s.png"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().style
+    }
+
+    #[test]
+    fn cpu_adapters_get_a_job_of_minutes_unless_told_otherwise() {
+        let cpu = wgpu::DeviceType::Cpu;
+        let gpu = wgpu::DeviceType::DiscreteGpu;
+        let j = Job::resolve(&args(&[]), gpu);
+        assert_eq!((j.image_size, j.iterations, j.style_side, j.cpu_defaults), (512, 1000, 512, false));
+        let j = Job::resolve(&args(&[]), cpu);
+        assert_eq!((j.image_size, j.iterations, j.style_side, j.cpu_defaults), (256, 300, 256, true));
+        let j = Job::resolve(&args(&["--image-size", "400"]), cpu);
+        assert_eq!((j.image_size, j.iterations, j.cpu_defaults), (400, 300, true));
+        let j = Job::resolve(&args(&["--image-size", "512", "--iterations", "1000"]), cpu);
+        assert_eq!((j.image_size, j.iterations, j.cpu_defaults), (512, 1000, false));
+        let j = Job::resolve(&args(&["--style-scale", "0.5"]), cpu);
+        assert_eq!(j.style_side, 128);
+    }
+
+    #[test]
+    fn the_style_side_is_checked_at_both_default_sizes() {
+        // 0.05 x 256 = 13 px: too small for a CPU adapter's default, so refused before the adapter is known.
+        assert!(args(&["--style-scale", "0.05"]).validate().is_err());
+        assert!(args(&["--style-scale", "0.05", "--image-size", "512"]).validate().is_ok());
     }
 }

@@ -108,8 +108,3 @@ fn selftest(args: &SelftestArgs) -> Result<Outcome, CliError> {
         Err(CliError::Runtime("selftest failed: see the table above".into()))
     }
 }
-
-/// The longest side of the style images for these arguments: ceil(style_scale · image_size).
-pub(crate) fn style_side(a: &StyleArgs) -> usize {
-    neural_style::image_io::style_longest_side(a.image_size, a.style_scale)
-}

@@ -1,19 +1,32 @@
-//! Progress reporting on stderr: an indicatif bar (iteration, it/s, ETA, current losses) when stderr is a
-//! terminal, plain lines every `--print-every` iterations otherwise.
+//! Progress on stderr: setup stages as timestamped lines from the first second, then an indicatif bar
+//! (iteration, seconds per iteration, ETA, current losses) when stderr is a terminal, plain lines every
+//! `--print-every` iterations otherwise. Speed and ETA come from measured iteration times (the mean of the last
+//! few), never from an estimate before the first iteration has finished.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use neural_style::Losses;
 
-pub struct Progress {
-    total: usize,
+/// Iteration times the speed is averaged over.
+const SPEED_WINDOW: usize = 10;
+
+/// Timestamped setup lines (`[  2.1s] style targets: …`), counted from the start of the run.
+pub struct Stages {
     start: Instant,
-    bar: Option<ProgressBar>,
-    /// The last losses reported (printed as a plain line when the bar is cleared).
-    last: Cell<Option<(usize, Losses)>>,
+}
+
+impl Stages {
+    pub fn new(start: Instant) -> Self {
+        Self { start }
+    }
+
+    pub fn line(&self, what: impl std::fmt::Display) {
+        eprintln!("[{:6.1}s] {what}", self.start.elapsed().as_secs_f64());
+    }
 }
 
 /// `1.234e5`-style numbers, short enough for one line.
@@ -25,6 +38,56 @@ pub fn losses_text(l: &Losses) -> String {
     format!("content {}  style {}  tv {}  total {}", sci(l.content), sci(l.style), sci(l.tv), sci(l.total))
 }
 
+/// `3m05s`, `1h02m`, `42s`.
+pub fn duration_text(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Iteration speed from the last few measured iterations.
+#[derive(Debug, Default)]
+pub struct Speed {
+    recent: VecDeque<f64>,
+}
+
+impl Speed {
+    pub fn record(&mut self, secs: f64) {
+        if self.recent.len() == SPEED_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(secs);
+    }
+
+    /// Mean seconds per iteration, once one has been measured.
+    pub fn secs_per_iteration(&self) -> Option<f64> {
+        (!self.recent.is_empty()).then(|| self.recent.iter().sum::<f64>() / self.recent.len() as f64)
+    }
+
+    /// Speed and ETA for `remaining` iterations, as shown: `1.92 s/it  ETA 4m12s` (or `12.3 it/s`).
+    pub fn text(&self, remaining: usize) -> String {
+        match self.secs_per_iteration() {
+            None => "measuring speed…".into(),
+            Some(s) => {
+                let speed = if s >= 1.0 { format!("{s:.2} s/it") } else { format!("{:.1} it/s", 1.0 / s.max(1e-9)) };
+                format!("{speed}  ETA {}", duration_text(s * remaining as f64))
+            }
+        }
+    }
+}
+
+pub struct Progress {
+    total: usize,
+    start: Instant,
+    bar: Option<ProgressBar>,
+    speed: Speed,
+    /// The last losses reported (printed as a plain line when the bar is cleared).
+    last: Cell<Option<(usize, Losses)>>,
+}
+
 impl Progress {
     /// A bar when stderr is a terminal (and `NEURAL_STYLE_NO_BAR` is unset), plain lines otherwise.
     pub fn new(total: usize) -> Self {
@@ -32,25 +95,22 @@ impl Progress {
         let bar = if tty && total > 0 {
             let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{spinner} [{bar:25}] {pos}/{len}  {per_sec}  ETA {eta}  {msg}")
+                ProgressStyle::with_template("{spinner} [{bar:25}] {pos}/{len}  {prefix}  {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
             );
+            bar.set_prefix("measuring speed…");
             bar.enable_steady_tick(Duration::from_millis(250));
             Some(bar)
         } else {
             None
         };
-        Progress { total, start: Instant::now(), bar, last: Cell::new(None) }
+        Progress { total, start: Instant::now(), bar, speed: Speed::default(), last: Cell::new(None) }
     }
 
-    /// Restarts the it/s clock (call right before the first iteration).
+    /// Restarts the clock (call right before the first iteration).
     pub fn start(&mut self) {
         self.start = Instant::now();
-        if let Some(bar) = &self.bar {
-            bar.reset_elapsed();
-            bar.reset_eta();
-        }
     }
 
     /// Iterations per second since [`Progress::start`], over `done` iterations.
@@ -76,12 +136,15 @@ impl Progress {
 
     fn plain_line(&self, iter: usize, l: &Losses) {
         let w = self.total.to_string().len();
-        eprintln!("iter {iter:>w$}/{}  {}  {:.1} it/s", self.total, losses_text(l), self.rate(iter));
+        let speed = self.speed.text(self.total.saturating_sub(iter));
+        eprintln!("iter {iter:>w$}/{}  {}  {speed}", self.total, losses_text(l));
     }
 
-    /// One iteration done.
-    pub fn inc(&self) {
+    /// One iteration done, `secs` after the previous one.
+    pub fn inc(&mut self, done: usize, secs: f64) {
+        self.speed.record(secs);
         if let Some(bar) = &self.bar {
+            bar.set_prefix(self.speed.text(self.total.saturating_sub(done)));
             bar.inc(1);
         }
     }
@@ -105,5 +168,34 @@ impl Drop for Progress {
                 bar.abandon();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_comes_from_measured_iterations_only() {
+        let mut s = Speed::default();
+        assert_eq!(s.text(100), "measuring speed…");
+        // One slow first iteration (kernel compiles) is averaged with the next ones, never extrapolated alone.
+        s.record(30.0);
+        for _ in 0..SPEED_WINDOW {
+            s.record(2.0);
+        }
+        assert_eq!(s.secs_per_iteration(), Some(2.0));
+        assert_eq!(s.text(150), "2.00 s/it  ETA 5m00s");
+        let mut fast = Speed::default();
+        fast.record(0.005);
+        assert_eq!(fast.text(1000), "200.0 it/s  ETA 5s");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration_text(0.4), "0s");
+        assert_eq!(duration_text(59.6), "1m00s");
+        assert_eq!(duration_text(185.0), "3m05s");
+        assert_eq!(duration_text(3725.0), "1h02m");
     }
 }

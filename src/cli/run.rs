@@ -5,7 +5,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use image::ImageFormat;
 use neural_style::gpu::{GpuContext, GpuOptions};
@@ -13,8 +14,10 @@ use neural_style::image_io::{self, OutputDepth};
 use neural_style::weights::Vgg16Weights;
 use neural_style::{Init, Losses, PlanarImage, Pooling, StyleOptions, Stylizer};
 
-use super::args::{InitArg, PoolingArg, MIN_IMAGE_SIZE};
-use super::progress::Progress;
+use super::args::{
+    InitArg, Job, PoolingArg, CPU_IMAGE_SIZE, CPU_ITERATIONS, GPU_IMAGE_SIZE, GPU_ITERATIONS, MIN_IMAGE_SIZE,
+};
+use super::progress::{duration_text, Progress, Stages};
 use super::web::{self, WebPreview};
 use super::{CliError, Outcome, StyleArgs};
 
@@ -70,7 +73,7 @@ fn inputs(a: &StyleArgs, weights: &Path) -> Vec<(String, PathBuf)> {
 
 /// Refuses, before any work, every output that would overwrite an input, an existing file without
 /// `--overwrite`, or cannot be written.
-fn check_outputs(a: &StyleArgs, weights: &Path) -> Result<(), CliError> {
+fn check_outputs(a: &StyleArgs, job: &Job, weights: &Path) -> Result<(), CliError> {
     let ins = inputs(a, weights);
     let out = &a.output;
     let shown = out.display();
@@ -94,8 +97,8 @@ fn check_outputs(a: &StyleArgs, weights: &Path) -> Result<(), CliError> {
         };
         return Err(runtime(format!("cannot write output '{shown}': {reason}")));
     }
-    if a.save_every > 0 && a.iterations / a.save_every <= MAX_FRAME_PRECHECK {
-        for k in (a.save_every..=a.iterations).step_by(a.save_every) {
+    if a.save_every > 0 && job.iterations / a.save_every <= MAX_FRAME_PRECHECK {
+        for k in (a.save_every..=job.iterations).step_by(a.save_every) {
             let f = image_io::frame_path(out, k);
             for (what, p) in &ins {
                 if same_file(&f, p) {
@@ -175,15 +178,15 @@ impl LossLog {
 }
 
 /// Encodes and writes atomically, applying `--original-colors` when asked.
-struct Writer<'a> {
+struct Writer {
     format: ImageFormat,
     depth: OutputDepth,
-    original_colors: Option<&'a PlanarImage>,
+    original_colors: Option<PlanarImage>,
 }
 
-impl Writer<'_> {
+impl Writer {
     fn write(&self, path: &Path, img: PlanarImage) -> Result<(), CliError> {
-        let img = match self.original_colors {
+        let img = match &self.original_colors {
             Some(content) => image_io::original_colors(&img, content),
             None => img,
         };
@@ -193,14 +196,75 @@ impl Writer<'_> {
     }
 }
 
+/// The last completed iterate kept on the host, and how to write it: what Ctrl-C saves without waiting for
+/// work still on the GPU (on a CPU adapter one iteration at 512 px takes seconds), and what a GPU failure
+/// salvages.
+struct Rescue {
+    writer: Writer,
+    output: PathBuf,
+    snapshot: Mutex<Option<(usize, PlanarImage)>>,
+    /// Held while the output is written; `true` once the main thread has written it.
+    written: Mutex<bool>,
+}
+
+static RESCUE: OnceLock<Rescue> = OnceLock::new();
+
+/// How long Ctrl-C waits for the loop to stop by itself before the last snapshot is written from the handler.
+const CTRL_C_GRACE: Duration = Duration::from_millis(1500);
+
+impl Rescue {
+    fn keep(&self, iteration: usize, img: PlanarImage) {
+        *self.snapshot.lock().unwrap() = Some((iteration, img));
+    }
+
+    fn last(&self) -> Option<(usize, PlanarImage)> {
+        self.snapshot.lock().unwrap().clone()
+    }
+
+    /// Writes the final image from the main thread (unless the Ctrl-C path already did and is exiting).
+    fn write_final(&self, img: PlanarImage) -> Result<(), CliError> {
+        let mut written = self.written.lock().unwrap();
+        self.writer.write(&self.output, img)?;
+        *written = true;
+        Ok(())
+    }
+
+    /// The Ctrl-C path when the loop did not stop in time: write the snapshot, exit 130.
+    fn write_snapshot_and_exit(&self) -> ! {
+        let written = self.written.lock().unwrap();
+        if !*written {
+            match self.last() {
+                Some((k, img)) => match self.writer.write(&self.output, img) {
+                    Ok(()) => eprintln!("interrupted: wrote the image of iteration {k} to '{}'", self.output.display()),
+                    Err(CliError::Usage(e) | CliError::Runtime(e)) => eprintln!("error: saving failed: {e}"),
+                },
+                None => eprintln!("interrupted before the first iteration: nothing written"),
+            }
+        }
+        std::process::exit(super::EXIT_INTERRUPTED as i32)
+    }
+}
+
 fn install_ctrlc() {
-    // A second Ctrl-C quits at once, without saving.
     let _ = ctrlc::set_handler(|| {
+        // A second Ctrl-C quits at once, without saving.
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
             eprintln!("\ninterrupted again: quitting without saving");
             std::process::exit(super::EXIT_INTERRUPTED as i32);
         }
-        eprintln!("\ninterrupted: saving the current image (Ctrl-C again to quit without saving)");
+        eprintln!("\ninterrupted: saving the last completed iteration (Ctrl-C again to quit without saving)");
+        // The loop checks the flag between iterations; if an iteration is still running after the grace
+        // period, write what the host already has rather than wait for it.
+        std::thread::spawn(|| {
+            std::thread::sleep(CTRL_C_GRACE);
+            match RESCUE.get() {
+                Some(r) => r.write_snapshot_and_exit(),
+                None => {
+                    eprintln!("interrupted during setup: nothing written");
+                    std::process::exit(super::EXIT_INTERRUPTED as i32)
+                }
+            }
+        });
     });
 }
 
@@ -208,18 +272,14 @@ fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
-/// A GPU failure mid-run: write the last image read back (if any) to the output, and say so in the error.
-fn salvage(
-    e: neural_style::Error,
-    iteration: usize,
-    last_good: Option<(usize, PlanarImage)>,
-    writer: &Writer<'_>,
-    output: &std::path::Path,
-) -> CliError {
+/// A GPU failure mid-run: write the last image kept on the host (if any) to the output, and say so.
+fn salvage(e: neural_style::Error, iteration: usize, rescue: &Rescue) -> CliError {
     let what = format!("GPU failure at iteration {iteration}: {e}");
-    match last_good {
-        Some((k, img)) => match writer.write(output, img) {
-            Ok(()) => CliError::Runtime(format!("{what}; wrote the image of iteration {k} to '{}'", output.display())),
+    match rescue.last() {
+        Some((k, img)) => match rescue.write_final(img) {
+            Ok(()) => {
+                CliError::Runtime(format!("{what}; wrote the image of iteration {k} to '{}'", rescue.output.display()))
+            }
             Err(CliError::Usage(w) | CliError::Runtime(w)) => {
                 CliError::Runtime(format!("{what}; saving the last good image failed too: {w}"))
             }
@@ -228,26 +288,52 @@ fn salvage(
     }
 }
 
+/// What the run says when a CPU adapter lowered a default (and how to get the full job).
+fn cpu_defaults_line(a: &StyleArgs) -> String {
+    match (a.image_size, a.iterations) {
+        (None, None) => format!(
+            "CPU adapter: painting at {CPU_IMAGE_SIZE} px with {CPU_ITERATIONS} iterations (about ten minutes on 2 \
+             cores); --image-size {GPU_IMAGE_SIZE} --iterations {GPU_ITERATIONS} for the full job"
+        ),
+        (Some(_), None) => {
+            format!(
+                "CPU adapter: {CPU_ITERATIONS} iterations by default; --iterations {GPU_ITERATIONS} for the full job"
+            )
+        }
+        _ => format!("CPU adapter: {CPU_IMAGE_SIZE} px by default; --image-size {GPU_IMAGE_SIZE} for the full job"),
+    }
+}
+
+/// Iterations slower than this keep a host copy of every iterate (Ctrl-C then never waits for the GPU).
+const SNAPSHOT_EVERY_ITERATION_ABOVE: Duration = Duration::from_millis(250);
+
 pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
-    // 1. Flags, output format and paths: nothing read, nothing on the GPU.
+    let started = Instant::now();
+    let stages = Stages::new(started);
+    // 1. Flags, output format and paths: nothing read yet.
     a.validate()?;
     let format = image_io::output_format(&a.output)?;
     let depth = OutputDepth::from_bits(a.output_depth).expect("validated");
     image_io::check_output_depth(&a.output, format, depth)?;
     let weights_path = a.weights.clone().unwrap_or_else(Vgg16Weights::default_path);
-    check_outputs(a, &weights_path)?;
+    // The first line appears once the inputs are read (well within a second); every refusal before it is the
+    // only line printed.
+
+    // 2. The adapter: it decides the defaults (a CPU adapter gets a job that finishes in minutes).
+    let ctx = GpuContext::new(&GpuOptions { adapter: a.adapter.clone(), ..Default::default() })?;
+    let job = Job::resolve(a, ctx.info.device_type);
+    check_outputs(a, &job, &weights_path)?;
     // Web preview: bound here, so that a busy or forbidden port fails before any image is read or the GPU is
-    // touched. Without --web it is a handle that does nothing.
+    // used. Without --web it is a handle that does nothing.
     let web = WebPreview::start(a.web.as_deref(), &INTERRUPTED)?;
 
-    // 2. Images (decoded, resized) and weights.
+    // 3. Images (decoded, resized) and weights: every refusal so far is one line with nothing before it.
     let content_path = a.content.as_deref().expect("validated");
-    let content = image_io::resize_longest(&load("content image", content_path)?, a.image_size);
+    let content = image_io::resize_longest(&load("content image", content_path)?, job.image_size);
     check_min_side("content image", content_path, &content, "raise --image-size")?;
-    let style_side = super::style_side(a);
     let mut styles = Vec::with_capacity(a.styles.len());
     for p in &a.styles {
-        let s = image_io::resize_longest(&load("style image", p)?, style_side);
+        let s = image_io::resize_longest(&load("style image", p)?, job.style_side);
         check_min_side("style image", p, &s, "raise --style-scale or --image-size")?;
         styles.push(s);
     }
@@ -259,6 +345,13 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         }
     };
     let weights = Vgg16Weights::load(&weights_path).map_err(|e| CliError::from(neural_style::Error::from(e)))?;
+    for img in std::iter::once(&content).chain(&styles) {
+        neural_style::stylizer::check_fits(&ctx, img.width, img.height)?;
+    }
+    stages.line(format!("adapter: {} ({:?}, {:?})", ctx.adapter_name(), ctx.info.device_type, ctx.info.backend));
+    if job.cpu_defaults {
+        stages.line(cpu_defaults_line(a));
+    }
 
     // `..default()` keeps this compiling when the engine grows options.
     #[allow(clippy::needless_update)]
@@ -279,47 +372,56 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         ..StyleOptions::default()
     };
 
-    // 3. GPU.
-    let ctx = GpuContext::new(&GpuOptions { adapter: a.adapter.clone(), ..Default::default() })?;
-    let mut stylizer = Stylizer::new(&ctx, &weights, &content, &styles, &opts)?;
+    // 4. The GPU plan and the targets.
+    install_ctrlc();
+    let mut stylizer =
+        Stylizer::with_progress(&ctx, &weights, &content, &styles, &opts, &mut |stage| stages.line(stage))?;
     drop(weights);
     let (w, h) = stylizer.size();
-    eprintln!(
-        "neural-style: {w}x{h}, {} style image{} ({}x{} px longest side), {} iterations on {}",
-        styles.len(),
-        if styles.len() == 1 { "" } else { "s" },
-        style_side,
-        style_side,
-        a.iterations,
-        ctx.adapter_name()
-    );
-
+    let writer = Writer { format, depth, original_colors: a.original_colors.then(|| content.clone()) };
+    let rescue = RESCUE.get_or_init(|| Rescue {
+        writer,
+        output: a.output.clone(),
+        snapshot: Mutex::new(None),
+        written: Mutex::new(false),
+    });
+    // The initial image is the first thing Ctrl-C can save.
+    rescue.keep(0, stylizer.image()?);
     let mut log = a.log.as_deref().map(LossLog::create).transpose()?;
-    let writer = Writer { format, depth, original_colors: a.original_colors.then_some(&content) };
-    install_ctrlc();
     web.publish_run_info(&web::RunInfo {
         adapter: ctx.adapter_name(),
         width: w,
         height: h,
-        iterations: a.iterations,
+        iterations: job.iterations,
         style_scale: a.style_scale,
-        style_side,
+        style_side: job.style_side,
         content: &content,
         styles: &styles,
         original_colors: a.original_colors,
         output: &a.output,
     });
+    stages.line(format!(
+        "{w}x{h}, {} style image{} ({} px longest side), {} iterations{}",
+        styles.len(),
+        if styles.len() == 1 { "" } else { "s" },
+        job.style_side,
+        job.iterations,
+        if ctx.info.device_type == wgpu::DeviceType::Cpu {
+            " (the first one also compiles the kernels on this CPU adapter)"
+        } else {
+            ""
+        }
+    ));
 
-    // 4. The loop. Losses are read back only when printed or logged.
-    let n = a.iterations;
+    // 5. The loop. Losses are read back only when printed or logged.
+    let n = job.iterations;
     let mut progress = Progress::new(n);
     progress.start();
     let mut done = 0usize;
-    // The last image read back from the GPU (refreshed when losses are printed and when frames are written): if
-    // the device is lost or fails mid-run, it is written to the output so the run is not all lost.
-    let mut last_good: Option<(usize, PlanarImage)> = None;
+    let mut snapshot_each = ctx.info.device_type == wgpu::DeviceType::Cpu;
     // Test hook: destroy the device before this update, to exercise the device-lost path for real.
     let lose_at: Option<usize> = std::env::var("NEURAL_STYLE_TEST_LOSE_DEVICE_AT").ok().and_then(|v| v.parse().ok());
+    let mut last = Instant::now();
     while done < n {
         if INTERRUPTED.load(Ordering::SeqCst) {
             break;
@@ -332,7 +434,7 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         let t = Instant::now();
         let losses = match stylizer.step(print || log.is_some()) {
             Ok(l) => l,
-            Err(e) => return Err(salvage(e, i, last_good.take(), &writer, &a.output)),
+            Err(e) => return Err(salvage(e, i, rescue)),
         };
         let ms = ms_since(t);
         if let Some(l) = &losses {
@@ -343,32 +445,37 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
                 progress.report(i, l);
             }
         }
-        progress.inc();
         done += 1;
         let k = stylizer.iteration();
         web.publish_progress(k, losses.as_ref().map(|l| (i, l)));
         let frame = a.save_every > 0 && k % a.save_every == 0;
-        if print || frame {
+        if print || frame || snapshot_each {
             match stylizer.image() {
                 Ok(img) => {
                     web.offer_image(k, &img);
-                    last_good = Some((k, img));
+                    rescue.keep(k, img);
                 }
-                Err(e) => return Err(salvage(e, k, last_good.take(), &writer, &a.output)),
+                Err(e) => return Err(salvage(e, k, rescue)),
             }
         }
+        // Measured after the read-back: that is when the iteration is known to be done.
+        let secs = last.elapsed();
+        last = Instant::now();
+        snapshot_each |= secs > SNAPSHOT_EVERY_ITERATION_ABOVE;
+        progress.inc(done, secs.as_secs_f64());
         if frame {
             let f = image_io::frame_path(&a.output, k);
-            writer.write(&f, last_good.as_ref().expect("just read").1.clone())?;
+            rescue.writer.write(&f, rescue.last().expect("just read").1)?;
         }
     }
     let interrupted = INTERRUPTED.load(Ordering::SeqCst);
     let k = stylizer.iteration();
-    if log.is_some() || a.print_every > 0 {
+    // The losses of the final image (one more forward pass; skipped after Ctrl-C, which should stop now).
+    if (log.is_some() || a.print_every > 0) && !interrupted {
         let t = Instant::now();
         let l = match stylizer.losses() {
             Ok(l) => l,
-            Err(e) => return Err(salvage(e, k, last_good.take(), &writer, &a.output)),
+            Err(e) => return Err(salvage(e, k, rescue)),
         };
         let ms = ms_since(t);
         if let Some(log) = &mut log {
@@ -381,16 +488,17 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
     }
     let rate = progress.finish(done);
 
-    // 5. The result.
+    // 6. The result.
     match stylizer.image() {
-        Ok(img) => writer.write(&a.output, img)?,
-        Err(e) => return Err(salvage(e, k, last_good.take(), &writer, &a.output)),
+        Ok(img) => rescue.write_final(img)?,
+        Err(e) => return Err(salvage(e, k, rescue)),
     }
     web.finish(k, interrupted, &a.output);
     if interrupted {
         eprintln!("interrupted after {k} of {n} iterations: wrote '{}'", a.output.display());
         return Ok(Outcome::Interrupted);
     }
-    eprintln!("wrote '{}' ({w}x{h}, {k} iterations, {rate:.1} it/s)", a.output.display());
+    let took = duration_text(started.elapsed().as_secs_f64());
+    eprintln!("wrote '{}' ({w}x{h}, {k} iterations, {rate:.2} it/s, {took} in all)", a.output.display());
     Ok(Outcome::Done)
 }

@@ -126,14 +126,27 @@ pub fn to_safetensors(w: &Vgg16Weights, dtype: OutDtype) -> Vec<u8> {
     out
 }
 
+/// A temporary file in `dir` created with the permissions an ordinary new file gets (0666 less the umask; a
+/// temporary file's default, 0600, would make the output private).
+fn temp_file_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory (tempfile), fsync, rename. On
-/// any failure the temporary file is removed and `path` is untouched.
+/// any failure the temporary file is removed and `path` is untouched. (The engine writes its images with it
+/// too.)
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = temp_file_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
