@@ -174,7 +174,9 @@ fn gram_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, (c, h, w): (us
         dispatches.extend(ds);
         // The tiled kernel computes the upper-triangle tiles only, over the frame's K; the CPU kernel all of G.
         let macs = match v {
-            GramVariant::Tiled => (t * (t + 1) / 2 * tile * tile).min(c * c) as f64 * (h * frame.stride) as f64,
+            GramVariant::Tiled | GramVariant::Coop { .. } => {
+                (t * (t + 1) / 2 * tile * tile).min(c * c) as f64 * (h * frame.stride) as f64
+            }
             GramVariant::Cpu => (c * c * h * frame.width.next_multiple_of(4)) as f64,
         };
         let which: Vec<usize> = (first..first + count).collect();

@@ -21,7 +21,7 @@ use crate::gpu::{Dispatch, GpuContext, GpuOptions};
 use crate::kernels::{self, AdapterFacts};
 use crate::planar::PlanarImage;
 pub use crate::stylizer::{memory_plan, MemoryItem};
-use crate::stylizer::{StyleOptions, Stylizer};
+use crate::stylizer::{Precision, StyleOptions, Stylizer};
 use crate::vgg;
 use crate::weights::{InputConvention, Vgg16Weights, VGG16_CONV_LAYERS};
 
@@ -46,11 +46,13 @@ pub struct BenchArgs {
     pub adapter: Option<String>,
     /// VGG16 weights file; `None`: random weights, seeded 0 (timing does not depend on the values).
     pub weights: Option<PathBuf>,
+    /// Arithmetic of the products (see [`Precision`]).
+    pub precision: Precision,
 }
 
 impl Default for BenchArgs {
     fn default() -> Self {
-        Self { size: 512, iterations: 20, adapter: None, weights: None }
+        Self { size: 512, iterations: 20, adapter: None, weights: None, precision: Precision::Auto }
     }
 }
 
@@ -383,6 +385,8 @@ pub struct IterationReport {
     pub device_type: String,
     pub driver: String,
     pub weights: String,
+    /// The engine's one-line note of the arithmetic chosen (f32, tensor cores, or why not).
+    pub precision: String,
     pub clock: &'static str,
     pub iterations: usize,
     pub warmup_iterations: usize,
@@ -395,7 +399,12 @@ pub struct IterationReport {
     pub peak_gpu_bytes_note: &'static str,
     pub planned_gpu_bytes: u64,
     pub setup_ms: f64,
+    /// Dispatches of an iteration whose losses are not read (the loss scalars are skipped).
     pub dispatches_per_iter: usize,
+    /// ... and of one whose losses are read.
+    pub dispatches_per_logged_iter: usize,
+    /// Wall time per iteration over `iterations` submitted back to back with one wait at the end.
+    pub steady_ms_per_iter: f64,
     pub losses_finite: bool,
     pub profile: Profile,
 }
@@ -414,17 +423,23 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     let (w, h) = (args.size, args.size);
     let content = random_image(1, w, h);
     let style = random_image(2, w, h);
-    let opts = StyleOptions::default();
+    let opts = StyleOptions { precision: args.precision, ..StyleOptions::default() };
     let setup = Instant::now();
-    let mut s = Stylizer::new(&ctx, &weights, &content, std::slice::from_ref(&style), &opts)?;
+    let mut precision = String::new();
+    let mut s = Stylizer::with_progress(&ctx, &weights, &content, std::slice::from_ref(&style), &opts, &mut |stage| {
+        if let crate::SetupStage::Precision(note) = stage {
+            precision = note.clone();
+        }
+    })?;
     let setup_ms = setup.elapsed().as_secs_f64() * 1e3;
 
     let clock = Clock::for_context(&ctx);
-    let dispatch_count = s.iteration_dispatches().len();
+    let dispatch_count = s.iteration_dispatches(false).len();
+    let logged_dispatch_count = s.iteration_dispatches(true).len();
     let timer = Timer::new(&ctx, clock, 1);
     let iterate = |s: &mut Stylizer<'_>| -> Result<Timing> {
         s.prepare_step();
-        timer.time(&[s.iteration_dispatches()])
+        timer.time(&[s.iteration_dispatches(false)])
     };
 
     // Warm-up: ≥ 3 iterations and ≥ WARMUP_MS.
@@ -443,10 +458,19 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     }
     let ms = median(&gpu);
 
+    // Steady state, as a run goes: every iteration submitted as the engine does (one kept in flight), one wait
+    // at the end, divided; includes the gaps between submissions that a per-iteration timer leaves out.
+    let steady = Instant::now();
+    for _ in 0..args.iterations {
+        s.step(false)?;
+    }
+    ctx.wait(None)?;
+    let steady_ms = steady.elapsed().as_secs_f64() * 1e3 / args.iterations as f64;
+
     // Profiled iteration: one pass per dispatch (timestamps), or one submit per dispatch (wall clock).
     s.prepare_step();
     let per_dispatch: Vec<(String, f64)> = {
-        let list = s.iteration_dispatches();
+        let list = s.iteration_dispatches(false);
         match clock {
             Clock::Timestamps => {
                 let profiler = Timer::new(&ctx, clock, list.len());
@@ -486,9 +510,9 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
         .collect();
 
     let losses = s.losses()?;
-    let facts = AdapterFacts::of(&ctx);
+    let facts = &s.net().facts;
     let planned: u64 =
-        memory_plan(w, h, &opts, weights.convention != InputConvention::Caffe, &facts)?.iter().map(|i| i.bytes).sum();
+        memory_plan(w, h, &opts, weights.convention != InputConvention::Caffe, facts)?.iter().map(|i| i.bytes).sum();
     let flops = conv_flops_per_iteration(w, h);
     let driver = format!("{} {}", ctx.info.driver, ctx.info.driver_info).trim().to_string();
     Ok(IterationReport {
@@ -501,6 +525,7 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
         device_type: format!("{:?}", ctx.info.device_type),
         driver,
         weights: weights_desc,
+        precision,
         clock: clock.name(),
         iterations: args.iterations,
         warmup_iterations: warmup,
@@ -515,6 +540,8 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
         planned_gpu_bytes: planned,
         setup_ms: round(setup_ms, 1),
         dispatches_per_iter: dispatch_count,
+        dispatches_per_logged_iter: logged_dispatch_count,
+        steady_ms_per_iter: round(steady_ms, 4),
         losses_finite: losses.total.is_finite(),
         profile: Profile {
             clock: clock.name(),

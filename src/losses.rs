@@ -92,8 +92,9 @@ impl LossSpec {
 enum Term {
     /// Target features P.
     Content { layer: usize, target: wgpu::Buffer },
-    /// This image's Gram G and the blended target A.
-    Style { layer: usize, gram: wgpu::Buffer, target: wgpu::Buffer },
+    /// This image's Gram G and the blended target A (with tensor cores: A's largest magnitude, and the entries
+    /// of the network's ranges where the features' and G's are measured).
+    Style { layer: usize, gram: wgpu::Buffer, target: wgpu::Buffer, target_largest: f32, slots: Option<(u32, u32)> },
 }
 
 impl Term {
@@ -107,12 +108,20 @@ impl Term {
 /// The loss terms of one problem on the GPU.
 pub struct LossTerms {
     spec: LossSpec,
+    /// The network's tensor-core operand ranges (a handle to the same buffer), with tensor cores.
+    ranges: Option<wgpu::Buffer>,
     style_grad_variant: StyleGradVariant,
     terms: Vec<Term>,
-    /// Dispatches writing every term's scalar (needs the forward pass; the Grams are computed here too).
+    /// The Grams of the image's style layers (after the forward pass; the style gradient needs them).
+    pub grams: Vec<Dispatch>,
+    /// Dispatches writing the content and style terms' scalars into their slots: only on iterations whose
+    /// losses are read.
     pub scalars: Vec<Dispatch>,
-    /// TV loss and gradient on the image: the gradient adds to dL/dx, so it runs after the backward pass.
-    pub tv: Vec<Dispatch>,
+    /// TV gradient on the image (its per-workgroup loss partials as a by-product): it adds to dL/dx, so it runs
+    /// after the backward pass.
+    pub tv_grad: Vec<Dispatch>,
+    /// The TV partials summed into their slot: only when the losses are read.
+    pub tv_scalar: Vec<Dispatch>,
     /// One f32 per slot of [`LossSpec::slots`].
     pub slots_buffer: wgpu::Buffer,
     partials: wgpu::Buffer,
@@ -135,7 +144,7 @@ impl LossTerms {
     ) -> Result<Self> {
         let layers = &network.plan.layers;
         let (w, h) = (network.plan.spec.width, network.plan.spec.height);
-        let facts = AdapterFacts::of(ctx);
+        let facts = net.facts.clone();
         let (gram_variant, style_grad_variant) =
             (kernels::gram::variant(&facts), kernels::loss::style_grad_variant(&facts));
         let planned = spec.buffers(layers, w, h, &facts);
@@ -180,7 +189,9 @@ impl LossTerms {
             let target32: Vec<f32> = blended[i].iter().map(|&v| v as f32).collect();
             let target = ctx.buffer_from("style target", &target32)?;
             let gram = ctx.storage_buffer("gram", c * c)?;
-            terms.push(Term::Style { layer: l, gram, target });
+            let target_largest = target32.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let slots = network.coop_ranges.as_ref().map(|r| (r.slot(), r.slot()));
+            terms.push(Term::Style { layer: l, gram, target, target_largest, slots });
         }
 
         // Scratch shared by the reductions (each finishes before the next starts).
@@ -188,7 +199,7 @@ impl LossTerms {
         let gram_partials = ctx.storage_buffer("gram partials", floats("gram partials"))?;
         let slots_buffer = ctx.storage_buffer("loss slots", floats("loss slots"))?;
 
-        let mut scalars = Vec::new();
+        let (mut grams, mut scalars) = (Vec::new(), Vec::new());
         for (slot, t) in terms.iter().enumerate() {
             let s = layers[t.layer()];
             let f = network.relu(t.layer());
@@ -201,9 +212,16 @@ impl LossTerms {
                     let count = kernels::loss::sq_diff_partials(n);
                     scalars.push(kernels::loss::reduce_sum(ctx, count, slot, scale, &partials, &slots_buffer)?);
                 }
-                Term::Style { gram, target, .. } => {
+                Term::Style { gram, target, slots, .. } => {
                     let c = s.channels;
-                    scalars.extend(kernels::gram::gram(ctx, gram_variant, c, s.frame(), f, &gram_partials, gram)?);
+                    grams.extend(match (gram_variant, slots) {
+                        (kernels::gram::GramVariant::Coop { config, twin }, Some((features_slot, _))) => {
+                            let ranges = &network.coop_ranges.as_ref().expect("ranges").buffer;
+                            let (frame, gp) = (s.frame(), &gram_partials);
+                            kernels::gram::gram_coop(ctx, config, twin, c, frame, f, gp, gram, ranges, *features_slot)?
+                        }
+                        _ => kernels::gram::gram(ctx, gram_variant, c, s.frame(), f, &gram_partials, gram)?,
+                    });
                     scalars.push(kernels::loss::sq_diff_sum(ctx, c * c, gram, target, &partials)?);
                     let scale = spec.style_weight / (c * c) as f64;
                     let count = kernels::loss::sq_diff_partials(c * c);
@@ -211,26 +229,29 @@ impl LossTerms {
                 }
             }
         }
-        let tv = match network.grad_image() {
-            Some(grad_x) => vec![
-                kernels::loss::tv_loss_grad(ctx, h, w, spec.tv_weight, true, network.image(), grad_x, &partials)?,
-                kernels::loss::reduce_sum(
+        let (tv_grad, tv_scalar) = match network.grad_image() {
+            Some(grad_x) => (
+                vec![kernels::loss::tv_loss_grad(ctx, h, w, spec.tv_weight, true, network.image(), grad_x, &partials)?],
+                vec![kernels::loss::reduce_sum(
                     ctx,
                     kernels::loss::tv_partials(h, w),
                     terms.len(),
                     1.0,
                     &partials,
                     &slots_buffer,
-                )?,
-            ],
-            None => Vec::new(),
+                )?],
+            ),
+            None => (Vec::new(), Vec::new()),
         };
         Ok(Self {
             spec: spec.clone(),
+            ranges: network.coop_ranges.as_ref().map(|r| r.buffer.clone()),
             style_grad_variant,
             terms,
+            grams,
             scalars,
-            tv,
+            tv_grad,
+            tv_scalar,
             slots_buffer,
             partials,
             _gram_partials: gram_partials,
@@ -256,21 +277,41 @@ impl LossTerms {
                     let n = s.buffer_floats();
                     out.push(kernels::loss::content_grad(ctx, n, scale, written, site.features, target, site.grad)?);
                 }
-                Term::Style { gram, target, .. } => {
+                Term::Style { gram, target, target_largest, slots, .. } => {
                     let c = s.channels;
                     let scale = 4.0 * self.spec.style_weight / ((c * c) as f64 * s.floats() as f64);
-                    out.push(kernels::loss::style_grad(
-                        ctx,
-                        self.style_grad_variant,
-                        c,
-                        s.frame(),
-                        scale,
-                        written,
-                        gram,
-                        target,
-                        site.features,
-                        site.grad,
-                    )?);
+                    match (self.style_grad_variant, slots, &self.ranges) {
+                        (StyleGradVariant::Coop { config, twin }, Some((features_slot, gram_slot)), Some(ranges)) => {
+                            let slots = (*gram_slot, *target_largest, *features_slot);
+                            out.extend(kernels::loss::style_grad_coop(
+                                ctx,
+                                config,
+                                twin,
+                                c,
+                                s.frame(),
+                                scale,
+                                written,
+                                gram,
+                                target,
+                                site.features,
+                                site.grad,
+                                ranges,
+                                slots,
+                            )?);
+                        }
+                        _ => out.push(kernels::loss::style_grad(
+                            ctx,
+                            self.style_grad_variant,
+                            c,
+                            s.frame(),
+                            scale,
+                            written,
+                            gram,
+                            target,
+                            site.features,
+                            site.grad,
+                        )?),
+                    }
                 }
             }
             written = true;

@@ -21,6 +21,8 @@ pub struct GpuConv {
     pub backward_variant: ConvVariant,
     pub w_backward: wgpu::Buffer,
     pub bias: wgpu::Buffer,
+    /// The weights' largest magnitude (the tensor-core kernels' fixed scale for them).
+    pub largest_weight: f32,
 }
 
 /// The network's weights on the GPU (uploaded once, shared by every plan).
@@ -30,11 +32,18 @@ pub struct GpuNet {
     pub input_affine: Option<([f32; 3], [f32; 3])>,
     pub pooling: Pooling,
     pub bytes: u64,
+    /// The adapter facts the kernels were chosen with (including the precision: [`AdapterFacts::coop`]).
+    pub facts: AdapterFacts,
 }
 
 impl GpuNet {
+    /// The weights for the f32 kernels (or the CPU-shaped ones on a CPU adapter).
     pub fn new(ctx: &GpuContext, weights: &Vgg16Weights, pooling: Pooling) -> Result<Self> {
-        let facts = AdapterFacts::of(ctx);
+        Self::with_facts(ctx, weights, pooling, AdapterFacts::of(ctx))
+    }
+
+    /// The weights in the layouts of the kernels `facts` chooses (e.g. with tensor cores: `facts.coop`).
+    pub fn with_facts(ctx: &GpuContext, weights: &Vgg16Weights, pooling: Pooling, facts: AdapterFacts) -> Result<Self> {
         let mut convs = Vec::new();
         let mut bytes = 0u64;
         for layer in &weights.layers {
@@ -51,12 +60,13 @@ impl GpuNet {
                 backward_variant: bv,
                 w_backward: ctx.buffer_from(&format!("{} backward weights", layer.name), &wb)?,
                 bias: ctx.buffer_from(&format!("{} bias", layer.name), b)?,
+                largest_weight: layer.weight.iter().fold(0.0f32, |m, w| m.max(w.abs())),
             });
             bytes += 4 * (wf.len() + wb.len() + b.len()) as u64;
         }
         let (scale, offset) = weights.convention.input_affine();
         let identity = scale == [1.0; 3] && offset == [0.0; 3];
-        Ok(Self { convs, input_affine: (!identity).then_some((scale, offset)), pooling, bytes })
+        Ok(Self { convs, input_affine: (!identity).then_some((scale, offset)), pooling, bytes, facts })
     }
 
     /// The plan spec of a pass over this network at `width` x `height` reading relu layers `taps`.
@@ -90,7 +100,7 @@ pub fn weight_bytes(convs: &[(usize, usize)], facts: &AdapterFacts) -> u64 {
         .map(|&(cin, cout)| {
             let (fv, bv) = conv_variants(cin, cout, facts);
             let floats = |v: ConvVariant, outputs: usize, inputs: usize| match v {
-                ConvVariant::Tiled => inputs * outputs * 9,
+                ConvVariant::Tiled | ConvVariant::Coop { .. } => inputs * outputs * 9,
                 ConvVariant::Narrow => inputs * 9 * 4,
                 ConvVariant::Cpu { channels } => outputs.div_ceil(channels) * channels * inputs * 9,
             };
@@ -117,10 +127,38 @@ pub fn check_binding_limit(ctx: &GpuContext, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// The largest magnitudes the tensor-core kernels scale their operands by (one u32 entry per measured operand,
+/// f32 bits), zeroed at the start of every forward pass and raised by `max_abs` dispatches.
+pub struct CoopRanges {
+    pub buffer: wgpu::Buffer,
+    next: std::cell::Cell<u32>,
+}
+
+/// Entries of [`CoopRanges`]: far more than a VGG16 pass measures (≈ 40 with every loss).
+const COOP_RANGE_SLOTS: u32 = 256;
+/// Bytes of [`CoopRanges`].
+pub const COOP_RANGES_BYTES: u64 = 4 * COOP_RANGE_SLOTS as u64;
+
+impl CoopRanges {
+    fn new(ctx: &GpuContext) -> Result<Self> {
+        Ok(Self { buffer: ctx.storage_buffer("coop ranges", COOP_RANGE_SLOTS as usize)?, next: 0.into() })
+    }
+
+    /// A fresh entry.
+    pub fn slot(&self) -> u32 {
+        let s = self.next.get();
+        assert!(s < COOP_RANGE_SLOTS, "out of operand range entries");
+        self.next.set(s + 1);
+        s
+    }
+}
+
 /// A plan's buffers and dispatches on the GPU.
 pub struct Network {
     pub plan: Plan,
     buffers: Vec<wgpu::Buffer>,
+    /// The tensor-core kernels' operand ranges (only with tensor cores).
+    pub coop_ranges: Option<CoopRanges>,
     /// The forward pass, in order.
     pub forward: Vec<Dispatch>,
     /// The backward pass (empty until [`Network::build_backward`]), in order.
@@ -151,9 +189,16 @@ impl Network {
             .enumerate()
             .map(|(i, s)| ctx.storage_buffer(&format!("slot {i}"), s.floats))
             .collect::<Result<Vec<_>>>()?;
-        let mut network = Self { plan, buffers, forward: Vec::new(), backward: Vec::new() };
-        network.forward =
-            network.plan.forward.iter().map(|s| network.dispatch(ctx, net, s)).collect::<Result<Vec<_>>>()?;
+        let coop_ranges = net.facts.coop.map(|_| CoopRanges::new(ctx)).transpose()?;
+        let mut network = Self { plan, buffers, coop_ranges, forward: Vec::new(), backward: Vec::new() };
+        let mut forward = Vec::new();
+        if let Some(r) = &network.coop_ranges {
+            forward.push(kernels::coop::zero_ranges(ctx, COOP_RANGE_SLOTS as usize, &r.buffer)?);
+        }
+        for step in &network.plan.forward {
+            network.dispatch(ctx, net, step, &mut forward)?;
+        }
+        network.forward = forward;
         Ok(network)
     }
 
@@ -176,7 +221,7 @@ impl Network {
                         first_writes,
                     })?)
                 }
-                _ => out.push(self.dispatch(ctx, net, step)?),
+                _ => self.dispatch(ctx, net, step, &mut out)?,
             }
         }
         self.backward = out;
@@ -203,8 +248,9 @@ impl Network {
         self.plan.grad_image.map(|t| self.buffer(t))
     }
 
+    /// Bytes of the plan's buffers and, with tensor cores, of the operand ranges.
     pub fn bytes(&self) -> u64 {
-        self.plan.bytes()
+        self.plan.bytes() + self.coop_ranges.as_ref().map_or(0, |_| COOP_RANGES_BYTES)
     }
 
     /// The image's frame.
@@ -224,7 +270,116 @@ impl Network {
         ctx.run(&d)
     }
 
-    fn dispatch(&self, ctx: &GpuContext, net: &GpuNet, step: &Step) -> Result<Dispatch> {
+    /// The dispatches of one step (a tensor-core conv measures its input's range first).
+    fn dispatch(&self, ctx: &GpuContext, net: &GpuNet, step: &Step, out: &mut Vec<Dispatch>) -> Result<()> {
+        match *step {
+            Step::Conv { layer, input, output } => {
+                if let ConvVariant::Coop { config, twin } = net.convs[layer].forward_variant {
+                    let c = &net.convs[layer];
+                    let shape = self.conv_shape(net, layer);
+                    let ops = self.coop_operands(ctx, input, c.largest_weight, out)?;
+                    let (i, o) = (self.buffer(input), self.buffer(output));
+                    out.push(kernels::conv::conv3x3_coop(
+                        ctx,
+                        config,
+                        twin,
+                        shape,
+                        true,
+                        i,
+                        &c.w_forward,
+                        &c.bias,
+                        o,
+                        &ops,
+                    )?);
+                    return Ok(());
+                }
+            }
+            Step::ConvBackward { layer, grad_out, mask, grad_in } => {
+                if let ConvVariant::Coop { config, twin } = net.convs[layer].backward_variant {
+                    let c = &net.convs[layer];
+                    let shape = self.conv_shape(net, layer);
+                    let ops = self.coop_operands(ctx, grad_out, c.largest_weight, out)?;
+                    let (g, m, gi) = (self.buffer(grad_out), mask.map(|t| self.buffer(t)), self.buffer(grad_in));
+                    out.push(kernels::conv::conv3x3_backward_data_coop(
+                        ctx,
+                        config,
+                        twin,
+                        shape,
+                        g,
+                        &c.w_backward,
+                        m,
+                        gi,
+                        &ops,
+                    )?);
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+        out.push(self.single_dispatch(ctx, net, step)?);
+        Ok(())
+    }
+
+    fn conv_shape(&self, net: &GpuNet, layer: usize) -> ConvShape {
+        let s = self.plan.layers[layer];
+        ConvShape { cin: net.convs[layer].cin, cout: s.channels, height: s.height, width: s.width }
+    }
+
+    /// The Gram of `features` (`channels` planes at `frame`) with `variant`'s kernels (a tensor-core Gram measures
+    /// its operand's range first, into a fresh entry of this network's ranges).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gram_dispatches(
+        &self,
+        ctx: &GpuContext,
+        variant: kernels::gram::GramVariant,
+        channels: usize,
+        frame: Frame,
+        features: &wgpu::Buffer,
+        partial: &wgpu::Buffer,
+        gram: &wgpu::Buffer,
+    ) -> Result<Vec<Dispatch>> {
+        match variant {
+            kernels::gram::GramVariant::Coop { config, twin } => {
+                let ranges = self.coop_ranges.as_ref().expect("tensor-core Grams come with ranges");
+                let slot = ranges.slot();
+                kernels::gram::gram_coop(
+                    ctx,
+                    config,
+                    twin,
+                    channels,
+                    frame,
+                    features,
+                    partial,
+                    gram,
+                    &ranges.buffer,
+                    slot,
+                )
+            }
+            _ => kernels::gram::gram(ctx, variant, channels, frame, features, partial, gram),
+        }
+    }
+
+    /// A tensor-core conv's operand scales: the weights' fixed range, and `tensor`'s measured by a `max_abs`
+    /// pushed onto `out`.
+    fn coop_operands(
+        &self,
+        ctx: &GpuContext,
+        tensor: TensorId,
+        largest_weight: f32,
+        out: &mut Vec<Dispatch>,
+    ) -> Result<kernels::conv::CoopOperands<'_>> {
+        let ranges = self.coop_ranges.as_ref().expect("tensor-core convs come with ranges");
+        let slot = ranges.slot();
+        let floats = self.plan.shape(tensor).buffer_floats();
+        out.push(kernels::coop::max_abs(ctx, floats, slot, self.buffer(tensor), &ranges.buffer)?);
+        Ok(kernels::conv::CoopOperands {
+            ranges: &ranges.buffer,
+            weights: kernels::coop::OperandRange::fixed(largest_weight),
+            input: kernels::coop::OperandRange::measured(slot),
+        })
+    }
+
+    fn single_dispatch(&self, ctx: &GpuContext, net: &GpuNet, step: &Step) -> Result<Dispatch> {
         let plan = &self.plan;
         let conv_shape = |layer: usize| {
             let s = plan.layers[layer];
@@ -304,17 +459,20 @@ pub fn grams(
     layers: &[usize],
 ) -> Result<Vec<Vec<f32>>> {
     let network = Network::new(ctx, net, net.plan_spec(width, height, layers, false))?;
-    network.run_forward(ctx, x)?;
-    let variant = kernels::gram::variant(&AdapterFacts::of(ctx));
-    let mut out = Vec::new();
+    let variant = kernels::gram::variant(&net.facts);
+    let mut dispatches: Vec<&Dispatch> = network.forward.iter().collect();
+    let mut owned = Vec::new();
+    let mut grams = Vec::new();
     for &l in layers {
         let s = network.plan.layers[l];
         let c = s.channels;
         let partial = ctx.storage_buffer("gram partial", kernels::gram::partial_len(variant, c, s.frame()))?;
         let g = ctx.storage_buffer("gram", c * c)?;
-        let d = kernels::gram::gram(ctx, variant, c, s.frame(), network.relu(l), &partial, &g)?;
-        ctx.run(&d.iter().collect::<Vec<_>>())?;
-        out.push(ctx.read_all(&g)?);
+        owned.push(network.gram_dispatches(ctx, variant, c, s.frame(), network.relu(l), &partial, &g)?);
+        grams.push((g, partial));
     }
-    Ok(out)
+    dispatches.extend(owned.iter().flatten());
+    network.upload_image(ctx, x);
+    ctx.run(&dispatches)?;
+    grams.iter().map(|(g, _)| ctx.read_all(g)).collect()
 }

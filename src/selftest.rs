@@ -39,6 +39,8 @@ pub struct Skipped {
 pub struct Report {
     pub rows: Vec<Row>,
     pub refused: Vec<Skipped>,
+    /// Checks an adapter lacks the hardware for (the tensor-core kernels without cooperative matrices).
+    pub not_run: Vec<Skipped>,
 }
 
 impl Report {
@@ -69,27 +71,45 @@ impl fmt::Display for Report {
         for s in &self.refused {
             writeln!(f, "not tested: {} ({}): {}", s.adapter, s.backend, s.reason)?;
         }
+        for s in &self.not_run {
+            writeln!(f, "not run on {} ({}): {}", s.adapter, s.backend, s.reason)?;
+        }
         let failed = self.rows.iter().filter(|r| r.result.is_err()).count();
         write!(f, "{} passed, {} failed", self.rows.len() - failed, failed)
     }
 }
 
 /// The checks, small enough for a CPU adapter (a few seconds on lavapipe): the shared kernel cases at their
-/// quick scale, then whole iterations against the reference.
-fn checks() -> Vec<check::Case> {
+/// quick scale, then whole iterations against the reference (also on the tensor cores where `ctx` has them).
+fn checks(ctx: &GpuContext) -> Vec<check::Case> {
     let mut v = check::cases(check::Scale::Quick);
     v.push(check::Case {
         kernel: "stylizer",
         name: "full iterations 20x17 (x2)".into(),
+        needs_fragment: None,
         run: Box::new(|ctx| check::full_iterations(ctx, 20, 17, 2, 20)),
     });
+    if let Some(&fragment) = ctx.coop_fragments.iter().max() {
+        v.push(check::Case {
+            kernel: "stylizer",
+            name: "full iteration 20x17 on tensor cores".into(),
+            needs_fragment: Some(fragment as usize),
+            run: Box::new(|ctx| check::full_iterations_f16(ctx, 20, 17, 20, crate::Precision::F16)),
+        });
+    }
     v
 }
 
 /// Runs every check on `ctx`, appending rows.
 pub fn run_on(ctx: &GpuContext, report: &mut Report) {
     let backend = format!("{:?}", ctx.info.backend);
-    for case in checks() {
+    let (mut lacking, mut fragments) = (0, Vec::new());
+    for case in checks(ctx) {
+        if case.unavailable(ctx).is_some() {
+            lacking += 1;
+            fragments.extend(case.needs_fragment.filter(|f| !fragments.contains(f)));
+            continue;
+        }
         let t = Instant::now();
         // A panic inside wgpu or a kernel wrapper is a failure of this check, not of the whole selftest.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(ctx)))
@@ -101,6 +121,17 @@ pub fn run_on(ctx: &GpuContext, report: &mut Report) {
             check: name,
             result,
             ms: t.elapsed().as_secs_f64() * 1e3,
+        });
+    }
+    if lacking > 0 {
+        let sides: Vec<String> = fragments.iter().map(|f| format!("{f}x{f}")).collect();
+        report.not_run.push(Skipped {
+            adapter: ctx.adapter_name().to_string(),
+            backend,
+            reason: format!(
+                "{lacking} tensor-core checks: no {} f16 cooperative matrices through wgpu (their software twin ran)",
+                sides.join(" or ")
+            ),
         });
     }
 }

@@ -62,6 +62,25 @@ pub struct StyleOptions {
     pub pooling: Pooling,
     pub init: Init,
     pub seed: u64,
+    /// The arithmetic of the convolutions, Gram matrices and style gradients (docs/MATHS.md, "Precision").
+    pub precision: Precision,
+}
+
+/// The arithmetic of the GEMM-shaped kernels (convs, Gram, style gradient). Losses, their reductions, the
+/// optimiser and every other kernel stay f32 in all cases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Tensor cores where the adapter has them and they pass the first-use check (said in the setup stages),
+    /// else f32.
+    #[default]
+    Auto,
+    /// f32 throughout.
+    F32,
+    /// Tensor cores: f16 operands, f32 sums (an error where the adapter has none).
+    F16,
+    /// The tensor-core kernels' software twin: the same tiling, indexing and f16 rounding in plain f32 WGSL, on
+    /// any adapter (slow; for verification).
+    F16Twin,
 }
 
 impl Default for StyleOptions {
@@ -80,6 +99,7 @@ impl Default for StyleOptions {
             pooling: Pooling::Max,
             init: Init::Content,
             seed: 0,
+            precision: Precision::Auto,
         }
     }
 }
@@ -149,6 +169,8 @@ pub enum SetupStage {
     StyleTargets { index: usize, count: usize, width: usize, height: usize },
     /// The features of the content image.
     ContentTargets,
+    /// Which arithmetic the GEMM-shaped kernels use, and why.
+    Precision(String),
 }
 
 impl std::fmt::Display for SetupStage {
@@ -159,6 +181,7 @@ impl std::fmt::Display for SetupStage {
                 write!(f, "style targets: style image {}/{count} ({width}x{height})", index + 1)
             }
             SetupStage::ContentTargets => write!(f, "content targets"),
+            SetupStage::Precision(note) => write!(f, "{note}"),
         }
     }
 }
@@ -212,8 +235,10 @@ impl<'a> Stylizer<'a> {
         } else {
             blend_weights(&opts.style_blend_weights, styles.len())?
         };
+        let (facts, precision_note) = choose_precision(ctx, opts.precision)?;
+        on_stage(SetupStage::Precision(precision_note));
         on_stage(SetupStage::Weights);
-        let net = GpuNet::new(ctx, weights, opts.pooling)?;
+        let net = GpuNet::with_facts(ctx, weights, opts.pooling, facts)?;
         let mut network = Network::new(ctx, &net, net.plan_spec(w, h, &spec.taps(), true))?;
         let content_x = subtract_mean(content);
         let weighted: Vec<(PlanarImage, f64)> = styles.iter().cloned().zip(blend).collect();
@@ -247,14 +272,19 @@ impl<'a> Stylizer<'a> {
         Ok(Self { ctx, net, network, losses, adam, losses_staging, in_flight: None, bytes })
     }
 
-    /// All dispatches of one iteration in order (for benchmarks' per-kernel breakdown).
-    pub fn iteration_dispatches(&self) -> Vec<&Dispatch> {
+    /// All dispatches of one iteration in order; the loss scalars only when `read_losses` (the gradient needs
+    /// none of them).
+    pub fn iteration_dispatches(&self, read_losses: bool) -> Vec<&Dispatch> {
+        let (scalars, tv_scalar): (&[Dispatch], &[Dispatch]) =
+            if read_losses { (&self.losses.scalars, &self.losses.tv_scalar) } else { (&[], &[]) };
         self.network
             .forward
             .iter()
-            .chain(&self.losses.scalars)
+            .chain(&self.losses.grams)
+            .chain(scalars)
             .chain(&self.network.backward)
-            .chain(&self.losses.tv)
+            .chain(&self.losses.tv_grad)
+            .chain(tv_scalar)
             .chain(std::iter::once(&self.adam.dispatch))
             .collect()
     }
@@ -272,13 +302,16 @@ impl<'a> Stylizer<'a> {
     /// surfaces at most one call late.
     pub fn step(&mut self, read_losses: bool) -> Result<Option<Losses>> {
         self.prepare_step();
-        let enc = self.ctx.encode(self.iteration_dispatches());
+        let enc = self.ctx.encode(self.iteration_dispatches(read_losses));
         self.finish(enc, read_losses)
     }
 
     /// Losses of the current image (one forward pass, no update).
     pub fn losses(&mut self) -> Result<Losses> {
-        let forward = self.network.forward.iter().chain(&self.losses.scalars).chain(&self.losses.tv);
+        let l = &self.losses;
+        // tv_grad writes the TV partials (and adds to dL/dx, which the next iteration overwrites).
+        let forward =
+            self.network.forward.iter().chain(&l.grams).chain(&l.scalars).chain(&l.tv_grad).chain(&l.tv_scalar);
         let enc = self.ctx.encode(forward);
         Ok(self.finish(enc, true)?.expect("losses requested"))
     }
@@ -322,7 +355,7 @@ impl<'a> Stylizer<'a> {
     /// The gradient of the total loss w.r.t. x at the current image (runs forward + backward, no update).
     pub fn gradient(&mut self) -> Result<Vec<f32>> {
         let n = &self.network;
-        let all = n.forward.iter().chain(&self.losses.scalars).chain(&n.backward).chain(&self.losses.tv);
+        let all = n.forward.iter().chain(&self.losses.grams).chain(&n.backward).chain(&self.losses.tv_grad);
         self.ctx.submit_and_wait(self.ctx.encode(all).finish())?;
         self.in_flight = None;
         let framed = self.ctx.read_all(n.grad_image().expect("planned with the backward pass"))?;
@@ -353,6 +386,71 @@ impl<'a> Stylizer<'a> {
     pub fn net(&self) -> &GpuNet {
         &self.net
     }
+}
+
+/// The adapter facts the kernels are chosen with for `precision`, and a one-line note of the choice. With
+/// `Auto`, tensor cores are used only after the first-use check (one small conv against the f32 kernel) passed
+/// on this adapter; a failed check is said in the note, never silently.
+pub fn choose_precision(ctx: &GpuContext, precision: Precision) -> Result<(AdapterFacts, String)> {
+    let mut facts = AdapterFacts::of(ctx);
+    let config = crate::kernels::coop::config(&facts);
+    let f32_kind = if facts.is_cpu() { "f32 (the CPU-shaped kernels)" } else { "f32" };
+    let note = match (precision, config) {
+        (Precision::F32, _) => format!("precision: {f32_kind}, as asked"),
+        (Precision::F16Twin, c) => {
+            let c = c.unwrap_or_else(|| crate::kernels::coop::tiling(16, 32));
+            facts.coop = Some((c, true));
+            format!(
+                "precision: f16 operands, f32 sums, on the tensor-core kernels' software twin ({}x{} tiles)",
+                c.tile(),
+                c.tile()
+            )
+        }
+        (Precision::Auto, None) => format!("precision: {f32_kind} (no tensor cores through wgpu on this adapter)"),
+        (Precision::F16, None) => {
+            return Err(Error::InvalidOption(format!(
+                "--precision f16 needs tensor cores (wgpu cooperative matrices, f16 x f16 -> f32), which {} does \
+                 not offer; use --precision f32",
+                ctx.adapter_name()
+            )))
+        }
+        // lavapipe (Mesa 26) offers cooperative matrices, but emulated on the CPU's vector units: measured 15x
+        // slower than its CPU-shaped f32 kernels (docs/PERFORMANCE.md), so Auto leaves them to explicit asks.
+        (Precision::Auto, Some(_)) if facts.is_cpu() => {
+            format!("precision: {f32_kind} (this CPU adapter's cooperative matrices are emulated: slower than f32)")
+        }
+        (Precision::Auto | Precision::F16, Some(c)) => match first_use_check(ctx, c) {
+            Ok(err) => {
+                facts.coop = Some((c, false));
+                format!(
+                    "precision: tensor cores, f16 operands and f32 sums ({}x{} fragments; first-use check against f32: \
+                     max error {err:.1e})",
+                    c.fragment, c.fragment
+                )
+            }
+            Err(why) if precision == Precision::Auto => {
+                format!("precision: f32 — the tensor-core kernels failed their first-use check on this adapter ({why})")
+            }
+            Err(why) => return Err(Error::Gpu(format!("the tensor-core kernels failed their check: {why}"))),
+        },
+    };
+    Ok((facts, note))
+}
+
+/// Compares one small conv on the tensor cores with the f32 kernel, once per adapter per process (cached):
+/// Ok(max relative error) when within 1e-2.
+fn first_use_check(ctx: &GpuContext, config: crate::kernels::coop::CoopConfig) -> std::result::Result<f64, String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CHECKED: OnceLock<Mutex<HashMap<String, std::result::Result<f64, String>>>> = OnceLock::new();
+    let cache = CHECKED.get_or_init(Default::default);
+    let key = format!("{} {:?}", ctx.adapter_name(), config);
+    if let Some(r) = cache.lock().unwrap().get(&key) {
+        return r.clone();
+    }
+    let r = crate::conformance::coop_against_f32(ctx, config, 1e-2);
+    cache.lock().unwrap().insert(key, r.clone());
+    r
 }
 
 /// Refuses, before anything is allocated, an image whose largest tensor exceeds what the adapter can bind,
@@ -422,7 +520,7 @@ pub fn memory_plan(
         },
         MemoryItem {
             what: format!("network activations and gradients ({} buffers by liveness)", plan.slots.len()),
-            bytes: plan.bytes(),
+            bytes: plan.bytes() + if facts.coop.is_some() { network::COOP_RANGES_BYTES } else { 0 },
         },
     ];
     for (what, floats) in spec.buffers(&plan.layers, width, height, facts) {

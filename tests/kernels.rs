@@ -153,13 +153,20 @@ fn channel_affine_matches_reference() {
     all_cases("channel_affine");
 }
 
+/// zero_u32 + max_abs: the tensor cores' operand ranges, exact bits, neighbours untouched.
+#[test]
+fn max_abs_writes_exactly_the_largest_magnitude() {
+    all_cases("max_abs");
+}
+
 #[test]
 fn every_kernel_has_conformance_cases() {
     let cases = check::cases(check::Scale::Full);
     for name in kernels::names() {
-        // The benchmark probes are checked in tests/peak_kernels.rs; the two-pass kernels by their first pass.
+        // The benchmark probes are checked in tests/peak_kernels.rs; the two-pass kernels by their first pass;
+        // zero_u32 inside max_abs's cases.
         if name.starts_with("peak_")
-            || ["gram_reduce", "reduce_sum", "maxpool2x2_backward", "avgpool2x2_backward"].contains(&name)
+            || ["gram_reduce", "reduce_sum", "maxpool2x2_backward", "avgpool2x2_backward", "zero_u32"].contains(&name)
         {
             continue;
         }
@@ -201,4 +208,19 @@ fn every_kernel_compiles_on_this_adapter() {
     for shader in templates {
         ctx().pipeline(&shader, &[]).unwrap_or_else(|e| panic!("{}: {e}", shader.name));
     }
+}
+
+/// The tensor-core kernels' software twin (f16-rounded operands, the same staging, tiling and epilogue, scalar
+/// products) for both tilings, conv forward and backward-data, Gram and style gradient: runs on any adapter, so
+/// CI checks everything but the hardware's own fragment loads and products. Tolerance 5e-3.
+#[test]
+fn tensor_core_twin_kernels_match_reference() {
+    all_cases("gemm_coop twin");
+}
+
+/// The same cases on the cooperative matrices themselves, where the adapter has them (an H100/H200, or Mesa
+/// 26 lavapipe's 8x8); `NEURAL_STYLE_REQUIRE_TENSOR_CORES=1` makes their absence a failure.
+#[test]
+fn tensor_core_kernels_match_reference_on_cooperative_matrices() {
+    all_cases("gemm_coop");
 }

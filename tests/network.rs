@@ -7,9 +7,10 @@ mod common;
 use common::*;
 use neural_style::conformance::{self, Problem};
 use neural_style::network::{GpuNet, Network};
+use neural_style::stylizer::choose_precision;
 use neural_style::vgg;
 use neural_style::weights::InputConvention;
-use neural_style::{Init, Pooling, StyleOptions, Stylizer};
+use neural_style::{Init, Pooling, Precision, StyleOptions, Stylizer};
 
 fn mean_subtracted(img: &neural_style::PlanarImage) -> Vec<f64> {
     to_f64(&neural_style::stylizer::subtract_mean(img))
@@ -77,6 +78,52 @@ fn full_iterations_match_reference() {
 fn full_iterations_with_the_gpu_kernels_match_reference() {
     let worst = conformance::full_iterations(ctx_gpu_kernels(), 21, 18, 2, 21).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("full iterations (GPU kernels): max error {worst:.2e}");
+}
+
+/// The whole network on the tensor-core kernels' software twin (f16 operands, f32 sums): dL/dx within 1e-1
+/// relative L2 of the f64 reference (ReLU and max-pool routing flips under f16: see F16_NETWORK_TOL), losses
+/// within 3e-3.
+#[test]
+fn full_iterations_on_the_tensor_core_twin_match_reference() {
+    let worst =
+        conformance::full_iterations_f16(ctx(), 21, 18, 22, Precision::F16Twin).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("full iterations (tensor-core twin): max error {worst:.2e}");
+}
+
+/// The same on the cooperative matrices, where the adapter has them (`NEURAL_STYLE_REQUIRE_TENSOR_CORES=1`
+/// makes their absence a failure).
+#[test]
+fn full_iterations_on_cooperative_matrices_match_reference() {
+    if ctx().coop_fragments.is_empty() {
+        assert!(
+            std::env::var_os("NEURAL_STYLE_REQUIRE_TENSOR_CORES").is_none(),
+            "{} has no cooperative matrices",
+            ctx().adapter_name()
+        );
+        eprintln!("not run: {} has no cooperative matrices", ctx().adapter_name());
+        return;
+    }
+    let worst = conformance::full_iterations_f16(ctx(), 21, 18, 22, Precision::F16).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("full iterations (tensor cores): max error {worst:.2e}");
+}
+
+/// Asking for f16 where there are no tensor cores is a clear error; Auto falls back to f32 and says why.
+#[test]
+fn precision_choice_is_said_and_never_silent() {
+    let (facts, note) = choose_precision(ctx(), Precision::Auto).unwrap();
+    assert!(note.starts_with("precision: "), "{note}");
+    if ctx().coop_fragments.is_empty() {
+        assert!(facts.coop.is_none() && note.contains("no tensor cores"), "{note}");
+        let err = choose_precision(ctx(), Precision::F16).unwrap_err().to_string();
+        assert!(err.contains("--precision f16 needs tensor cores"), "{err}");
+    } else {
+        assert!(facts.coop.is_some() == note.contains("tensor cores, f16"), "{note}");
+        assert!(!facts.is_cpu() || facts.coop.is_none(), "Auto must not pick a CPU adapter's emulation: {note}");
+    }
+    let (facts, note) = choose_precision(ctx(), Precision::F32).unwrap();
+    assert!(facts.coop.is_none() && note.contains("as asked"), "{note}");
+    let (facts, _) = choose_precision(ctx(), Precision::F16Twin).unwrap();
+    assert!(matches!(facts.coop, Some((_, true))));
 }
 
 #[test]

@@ -69,6 +69,9 @@ pub struct BenchArgs {
     /// VGG16 weights file (default: random weights, seeded; the speed does not depend on the values).
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// Arithmetic of the products, as for a style run.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Auto)]
+    pub precision: PrecisionArg,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -93,6 +96,30 @@ pub enum InitArg {
     Image,
     /// Start from seeded random noise (see --seed).
     Random,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    /// Tensor cores where the adapter has them and they pass a first-use check, else f32.
+    Auto,
+    /// f32 everywhere.
+    F32,
+    /// f16 operands with f32 sums on the tensor cores (an error where there are none).
+    F16,
+    /// The tensor-core kernels' software twin (any adapter; for checking, not speed).
+    #[value(name = "f16-twin")]
+    F16Twin,
+}
+
+impl From<PrecisionArg> for neural_style::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Auto => Self::Auto,
+            PrecisionArg::F32 => Self::F32,
+            PrecisionArg::F16 => Self::F16,
+            PrecisionArg::F16Twin => Self::F16Twin,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -155,6 +182,10 @@ pub struct StyleArgs {
     /// Keep the content's colours: take only the luminance (Y of YCbCr, BT.601) from the result.
     #[arg(long)]
     pub original_colors: bool,
+    /// Arithmetic of the network's products: `auto` uses tensor cores (f16 operands, f32 sums) where wgpu
+    /// offers them and they pass a first-use check, else f32; the choice is printed.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Auto)]
+    pub precision: PrecisionArg,
     /// Pooling after relu1_2, relu2_2, relu3_3 and relu4_3.
     #[arg(long, value_enum, default_value_t = PoolingArg::Max)]
     pub pooling: PoolingArg,

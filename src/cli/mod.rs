@@ -89,6 +89,7 @@ fn bench(args: &BenchArgs) -> Result<Outcome, CliError> {
         iterations: args.iterations,
         adapter: args.adapter.clone(),
         weights: args.weights.clone(),
+        precision: args.precision.into(),
     };
     let report = neural_style::bench::run(&lib_args)?;
     let line = serde_json::to_string(&report).map_err(|e| CliError::Runtime(format!("bench report: {e}")))?;

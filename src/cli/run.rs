@@ -367,6 +367,7 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
             PoolingArg::Max => Pooling::Max,
             PoolingArg::Avg => Pooling::Avg,
         },
+        precision: a.precision.into(),
         init,
         seed: a.seed,
         ..StyleOptions::default()

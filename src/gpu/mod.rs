@@ -28,6 +28,28 @@ pub struct GpuOptions {
     pub kernels_for: Option<wgpu::DeviceType>,
 }
 
+/// The sides (8, 16) of the square f16 x f16 -> f32 cooperative-matrix configurations an adapter offers.
+pub fn cooperative_fragments(adapter: &wgpu::Adapter) -> Vec<u32> {
+    if !adapter.features().contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+        return Vec::new();
+    }
+    let mut sides: Vec<u32> = adapter
+        .cooperative_matrix_properties()
+        .iter()
+        .filter(|p| {
+            p.m_size == p.n_size
+                && p.n_size == p.k_size
+                && matches!(p.m_size, 8 | 16)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        })
+        .map(|p| p.m_size)
+        .collect();
+    sides.sort_unstable();
+    sides.dedup();
+    sides
+}
+
 /// Environment variable forcing the kernel family: `cpu` or `gpu`.
 pub const KERNELS_ENV: &str = "NEURAL_STYLE_KERNELS";
 
@@ -49,6 +71,9 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// The device type kernel variants are chosen for ([`GpuOptions::kernels_for`]; normally the adapter's).
     pub kernels_for: wgpu::DeviceType,
+    /// Sides of the square f16 x f16 -> f32 cooperative-matrix fragments the device was opened with (empty:
+    /// no tensor cores through wgpu).
+    pub coop_fragments: Vec<u32>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     /// Errors no scope caught (validation, OOM inside a submit); checked after each wait.
     uncaptured: Arc<Mutex<Option<wgpu::Error>>>,
@@ -95,14 +120,41 @@ impl GpuContext {
         // Ask for the adapter's real limits (lavapipe: 128 MiB storage bindings; an H200: 2 GiB), and the
         // optional features present: kernel variants are chosen from what the device then has.
         let wanted_features = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
-        let features = adapter.features() & wanted_features;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("neural-style"),
-            required_features: features,
-            required_limits: adapter_limits.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| Error::DeviceRequest { adapter: info.name.clone(), reason: e.to_string() })?;
+        let mut features = adapter.features() & wanted_features;
+        // Tensor cores: wgpu's cooperative matrices are experimental (an explicit opt-in) and only square
+        // f16 x f16 -> f32 fragments of side 8 or 16 are usable from WGSL.
+        let coop_fragments = cooperative_fragments(&adapter);
+        let coop =
+            !coop_fragments.is_empty() && features.contains(wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
+        if coop {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
+        let request = |features: wgpu::Features, experimental: bool| {
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("neural-style"),
+                required_features: features,
+                required_limits: adapter_limits.clone(),
+                // SAFETY of the opt-in: only the cooperative-matrix feature is experimental, and every shader
+                // using it is validated by naga in the tests and checked against the f32 path on first use.
+                experimental_features: if experimental {
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
+                ..Default::default()
+            }))
+        };
+        let (device, queue, coop_fragments) = match request(features, coop) {
+            Ok((d, q)) => (d, q, if coop { coop_fragments } else { Vec::new() }),
+            // An adapter that lists cooperative matrices but will not open a device with them: without.
+            Err(_) if coop => {
+                features.remove(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+                let (d, q) = request(features, false)
+                    .map_err(|e| Error::DeviceRequest { adapter: info.name.clone(), reason: e.to_string() })?;
+                (d, q, Vec::new())
+            }
+            Err(e) => return Err(Error::DeviceRequest { adapter: info.name.clone(), reason: e.to_string() }),
+        };
 
         let uncaptured: Arc<Mutex<Option<wgpu::Error>>> = Arc::new(Mutex::new(None));
         let sink = uncaptured.clone();
@@ -128,6 +180,7 @@ impl GpuContext {
             features,
             limits,
             kernels_for,
+            coop_fragments,
             pipelines: Mutex::new(HashMap::new()),
             uncaptured,
             lost,

@@ -11,6 +11,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::coop::{self, CoopConfig, OperandRange};
+use super::grid::gemm_grid_with;
 use super::grid::{gemm_grid, grid_2d, ELEMENTWISE_GROUP};
 use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::Result;
@@ -47,6 +49,9 @@ pub enum ConvVariant {
     Narrow,
     /// The CPU-adapter kernel: `channels` output channels x [`cpu_rows`] rows x 8 pixels per invocation.
     Cpu { channels: usize },
+    /// The tensor-core kernel (f16 operands, f32 sums: [`super::coop`]), or with `twin` its software twin; it
+    /// reads the tiled variant's weight layout.
+    Coop { config: CoopConfig, twin: bool },
 }
 
 /// Most result channels the narrow backward-data kernel handles (one vec4).
@@ -92,16 +97,22 @@ pub fn cpu_rows(height: usize) -> usize {
 
 /// The forward kernel for a conv of `shape` on this adapter.
 pub fn forward_variant(shape: ConvShape, adapter: &AdapterFacts) -> ConvVariant {
-    if adapter.is_cpu() {
+    if let Some((config, twin)) = adapter.coop {
+        ConvVariant::Coop { config, twin }
+    } else if adapter.is_cpu() {
         ConvVariant::Cpu { channels: cpu_channels(shape.cout) }
     } else {
         ConvVariant::Tiled
     }
 }
 
-/// The backward-data kernel for a conv of `shape` (its result has `shape.cin` channels) on this adapter.
+/// The backward-data kernel for a conv of `shape` (its result has `shape.cin` channels) on this adapter. With
+/// tensor cores, conv1_1's 3-channel image gradient still takes the narrow f32 kernel (a 3-row GEMM would waste
+/// nearly all of a tile).
 pub fn backward_variant(shape: ConvShape, adapter: &AdapterFacts) -> ConvVariant {
-    if adapter.is_cpu() {
+    if let (Some((config, twin)), false) = (adapter.coop, shape.cin <= NARROW_MAX_CHANNELS) {
+        ConvVariant::Coop { config, twin }
+    } else if adapter.is_cpu() {
         ConvVariant::Cpu { channels: cpu_channels(shape.cin) }
     } else if shape.cin <= NARROW_MAX_CHANNELS {
         ConvVariant::Narrow
@@ -115,7 +126,7 @@ pub fn backward_variant(shape: ConvShape, adapter: &AdapterFacts) -> ConvVariant
 pub fn forward_weights(variant: ConvVariant, w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
     assert_eq!(w_oihw.len(), cout * cin * 9);
     match variant {
-        ConvVariant::Tiled => {
+        ConvVariant::Tiled | ConvVariant::Coop { .. } => {
             let mut out = vec![0.0; w_oihw.len()];
             for co in 0..cout {
                 for k in 0..cin * 9 {
@@ -138,7 +149,7 @@ pub fn backward_weights(variant: ConvVariant, w_oihw: &[f32], cin: usize, cout: 
     assert_eq!(w_oihw.len(), cout * cin * 9);
     let flipped = |co: usize, ci: usize, tap: usize| w_oihw[(co * cin + ci) * 9 + (8 - tap)];
     match variant {
-        ConvVariant::Tiled => {
+        ConvVariant::Tiled | ConvVariant::Coop { .. } => {
             let mut out = vec![0.0; w_oihw.len()];
             for co in 0..cout {
                 for ci in 0..cin {
@@ -265,7 +276,60 @@ pub fn conv3x3(
             Dispatch::new(ctx, &shader("conv3x3"), &params, &bufs, groups)
         }
         ConvVariant::Narrow => panic!("the narrow kernel is backward-data only"),
+        ConvVariant::Coop { .. } => panic!("the tensor-core conv needs its operand ranges: conv3x3_coop"),
     }
+}
+
+/// The operands' scales of a tensor-core conv: the ranges buffer [`coop::max_abs`] fills, and where each
+/// operand's largest magnitude comes from (A: the weights, fixed; B: the input or gradient, measured).
+pub struct CoopOperands<'a> {
+    pub ranges: &'a wgpu::Buffer,
+    pub weights: OperandRange,
+    pub input: OperandRange,
+}
+
+/// [`conv3x3`] on the tensor-core core (or its twin).
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_coop(
+    ctx: &GpuContext,
+    config: CoopConfig,
+    twin: bool,
+    shape: ConvShape,
+    relu: bool,
+    input: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    output: &wgpu::Buffer,
+    scales: &CoopOperands<'_>,
+) -> Result<Dispatch> {
+    let frame = shape.frame();
+    let (groups, pixel_tiles) = gemm_grid_with(config.tile(), shape.cout, shape.height * shape.width, max_dim(ctx));
+    let params = tiled_params(shape.cin, shape.cout, frame, pixel_tiles, relu);
+    let uniform = coop::scale_uniform(ctx, scales.weights, scales.input);
+    let shader = coop::gemm_shader("conv3x3", config, twin);
+    Dispatch::new(ctx, &shader, &params, &[input, weights, bias, output, scales.ranges, &uniform], groups)
+}
+
+/// [`conv3x3_backward_data`] on the tensor-core core (or its twin); `weights` in the tiled layout.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_backward_data_coop(
+    ctx: &GpuContext,
+    config: CoopConfig,
+    twin: bool,
+    shape: ConvShape,
+    grad_out: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    mask_src: Option<&wgpu::Buffer>,
+    grad_in: &wgpu::Buffer,
+    scales: &CoopOperands<'_>,
+) -> Result<Dispatch> {
+    let mask = mask_src.unwrap_or(weights);
+    let frame = shape.frame();
+    let (groups, pixel_tiles) = gemm_grid_with(config.tile(), shape.cin, shape.height * shape.width, max_dim(ctx));
+    let params = tiled_params(shape.cout, shape.cin, frame, pixel_tiles, mask_src.is_some());
+    let uniform = coop::scale_uniform(ctx, scales.weights, scales.input);
+    let shader = coop::gemm_shader("conv3x3_backward_data", config, twin);
+    Dispatch::new(ctx, &shader, &params, &[grad_out, weights, mask, grad_in, scales.ranges, &uniform], groups)
 }
 
 fn tiled_params(cin: usize, cout: usize, frame: Frame, groups: u32, epilogue: bool) -> TiledParams {
@@ -313,6 +377,7 @@ pub fn conv3x3_backward_data(
             let params = tiled_params(shape.cout, shape.cin, frame, pixel_tiles, masked);
             Dispatch::new(ctx, &shader("conv3x3_backward_data"), &params, &bufs, groups)
         }
+        ConvVariant::Coop { .. } => panic!("the tensor-core conv needs its operand ranges: conv3x3_backward_data_coop"),
     }
 }
 

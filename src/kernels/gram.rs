@@ -9,6 +9,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::{elementwise_grid, grid_2d, GEMM_TILE, MAX_GROUPS_PER_DIM};
 use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::Result;
@@ -20,6 +21,11 @@ use crate::gpu::GpuContext;
 pub enum GramVariant {
     Tiled,
     Cpu,
+    /// `gram.wgsl` on the tensor-core core (f16 operands, f32 sums; `twin`: its software twin), + `gram_reduce`.
+    Coop {
+        config: CoopConfig,
+        twin: bool,
+    },
 }
 
 /// The side of the block of G one invocation of the CPU kernel owns, and invocations per workgroup.
@@ -27,7 +33,9 @@ pub const CPU_BLOCK: usize = 4;
 pub const CPU_WORKGROUP: usize = 16;
 
 pub fn variant(adapter: &AdapterFacts) -> GramVariant {
-    if adapter.is_cpu() {
+    if let Some((config, twin)) = adapter.coop {
+        GramVariant::Coop { config, twin }
+    } else if adapter.is_cpu() {
         GramVariant::Cpu
     } else {
         GramVariant::Tiled
@@ -52,7 +60,8 @@ struct ReduceParams {
     channels: u32,
     splits: u32,
     scale: f32,
-    _pad: u32,
+    /// Side of the partial kernel's tiles (gram_reduce mirrors the tiles below the diagonal).
+    tile: u32,
 }
 
 #[repr(C)]
@@ -93,7 +102,7 @@ fn k_len(frame: Frame) -> usize {
 /// Floats of scratch `variant` needs for the Gram of `channels` channels at `frame`.
 pub fn partial_len(variant: GramVariant, channels: usize, frame: Frame) -> usize {
     match variant {
-        GramVariant::Tiled => gram_splits(channels, k_len(frame)).0 * channels * channels,
+        GramVariant::Tiled | GramVariant::Coop { .. } => gram_splits(channels, k_len(frame)).0 * channels * channels,
         GramVariant::Cpu => 1,
     }
 }
@@ -127,6 +136,7 @@ pub fn gram(
             let (x, y) = grid_2d(pairs.div_ceil(CPU_WORKGROUP), max_dim(ctx));
             Ok(vec![Dispatch::new(ctx, &cpu_shader(), &p, &[features, gram], [x, y, 1])?])
         }
+        GramVariant::Coop { .. } => panic!("the tensor-core Gram needs its operand range: gram_coop"),
         GramVariant::Tiled => {
             let k = k_len(frame);
             let (splits, chunk) = gram_splits(channels, k);
@@ -141,7 +151,7 @@ pub fn gram(
                 _pad: [0; 2],
             };
             let partial_d = Dispatch::new(ctx, &shader("gram"), &p, &[features, partial], [t, t, splits as u32])?;
-            let r = ReduceParams { channels: channels as u32, splits: splits as u32, scale, _pad: 0 };
+            let r = ReduceParams { channels: channels as u32, splits: splits as u32, scale, tile: GEMM_TILE as u32 };
             let reduce_d = Dispatch::new(
                 ctx,
                 &shader("gram_reduce"),
@@ -152,6 +162,44 @@ pub fn gram(
             Ok(vec![partial_d, reduce_d])
         }
     }
+}
+
+/// The Gram on the tensor-core core (or its twin): `features`' largest magnitude is measured into `slot` of
+/// `ranges` by a [`coop::max_abs`] dispatch first (returned with the others).
+#[allow(clippy::too_many_arguments)]
+pub fn gram_coop(
+    ctx: &GpuContext,
+    config: CoopConfig,
+    twin: bool,
+    channels: usize,
+    frame: Frame,
+    features: &wgpu::Buffer,
+    partial: &wgpu::Buffer,
+    gram: &wgpu::Buffer,
+    ranges: &wgpu::Buffer,
+    slot: u32,
+) -> Result<Vec<Dispatch>> {
+    let scale = (1.0 / (channels as f64 * (frame.height * frame.width) as f64)) as f32;
+    let k = k_len(frame);
+    let (splits, chunk) = gram_splits(channels, k);
+    let t = channels.div_ceil(config.tile()) as u32;
+    let p = GramParams {
+        channels: channels as u32,
+        pixels: k as u32,
+        chunk: chunk as u32,
+        splits: splits as u32,
+        plane: frame.plane() as u32,
+        stride: frame.stride as u32,
+        _pad: [0; 2],
+    };
+    let range = coop::max_abs(ctx, frame.buffer_floats(channels), slot, features, ranges)?;
+    let uniform = coop::scale_uniform(ctx, OperandRange::measured(slot), OperandRange::measured(slot));
+    let core = coop::gemm_shader("gram", config, twin);
+    let partial_d = Dispatch::new(ctx, &core, &p, &[features, partial, ranges, &uniform], [t, t, splits as u32])?;
+    let r = ReduceParams { channels: channels as u32, splits: splits as u32, scale, tile: config.tile() as u32 };
+    let groups = elementwise_grid(channels * channels, max_dim(ctx));
+    let reduce_d = Dispatch::new(ctx, &shader("gram_reduce"), &r, &[partial, gram], groups)?;
+    Ok(vec![range, partial_d, reduce_d])
 }
 
 /// The CPU kernel's WGSL.

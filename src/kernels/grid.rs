@@ -27,12 +27,17 @@ pub fn elementwise_grid(count: usize, max_per_dim: u32) -> [u32; 3] {
     [x, y, 1]
 }
 
-/// Grid of a GEMM-shaped kernel with `rows` (z: row tiles) x `pixels` (x, y: pixel tiles). Returns the grid and
-/// the number of pixel tiles the kernel must bound-check against.
+/// Grid of a GEMM-shaped kernel with `rows` (z: row tiles) x `pixels` (x, y: pixel tiles) on the tiled core.
+/// Returns the grid and the number of pixel tiles the kernel must bound-check against.
 pub fn gemm_grid(rows: usize, pixels: usize, max_per_dim: u32) -> ([u32; 3], u32) {
-    let pixel_tiles = pixels.div_ceil(GEMM_TILE);
+    gemm_grid_with(GEMM_TILE, rows, pixels, max_per_dim)
+}
+
+/// [`gemm_grid`] for a core whose output tiles are `tile` x `tile`.
+pub fn gemm_grid_with(tile: usize, rows: usize, pixels: usize, max_per_dim: u32) -> ([u32; 3], u32) {
+    let pixel_tiles = pixels.div_ceil(tile);
     let (x, y) = grid_2d(pixel_tiles, max_per_dim);
-    let z = rows.div_ceil(GEMM_TILE) as u32;
+    let z = rows.div_ceil(tile) as u32;
     assert!(z <= max_per_dim);
     ([x, y, z], pixel_tiles as u32)
 }

@@ -5,7 +5,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::grid::{elementwise_grid, gemm_grid, grid_2d, ELEMENTWISE_GROUP};
+use super::coop::{self, CoopConfig, OperandRange};
+use super::grid::{elementwise_grid, gemm_grid, gemm_grid_with, grid_2d, ELEMENTWISE_GROUP};
 use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::Result;
 use crate::frame::Frame;
@@ -134,6 +135,8 @@ pub enum StyleGradVariant {
     Tiled,
     /// `style_grad_cpu.wgsl`: [`STYLE_CPU_CHANNELS`] channels x 16 pixels per invocation (CPU adapters).
     Cpu,
+    /// `style_grad.wgsl` on the tensor-core core (or its twin).
+    Coop { config: CoopConfig, twin: bool },
 }
 
 /// Channels and vec4s of pixels per invocation, and invocations per workgroup, of the CPU style gradient.
@@ -142,7 +145,9 @@ pub const STYLE_CPU_VEC4S: usize = 4;
 pub const STYLE_CPU_WORKGROUP: usize = 16;
 
 pub fn style_grad_variant(adapter: &AdapterFacts) -> StyleGradVariant {
-    if adapter.is_cpu() {
+    if let Some((config, twin)) = adapter.coop {
+        StyleGradVariant::Coop { config, twin }
+    } else if adapter.is_cpu() {
         StyleGradVariant::Cpu
     } else {
         StyleGradVariant::Tiled
@@ -197,6 +202,7 @@ pub fn style_grad(
             };
             Dispatch::new(ctx, &shader("style_grad"), &p, &bufs, groups)
         }
+        StyleGradVariant::Coop { .. } => panic!("the tensor-core style gradient needs its operand ranges"),
         StyleGradVariant::Cpu => {
             let pixels4 = pixels / 4;
             let chunks = pixels4.div_ceil(STYLE_CPU_VEC4S);
@@ -215,6 +221,45 @@ pub fn style_grad(
             Dispatch::new(ctx, &style_grad_cpu_shader(channels), &p, &bufs, [x, y, z])
         }
     }
+}
+
+/// [`style_grad`] on the tensor-core core (or its twin). A = G − target is bounded by 2 · max(max|G|, max|target|):
+/// `gram_slot` holds max|G| (a [`coop::max_abs`] over the Gram, returned first), `target_largest` is max|target|;
+/// B = the features, whose range is already in `features_slot` (measured for the Gram).
+#[allow(clippy::too_many_arguments)]
+pub fn style_grad_coop(
+    ctx: &GpuContext,
+    config: CoopConfig,
+    twin: bool,
+    channels: usize,
+    frame: Frame,
+    scale: f64,
+    accumulate: bool,
+    gram: &wgpu::Buffer,
+    target: &wgpu::Buffer,
+    features: &wgpu::Buffer,
+    grad: &wgpu::Buffer,
+    ranges: &wgpu::Buffer,
+    (gram_slot, target_largest, features_slot): (u32, f32, u32),
+) -> Result<Vec<Dispatch>> {
+    let pixels = frame.height * frame.stride;
+    let (groups, pixel_tiles) = gemm_grid_with(config.tile(), channels, pixels, max_dim(ctx));
+    let p = StyleParams {
+        channels: channels as u32,
+        pixels: pixels as u32,
+        pixel_tiles,
+        accumulate: accumulate as u32,
+        scale: scale as f32,
+        plane: frame.plane() as u32,
+        stride: frame.stride as u32,
+        _pad: 0,
+    };
+    let range = coop::max_abs(ctx, channels * channels, gram_slot, gram, ranges)?;
+    let a = OperandRange { slot: Some(gram_slot), largest: target_largest, bound: 2.0 };
+    let uniform = coop::scale_uniform(ctx, a, OperandRange::measured(features_slot));
+    let shader = coop::gemm_shader("style_grad", config, twin);
+    let d = Dispatch::new(ctx, &shader, &p, &[gram, target, features, grad, ranges, &uniform], groups)?;
+    Ok(vec![range, d])
 }
 
 /// Partials `tv_loss_grad` writes for a `height` x `width` image.

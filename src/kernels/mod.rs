@@ -16,6 +16,7 @@
 pub mod adam;
 pub mod affine;
 pub mod conv;
+pub mod coop;
 pub mod frame;
 pub mod gram;
 pub mod grid;
@@ -33,6 +34,8 @@ mod shared {
     pub const ELEMENTWISE: &str = include_str!("../../kernels/shared/elementwise.wgsl");
     pub const WORKGROUP_SUM: &str = include_str!("../../kernels/shared/workgroup_sum.wgsl");
     pub const POOL2X2: &str = include_str!("../../kernels/shared/pool2x2.wgsl");
+    /// A template (see [`super::coop`]).
+    pub const GEMM_COOP: &str = include_str!("../../kernels/shared/gemm_coop.wgsl");
 }
 
 /// Each kernel: its name (the file stem in `kernels/`), its own WGSL, and the shared pieces appended to it.
@@ -54,6 +57,7 @@ const KERNELS: &[(&str, &str, &[&str])] = {
         ("frame_clear", include_str!("../../kernels/frame_clear.wgsl"), &[ELEMENTWISE]),
         ("gram", include_str!("../../kernels/gram.wgsl"), &[GEMM_TILED]),
         ("gram_reduce", include_str!("../../kernels/gram_reduce.wgsl"), &[ELEMENTWISE]),
+        ("max_abs", include_str!("../../kernels/max_abs.wgsl"), &[]),
         ("maxpool2x2", include_str!("../../kernels/maxpool2x2.wgsl"), &[POOL2X2, ELEMENTWISE]),
         ("maxpool2x2_backward", include_str!("../../kernels/maxpool2x2_backward.wgsl"), &[POOL2X2, ELEMENTWISE]),
         ("peak_copy", include_str!("../../kernels/peak_copy.wgsl"), &[ELEMENTWISE]),
@@ -62,6 +66,7 @@ const KERNELS: &[(&str, &str, &[&str])] = {
         ("sq_diff_sum", include_str!("../../kernels/sq_diff_sum.wgsl"), &[WORKGROUP_SUM]),
         ("style_grad", include_str!("../../kernels/style_grad.wgsl"), &[GEMM_TILED]),
         ("tv_loss_grad", include_str!("../../kernels/tv_loss_grad.wgsl"), &[WORKGROUP_SUM]),
+        ("zero_u32", include_str!("../../kernels/zero_u32.wgsl"), &[ELEMENTWISE]),
     ]
 };
 
@@ -90,6 +95,19 @@ pub enum TemplateValue {
 /// of the wrapper, and every rendering the wrappers use is rendered in the unit tests.
 pub fn render(name: &'static str, params: &[(&str, TemplateValue)]) -> Shader {
     let (_, src) = TEMPLATES.iter().find(|t| t.0 == name).unwrap_or_else(|| panic!("no template named {name}"));
+    let wgsl = render_source(src, name, params);
+    let mut label = name.to_string();
+    for (k, v) in params {
+        match v {
+            TemplateValue::Int(i) => label.push_str(&format!("/{k}={i}")),
+            TemplateValue::Bool(b) => label.push_str(&format!("/{k}={b}")),
+        }
+    }
+    Shader::new(label, wgsl)
+}
+
+/// Renders template source `src` (named `name` in errors) with `params`.
+pub fn render_source(src: &str, name: &str, params: &[(&str, TemplateValue)]) -> String {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_template(name, src).unwrap_or_else(|e| panic!("template {name}: {e}"));
@@ -103,15 +121,25 @@ pub fn render(name: &'static str, params: &[(&str, TemplateValue)]) -> Shader {
             (k, v)
         })
         .collect();
-    let wgsl = env.get_template(name).and_then(|t| t.render(&ctx)).unwrap_or_else(|e| panic!("template {name}: {e}"));
-    let mut label = name.to_string();
-    for (k, v) in params {
-        match v {
-            TemplateValue::Int(i) => label.push_str(&format!("/{k}={i}")),
-            TemplateValue::Bool(b) => label.push_str(&format!("/{k}={b}")),
-        }
+    env.get_template(name).and_then(|t| t.render(&ctx)).unwrap_or_else(|e| panic!("template {name}: {e}"))
+}
+
+/// Plain kernel `kernel` composed with another GEMM core (`core`: rendered WGSL) in place of
+/// `shared/gemm_tiled.wgsl`.
+pub fn compose_with_core(kernel: &str, core: &str) -> String {
+    let (_, own, pieces) = KERNELS.iter().find(|k| k.0 == kernel).unwrap_or_else(|| panic!("no kernel {kernel}"));
+    assert!(pieces.contains(&shared::GEMM_TILED), "{kernel} is not on the GEMM core");
+    // WGSL wants its `enable` directives before any declaration: the core's go first.
+    let (enables, body): (Vec<&str>, Vec<&str>) = core.lines().partition(|l| l.trim_start().starts_with("enable "));
+    let mut s: String = enables.iter().map(|l| format!("{l}\n")).collect();
+    s.push_str(own);
+    for p in pieces.iter().filter(|p| **p != shared::GEMM_TILED) {
+        s.push('\n');
+        s.push_str(p);
     }
-    Shader::new(label, wgsl)
+    s.push('\n');
+    s.push_str(&body.join("\n"));
+    s
 }
 
 /// The composed WGSL of plain kernel `name`: its own file, then the shared pieces it names. `None` for an
@@ -144,6 +172,12 @@ pub struct AdapterFacts {
     pub subgroup_max_size: u32,
     /// Whether modules may skip naga's runtime checks (the driver bounds every access itself).
     pub trusted_modules: bool,
+    /// Sides of the square f16 -> f32 cooperative-matrix fragments the device has (tensor cores).
+    pub coop_fragments: Vec<u32>,
+    /// The GEMM-shaped kernels (convs, Gram, style gradient) run on the tensor-core core with this tiling (and,
+    /// with `true`, as its software twin); `None`: the f32 kernels. Not a fact of the adapter but the precision
+    /// chosen for a run ([`crate::stylizer::Precision`]); [`AdapterFacts::of`] leaves it `None`.
+    pub coop: Option<(coop::CoopConfig, bool)>,
     pub max_workgroups_per_dim: u32,
     pub max_workgroup_storage: u32,
     pub max_invocations_per_workgroup: u32,
@@ -160,6 +194,8 @@ impl AdapterFacts {
             subgroup_min_size: ctx.info.subgroup_min_size,
             subgroup_max_size: ctx.info.subgroup_max_size,
             trusted_modules: ctx.trusts_modules(),
+            coop_fragments: ctx.coop_fragments.clone(),
+            coop: None,
             max_workgroups_per_dim: ctx.limits.max_compute_workgroups_per_dimension.min(grid::MAX_GROUPS_PER_DIM),
             max_workgroup_storage: ctx.limits.max_compute_workgroup_storage_size,
             max_invocations_per_workgroup: ctx.limits.max_compute_invocations_per_workgroup,
@@ -177,6 +213,8 @@ impl AdapterFacts {
             subgroup_min_size: 32,
             subgroup_max_size: 32,
             trusted_modules: true,
+            coop_fragments: Vec::new(),
+            coop: None,
             max_workgroups_per_dim: grid::MAX_GROUPS_PER_DIM,
             max_workgroup_storage: 48 << 10,
             max_invocations_per_workgroup: 1024,

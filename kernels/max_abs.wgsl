@@ -1,0 +1,46 @@
+// The largest magnitude of a buffer's values, into one entry of `ranges` (as the bits of a non-negative f32,
+// whose integer order is their order): the tensor cores' kernels scale each operand by a power of two from it
+// (shared/gemm_coop.wgsl). Each workgroup reduces 4096 values in a fixed tree, then one atomicMax: the result
+// does not depend on the order (max is exact). The entry must be zero before (zero_u32.wgsl runs first in an
+// iteration).
+
+struct Params {
+    count: u32,
+    slot: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> values: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ranges: array<atomic<u32>>;
+
+const ITEMS: u32 = 16u;
+var<workgroup> largest: array<f32, 256>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let group = wg.x + wg.y * nwg.x;
+    var m = 0.0;
+    for (var r = 0u; r < ITEMS; r++) {
+        let idx = (group * ITEMS + r) * 256u + li;
+        if (idx < params.count) {
+            m = max(m, abs(values[idx]));
+        }
+    }
+    largest[li] = m;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if (li < stride) {
+            largest[li] = max(largest[li], largest[li + stride]);
+        }
+        workgroupBarrier();
+    }
+    if (li == 0u) {
+        atomicMax(&ranges[params.slot], bitcast<u32>(largest[0]));
+    }
+}

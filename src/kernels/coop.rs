@@ -1,0 +1,287 @@
+//! The cooperative-matrix (tensor core) GEMM core, `kernels/shared/gemm_coop.wgsl`: its tiling, chosen by a
+//! pure function of the adapter, its composition with the kernels' operand hooks (conv3x3,
+//! conv3x3_backward_data, gram, style_grad — the same hooks as the f32 tiled core), its software twin, and the
+//! two small kernels it needs: `max_abs.wgsl` (an operand's largest magnitude, for the f16 scaling) and
+//! `zero_u32.wgsl` (the ranges reset once per iteration).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::grid::{elementwise_grid, grid_2d};
+use super::{compose_with_core, max_dim, shader, shared, AdapterFacts, Dispatch, TemplateValue};
+use crate::error::Result;
+use crate::gpu::{GpuContext, Shader};
+
+/// The tiling of the cooperative-matrix core.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CoopConfig {
+    /// Side of a fragment (16: NVIDIA's 16x16x16; 8: Mesa 26 lavapipe's 8x8x8).
+    pub fragment: usize,
+    /// Invocations per subgroup.
+    pub subgroup: usize,
+    /// Subgroups per workgroup along m and n.
+    pub subgroups_m: usize,
+    pub subgroups_n: usize,
+    /// Fragments per subgroup along m and n.
+    pub fragments_m: usize,
+    pub fragments_n: usize,
+    /// K staged per round.
+    pub k_step: usize,
+    /// f16 padding per staged row.
+    pub pad: usize,
+}
+
+/// Short and complete (it names shaders, whose pipelines are cached by name): `16x16 sg32 2x2x4x4 k32 pad8`
+/// (fragment, subgroup size, subgroups m x n, fragments per subgroup m x n, K step, padding).
+impl std::fmt::Debug for CoopConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (frag, sg, k, pad) = (self.fragment, self.subgroup, self.k_step, self.pad);
+        let (sm, sn, rm, rn) = (self.subgroups_m, self.subgroups_n, self.fragments_m, self.fragments_n);
+        write!(f, "{frag}x{frag} sg{sg} {sm}x{sn}x{rm}x{rn} k{k} pad{pad}")
+    }
+}
+
+impl CoopConfig {
+    /// Side of the square output tile of a workgroup.
+    pub fn tile(&self) -> usize {
+        self.subgroups_m * self.fragments_m * self.fragment
+    }
+
+    pub fn workgroup(&self) -> usize {
+        self.subgroups_m * self.subgroups_n * self.subgroup
+    }
+
+    /// Workgroup memory the core uses (bytes): two f16 staging tiles and one f32 fragment per subgroup.
+    pub fn workgroup_bytes(&self) -> usize {
+        2 * self.k_step * (self.tile() + self.pad) * 2 + self.subgroups_m * self.subgroups_n * self.fragment.pow(2) * 4
+    }
+
+    /// The constraints the core's index arithmetic relies on.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let (t, wg, f) = (self.tile(), self.workgroup(), self.fragment);
+        let ok = [
+            (self.subgroups_n * self.fragments_n * f == t, "square tiles"),
+            ((f * f).is_multiple_of(self.subgroup), "fragment elements split evenly over a subgroup"),
+            (wg.is_multiple_of(t / 2), "each invocation stages fixed column pairs"),
+            ((self.k_step * t / 2).is_multiple_of(wg), "staged pairs split evenly over the workgroup"),
+            (self.k_step.is_multiple_of(f) && self.k_step.is_multiple_of(2), "whole fragments per K step"),
+            ((t + self.pad).is_multiple_of(2), "pairs stay in one word"),
+        ];
+        match ok.iter().find(|c| !c.0) {
+            Some((_, what)) => Err(format!("{self:?}: not {what}")),
+            None => Ok(()),
+        }
+    }
+
+    fn template_params(&self, first_binding: u32, twin: bool) -> Vec<(&'static str, TemplateValue)> {
+        let int = |v: usize| TemplateValue::Int(v as u32);
+        vec![
+            ("F", int(self.fragment)),
+            ("SG", int(self.subgroup)),
+            ("SM", int(self.subgroups_m)),
+            ("SN", int(self.subgroups_n)),
+            ("RM", int(self.fragments_m)),
+            ("RN", int(self.fragments_n)),
+            ("KS", int(self.k_step)),
+            ("PAD", int(self.pad)),
+            ("B0", TemplateValue::Int(first_binding)),
+            ("TWIN", TemplateValue::Bool(twin)),
+        ]
+    }
+}
+
+/// The tiling for fragments of side `fragment` with subgroups of `subgroup` invocations: 4 subgroups (2 x 2),
+/// each 4 x 4 fragments for 16x16 fragments (a 128 x 128 tile, K step 32: the shape that ran a plain GEMM at 274
+/// TFLOP/s on the H200) or 2 x 2 for 8x8 ones (a 32 x 32 tile).
+pub fn tiling(fragment: usize, subgroup: usize) -> CoopConfig {
+    let per = if fragment >= 16 { 4 } else { 2 };
+    CoopConfig {
+        fragment,
+        subgroup,
+        subgroups_m: 2,
+        subgroups_n: 2,
+        fragments_m: per,
+        fragments_n: per,
+        k_step: if fragment >= 16 { 32 } else { 16 },
+        pad: 8,
+    }
+}
+
+/// The tensor-core tiling for this adapter, if it has square f16 -> f32 cooperative matrices, a fixed subgroup
+/// size the fragments split over, and the workgroup memory: the largest fragment wins.
+pub fn config(adapter: &AdapterFacts) -> Option<CoopConfig> {
+    let fragment = *adapter.coop_fragments.iter().max()? as usize;
+    let subgroup = adapter.subgroup_max_size as usize;
+    if adapter.subgroup_min_size != adapter.subgroup_max_size || subgroup == 0 || !adapter.f16 || !adapter.subgroups {
+        return None;
+    }
+    let c = tiling(fragment, subgroup);
+    let fits = c.check().is_ok()
+        && c.workgroup_bytes() <= adapter.max_workgroup_storage as usize
+        && c.workgroup() <= adapter.max_invocations_per_workgroup as usize;
+    fits.then_some(c)
+}
+
+/// The first binding after each GEMM kernel's own (the core adds the ranges and the scale uniform there).
+pub fn first_free_binding(kernel: &str) -> u32 {
+    match kernel {
+        "gram" => 3,
+        "conv3x3" | "conv3x3_backward_data" | "style_grad" => 5,
+        other => panic!("{other} has no cooperative-matrix variant"),
+    }
+}
+
+/// `kernel` (conv3x3, conv3x3_backward_data, gram, style_grad) on the cooperative-matrix core, or on its twin.
+pub fn gemm_shader(kernel: &'static str, config: CoopConfig, twin: bool) -> Shader {
+    let core =
+        super::render_source(shared::GEMM_COOP, "gemm_coop", &config.template_params(first_free_binding(kernel), twin));
+    let name = format!("{kernel}/{}/{config:?}", if twin { "coop-twin" } else { "coop" });
+    Shader::new(name, compose_with_core(kernel, &core))
+}
+
+/// Where an operand's scale comes from: the largest magnitude in entry `slot` of the ranges (written on the GPU
+/// by [`max_abs`] this iteration), at least `largest`, times `bound`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OperandRange {
+    pub slot: Option<u32>,
+    pub largest: f32,
+    pub bound: f32,
+}
+
+impl OperandRange {
+    /// A static operand (the weights): its largest magnitude, known on the host.
+    pub fn fixed(largest: f32) -> Self {
+        Self { slot: None, largest, bound: 1.0 }
+    }
+
+    /// A tensor whose range [`max_abs`] writes into `slot` this iteration.
+    pub fn measured(slot: u32) -> Self {
+        Self { slot: Some(slot), largest: 0.0, bound: 1.0 }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ScaleParams {
+    slot_a: u32,
+    slot_b: u32,
+    largest_a: f32,
+    largest_b: f32,
+    bound_a: f32,
+    bound_b: f32,
+    _pad: [u32; 2],
+}
+
+/// The uniform of the core's operand scales (the binding after `coop_ranges`).
+pub fn scale_uniform(ctx: &GpuContext, a: OperandRange, b: OperandRange) -> wgpu::Buffer {
+    const NO_SLOT: u32 = u32::MAX;
+    let p = ScaleParams {
+        slot_a: a.slot.unwrap_or(NO_SLOT),
+        slot_b: b.slot.unwrap_or(NO_SLOT),
+        largest_a: a.largest,
+        largest_b: b.largest,
+        bound_a: a.bound,
+        bound_b: b.bound,
+        _pad: [0; 2],
+    };
+    ctx.uniform("coop scales", &p)
+}
+
+/// The largest power of two the core multiplies an operand whose largest magnitude is `largest` by (the
+/// shader's `range_factor`, in Rust for the tests).
+pub fn range_factor(largest: f32) -> f32 {
+    // Zero, NaN and infinities keep the operand as it is (NaN fails every comparison).
+    if largest.is_nan() || largest <= 0.0 || largest > 3.0e38 {
+        return 1.0;
+    }
+    (14.0 - largest.log2().ceil()).exp2()
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MaxAbsParams {
+    count: u32,
+    slot: u32,
+    _pad: [u32; 2],
+}
+
+/// Values one `max_abs` workgroup reads.
+const MAX_ABS_GROUP: usize = 256 * 16;
+
+/// `ranges[slot] = max(ranges[slot], max |values[0..count]|)` (as f32 bits).
+pub fn max_abs(
+    ctx: &GpuContext,
+    count: usize,
+    slot: u32,
+    values: &wgpu::Buffer,
+    ranges: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let p = MaxAbsParams { count: count as u32, slot, _pad: [0; 2] };
+    let (x, y) = grid_2d(count.div_ceil(MAX_ABS_GROUP), max_dim(ctx));
+    Dispatch::new(ctx, &shader("max_abs"), &p, &[values, ranges], [x, y, 1])
+}
+
+/// Zeroes the first `count` words of `ranges`.
+pub fn zero_ranges(ctx: &GpuContext, count: usize, ranges: &wgpu::Buffer) -> Result<Dispatch> {
+    let p = MaxAbsParams { count: count as u32, slot: 0, _pad: [0; 2] };
+    Dispatch::new(ctx, &shader("zero_u32"), &p, &[ranges], elementwise_grid(count, max_dim(ctx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tilings_keep_the_cores_invariants() {
+        for (fragment, subgroup) in [(16, 32), (8, 8), (16, 16), (8, 32)] {
+            let c = tiling(fragment, subgroup);
+            c.check().unwrap_or_else(|e| panic!("{e}"));
+        }
+        let h200 = tiling(16, 32);
+        assert_eq!((h200.tile(), h200.workgroup(), h200.k_step), (128, 128, 32));
+        assert!(h200.workgroup_bytes() <= 48 << 10);
+        let lavapipe = tiling(8, 8);
+        assert_eq!((lavapipe.tile(), lavapipe.workgroup()), (32, 32));
+        // lavapipe's 32 KiB of workgroup memory holds the twin of the H200 tiling (packed f16 staging).
+        assert!(h200.workgroup_bytes() <= 32 << 10);
+    }
+
+    #[test]
+    fn config_needs_fragments_f16_subgroups_and_room() {
+        let mut gpu = AdapterFacts::example_gpu();
+        assert_eq!(config(&gpu), None, "no cooperative matrices");
+        gpu.coop_fragments = vec![8, 16];
+        assert_eq!(config(&gpu), Some(tiling(16, 32)));
+        let mut lvp = AdapterFacts::example_lavapipe();
+        lvp.coop_fragments = vec![8];
+        assert_eq!(config(&lvp), Some(tiling(8, 8)));
+        let varying = AdapterFacts { subgroup_min_size: 16, ..gpu.clone() };
+        assert_eq!(config(&varying), None, "the fragment split needs one subgroup size");
+        let small = AdapterFacts { max_workgroup_storage: 8 << 10, ..gpu.clone() };
+        assert_eq!(config(&small), None);
+    }
+
+    #[test]
+    fn range_factors_bring_the_largest_value_near_2_14() {
+        for &m in &[1e-9f32, 5e-6, 0.3, 1.0, 1.5, 255.0, 4e4, 1e7] {
+            let scaled = m * range_factor(m);
+            assert!((8192.0..=16384.0).contains(&scaled), "{m}: {scaled}");
+        }
+        assert_eq!(range_factor(0.0), 1.0);
+        assert_eq!(range_factor(f32::NAN), 1.0);
+    }
+
+    /// Every cooperative-matrix shader (each GEMM kernel, both fragment sizes) and its twin parse, validate
+    /// and translate to SPIR-V with naga, on any machine.
+    #[test]
+    fn cooperative_shaders_and_twins_validate_with_naga() {
+        for config in [tiling(16, 32), tiling(8, 8)] {
+            for kernel in ["conv3x3", "conv3x3_backward_data", "gram", "style_grad"] {
+                for twin in [false, true] {
+                    let s = gemm_shader(kernel, config, twin);
+                    assert_eq!(s.wgsl.contains("enable wgpu_cooperative_matrix;"), !twin, "{}", s.name);
+                    crate::kernels::tests::validate(&s.name, &s.wgsl);
+                }
+            }
+        }
+    }
+}
