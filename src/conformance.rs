@@ -454,6 +454,84 @@ pub fn tv(ctx: &GpuContext, h: usize, w: usize, seed: u64) -> Check {
     )
 }
 
+/// dot_sum + reduce_sum (Σ a·b and Σ |a|) into one slot of a poisoned array: neighbours stay untouched, a rerun
+/// is bit-identical, and |gpu − ref| ≤ 1e-5 · Σ |a_i·b_i| (the sum's own f32 rounding scale: a dot product of
+/// random vectors cancels, so its value can be far smaller than its terms).
+pub fn dot(ctx: &GpuContext, n: usize, seed: u64) -> Check {
+    use kernels::vector::{dot_partials, Reduction};
+    let io = Io { ctx };
+    let mut g = rng(seed);
+    let a = random(&mut g, n, 3.0);
+    let b = random(&mut g, n, 3.0);
+    let mut worst = 0.0f64;
+    for reduction in [Reduction::Dot, Reduction::AbsSum] {
+        let run = || -> Result<(Vec<f32>, Vec<f32>)> {
+            let (ab, bb, pb, sb) = (io.buf(&a)?, io.buf(&b)?, io.out(dot_partials(n))?, io.out(4)?);
+            let [d0, d1] = kernels::vector::dot(ctx, reduction, n, (&ab, &bb), &pb, (&sb, 2))?;
+            ctx.run(&[&d0, &d1])?;
+            let first = io.read(&sb, 4)?;
+            ctx.run(&[&d0, &d1])?;
+            Ok((first, io.read(&sb, 4)?))
+        };
+        let (got, again) = run().map_err(gpu_err)?;
+        let what = format!("dot_sum ({reduction:?}) n={n}");
+        if !(got[0].is_nan() && got[1].is_nan() && got[3].is_nan()) {
+            return Err(format!("{what}: wrote outside its slot"));
+        }
+        if got[2].to_bits() != again[2].to_bits() {
+            return Err(format!("{what}: rerun differs ({} vs {})", got[2], again[2]));
+        }
+        let (expect, scale): (f64, f64) = match reduction {
+            Reduction::Dot => {
+                (a.iter().zip(&b).map(|(x, y)| x * y).sum(), a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum())
+            }
+            Reduction::AbsSum => (a.iter().map(|x| x.abs()).sum(), a.iter().map(|x| x.abs()).sum()),
+        };
+        let err = (f64::from(got[2]) - expect).abs() / scale.max(1e-300);
+        if err.is_nan() || err > 1e-5 {
+            return Err(format!("{what}: gpu {} vs reference {expect} (error {err:.2e} of Σ|terms| > 1e-5)", got[2]));
+        }
+        worst = worst.max(err);
+    }
+    Ok(worst)
+}
+
+/// axpy_slots: y = c·x over a poisoned y (keep = 0) and y += c·x (keep = 1), with c a constant and
+/// c = scale · (slots[a] − slots[b]) / slots[d] as L-BFGS's two-loop recursion forms it.
+pub fn axpy(ctx: &GpuContext, n: usize, seed: u64) -> Check {
+    use kernels::vector::Coefficient;
+    let io = Io { ctx };
+    let mut g = rng(seed);
+    let x = random(&mut g, n, 5.0);
+    let y0 = random(&mut g, n, 5.0);
+    let slots = [0.75, -2.5, 1.25, 40.0];
+    let cases = [
+        ("constant, overwrite", false, Coefficient::constant(-1.5), -1.5),
+        (
+            "slots (a − b) / d, accumulate",
+            true,
+            Coefficient::slots(-1.0, Some(1), Some(2), Some(0)),
+            -((-2.5 - 1.25) / 0.75),
+        ),
+        ("slot a / d, overwrite", false, Coefficient::slots(2.0, Some(3), None, Some(2)), 2.0 * 40.0 / 1.25),
+        ("1 − slot b, accumulate", true, Coefficient::slots(1.0, None, Some(0), None), 1.0 - 0.75),
+    ];
+    let mut worst = 0.0f64;
+    for (what, keep, c, coef) in cases {
+        let run = || -> Result<Vec<f32>> {
+            let (xb, sb) = (io.buf(&x)?, io.buf(&slots)?);
+            let yb = if keep { io.buf(&y0)? } else { io.out(n)? };
+            let d = kernels::vector::axpy(ctx, n, keep, c, &xb, &yb, &sb)?;
+            ctx.run(&[&d])?;
+            io.read(&yb, n)
+        };
+        let got = run().map_err(gpu_err)?;
+        let expect: Vec<f64> = x.iter().zip(&y0).map(|(xi, yi)| coef * xi + if keep { *yi } else { 0.0 }).collect();
+        worst = worst.max(compare(&format!("axpy_slots ({what}) n={n}"), &got, &expect, RTOL)?);
+    }
+    Ok(worst)
+}
+
 /// Three fused Adam steps against torch.optim.Adam's formula.
 pub fn adam(ctx: &GpuContext, n: usize, seed: u64) -> Check {
     let io = Io { ctx };
@@ -761,6 +839,57 @@ fn full_iterations_of(ctx: &GpuContext, p: Problem, steps: usize, tol: NetworkTo
     Ok(worst)
 }
 
+/// L-BFGS on the GPU against the f64 reference ([`r::lbfgs`] on the reference network): `iterations`
+/// iterations with `history` pairs (fewer than the iterations, so the history wraps). The reference replays the
+/// GPU's accepted steps t (the line search's choices hang on the losses' last bits where its cubic fit is
+/// ill-conditioned: f32 and f64 runs may branch apart; the search has its own unit tests), so this checks what
+/// the GPU computes: every iterate's loss within 1e-3 relative, x at the end within 1e-3 relative L2 (the
+/// pairs, the two-loop direction and the steps agree), and each iterate lower than the one before.
+pub fn lbfgs_iterations(ctx: &GpuContext, w: usize, h: usize, iterations: usize, history: usize, seed: u64) -> Check {
+    let mut p = Problem::new(w, h, seed);
+    p.opts.optimizer = crate::Optimizer::Lbfgs { history, max_evals: 10 * iterations };
+    let net = ref_net(&p.weights, p.pooling_avg);
+    let (content, style) = p.reference_targets(&net);
+    let lw = p.loss_weights();
+    let mut s = crate::Stylizer::new(ctx, &p.weights, &p.content, &p.styles, &p.opts).map_err(gpu_err)?;
+    let mut x = to_f64(&s.x().map_err(gpu_err)?);
+    let mut got = Vec::new();
+    for _ in 0..iterations {
+        match s.step(true).map_err(gpu_err)? {
+            Some(l) => got.push(l.total),
+            None => break,
+        }
+        if s.stopped().is_some() {
+            break;
+        }
+    }
+    got.push(s.losses().map_err(gpu_err)?.total);
+    let steps = s.lbfgs_steps().expect("L-BFGS").to_vec();
+    if steps.len() < iterations {
+        return Err(format!("L-BFGS stopped after {} of {iterations} iterations: {:?}", steps.len(), s.stopped()));
+    }
+    let expect = r::lbfgs(&mut x, iterations, history, r::LbfgsSteps::Given(&steps), |x| {
+        let ((lc, ls, lt), g) = net.loss_and_gradient(x, h, w, &content, &style, lw);
+        (lc + ls + lt, g)
+    });
+    if expect.len() != got.len() {
+        return Err(format!("L-BFGS: the GPU made {} iterates, the reference {}", got.len(), expect.len()));
+    }
+    let mut worst = 0.0f64;
+    for (i, (e, &loss)) in expect.iter().zip(&got).enumerate() {
+        let err = (loss - e.loss).abs() / e.loss.abs();
+        if err.is_nan() || err > 1e-3 {
+            return Err(format!("L-BFGS iterate {i}: gpu loss {loss} vs reference {} (error {err:.2e})", e.loss));
+        }
+        if i > 0 && loss >= got[i - 1] {
+            return Err(format!("L-BFGS iterate {i}: the loss did not fall ({} then {loss})", got[i - 1]));
+        }
+        worst = worst.max(err);
+    }
+    let gpu_x = s.x().map_err(gpu_err)?;
+    Ok(worst.max(compare_norm("x after L-BFGS", &gpu_x, &x, 1e-3)?))
+}
+
 /// How thorough a run of [`cases`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scale {
@@ -973,6 +1102,11 @@ pub fn cases(scale: Scale) -> Vec<Case> {
     let sizes: Vec<usize> = if full { vec![1, 255, 4096, 4097, 100_003, 3 * 33 * 31] } else { vec![4097] };
     for (i, &n) in sizes.iter().enumerate() {
         v.push(case("max_abs", format!("zero_u32 + max_abs n={n}"), move |ctx| max_abs(ctx, n, 1550 + i as u64)));
+    }
+    let vectors: Vec<usize> = if full { vec![1, 255, 4096, 4097, 100_003, 3 * 35 * 33] } else { vec![4097] };
+    for (i, &n) in vectors.iter().enumerate() {
+        v.push(case("dot_sum", format!("dot_sum + reduce_sum n={n}"), move |ctx| dot(ctx, n, 1560 + i as u64)));
+        v.push(case("axpy_slots", format!("axpy_slots n={n}"), move |ctx| axpy(ctx, n, 1570 + i as u64)));
     }
     let n = if full { 3 * 33 * 31 } else { 999 };
     v.push(case("adam", format!("adam (3 steps) n={n}"), move |ctx| adam(ctx, n, 1300)));

@@ -36,4 +36,4 @@ pub use neural_style_weights as weights;
 pub use error::{Error, Result};
 pub use losses::Losses;
 pub use planar::PlanarImage;
-pub use stylizer::{Init, Pooling, Precision, SetupStage, StyleOptions, Stylizer};
+pub use stylizer::{Init, Optimizer, Pooling, Precision, SetupStage, StyleOptions, Stylizer};

@@ -1,6 +1,8 @@
 //! Plain CPU implementations of every kernel and of the whole loss, accumulating in f64. Tests and
 //! `neural-style selftest` compare the GPU against these; they are written for clarity, not speed, and share no
-//! code with the GPU path. Tensors are CHW `f64` slices.
+//! code with the GPU path, except L-BFGS's line search: that is scalar logic on the CPU in both
+//! ([`crate::optim::line_search`], with its own unit tests), so [`lbfgs`] checks the GPU's vectors and
+//! two-loop recursion, not the search. Tensors are CHW `f64` slices.
 
 /// 3x3 convolution, stride 1, zero pad 1, + bias, optional ReLU. `w` is OIHW.
 pub fn conv3x3(x: &[f64], cin: usize, h: usize, wd: usize, w: &[f64], b: &[f64], cout: usize, relu: bool) -> Vec<f64> {
@@ -361,4 +363,125 @@ impl RefNet {
         gx.iter_mut().zip(gt).for_each(|(a, b)| *a += b);
         ((lc, ls, lt), gx)
     }
+}
+
+/// One accepted L-BFGS iterate of [`lbfgs`]: its loss and the evaluations made so far.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LbfgsIterate {
+    pub loss: f64,
+    pub evals: usize,
+}
+
+/// Where [`lbfgs`] takes its steps from.
+pub enum LbfgsSteps<'a> {
+    /// The strong-Wolfe line search, with at most this many evaluations in all.
+    LineSearch { max_evals: usize },
+    /// These steps t, one per iteration (replaying another run's line search, whose choices depend on the
+    /// last bits of the losses when the cubic fit is ill-conditioned).
+    Given(&'a [f64]),
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(p, q)| p * q).sum()
+}
+
+/// torch.optim.LBFGS (docs/MATHS.md), in f64: up to `iterations` iterations from `x` (updated in place) with
+/// `history` pairs. Returns the initial point and each accepted iterate.
+pub fn lbfgs(
+    x: &mut [f64],
+    iterations: usize,
+    history: usize,
+    steps: LbfgsSteps<'_>,
+    mut loss_and_grad: impl FnMut(&[f64]) -> (f64, Vec<f64>),
+) -> Vec<LbfgsIterate> {
+    use crate::optim::line_search::{strong_wolfe, LineObjective};
+    let (mut f, mut g) = loss_and_grad(x);
+    let mut evals = 1;
+    let mut trace = vec![LbfgsIterate { loss: f, evals }];
+    let mut pairs: std::collections::VecDeque<(Vec<f64>, Vec<f64>, f64)> = Default::default();
+    let (mut h, mut d, mut t_prev, mut g_prev) = (1.0, vec![0.0; x.len()], 0.0, Vec::new());
+
+    struct Phi<'a, F: FnMut(&[f64]) -> (f64, Vec<f64>)> {
+        x0: &'a [f64],
+        d: &'a [f64],
+        f: &'a mut F,
+        grads: Vec<Vec<f64>>,
+    }
+    impl<F: FnMut(&[f64]) -> (f64, Vec<f64>)> LineObjective for Phi<'_, F> {
+        type Error = std::convert::Infallible;
+        fn evaluate(&mut self, t: f64, _live: &[usize]) -> Result<(f64, f64), Self::Error> {
+            let x: Vec<f64> = self.x0.iter().zip(self.d).map(|(a, b)| a + t * b).collect();
+            let (f, g) = (self.f)(&x);
+            let gtd = dot(&g, self.d);
+            self.grads.push(g);
+            Ok((f, gtd))
+        }
+    }
+
+    for k in 0..iterations {
+        if g.iter().fold(0.0f64, |m, v| m.max(v.abs())) <= 1e-7 {
+            break;
+        }
+        if k == 0 {
+            d = g.iter().map(|v| -v).collect();
+        } else {
+            // The last step's pair, kept when yᵀs > 1e-10; then the two-loop recursion.
+            let y: Vec<f64> = g.iter().zip(&g_prev).map(|(a, b)| a - b).collect();
+            let s: Vec<f64> = d.iter().map(|v| t_prev * v).collect();
+            let ys = dot(&y, &s);
+            if ys > 1e-10 {
+                if pairs.len() == history {
+                    pairs.pop_front();
+                }
+                h = ys / dot(&y, &y);
+                pairs.push_back((s, y, ys));
+            }
+            let mut q: Vec<f64> = g.iter().map(|v| -v).collect();
+            let mut alpha = vec![0.0; pairs.len()];
+            for (i, (s, y, ys)) in pairs.iter().enumerate().rev() {
+                alpha[i] = dot(s, &q) / ys;
+                q.iter_mut().zip(y).for_each(|(qv, yv)| *qv -= alpha[i] * yv);
+            }
+            d = q.iter().map(|v| h * v).collect();
+            for (i, (s, y, ys)) in pairs.iter().enumerate() {
+                let beta = dot(y, &d) / ys;
+                d.iter_mut().zip(s).for_each(|(dv, sv)| *dv += (alpha[i] - beta) * sv);
+            }
+        }
+        let gtd = dot(&g, &d);
+        if gtd > -1e-9 {
+            break;
+        }
+        let d_max = d.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let x0 = x.to_vec();
+        let f_prev = f;
+        let t = match steps {
+            LbfgsSteps::LineSearch { .. } => {
+                let t0 = if k == 0 { (1.0 / g.iter().map(|v| v.abs()).sum::<f64>()).min(1.0) } else { 1.0 };
+                let mut phi = Phi { x0: &x0, d: &d, f: &mut loss_and_grad, grads: vec![g.clone()] };
+                let Ok(acc) = strong_wolfe(&mut phi, f, gtd, t0, d_max);
+                evals += acc.evals;
+                f = acc.point.f;
+                g_prev = std::mem::replace(&mut g, phi.grads.swap_remove(acc.point.id));
+                acc.point.t
+            }
+            LbfgsSteps::Given(ts) => {
+                let Some(&t) = ts.get(k) else { break };
+                let xt: Vec<f64> = x0.iter().zip(&d).map(|(a, b)| a + t * b).collect();
+                let (fnew, gnew) = loss_and_grad(&xt);
+                evals += 1;
+                f = fnew;
+                g_prev = std::mem::replace(&mut g, gnew);
+                t
+            }
+        };
+        x.iter_mut().zip(&x0).zip(&d).for_each(|((xv, x0v), dv)| *xv = x0v + t * dv);
+        t_prev = t;
+        trace.push(LbfgsIterate { loss: f, evals });
+        let capped = matches!(steps, LbfgsSteps::LineSearch { max_evals } if evals >= max_evals);
+        if capped || t.abs() * d_max <= 1e-9 || (f - f_prev).abs() < 1e-9 {
+            break;
+        }
+    }
+    trace
 }

@@ -27,6 +27,7 @@ use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels::AdapterFacts;
 use crate::losses::{LossSpec, LossTerms, Losses};
 use crate::network::{self, GpuNet, Network};
+use crate::optim::lbfgs::{self, Lbfgs};
 use crate::optim::Adam;
 use crate::plan::Plan;
 use crate::planar::PlanarImage;
@@ -64,6 +65,18 @@ pub struct StyleOptions {
     pub seed: u64,
     /// The arithmetic of the convolutions, Gram matrices and style gradients (docs/MATHS.md, "Precision").
     pub precision: Precision,
+    pub optimizer: Optimizer,
+}
+
+/// What updates the image (docs/MATHS.md, "Optimiser").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Optimizer {
+    /// torch.optim.Adam at `learning_rate`.
+    #[default]
+    Adam,
+    /// torch.optim.LBFGS with the strong-Wolfe line search: `history` pairs, at most `max_evals` evaluations
+    /// of the loss in all. The learning rate is not used (L-BFGS's is 1).
+    Lbfgs { history: usize, max_evals: usize },
 }
 
 /// The arithmetic of the GEMM-shaped kernels (convs, Gram, style gradient). Losses, their reductions, the
@@ -100,6 +113,7 @@ impl Default for StyleOptions {
             init: Init::Content,
             seed: 0,
             precision: Precision::Auto,
+            optimizer: Optimizer::Adam,
         }
     }
 }
@@ -192,12 +206,18 @@ pub struct Stylizer<'a> {
     net: GpuNet,
     network: Network,
     losses: LossTerms,
-    adam: Adam,
+    optimizer: OptimizerState,
     /// Where the loss slots are copied for reading back (created once).
     losses_staging: wgpu::Buffer,
     /// The last iteration submitted without a read-back, not yet waited for.
     in_flight: Option<wgpu::SubmissionIndex>,
     bytes: u64,
+}
+
+/// The optimiser's state on the GPU.
+enum OptimizerState {
+    Adam(Adam),
+    Lbfgs(Box<Lbfgs>),
 }
 
 impl<'a> Stylizer<'a> {
@@ -249,7 +269,24 @@ impl<'a> Stylizer<'a> {
         let grad_x = network.grad_image().expect("planned with the backward pass");
         // Adam runs over the whole framed buffer: the frame's gradient is zero, so its x stays zero.
         let count = network.image_frame().buffer_floats(3);
-        let adam = Adam::new(ctx, count, f64::from(opts.learning_rate), network.image(), grad_x)?;
+        let (optimizer, optimizer_bytes) = match opts.optimizer {
+            Optimizer::Adam => (
+                OptimizerState::Adam(Adam::new(ctx, count, f64::from(opts.learning_rate), network.image(), grad_x)?),
+                4 * Adam::buffer_floats(count) as u64,
+            ),
+            Optimizer::Lbfgs { history, max_evals } => {
+                let bytes = lbfgs::bytes(count, history);
+                let l = Lbfgs::new(ctx, count, history, max_evals, network.image(), grad_x).map_err(|e| match e {
+                    Error::Gpu(why) => Error::Gpu(format!(
+                        "L-BFGS's history of {history} pairs needs {:.2} GB at {w}x{h} and could not be allocated \
+                         ({why}); use a smaller --lbfgs-history or --image-size",
+                        bytes as f64 / 1e9
+                    )),
+                    other => other,
+                })?;
+                (OptimizerState::Lbfgs(Box::new(l)), bytes)
+            }
+        };
 
         // Initial image.
         let x0: Vec<f32> = match &opts.init {
@@ -267,13 +304,13 @@ impl<'a> Stylizer<'a> {
         };
         network.upload_image(ctx, &x0);
         ctx.check()?;
-        let bytes = net.bytes + network.bytes() + losses.bytes() + 4 * Adam::buffer_floats(count) as u64;
+        let bytes = net.bytes + network.bytes() + losses.bytes() + optimizer_bytes;
         let losses_staging = ctx.staging_buffer("losses readback", losses.slot_kinds().len());
-        Ok(Self { ctx, net, network, losses, adam, losses_staging, in_flight: None, bytes })
+        Ok(Self { ctx, net, network, losses, optimizer, losses_staging, in_flight: None, bytes })
     }
 
-    /// All dispatches of one iteration in order; the loss scalars only when `read_losses` (the gradient needs
-    /// none of them).
+    /// All dispatches of one Adam iteration in order; the loss scalars only when `read_losses` (the gradient
+    /// needs none of them). With L-BFGS, one evaluation of the loss and its gradient (no update).
     pub fn iteration_dispatches(&self, read_losses: bool) -> Vec<&Dispatch> {
         let (scalars, tv_scalar): (&[Dispatch], &[Dispatch]) =
             if read_losses { (&self.losses.scalars, &self.losses.tv_scalar) } else { (&[], &[]) };
@@ -285,13 +322,18 @@ impl<'a> Stylizer<'a> {
             .chain(&self.network.backward)
             .chain(&self.losses.tv_grad)
             .chain(tv_scalar)
-            .chain(std::iter::once(&self.adam.dispatch))
+            .chain(match &self.optimizer {
+                OptimizerState::Adam(adam) => Some(&adam.dispatch),
+                OptimizerState::Lbfgs(_) => None,
+            })
             .collect()
     }
 
     /// Prepares the optimiser's constants for the next update (call before recording an iteration).
     pub fn prepare_step(&mut self) {
-        self.adam.prepare_next(self.ctx);
+        if let OptimizerState::Adam(adam) = &mut self.optimizer {
+            adam.prepare_next(self.ctx);
+        }
     }
 
     /// One Adam iteration. With `read_losses`, returns the losses of the image BEFORE this update (the log
@@ -300,7 +342,20 @@ impl<'a> Stylizer<'a> {
     /// Without `read_losses` nothing is read back and the call returns once the PREVIOUS iteration has finished:
     /// one iteration stays queued, so the GPU is not idle while the CPU records the next one, and a GPU error
     /// surfaces at most one call late.
+    ///
+    /// With L-BFGS, one L-BFGS iteration (a line search: one or more evaluations, each waited for); the losses
+    /// come for free and are always returned, until L-BFGS has stopped ([`Stylizer::stopped`]): then None and
+    /// nothing is done.
     pub fn step(&mut self, read_losses: bool) -> Result<Option<Losses>> {
+        if let OptimizerState::Lbfgs(l) = &mut self.optimizer {
+            let mut eval = Evaluation {
+                ctx: self.ctx,
+                network: &self.network,
+                losses: &self.losses,
+                staging: &self.losses_staging,
+            };
+            return l.iteration(self.ctx, &mut eval);
+        }
         self.prepare_step();
         let enc = self.ctx.encode(self.iteration_dispatches(read_losses));
         self.finish(enc, read_losses)
@@ -308,6 +363,11 @@ impl<'a> Stylizer<'a> {
 
     /// Losses of the current image (one forward pass, no update).
     pub fn losses(&mut self) -> Result<Losses> {
+        if let OptimizerState::Lbfgs(l) = &self.optimizer {
+            if let Some(now) = l.current() {
+                return Ok(now); // L-BFGS evaluated the current x last
+            }
+        }
         let l = &self.losses;
         // tv_grad writes the TV partials (and adds to dL/dx, which the next iteration overwrites).
         let forward =
@@ -335,7 +395,34 @@ impl<'a> Stylizer<'a> {
 
     /// Number of updates done so far.
     pub fn iteration(&self) -> usize {
-        self.adam.steps() as usize
+        match &self.optimizer {
+            OptimizerState::Adam(adam) => adam.steps() as usize,
+            OptimizerState::Lbfgs(l) => l.iterations(),
+        }
+    }
+
+    /// Evaluations of the loss and its gradient so far (L-BFGS only: Adam makes exactly one per iteration).
+    pub fn evaluations(&self) -> Option<usize> {
+        match &self.optimizer {
+            OptimizerState::Adam(_) => None,
+            OptimizerState::Lbfgs(l) => Some(l.evaluations()),
+        }
+    }
+
+    /// L-BFGS's accepted steps t so far, one per iteration (None with Adam).
+    pub fn lbfgs_steps(&self) -> Option<&[f64]> {
+        match &self.optimizer {
+            OptimizerState::Adam(_) => None,
+            OptimizerState::Lbfgs(l) => Some(l.steps()),
+        }
+    }
+
+    /// Why the optimiser stopped before its iterations were done (L-BFGS's stopping rules), once it has.
+    pub fn stopped(&self) -> Option<String> {
+        match &self.optimizer {
+            OptimizerState::Adam(_) => None,
+            OptimizerState::Lbfgs(l) => l.stopped().map(|s| s.to_string()),
+        }
     }
 
     /// Current image x + mean, pixel units, NOT clamped.
@@ -385,6 +472,36 @@ impl<'a> Stylizer<'a> {
     /// The weights on the GPU.
     pub fn net(&self) -> &GpuNet {
         &self.net
+    }
+}
+
+/// One evaluation of the loss and ∇L at the image buffer's x, for L-BFGS: the caller's `before` dispatches, the
+/// forward pass with every loss scalar, the backward pass, the caller's `after`, in one submission.
+struct Evaluation<'s> {
+    ctx: &'s GpuContext,
+    network: &'s Network,
+    losses: &'s LossTerms,
+    staging: &'s wgpu::Buffer,
+}
+
+impl lbfgs::Evaluator for Evaluation<'_> {
+    fn evaluate(&mut self, before: &[&Dispatch], after: &[&Dispatch]) -> Result<Losses> {
+        let (n, l) = (self.network, self.losses);
+        let all = before
+            .iter()
+            .copied()
+            .chain(&n.forward)
+            .chain(&l.grams)
+            .chain(&l.scalars)
+            .chain(&n.backward)
+            .chain(&l.tv_grad)
+            .chain(&l.tv_scalar)
+            .chain(after.iter().copied());
+        let mut enc = self.ctx.encode(all);
+        let count = l.slot_kinds().len();
+        enc.copy_buffer_to_buffer(&l.slots_buffer, 0, self.staging, 0, (count * 4) as u64);
+        self.ctx.queue.submit([enc.finish()]);
+        Ok(l.total(&self.ctx.map_f32(self.staging, count)?))
     }
 }
 
@@ -530,7 +647,13 @@ pub fn memory_plan(
         }
     }
     let image = crate::frame::Frame::new(height, width).buffer_floats(3);
-    items.push(MemoryItem { what: "Adam m + v".into(), bytes: 4 * Adam::buffer_floats(image) as u64 });
+    items.push(match opts.optimizer {
+        Optimizer::Adam => MemoryItem { what: "Adam m + v".into(), bytes: 4 * Adam::buffer_floats(image) as u64 },
+        Optimizer::Lbfgs { history, .. } => MemoryItem {
+            what: format!("L-BFGS: {history} pairs + {} vectors", lbfgs::buffer_vectors(history) - 2 * history),
+            bytes: lbfgs::bytes(image, history),
+        },
+    });
     Ok(items)
 }
 

@@ -150,6 +150,60 @@ fn original_colors_keeps_the_content_chroma() {
     assert!(luma_change / 1024.0 > 0.5, "the luminance should have been stylised");
 }
 
+/// `--optimizer lbfgs`: each log line an accepted iterate with its evaluation count, the loss falling every
+/// iteration, the run bit-identical on rerun (only scalars cross to the CPU).
+#[test]
+fn lbfgs_logs_accepted_iterates_with_evaluations_and_reruns_identically() {
+    let dir = setup();
+    let d = dir.path();
+    let go = |out: &str, log: &str| {
+        let args = [
+            "content.png",
+            "style.png",
+            "--image-size",
+            "32",
+            "--iterations",
+            "4",
+            "--optimizer",
+            "lbfgs",
+            "--lbfgs-max-evals",
+            "100",
+            "--lbfgs-history",
+            "2",
+            "--log",
+            log,
+            "-o",
+            out,
+        ];
+        let err = assert_ok(&run(d, &args));
+        (std::fs::read(d.join(out)).unwrap(), read_log(&d.join(log)), err)
+    };
+    let (a, log, err) = go("a.png", "a.jsonl");
+    assert_eq!(log.len(), 5, "iterates 0..=4: {log:?}");
+    let mut evals_before = 0;
+    for (i, l) in log.iter().enumerate() {
+        assert_eq!(l["iter"].as_u64(), Some(i as u64));
+        let evals = l["evals"].as_u64().unwrap_or_else(|| panic!("no evals in {l}"));
+        assert!(evals > evals_before, "evaluations must grow: {log:?}");
+        evals_before = evals;
+        if i > 0 {
+            assert!(l["total"].as_f64().unwrap() < log[i - 1]["total"].as_f64().unwrap(), "{log:?}");
+        }
+    }
+    assert_eq!(log[0]["evals"].as_u64(), Some(1));
+    assert!(err.contains("4 iterations"), "{err}");
+    let (b, log_b, _) = go("b.png", "b.jsonl");
+    assert_eq!(a, b, "L-BFGS reruns are bit-identical");
+    let totals = |l: &[serde_json::Value]| l.iter().map(|v| v["total"].as_f64()).collect::<Vec<_>>();
+    assert_eq!(totals(&log), totals(&log_b));
+
+    // The evaluation cap ends the run early, said in one line; the image is still written.
+    let args = ["content.png", "style.png", "--image-size", "32", "--iterations", "4", "--optimizer", "lbfgs"];
+    let err = assert_ok(&run(d, &[&args[..], &["--lbfgs-max-evals", "2", "-o", "capped.png"]].concat()));
+    assert!(err.contains("L-BFGS stopped after 1 of 4 iterations") && err.contains("cap of 2"), "{err}");
+    assert!(d.join("capped.png").exists());
+}
+
 #[test]
 fn seeded_runs_are_bit_identical() {
     let dir = setup();

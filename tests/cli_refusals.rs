@@ -97,7 +97,8 @@ fn bad_flag_values_are_refused() {
     let dir = setup();
     let d = dir.path();
     let cases: &[(&[&str], &str)] = &[
-        (&["--optimizer", "lbfgs"], "lbfgs"),
+        (&["--lbfgs-history", "0"], "--lbfgs-history"),
+        (&["--lbfgs-max-evals", "5"], "--optimizer lbfgs"),
         (&["--style-blend-weights", "1,2"], "style-blend-weights"),
         (&["--style-blend-weights", "-1"], "style-blend-weights"),
         (&["--style-blend-weights", "0"], "positive sum"),

@@ -224,3 +224,16 @@ fn tensor_core_twin_kernels_match_reference() {
 fn tensor_core_kernels_match_reference_on_cooperative_matrices() {
     all_cases("gemm_coop");
 }
+
+/// L-BFGS's dot products (Σ a·b, Σ |a|) into one slot: neighbours untouched, reruns bit-identical, within
+/// 1e-5 of Σ |terms|.
+#[test]
+fn dot_sum_matches_reference_and_is_bit_identical_on_rerun() {
+    all_cases("dot_sum");
+}
+
+/// L-BFGS's axpys with constant and slot-formed coefficients, overwriting a poisoned y and accumulating.
+#[test]
+fn axpy_slots_matches_reference() {
+    all_cases("axpy_slots");
+}

@@ -195,3 +195,11 @@ fn too_small_and_bad_options_are_refused() {
     let bad = StyleOptions { learning_rate: 0.0, ..p.opts.clone() };
     assert!(Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &bad).is_err());
 }
+
+/// L-BFGS (history 3, so it wraps) against the f64 reference for 6 iterations: every iterate's loss, the
+/// evaluation counts and the final x.
+#[test]
+fn lbfgs_iterations_match_reference() {
+    let worst = conformance::lbfgs_iterations(ctx(), 20, 17, 6, 3, 30).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("L-BFGS iterations: max error {worst:.2e}");
+}

@@ -86,7 +86,9 @@ pub struct SelftestArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OptimizerArg {
+    /// torch.optim.Adam at --learning-rate: one evaluation per iteration.
     Adam,
+    /// L-BFGS with a strong-Wolfe line search (torch.optim.LBFGS): fewer, costlier iterations.
     Lbfgs,
 }
 
@@ -164,9 +166,16 @@ pub struct StyleArgs {
     /// Number of optimisation steps (0 writes the initial image) [default: 1000; 300 on a CPU adapter].
     #[arg(long, visible_alias = "num-iterations", value_name = "N")]
     pub iterations: Option<usize>,
-    /// Optimiser. Only adam exists so far.
+    /// Optimiser (docs/MATHS.md). With lbfgs, --iterations counts L-BFGS iterations and --learning-rate is
+    /// not used.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
     pub optimizer: OptimizerArg,
+    /// L-BFGS: history pairs kept on the GPU (2 x N image-sized vectors).
+    #[arg(long, visible_alias = "lbfgs-num-correction", value_name = "N", default_value_t = 100)]
+    pub lbfgs_history: usize,
+    /// L-BFGS: cap on evaluations of the loss and its gradient in the whole run [default: 1.25 x iterations].
+    #[arg(long, value_name = "N")]
+    pub lbfgs_max_evals: Option<usize>,
     /// Adam learning rate, in pixel units.
     #[arg(long, value_name = "F", default_value_t = 10.0)]
     pub learning_rate: f32,
@@ -336,8 +345,16 @@ impl StyleArgs {
         if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 {
             return Err(usage(format!("--learning-rate must be a finite number > 0 (got {})", self.learning_rate)));
         }
-        if self.optimizer == OptimizerArg::Lbfgs {
-            return Err(usage("--optimizer lbfgs is not implemented yet; use --optimizer adam (the default)"));
+        if self.lbfgs_history == 0 {
+            return Err(usage("--lbfgs-history must be at least 1"));
+        }
+        if self.lbfgs_max_evals == Some(0) {
+            return Err(usage("--lbfgs-max-evals must be at least 1"));
+        }
+        if self.optimizer != OptimizerArg::Lbfgs
+            && (self.lbfgs_max_evals.is_some() || self.lbfgs_history != neural_style::optim::lbfgs::DEFAULT_HISTORY)
+        {
+            return Err(usage("--lbfgs-history and --lbfgs-max-evals need --optimizer lbfgs"));
         }
         if self.init == InitArg::Random && self.init_image.is_some() {
             return Err(usage("--init-image cannot be combined with --init random"));

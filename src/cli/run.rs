@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use image::ImageFormat;
 use neural_style::gpu::{GpuContext, GpuOptions};
 use neural_style::image_io::{self, OutputDepth};
+use neural_style::optim::lbfgs;
 use neural_style::weights::Vgg16Weights;
-use neural_style::{Init, Losses, PlanarImage, Pooling, StyleOptions, Stylizer};
+use neural_style::{Init, Losses, Optimizer, PlanarImage, Pooling, StyleOptions, Stylizer};
 
 use super::args::{
-    InitArg, Job, PoolingArg, CPU_IMAGE_SIZE, CPU_ITERATIONS, GPU_IMAGE_SIZE, GPU_ITERATIONS, MIN_IMAGE_SIZE,
+    InitArg, Job, OptimizerArg, PoolingArg, CPU_IMAGE_SIZE, CPU_ITERATIONS, GPU_IMAGE_SIZE, GPU_ITERATIONS,
+    MIN_IMAGE_SIZE,
 };
 use super::progress::{duration_text, Progress, Stages};
 use super::web::{self, WebPreview};
@@ -162,8 +164,9 @@ impl LossLog {
         Ok(LossLog { out: BufWriter::new(f), path: path.to_path_buf() })
     }
 
-    fn write(&mut self, iter: usize, l: &Losses, ms: f64) -> Result<(), CliError> {
-        let line = serde_json::json!({
+    /// `evals`: L-BFGS's evaluations of the loss so far (not written for Adam: one per iteration).
+    fn write(&mut self, iter: usize, l: &Losses, ms: f64, evals: Option<usize>) -> Result<(), CliError> {
+        let mut line = serde_json::json!({
             "iter": iter,
             "content": l.content,
             "style": l.style,
@@ -171,6 +174,9 @@ impl LossLog {
             "total": l.total,
             "ms": (ms * 1000.0).round() / 1000.0,
         });
+        if let Some(e) = evals {
+            line["evals"] = e.into();
+        }
         writeln!(self.out, "{line}")
             .and_then(|_| self.out.flush())
             .map_err(|e| runtime(format!("cannot write --log '{}': {e}", self.path.display())))
@@ -368,6 +374,13 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
             PoolingArg::Avg => Pooling::Avg,
         },
         precision: a.precision.into(),
+        optimizer: match a.optimizer {
+            OptimizerArg::Adam => Optimizer::Adam,
+            OptimizerArg::Lbfgs => Optimizer::Lbfgs {
+                history: a.lbfgs_history,
+                max_evals: a.lbfgs_max_evals.unwrap_or(lbfgs::default_max_evals(job.iterations)).max(1),
+            },
+        },
         init,
         seed: a.seed,
         ..StyleOptions::default()
@@ -432,15 +445,20 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         if lose_at == Some(i) {
             ctx.device.destroy();
         }
+        // L-BFGS: the evaluations made when this iterate was accepted (the first step also evaluates x0).
+        let evals = stylizer.evaluations().map(|e| e.max(1));
         let t = Instant::now();
         let losses = match stylizer.step(print || log.is_some()) {
             Ok(l) => l,
             Err(e) => return Err(salvage(e, i, rescue)),
         };
         let ms = ms_since(t);
+        if stylizer.iteration() == i && stylizer.stopped().is_some() {
+            break; // L-BFGS stopped without an update: the final line below logs this image
+        }
         if let Some(l) = &losses {
             if let Some(log) = &mut log {
-                log.write(i, l, ms)?;
+                log.write(i, l, ms, evals)?;
             }
             if print {
                 progress.report(i, l);
@@ -468,9 +486,15 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
             let f = image_io::frame_path(&a.output, k);
             rescue.writer.write(&f, rescue.last().expect("just read").1)?;
         }
+        if stylizer.stopped().is_some() {
+            break;
+        }
     }
     let interrupted = INTERRUPTED.load(Ordering::SeqCst);
     let k = stylizer.iteration();
+    if let Some(why) = stylizer.stopped() {
+        stages.line(format!("L-BFGS stopped after {k} of {n} iterations: {why}"));
+    }
     // The losses of the final image (one more forward pass; skipped after Ctrl-C, which should stop now).
     if (log.is_some() || a.print_every > 0) && !interrupted {
         let t = Instant::now();
@@ -480,7 +504,7 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         };
         let ms = ms_since(t);
         if let Some(log) = &mut log {
-            log.write(k, &l, ms)?;
+            log.write(k, &l, ms, stylizer.evaluations())?;
         }
         if a.print_every > 0 {
             progress.report(k, &l);

@@ -23,6 +23,7 @@ pub mod grid;
 pub mod loss;
 pub mod peak;
 pub mod pool;
+pub mod vector;
 
 pub use crate::gpu::Dispatch;
 use crate::gpu::{GpuContext, Shader};
@@ -43,6 +44,7 @@ const KERNELS: &[(&str, &str, &[&str])] = {
     use shared::*;
     &[
         ("adam", include_str!("../../kernels/adam.wgsl"), &[ELEMENTWISE]),
+        ("axpy_slots", include_str!("../../kernels/axpy_slots.wgsl"), &[ELEMENTWISE]),
         ("avgpool2x2", include_str!("../../kernels/avgpool2x2.wgsl"), &[POOL2X2, ELEMENTWISE]),
         ("avgpool2x2_backward", include_str!("../../kernels/avgpool2x2_backward.wgsl"), &[POOL2X2, ELEMENTWISE]),
         ("channel_affine", include_str!("../../kernels/channel_affine.wgsl"), &[ELEMENTWISE]),
@@ -54,6 +56,7 @@ const KERNELS: &[(&str, &str, &[&str])] = {
             &[CONV3X3_IM2COL, GEMM_TILED],
         ),
         ("conv3x3_backward_data_narrow", include_str!("../../kernels/conv3x3_backward_data_narrow.wgsl"), &[]),
+        ("dot_sum", include_str!("../../kernels/dot_sum.wgsl"), &[WORKGROUP_SUM]),
         ("frame_clear", include_str!("../../kernels/frame_clear.wgsl"), &[ELEMENTWISE]),
         ("gram", include_str!("../../kernels/gram.wgsl"), &[GEMM_TILED]),
         ("gram_reduce", include_str!("../../kernels/gram_reduce.wgsl"), &[ELEMENTWISE]),

@@ -1,0 +1,51 @@
+// y = keep·y + c·x, one thread per element, where the coefficient c is formed from scalars that earlier kernels
+// left in `slots` (so L-BFGS's two-loop recursion runs without reading anything back):
+//   c = scale · (slots[num_add] − slots[num_sub]) / slots[den]
+// with an index of NONE standing for 1 (num_add, den) or 0 (num_sub). keep is 0 or 1; with keep = 0, y is not
+// read (it may hold anything, NaN included).
+
+struct Params {
+    count: u32,
+    keep: u32,
+    num_add: u32,
+    num_sub: u32,
+    den: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const NONE: u32 = 0xffffffffu;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> slots: array<f32>;
+
+fn element_count() -> u32 {
+    return params.count;
+}
+
+fn coefficient() -> f32 {
+    var num = 1.0;
+    if (params.num_add != NONE) {
+        num = slots[params.num_add];
+    }
+    if (params.num_sub != NONE) {
+        num -= slots[params.num_sub];
+    }
+    var den = 1.0;
+    if (params.den != NONE) {
+        den = slots[params.den];
+    }
+    return params.scale * (num / den);
+}
+
+fn element(idx: u32) {
+    let cx = coefficient() * x[idx];
+    if (params.keep == 1u) {
+        y[idx] = y[idx] + cx;
+    } else {
+        y[idx] = cx;
+    }
+}
