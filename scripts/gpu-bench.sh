@@ -10,7 +10,7 @@
 # Arguments: image sides (default 256 512 1024 2048).
 # Environment:
 #   BIN             our binary (default .gpu/bin/neural-style, else target/release/neural-style)
-#   TORCH_BASELINE  the anchor script (default .gpu/torch_baseline.py, else ../shared/device/torch_baseline.py)
+#   TORCH_BASELINE  the anchor script (default .gpu/torch_baseline.py, else benches/torch/torch_baseline.py)
 #   PYTHON          python with torch (default python3)
 #   ITERATIONS      timed iterations of our bench (default 20, the anchor's count)
 #   ADAPTER         passed to --adapter
@@ -30,7 +30,7 @@ done
 
 first_existing() { for f in "$@"; do [ -e "$f" ] && { echo "$f"; return 0; }; done; echo "$1"; }
 BIN=${BIN:-$(first_existing .gpu/bin/neural-style target/release/neural-style)}
-TORCH_BASELINE=${TORCH_BASELINE:-$(first_existing .gpu/torch_baseline.py ../shared/device/torch_baseline.py)}
+TORCH_BASELINE=${TORCH_BASELINE:-$(first_existing .gpu/torch_baseline.py benches/torch/torch_baseline.py ../shared/device/torch_baseline.py)}
 PYTHON=${PYTHON:-python3}
 ITERATIONS=${ITERATIONS:-20}
 if [ -n "${RESULTS:-}" ]; then :; elif [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then RESULTS=$OUT/gpu-bench; else
