@@ -354,6 +354,51 @@ pub fn resize_exact(img: &PlanarImage, width: usize, height: usize) -> PlanarIma
     PlanarImage::new(width, height, data)
 }
 
+/// How [`resample_planes`] interpolates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resample {
+    /// Catmull-Rom (bicubic): the image and Adam's first moment between scales.
+    Bicubic,
+    /// Triangle (bilinear): Adam's second moment, which must stay ≥ 0 (bicubic overshoots).
+    Bilinear,
+}
+
+/// Resizes `channels` planes of `width` x `height` floats (CHW) to `new_width` x `new_height`, in the values'
+/// own units (any sign), each result within its plane's [min, max]: coarse-to-fine moves the optimised x and
+/// the optimiser's state with it.
+pub fn resample_planes(
+    data: &[f32],
+    channels: usize,
+    (width, height): (usize, usize),
+    (new_width, new_height): (usize, usize),
+    filter: Resample,
+) -> Vec<f32> {
+    assert_eq!(data.len(), channels * width * height, "resample_planes: size");
+    let filter = match filter {
+        Resample::Bicubic => image::imageops::FilterType::CatmullRom,
+        Resample::Bilinear => image::imageops::FilterType::Triangle,
+    };
+    let n = width * height;
+    let m = new_width * new_height;
+    let mut out = Vec::with_capacity(channels * m);
+    for c in 0..channels {
+        let plane = &data[c * n..(c + 1) * n];
+        // The image crate keeps f32 pixels within [0, 1]: map each plane's range onto it and back (so a
+        // bicubic overshoot is clipped to the plane's own range).
+        let (lo, hi) = plane.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
+            out.extend(std::iter::repeat_n(if lo.is_finite() { lo } else { 0.0 }, m));
+            continue;
+        }
+        let unit: Vec<f32> = plane.iter().map(|v| (v - lo) / (hi - lo)).collect();
+        let buf = image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_raw(width as u32, height as u32, unit)
+            .expect("plane size");
+        let resized = image::imageops::resize(&buf, new_width as u32, new_height as u32, filter);
+        out.extend(resized.into_raw().into_iter().map(|u| lo + u * (hi - lo)));
+    }
+    out
+}
+
 /// The output quantisation: `round(clamp(v, 0, 255))` (NaN → 0) to 8-bit RGB.
 pub fn to_rgb8(img: &PlanarImage) -> RgbImage {
     let n = img.width * img.height;
@@ -681,6 +726,32 @@ mod tests {
         assert_eq!(style_longest_side(512, 0.5), 256);
         assert_eq!(style_longest_side(33, 0.5), 17);
         assert_eq!(style_longest_side(100, 1.234), 124);
+    }
+
+    #[test]
+    fn resample_planes_keeps_signed_values_and_linear_ramps() {
+        // Two planes: a signed ramp along x (−100 … 140) and a constant; upscaled 2x both ways.
+        let (w, h) = (7, 5);
+        let ramp: Vec<f32> = (0..w * h).map(|i| -100.0 + 40.0 * (i % w) as f32).collect();
+        let data: Vec<f32> = ramp.iter().copied().chain(std::iter::repeat_n(-3.5, w * h)).collect();
+        for filter in [Resample::Bicubic, Resample::Bilinear] {
+            let out = resample_planes(&data, 2, (w, h), (14, 10), filter);
+            assert_eq!(out.len(), 2 * 140);
+            let (a, b) = out.split_at(140);
+            assert!(a.iter().all(|v| (-100.0..=140.0).contains(v)), "{filter:?}: {a:?}");
+            // Interior samples of a linear ramp stay on it (both filters reproduce linear functions).
+            for y in 0..10 {
+                for x in 3..11 {
+                    let expect = -100.0 + 40.0 * ((x as f32 + 0.5) / 2.0 - 0.5);
+                    assert!(
+                        (a[y * 14 + x] - expect).abs() < 1e-3,
+                        "{filter:?} ({x},{y}): {} vs {expect}",
+                        a[y * 14 + x]
+                    );
+                }
+            }
+            assert!(b.iter().all(|&v| v == -3.5));
+        }
     }
 
     #[test]

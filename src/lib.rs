@@ -26,6 +26,7 @@ pub mod optim;
 pub mod plan;
 pub mod planar;
 pub mod reference;
+pub mod schedule;
 pub mod selftest;
 pub mod stylizer;
 pub mod vgg;

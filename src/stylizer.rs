@@ -32,7 +32,7 @@ use crate::optim::Adam;
 use crate::plan::Plan;
 use crate::planar::PlanarImage;
 use crate::vgg;
-pub use crate::vgg::{subtract_mean, Pooling};
+pub use crate::vgg::{add_mean, subtract_mean, Pooling};
 use crate::weights::{Vgg16Weights, CAFFE_MEAN_RGB, VGG16_CONV_LAYERS};
 
 /// Where the optimisation starts.
@@ -212,6 +212,14 @@ pub struct Stylizer<'a> {
     /// The last iteration submitted without a read-back, not yet waited for.
     in_flight: Option<wgpu::SubmissionIndex>,
     bytes: u64,
+}
+
+/// Adam's state as the host sees it: moments dense CHW like x, and the number of updates made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamState {
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+    pub step: u64,
 }
 
 /// The optimiser's state on the GPU.
@@ -407,6 +415,35 @@ impl<'a> Stylizer<'a> {
             OptimizerState::Adam(_) => None,
             OptimizerState::Lbfgs(l) => Some(l.evaluations()),
         }
+    }
+
+    /// Adam's moments (dense CHW, like [`Stylizer::x`]) and its update count; None with L-BFGS.
+    pub fn adam_state(&self) -> Result<Option<AdamState>> {
+        let OptimizerState::Adam(adam) = &self.optimizer else { return Ok(None) };
+        let frame = self.network.image_frame();
+        let [m, v] = adam.moments();
+        Ok(Some(AdamState {
+            m: frame.unframe(&self.ctx.read_all(m)?, 3),
+            v: frame.unframe(&self.ctx.read_all(v)?, 3),
+            step: adam.steps(),
+        }))
+    }
+
+    /// Replaces Adam's moments and update count (coarse-to-fine: the state of the previous scale, resized).
+    pub fn set_adam_state(&mut self, state: &AdamState) -> Result<()> {
+        let frame = self.network.image_frame();
+        let OptimizerState::Adam(adam) = &mut self.optimizer else {
+            return Err(Error::InvalidOption("Adam state given to a run that is not using Adam".into()));
+        };
+        let (w, h) = (self.network.plan.spec.width, self.network.plan.spec.height);
+        if state.m.len() != 3 * w * h || state.v.len() != 3 * w * h {
+            return Err(Error::InvalidOption(format!("Adam state of {} values for a {w}x{h} image", state.m.len())));
+        }
+        let [m, v] = adam.moments();
+        self.ctx.queue.write_buffer(m, 0, bytemuck::cast_slice(&frame.frame(&state.m, 3)));
+        self.ctx.queue.write_buffer(v, 0, bytemuck::cast_slice(&frame.frame(&state.v, 3)));
+        adam.continue_from(state.step);
+        Ok(())
     }
 
     /// L-BFGS's accepted steps t so far, one per iteration (None with Adam).

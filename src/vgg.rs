@@ -50,6 +50,12 @@ pub fn subtract_mean(img: &PlanarImage) -> Vec<f32> {
     img.data.iter().enumerate().map(|(i, v)| v - CAFFE_MEAN_RGB[i / plane]).collect()
 }
 
+/// The inverse of [`subtract_mean`]: x (dense CHW, mean-subtracted) back to pixel units, not clamped.
+pub fn add_mean(x: &[f32], width: usize, height: usize) -> PlanarImage {
+    let plane = width * height;
+    PlanarImage::new(width, height, x.iter().enumerate().map(|(i, v)| v + CAFFE_MEAN_RGB[i / plane]).collect())
+}
+
 /// Refuses images that cannot reach relu5_1.
 pub fn check_size(width: usize, height: usize) -> Result<()> {
     if width < MIN_SIDE || height < MIN_SIDE {

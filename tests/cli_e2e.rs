@@ -204,6 +204,69 @@ fn lbfgs_logs_accepted_iterates_with_evaluations_and_reruns_identically() {
     assert!(d.join("capped.png").exists());
 }
 
+/// `--min-scale` (coarse to fine): at --image-size 48 with --min-scale 24 the scales are 24, 34 and 48 px; the
+/// iterations are split with two shares first, one iteration count runs across scales, frames have their
+/// scale's size, the output the full size; with Adam and with L-BFGS.
+#[test]
+fn coarse_to_fine_runs_every_scale_and_logs_them() {
+    let dir = setup();
+    let d = dir.path();
+    for optimizer in ["adam", "lbfgs"] {
+        let out = format!("c2f_{optimizer}.png");
+        let log = format!("c2f_{optimizer}.jsonl");
+        let args = [
+            "content.png",
+            "style.png",
+            "--image-size",
+            "48",
+            "--min-scale",
+            "24",
+            "--iterations",
+            "8",
+            "--save-every",
+            "4",
+            "--optimizer",
+            optimizer,
+            "--log",
+            &log,
+            "-o",
+            &out,
+        ];
+        let err = assert_ok(&run(d, &args));
+        assert!(err.contains("scales 24/34/48 px, iterations 4/2/2"), "{err}");
+        assert!(err.contains("scale 2/3: 34x26") && err.contains("scale 3/3: 48x36"), "{err}");
+        assert_eq!(image::open(d.join(&out)).unwrap().dimensions(), (48, 36));
+        // Frame 4 closes the first scale (24x18), frame 8 the last (with Adam: L-BFGS may stop a scale early).
+        let stem = out.trim_end_matches(".png");
+        if optimizer == "adam" {
+            assert_eq!(image::open(d.join(format!("{stem}_4.png"))).unwrap().dimensions(), (24, 18));
+            assert_eq!(image::open(d.join(format!("{stem}_8.png"))).unwrap().dimensions(), (48, 36));
+        }
+        let lines = read_log(&d.join(&log));
+        let scales: Vec<u64> = lines.iter().map(|l| l["scale"].as_u64().expect("scale")).collect();
+        let iters: Vec<u64> = lines.iter().map(|l| l["iter"].as_u64().unwrap()).collect();
+        if optimizer == "adam" {
+            assert_eq!(iters, (0..=8).collect::<Vec<_>>(), "{lines:?}");
+            assert_eq!(scales, vec![24, 24, 24, 24, 34, 34, 48, 48, 48], "{lines:?}");
+        } else {
+            // L-BFGS may stop a scale early (its own evaluation cap); the scales still come in order.
+            assert!(scales.windows(2).all(|w| w[0] <= w[1]) && scales.last() == Some(&48), "{lines:?}");
+            assert!(iters.windows(2).all(|w| w[0] < w[1]), "{lines:?}");
+        }
+        // Losses of different scales are not comparable (other sizes, other style targets); within a scale the
+        // loss falls.
+        for side in [24, 34, 48] {
+            let at: Vec<f64> =
+                lines.iter().filter(|l| l["scale"] == side).map(|l| l["total"].as_f64().unwrap()).collect();
+            assert!(at.windows(2).all(|w| w[1] < w[0]), "{optimizer}, scale {side}: {at:?}");
+        }
+    }
+    // A minimum scale below the network's 16 px is refused before any work.
+    let o = run(d, &["content.png", "style.png", "--min-scale", "8"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--min-scale"));
+}
+
 #[test]
 fn seeded_runs_are_bit_identical() {
     let dir = setup();

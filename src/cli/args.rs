@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::CliError;
+use neural_style::schedule::DEFAULT_MIN_SCALE;
 
 /// Every relu layer the network computes (up to relu5_1), in order.
 pub const LAYERS: [&str; 11] = [
@@ -25,6 +26,9 @@ pub const GPU_IMAGE_SIZE: usize = 512;
 pub const GPU_ITERATIONS: usize = 1000;
 pub const CPU_IMAGE_SIZE: usize = 256;
 pub const CPU_ITERATIONS: usize = 300;
+/// Iterations of a CPU adapter's default job, which paints coarse to fine: about as long as 300 iterations at
+/// one scale, and a better picture (docs/PERFORMANCE.md, "Coarse-to-fine").
+pub const CPU_COARSE_TO_FINE_ITERATIONS: usize = 600;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -170,6 +174,17 @@ pub struct StyleArgs {
     /// not used.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
     pub optimizer: OptimizerArg,
+    /// Coarse to fine: paint at sizes growing by √2 from 128 px (or --min-scale) up to --image-size, the first
+    /// scale with twice the iterations of the others, each scale starting from the previous one upscaled.
+    /// The default of a CPU adapter's default job.
+    #[arg(long, conflicts_with = "single_scale")]
+    pub coarse_to_fine: bool,
+    /// The smallest scale of a coarse-to-fine run, in px (implies --coarse-to-fine) [default: 128].
+    #[arg(long, value_name = "PX", conflicts_with = "single_scale")]
+    pub min_scale: Option<usize>,
+    /// Paint at --image-size only, even where coarse to fine is the default.
+    #[arg(long)]
+    pub single_scale: bool,
     /// L-BFGS: history pairs kept on the GPU (2 x N image-sized vectors).
     #[arg(long, visible_alias = "lbfgs-num-correction", value_name = "N", default_value_t = 100)]
     pub lbfgs_history: usize,
@@ -268,19 +283,32 @@ pub struct Job {
     pub style_side: usize,
     /// Some default was lowered for a CPU adapter (the CLI says so, and how to get the full job).
     pub cpu_defaults: bool,
+    /// Coarse to fine from this smallest scale (px); None: one scale.
+    pub min_scale: Option<usize>,
 }
 
 impl Job {
     /// The job for these arguments on an adapter of `device_type` (a pure function: tested without a GPU).
     pub fn resolve(a: &StyleArgs, device_type: wgpu::DeviceType) -> Job {
         let cpu = device_type == wgpu::DeviceType::Cpu;
-        let (size, iterations) = if cpu { (CPU_IMAGE_SIZE, CPU_ITERATIONS) } else { (GPU_IMAGE_SIZE, GPU_ITERATIONS) };
+        // A CPU adapter's whole default job paints coarse to fine (measured better in the same time); any other
+        // job only when asked.
+        let cpu_job = cpu && a.image_size.is_none() && a.iterations.is_none();
+        let min_scale = match (a.single_scale, a.min_scale) {
+            (true, _) => None,
+            (false, Some(m)) => Some(m),
+            (false, None) => (a.coarse_to_fine || cpu_job).then_some(DEFAULT_MIN_SCALE),
+        };
+        let cpu_iterations =
+            if cpu_job && min_scale.is_some() { CPU_COARSE_TO_FINE_ITERATIONS } else { CPU_ITERATIONS };
+        let (size, iterations) = if cpu { (CPU_IMAGE_SIZE, cpu_iterations) } else { (GPU_IMAGE_SIZE, GPU_ITERATIONS) };
         let image_size = a.image_size.unwrap_or(size);
         Job {
             image_size,
             iterations: a.iterations.unwrap_or(iterations),
             style_side: neural_style::image_io::style_longest_side(image_size, a.style_scale),
             cpu_defaults: cpu && (a.image_size.is_none() || a.iterations.is_none()),
+            min_scale,
         }
     }
 }
@@ -345,6 +373,13 @@ impl StyleArgs {
         if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 {
             return Err(usage(format!("--learning-rate must be a finite number > 0 (got {})", self.learning_rate)));
         }
+        if let Some(m) = self.min_scale {
+            if m < MIN_IMAGE_SIZE {
+                return Err(usage(format!(
+                    "--min-scale {m} is too small: the network needs at least {MIN_IMAGE_SIZE} px"
+                )));
+            }
+        }
         if self.lbfgs_history == 0 {
             return Err(usage("--lbfgs-history must be at least 1"));
         }
@@ -389,11 +424,23 @@ mod tests {
         let cpu = wgpu::DeviceType::Cpu;
         let gpu = wgpu::DeviceType::DiscreteGpu;
         let j = Job::resolve(&args(&[]), gpu);
-        assert_eq!((j.image_size, j.iterations, j.style_side, j.cpu_defaults), (512, 1000, 512, false));
+        assert_eq!(
+            (j.image_size, j.iterations, j.style_side, j.cpu_defaults, j.min_scale),
+            (512, 1000, 512, false, None)
+        );
         let j = Job::resolve(&args(&[]), cpu);
-        assert_eq!((j.image_size, j.iterations, j.style_side, j.cpu_defaults), (256, 300, 256, true));
+        assert_eq!(
+            (j.image_size, j.iterations, j.style_side, j.cpu_defaults, j.min_scale),
+            (256, 600, 256, true, Some(128))
+        );
+        let j = Job::resolve(&args(&["--single-scale"]), cpu);
+        assert_eq!((j.image_size, j.iterations, j.min_scale), (256, 300, None));
         let j = Job::resolve(&args(&["--image-size", "400"]), cpu);
-        assert_eq!((j.image_size, j.iterations, j.cpu_defaults), (400, 300, true));
+        assert_eq!((j.image_size, j.iterations, j.cpu_defaults, j.min_scale), (400, 300, true, None));
+        let j = Job::resolve(&args(&["--coarse-to-fine"]), gpu);
+        assert_eq!((j.iterations, j.min_scale), (1000, Some(128)));
+        let j = Job::resolve(&args(&["--min-scale", "200"]), gpu);
+        assert_eq!(j.min_scale, Some(200));
         let j = Job::resolve(&args(&["--image-size", "512", "--iterations", "1000"]), cpu);
         assert_eq!((j.image_size, j.iterations, j.cpu_defaults), (512, 1000, false));
         let j = Job::resolve(&args(&["--style-scale", "0.5"]), cpu);

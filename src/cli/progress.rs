@@ -68,12 +68,20 @@ impl Speed {
     }
 
     /// Speed and ETA for `remaining` iterations, as shown: `1.92 s/it  ETA 4m12s` (or `12.3 it/s`).
+    #[cfg(test)]
     pub fn text(&self, remaining: usize) -> String {
+        self.text_scaled(1.0, remaining as f64)
+    }
+
+    /// As [`Speed::text`] when the recorded times are per unit of cost: the next iteration costs `now` units
+    /// and the remaining ones `remaining` units in all (coarse to fine: pixels of their scale).
+    pub fn text_scaled(&self, now: f64, remaining: f64) -> String {
         match self.secs_per_iteration() {
             None => "measuring speed…".into(),
-            Some(s) => {
+            Some(unit) => {
+                let s = unit * now;
                 let speed = if s >= 1.0 { format!("{s:.2} s/it") } else { format!("{:.1} it/s", 1.0 / s.max(1e-9)) };
-                format!("{speed}  ETA {}", duration_text(s * remaining as f64))
+                format!("{speed}  ETA {}", duration_text(unit * remaining))
             }
         }
     }
@@ -86,6 +94,8 @@ pub struct Progress {
     speed: Speed,
     /// The last losses reported (printed as a plain line when the bar is cleared).
     last: Cell<Option<(usize, Losses)>>,
+    /// Relative cost of each iteration (coarse to fine: the pixels of its scale); None: all equal.
+    costs: Option<Vec<f64>>,
 }
 
 impl Progress {
@@ -105,7 +115,23 @@ impl Progress {
         } else {
             None
         };
-        Progress { total, start: Instant::now(), bar, speed: Speed::default(), last: Cell::new(None) }
+        Progress { total, start: Instant::now(), bar, speed: Speed::default(), last: Cell::new(None), costs: None }
+    }
+
+    /// The relative cost of each iteration, so that speed and ETA stay right when later iterations are slower
+    /// (coarse to fine).
+    pub fn set_costs(&mut self, costs: Vec<f64>) {
+        self.costs = Some(costs);
+    }
+
+    fn cost(&self, iteration: usize) -> f64 {
+        self.costs.as_ref().and_then(|c| c.get(iteration.min(c.len().saturating_sub(1)))).copied().unwrap_or(1.0)
+    }
+
+    /// Speed of the next iteration and the ETA of the rest, after `done` iterations.
+    fn speed_text(&self, done: usize) -> String {
+        let remaining: f64 = (done..self.total).map(|i| self.cost(i)).sum();
+        self.speed.text_scaled(self.cost(done), remaining)
     }
 
     /// Restarts the clock (call right before the first iteration).
@@ -136,15 +162,15 @@ impl Progress {
 
     fn plain_line(&self, iter: usize, l: &Losses) {
         let w = self.total.to_string().len();
-        let speed = self.speed.text(self.total.saturating_sub(iter));
+        let speed = self.speed_text(iter);
         eprintln!("iter {iter:>w$}/{}  {}  {speed}", self.total, losses_text(l));
     }
 
     /// One iteration done, `secs` after the previous one.
     pub fn inc(&mut self, done: usize, secs: f64) {
-        self.speed.record(secs);
+        self.speed.record(secs / self.cost(done.saturating_sub(1)));
         if let Some(bar) = &self.bar {
-            bar.set_prefix(self.speed.text(self.total.saturating_sub(done)));
+            bar.set_prefix(self.speed_text(done));
             bar.inc(1);
         }
     }
@@ -174,6 +200,18 @@ impl Drop for Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eta_weighs_later_iterations_by_their_cost() {
+        let mut p = Progress::new(4);
+        p.set_costs(vec![1.0, 1.0, 4.0, 4.0]);
+        p.inc(1, 0.5);
+        p.inc(2, 0.5);
+        // 0.5 s per unit: the next iteration (cost 4) takes 2 s, the two left 4 s.
+        assert_eq!(p.speed_text(2), "2.00 s/it  ETA 4s");
+        p.inc(3, 2.0);
+        assert_eq!(p.speed_text(3), "2.00 s/it  ETA 2s");
+    }
 
     #[test]
     fn eta_comes_from_measured_iterations_only() {

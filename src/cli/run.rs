@@ -10,8 +10,11 @@ use std::time::{Duration, Instant};
 
 use image::ImageFormat;
 use neural_style::gpu::{GpuContext, GpuOptions};
+use neural_style::image_io::Resample;
 use neural_style::image_io::{self, OutputDepth};
 use neural_style::optim::lbfgs;
+use neural_style::schedule::{iterations_per_scale, scale_sizes};
+use neural_style::stylizer::AdamState;
 use neural_style::weights::Vgg16Weights;
 use neural_style::{Init, Losses, Optimizer, PlanarImage, Pooling, StyleOptions, Stylizer};
 
@@ -165,7 +168,15 @@ impl LossLog {
     }
 
     /// `evals`: L-BFGS's evaluations of the loss so far (not written for Adam: one per iteration).
-    fn write(&mut self, iter: usize, l: &Losses, ms: f64, evals: Option<usize>) -> Result<(), CliError> {
+    /// `scale`: the longest side of the scale this iterate belongs to (coarse-to-fine runs only).
+    fn write(
+        &mut self,
+        iter: usize,
+        l: &Losses,
+        ms: f64,
+        evals: Option<usize>,
+        scale: Option<usize>,
+    ) -> Result<(), CliError> {
         let mut line = serde_json::json!({
             "iter": iter,
             "content": l.content,
@@ -176,6 +187,9 @@ impl LossLog {
         });
         if let Some(e) = evals {
             line["evals"] = e.into();
+        }
+        if let Some(s) = scale {
+            line["scale"] = s.into();
         }
         writeln!(self.out, "{line}")
             .and_then(|_| self.out.flush())
@@ -193,6 +207,10 @@ struct Writer {
 impl Writer {
     fn write(&self, path: &Path, img: PlanarImage) -> Result<(), CliError> {
         let img = match &self.original_colors {
+            // A frame of an earlier coarse-to-fine scale takes its colours from the content at its own size.
+            Some(content) if (content.width, content.height) != (img.width, img.height) => {
+                image_io::original_colors(&img, &image_io::resize_exact(content, img.width, img.height))
+            }
             Some(content) => image_io::original_colors(&img, content),
             None => img,
         };
@@ -208,6 +226,8 @@ impl Writer {
 struct Rescue {
     writer: Writer,
     output: PathBuf,
+    /// The output's size: an image of an earlier coarse-to-fine scale (after Ctrl-C) is resized to it.
+    size: (usize, usize),
     snapshot: Mutex<Option<(usize, PlanarImage)>>,
     /// Held while the output is written; `true` once the main thread has written it.
     written: Mutex<bool>,
@@ -223,6 +243,15 @@ impl Rescue {
         *self.snapshot.lock().unwrap() = Some((iteration, img));
     }
 
+    /// `img` at the output's size (Lanczos; only an interrupted coarse-to-fine run needs it).
+    fn fit(&self, img: PlanarImage) -> PlanarImage {
+        if (img.width, img.height) == self.size {
+            img
+        } else {
+            image_io::resize_exact(&img, self.size.0, self.size.1)
+        }
+    }
+
     fn last(&self) -> Option<(usize, PlanarImage)> {
         self.snapshot.lock().unwrap().clone()
     }
@@ -230,7 +259,7 @@ impl Rescue {
     /// Writes the final image from the main thread (unless the Ctrl-C path already did and is exiting).
     fn write_final(&self, img: PlanarImage) -> Result<(), CliError> {
         let mut written = self.written.lock().unwrap();
-        self.writer.write(&self.output, img)?;
+        self.writer.write(&self.output, self.fit(img))?;
         *written = true;
         Ok(())
     }
@@ -240,7 +269,7 @@ impl Rescue {
         let written = self.written.lock().unwrap();
         if !*written {
             match self.last() {
-                Some((k, img)) => match self.writer.write(&self.output, img) {
+                Some((k, img)) => match self.writer.write(&self.output, self.fit(img)) {
                     Ok(()) => eprintln!("interrupted: wrote the image of iteration {k} to '{}'", self.output.display()),
                     Err(CliError::Usage(e) | CliError::Runtime(e)) => eprintln!("error: saving failed: {e}"),
                 },
@@ -294,9 +323,70 @@ fn salvage(e: neural_style::Error, iteration: usize, rescue: &Rescue) -> CliErro
     }
 }
 
+/// What a coarse-to-fine scale hands to the next: x (dense CHW), Adam's state, and their size.
+struct Carry {
+    x: Vec<f32>,
+    adam: Option<AdamState>,
+    from: (usize, usize),
+}
+
+/// One scale of a run: the longest side, its iterations, and the images at that scale.
+struct Scale {
+    side: usize,
+    iterations: usize,
+    content: PlanarImage,
+    styles: Vec<PlanarImage>,
+    style_side: usize,
+}
+
+/// The scales of the run: the job's own size alone, or coarse to fine (`Job::min_scale`):
+/// sizes by √2 from the smallest to the job's, the first with two shares of the iterations. Each scale's style
+/// images are resized from the originals (never above their own size, except at the last scale, which matches
+/// a single-scale run). Refuses a scale whose content would be under 16 px on a side.
+fn scale_plan(a: &StyleArgs, job: &Job, content: &PlanarImage, styles: &[PlanarImage]) -> Result<Vec<Scale>, CliError> {
+    let sides = match job.min_scale {
+        Some(min) => scale_sizes(job.image_size, min),
+        None => vec![job.image_size],
+    };
+    let iterations = iterations_per_scale(job.iterations, sides.len());
+    let last = sides.len() - 1;
+    let mut plan = Vec::with_capacity(sides.len());
+    for (i, (&side, iterations)) in sides.iter().zip(iterations).enumerate() {
+        let c = image_io::resize_longest(content, side);
+        if c.width < MIN_IMAGE_SIZE || c.height < MIN_IMAGE_SIZE {
+            return Err(runtime(format!(
+                "coarse to fine: at the {side} px scale the content would be {}x{} px; both sides must be at least \
+                 {MIN_IMAGE_SIZE} px (raise --min-scale)",
+                c.width, c.height
+            )));
+        }
+        let style_side = if i == last {
+            job.style_side
+        } else {
+            let own = styles.iter().map(|s| s.width.max(s.height)).min().unwrap_or(usize::MAX);
+            image_io::style_longest_side(side, a.style_scale).min(own)
+        };
+        let s: Vec<PlanarImage> = styles.iter().map(|s| image_io::resize_longest(s, style_side)).collect();
+        if let Some(bad) = s.iter().find(|s| s.width < MIN_IMAGE_SIZE || s.height < MIN_IMAGE_SIZE) {
+            return Err(runtime(format!(
+                "coarse to fine: at the {side} px scale a style image would be {}x{} px; both sides must be at least \
+                 {MIN_IMAGE_SIZE} px (raise --min-scale or --style-scale)",
+                bad.width, bad.height
+            )));
+        }
+        plan.push(Scale { side, iterations, content: c, styles: s, style_side });
+    }
+    Ok(plan)
+}
+
 /// What the run says when a CPU adapter lowered a default (and how to get the full job).
-fn cpu_defaults_line(a: &StyleArgs) -> String {
+fn cpu_defaults_line(a: &StyleArgs, job: &Job) -> String {
     match (a.image_size, a.iterations) {
+        (None, None) if job.min_scale.is_some() => format!(
+            "CPU adapter: painting at {CPU_IMAGE_SIZE} px, coarse to fine, {} iterations (about ten minutes on 2 \
+             cores); --image-size {GPU_IMAGE_SIZE} --iterations {GPU_ITERATIONS} for the full job",
+            job.iterations
+        ),
         (None, None) => format!(
             "CPU adapter: painting at {CPU_IMAGE_SIZE} px with {CPU_ITERATIONS} iterations (about ten minutes on 2 \
              cores); --image-size {GPU_IMAGE_SIZE} --iterations {GPU_ITERATIONS} for the full job"
@@ -335,14 +425,20 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
 
     // 3. Images (decoded, resized) and weights: every refusal so far is one line with nothing before it.
     let content_path = a.content.as_deref().expect("validated");
-    let content = image_io::resize_longest(&load("content image", content_path)?, job.image_size);
+    let content_original = load("content image", content_path)?;
+    let content = image_io::resize_longest(&content_original, job.image_size);
     check_min_side("content image", content_path, &content, "raise --image-size")?;
     let mut styles = Vec::with_capacity(a.styles.len());
+    let mut styles_original = Vec::with_capacity(a.styles.len());
     for p in &a.styles {
-        let s = image_io::resize_longest(&load("style image", p)?, job.style_side);
+        let original = load("style image", p)?;
+        let s = image_io::resize_longest(&original, job.style_side);
         check_min_side("style image", p, &s, "raise --style-scale or --image-size")?;
         styles.push(s);
+        styles_original.push(original);
     }
+    // The scales: one, or coarse-to-fine (docs/MATHS.md); each is checked before any GPU work.
+    let scales = scale_plan(a, &job, &content_original, &styles_original)?;
     let init = match (a.init, &a.init_image) {
         (InitArg::Random, _) => Init::Random,
         (InitArg::Image, None) => Init::Content,
@@ -356,7 +452,7 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
     }
     stages.line(format!("adapter: {} ({:?}, {:?})", ctx.adapter_name(), ctx.info.device_type, ctx.info.backend));
     if job.cpu_defaults {
-        stages.line(cpu_defaults_line(a));
+        stages.line(cpu_defaults_line(a, &job));
     }
 
     // `..default()` keeps this compiling when the engine grows options.
@@ -386,115 +482,203 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         ..StyleOptions::default()
     };
 
-    // 4. The GPU plan and the targets.
+    // 4. Per scale: the GPU plan and the targets, then the loop. Losses are read back only when printed or logged.
     install_ctrlc();
-    let mut stylizer =
-        Stylizer::with_progress(&ctx, &weights, &content, &styles, &opts, &mut |stage| stages.line(stage))?;
-    drop(weights);
-    let (w, h) = stylizer.size();
     let writer = Writer { format, depth, original_colors: a.original_colors.then(|| content.clone()) };
     let rescue = RESCUE.get_or_init(|| Rescue {
         writer,
         output: a.output.clone(),
+        size: (content.width, content.height),
         snapshot: Mutex::new(None),
         written: Mutex::new(false),
     });
-    // The initial image is the first thing Ctrl-C can save.
-    rescue.keep(0, stylizer.image()?);
     let mut log = a.log.as_deref().map(LossLog::create).transpose()?;
-    web.publish_run_info(&web::RunInfo {
-        adapter: ctx.adapter_name(),
-        width: w,
-        height: h,
-        iterations: job.iterations,
-        style_scale: a.style_scale,
-        style_side: job.style_side,
-        content: &content,
-        styles: &styles,
-        original_colors: a.original_colors,
-        output: &a.output,
-    });
-    stages.line(format!(
-        "{w}x{h}, {} style image{} ({} px longest side), {} iterations{}",
-        styles.len(),
-        if styles.len() == 1 { "" } else { "s" },
-        job.style_side,
-        job.iterations,
-        if ctx.info.device_type == wgpu::DeviceType::Cpu {
-            " (the first one also compiles the kernels on this CPU adapter)"
-        } else {
-            ""
-        }
-    ));
-
-    // 5. The loop. Losses are read back only when printed or logged.
     let n = job.iterations;
     let mut progress = Progress::new(n);
-    progress.start();
     let mut done = 0usize;
     let mut snapshot_each = ctx.info.device_type == wgpu::DeviceType::Cpu;
     // Test hook: destroy the device before this update, to exercise the device-lost path for real.
     let lose_at: Option<usize> = std::env::var("NEURAL_STYLE_TEST_LOSE_DEVICE_AT").ok().and_then(|v| v.parse().ok());
-    let mut last = Instant::now();
-    while done < n {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            break;
+    let coarse_to_fine = scales.len() > 1;
+    if coarse_to_fine {
+        // An iteration costs about its scale's pixels: the ETA counts the larger scales still to come.
+        let costs =
+            scales.iter().flat_map(|s| std::iter::repeat_n((s.content.width * s.content.height) as f64, s.iterations));
+        progress.set_costs(costs.collect());
+    }
+    // Iterations finished at earlier scales: this scale's iteration j is the run's iteration offset + j.
+    let mut offset = 0usize;
+    // What the next scale starts from.
+    let mut carry: Option<Carry> = None;
+    let mut last: Option<Stylizer> = None;
+    for (si, scale) in scales.iter().enumerate() {
+        let mut scale_opts = opts.clone();
+        if let Optimizer::Lbfgs { history, .. } = opts.optimizer {
+            // The history starts afresh at each scale; so does the evaluation cap's count.
+            let max_evals = a.lbfgs_max_evals.unwrap_or(lbfgs::default_max_evals(scale.iterations)).max(1);
+            scale_opts.optimizer = Optimizer::Lbfgs { history, max_evals };
         }
-        let i = stylizer.iteration();
-        let print = a.print_every > 0 && i % a.print_every == 0;
-        if lose_at == Some(i) {
-            ctx.device.destroy();
-        }
-        // L-BFGS: the evaluations made when this iterate was accepted (the first step also evaluates x0).
-        let evals = stylizer.evaluations().map(|e| e.max(1));
-        let t = Instant::now();
-        let losses = match stylizer.step(print || log.is_some()) {
-            Ok(l) => l,
-            Err(e) => return Err(salvage(e, i, rescue)),
-        };
-        let ms = ms_since(t);
-        if stylizer.iteration() == i && stylizer.stopped().is_some() {
-            break; // L-BFGS stopped without an update: the final line below logs this image
-        }
-        if let Some(l) = &losses {
-            if let Some(log) = &mut log {
-                log.write(i, l, ms, evals)?;
+        let (w, h) = (scale.content.width, scale.content.height);
+        match &carry {
+            // The previous scale's x, upscaled bicubically (docs/MATHS.md, "Coarse-to-fine").
+            Some(Carry { x, from, .. }) => {
+                let up = image_io::resample_planes(x, 3, *from, (w, h), Resample::Bicubic);
+                scale_opts.init = Init::Image(neural_style::stylizer::add_mean(&up, w, h));
             }
-            if print {
-                progress.report(i, l);
-            }
-        }
-        done += 1;
-        let k = stylizer.iteration();
-        web.publish_progress(k, losses.as_ref().map(|l| (i, l)));
-        let frame = a.save_every > 0 && k % a.save_every == 0;
-        if print || frame || snapshot_each {
-            match stylizer.image() {
-                Ok(img) => {
-                    web.offer_image(k, &img);
-                    rescue.keep(k, img);
+            None => {
+                if let Init::Image(img) = &opts.init {
+                    scale_opts.init = Init::Image(image_io::resize_exact(img, w, h));
                 }
-                Err(e) => return Err(salvage(e, k, rescue)),
             }
         }
-        // Measured after the read-back: that is when the iteration is known to be done.
-        let secs = last.elapsed();
-        last = Instant::now();
-        snapshot_each |= secs > SNAPSHOT_EVERY_ITERATION_ABOVE;
-        progress.inc(done, secs.as_secs_f64());
-        if frame {
-            let f = image_io::frame_path(&a.output, k);
-            rescue.writer.write(&f, rescue.last().expect("just read").1)?;
+        if si > 0 {
+            stages.line(format!(
+                "scale {}/{}: {w}x{h}, {} iterations (style images {} px)",
+                si + 1,
+                scales.len(),
+                scale.iterations,
+                scale.style_side
+            ));
         }
-        if stylizer.stopped().is_some() {
+        let mut stylizer =
+            Stylizer::with_progress(&ctx, &weights, &scale.content, &scale.styles, &scale_opts, &mut |stage| {
+                stages.line(stage)
+            })?;
+        if let Some(Carry { adam: Some(state), from, .. }) = carry.take() {
+            let m = image_io::resample_planes(&state.m, 3, from, (w, h), Resample::Bicubic);
+            // Bilinear and clamped: bicubic overshoots below 0, and Adam takes sqrt(v).
+            let v = image_io::resample_planes(&state.v, 3, from, (w, h), Resample::Bilinear)
+                .into_iter()
+                .map(|v| v.max(0.0))
+                .collect();
+            stylizer.set_adam_state(&AdamState { m, v, step: state.step })?;
+        }
+        if si == 0 {
+            // The initial image is the first thing Ctrl-C can save.
+            rescue.keep(0, stylizer.image()?);
+            let (fw, fh) = (content.width, content.height);
+            web.publish_run_info(&web::RunInfo {
+                adapter: ctx.adapter_name(),
+                width: fw,
+                height: fh,
+                iterations: job.iterations,
+                style_scale: a.style_scale,
+                style_side: job.style_side,
+                content: &content,
+                styles: &styles,
+                original_colors: a.original_colors,
+                output: &a.output,
+            });
+            let scales_text = if coarse_to_fine {
+                let sides: Vec<String> = scales.iter().map(|s| s.side.to_string()).collect();
+                let iters: Vec<String> = scales.iter().map(|s| s.iterations.to_string()).collect();
+                format!(", coarse to fine: scales {} px, iterations {}; now {w}x{h}", sides.join("/"), iters.join("/"))
+            } else {
+                String::new()
+            };
+            stages.line(format!(
+                "{fw}x{fh}, {} style image{} ({} px longest side), {} iterations{scales_text}{}",
+                styles.len(),
+                if styles.len() == 1 { "" } else { "s" },
+                job.style_side,
+                job.iterations,
+                if ctx.info.device_type == wgpu::DeviceType::Cpu {
+                    " (the first one also compiles the kernels on this CPU adapter)"
+                } else {
+                    ""
+                }
+            ));
+            progress.start();
+        }
+        let log_scale = coarse_to_fine.then_some(scale.side);
+        let mut last_tick = Instant::now();
+        // Adam's update count carries over between scales; this scale's own count starts here.
+        let scale_start = stylizer.iteration();
+        while stylizer.iteration() - scale_start < scale.iterations {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                break;
+            }
+            let j = stylizer.iteration();
+            let i = offset + j - scale_start;
+            let print = a.print_every > 0 && i.is_multiple_of(a.print_every);
+            if lose_at == Some(i) {
+                ctx.device.destroy();
+            }
+            // L-BFGS: the evaluations made when this iterate was accepted (the first step also evaluates x0).
+            let evals = stylizer.evaluations().map(|e| e.max(1));
+            let t = Instant::now();
+            let losses = match stylizer.step(print || log.is_some()) {
+                Ok(l) => l,
+                Err(e) => return Err(salvage(e, i, rescue)),
+            };
+            let ms = ms_since(t);
+            if stylizer.iteration() == j && stylizer.stopped().is_some() {
+                break; // L-BFGS stopped without an update: the next scale (or the final line) starts here
+            }
+            if let Some(l) = &losses {
+                if let Some(log) = &mut log {
+                    log.write(i, l, ms, evals, log_scale)?;
+                }
+                if print {
+                    progress.report(i, l);
+                }
+            }
+            done += 1;
+            let k = offset + stylizer.iteration() - scale_start;
+            web.publish_progress(k, losses.as_ref().map(|l| (i, l)));
+            let frame = a.save_every > 0 && k.is_multiple_of(a.save_every);
+            if print || frame || snapshot_each {
+                match stylizer.image() {
+                    Ok(img) => {
+                        web.offer_image(k, &img);
+                        rescue.keep(k, img);
+                    }
+                    Err(e) => return Err(salvage(e, k, rescue)),
+                }
+            }
+            // Measured after the read-back: that is when the iteration is known to be done.
+            let secs = last_tick.elapsed();
+            last_tick = Instant::now();
+            snapshot_each |= secs > SNAPSHOT_EVERY_ITERATION_ABOVE;
+            progress.inc(done, secs.as_secs_f64());
+            if frame {
+                let f = image_io::frame_path(&a.output, k);
+                rescue.writer.write(&f, rescue.last().expect("just read").1)?;
+            }
+            if stylizer.stopped().is_some() {
+                break;
+            }
+        }
+        if let Some(why) = stylizer.stopped() {
+            let at = offset + stylizer.iteration() - scale_start;
+            stages.line(format!("L-BFGS stopped after {at} of {n} iterations: {why}"));
+        }
+        let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+        if si + 1 < scales.len() && !interrupted {
+            // Hand x and the optimiser's state to the next scale; iterations L-BFGS left unused are skipped.
+            offset += scale.iterations;
+            done = offset;
+            let x = match stylizer.x() {
+                Ok(x) => x,
+                Err(e) => return Err(salvage(e, offset, rescue)),
+            };
+            let state = match stylizer.adam_state() {
+                Ok(s) => s,
+                Err(e) => return Err(salvage(e, offset, rescue)),
+            };
+            carry = Some(Carry { x, adam: state, from: (w, h) });
+            drop(stylizer);
+        } else {
+            offset += stylizer.iteration() - scale_start;
+            last = Some(stylizer);
             break;
         }
     }
+    drop(weights);
+    let mut stylizer = last.expect("the last scale ran");
     let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-    let k = stylizer.iteration();
-    if let Some(why) = stylizer.stopped() {
-        stages.line(format!("L-BFGS stopped after {k} of {n} iterations: {why}"));
-    }
+    let k = offset;
+    let (w, h) = stylizer.size();
     // The losses of the final image (one more forward pass; skipped after Ctrl-C, which should stop now).
     if (log.is_some() || a.print_every > 0) && !interrupted {
         let t = Instant::now();
@@ -504,7 +688,7 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         };
         let ms = ms_since(t);
         if let Some(log) = &mut log {
-            log.write(k, &l, ms, stylizer.evaluations())?;
+            log.write(k, &l, ms, stylizer.evaluations(), coarse_to_fine.then_some(scales.last().expect("one").side))?;
         }
         if a.print_every > 0 {
             progress.report(k, &l);

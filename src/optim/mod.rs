@@ -17,7 +17,7 @@ pub struct Adam {
     /// Updates done so far (t of the last update).
     step: u64,
     pub dispatch: Dispatch,
-    _moments: [wgpu::Buffer; 2],
+    moments: [wgpu::Buffer; 2],
 }
 
 impl Adam {
@@ -38,7 +38,7 @@ impl Adam {
         let m = ctx.buffer_from("adam m", &zeros)?;
         let v = ctx.buffer_from("adam v", &zeros)?;
         let dispatch = kernels::adam::adam(ctx, count, learning_rate, x, &m, &v, grad)?;
-        Ok(Self { count, learning_rate, step: 0, dispatch, _moments: [m, v] })
+        Ok(Self { count, learning_rate, step: 0, dispatch, moments: [m, v] })
     }
 
     /// Sets the constants of the next update (t = step + 1); call before recording it. Queue writes land before
@@ -46,6 +46,16 @@ impl Adam {
     pub fn prepare_next(&mut self, ctx: &GpuContext) {
         self.step += 1;
         kernels::adam::set_step(ctx, &self.dispatch, self.count, self.learning_rate, self.step);
+    }
+
+    /// The first and second moments (framed like x).
+    pub fn moments(&self) -> &[wgpu::Buffer; 2] {
+        &self.moments
+    }
+
+    /// Continues from `step` updates already made (coarse-to-fine hands the state to the next scale).
+    pub fn continue_from(&mut self, step: u64) {
+        self.step = step;
     }
 
     /// Updates done (counting the one prepared).
