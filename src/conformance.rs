@@ -577,32 +577,9 @@ pub fn channel_affine(ctx: &GpuContext, h: usize, w: usize, seed: u64) -> Check 
     compare("channel_affine", &io.read_framed(&ob, 3, frame, "channel_affine")?, &expect, RTOL)
 }
 
-/// One conv (64 -> 64 channels at 24x20, ReLU) on the tensor-core kernel against the f32 tiled kernel on the
-/// same random data (weights at VGG's scale): the first-use check of the tensor-core path. Ok(max error) when
-/// every element is within `tol` · (|f32| + rms).
+/// The first-use check of the tensor-core path ([`kernels::conv::coop_against_f32`]) as a check.
 pub fn coop_against_f32(ctx: &GpuContext, config: kernels::coop::CoopConfig, tol: f64) -> Check {
-    let io = Io { ctx };
-    let s = ConvShape { cin: 64, cout: 64, height: 24, width: 20 };
-    let frame = s.frame();
-    let mut g = rng(0xc00b);
-    let x: Vec<f64> = random(&mut g, s.cin * s.height * s.width, 1.0).iter().map(|v| 50.0 * v.max(0.0)).collect();
-    let wt = random(&mut g, s.cout * s.cin * 9, (3.0 / (s.cin as f64 * 9.0)).sqrt());
-    let b = random(&mut g, s.cout, 0.5);
-    let run = || -> Result<(Vec<f32>, Vec<f32>)> {
-        let wf = kernels::conv::forward_weights(ConvVariant::Tiled, &to_f32(&wt), s.cin, s.cout);
-        let (xb, wb, bb) = (io.framed(&x, s.cin, frame)?, ctx.buffer_from("w", &wf)?, io.buf(&b)?);
-        let (o32, o16) = (io.framed_out(s.cout, frame)?, io.framed_out(s.cout, frame)?);
-        let ranges = ctx.storage_buffer("ranges", 1)?;
-        let f32_conv = kernels::conv::conv3x3(ctx, ConvVariant::Tiled, s, true, &xb, &wb, &bb, &o32)?;
-        let measure = kernels::coop::max_abs(ctx, frame.buffer_floats(s.cin), 0, &xb, &ranges)?;
-        let ops = coop_operands(&ranges, &wt);
-        let coop_conv = kernels::conv::conv3x3_coop(ctx, config, false, s, true, &xb, &wb, &bb, &o16, &ops)?;
-        ctx.run(&[&f32_conv, &measure, &coop_conv])?;
-        let read = |b: &wgpu::Buffer| -> Result<Vec<f32>> { Ok(frame.unframe(&ctx.read_all(b)?, s.cout)) };
-        Ok((read(&o32)?, read(&o16)?))
-    };
-    let (reference, coop) = run().map_err(gpu_err)?;
-    compare("tensor-core conv vs f32", &coop, &to_f64(&reference), tol)
+    kernels::conv::coop_against_f32(ctx, config, tol).map_err(gpu_err)?
 }
 
 /// frame_clear on a buffer whose every element holds a value: afterwards the frame is zero and every data pixel

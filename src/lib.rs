@@ -28,6 +28,7 @@ pub mod planar;
 pub mod reference;
 pub mod schedule;
 pub mod selftest;
+pub mod setup_stage;
 pub mod stylizer;
 pub mod vgg;
 

@@ -140,7 +140,7 @@ impl LossTerms {
         spec: &LossSpec,
         content_x: &[f32],
         styles: &[(PlanarImage, f64)],
-        on_stage: &mut dyn FnMut(crate::stylizer::SetupStage),
+        on_stage: &mut dyn FnMut(crate::setup_stage::SetupStage),
     ) -> Result<Self> {
         let layers = &network.plan.layers;
         let (w, h) = (network.plan.spec.width, network.plan.spec.height);
@@ -156,7 +156,7 @@ impl LossTerms {
         if !spec.style_layers.is_empty() {
             for (k, (image, weight)) in styles.iter().enumerate() {
                 let (width, height) = (image.width, image.height);
-                on_stage(crate::stylizer::SetupStage::StyleTargets { index: k, count: styles.len(), width, height });
+                on_stage(crate::setup_stage::SetupStage::StyleTargets { index: k, count: styles.len(), width, height });
                 let x = crate::vgg::subtract_mean(image);
                 let g = network::grams(ctx, net, &x, image.width, image.height, &spec.style_layers)?;
                 if k == 0 {
@@ -173,7 +173,7 @@ impl LossTerms {
         // Content targets: the content image's own features.
         let mut terms = Vec::new();
         if !spec.content_layers.is_empty() {
-            on_stage(crate::stylizer::SetupStage::ContentTargets);
+            on_stage(crate::setup_stage::SetupStage::ContentTargets);
             network.run_forward(ctx, content_x)?;
             let mut enc = ctx.device.create_command_encoder(&Default::default());
             for &l in &spec.content_layers {

@@ -31,6 +31,7 @@ use crate::optim::lbfgs::{self, Lbfgs};
 use crate::optim::Adam;
 use crate::plan::Plan;
 use crate::planar::PlanarImage;
+pub use crate::setup_stage::SetupStage;
 use crate::vgg;
 pub use crate::vgg::{add_mean, subtract_mean, Pooling};
 use crate::weights::{Vgg16Weights, CAFFE_MEAN_RGB, VGG16_CONV_LAYERS};
@@ -172,32 +173,6 @@ fn check_options(o: &StyleOptions) -> Result<()> {
         return Err(Error::InvalidOption("no content or style layers given".into()));
     }
     Ok(())
-}
-
-/// A stage of [`Stylizer::with_progress`]'s setup, reported as it starts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SetupStage {
-    /// Uploading the weights in the layouts of this adapter's kernels.
-    Weights,
-    /// The Gram matrices of style image `index` (of `count`), at its own size.
-    StyleTargets { index: usize, count: usize, width: usize, height: usize },
-    /// The features of the content image.
-    ContentTargets,
-    /// Which arithmetic the GEMM-shaped kernels use, and why.
-    Precision(String),
-}
-
-impl std::fmt::Display for SetupStage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SetupStage::Weights => write!(f, "uploading the weights"),
-            SetupStage::StyleTargets { index, count, width, height } => {
-                write!(f, "style targets: style image {}/{count} ({width}x{height})", index + 1)
-            }
-            SetupStage::ContentTargets => write!(f, "content targets"),
-            SetupStage::Precision(note) => write!(f, "{note}"),
-        }
-    }
 }
 
 /// Neural style transfer state for one content image: the network plan, the loss terms, the optimiser.
@@ -602,7 +577,10 @@ fn first_use_check(ctx: &GpuContext, config: crate::kernels::coop::CoopConfig) -
     if let Some(r) = cache.lock().unwrap().get(&key) {
         return r.clone();
     }
-    let r = crate::conformance::coop_against_f32(ctx, config, 1e-2);
+    let r = match crate::kernels::conv::coop_against_f32(ctx, config, 1e-2) {
+        Ok(r) => r,
+        Err(e) => Err(e.to_string()),
+    };
     cache.lock().unwrap().insert(key, r.clone());
     r
 }

@@ -1,0 +1,28 @@
+//! The stages of a style problem's setup on the GPU, reported to the caller as each starts (the CLI prints
+//! them with timestamps: on a CPU adapter the setup takes seconds).
+
+/// A stage of [`crate::Stylizer::with_progress`]'s setup, reported as it starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetupStage {
+    /// Uploading the weights in the layouts of this adapter's kernels.
+    Weights,
+    /// The Gram matrices of style image `index` (of `count`), at its own size.
+    StyleTargets { index: usize, count: usize, width: usize, height: usize },
+    /// The features of the content image.
+    ContentTargets,
+    /// Which arithmetic the GEMM-shaped kernels use, and why.
+    Precision(String),
+}
+
+impl std::fmt::Display for SetupStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupStage::Weights => write!(f, "uploading the weights"),
+            SetupStage::StyleTargets { index, count, width, height } => {
+                write!(f, "style targets: style image {}/{count} ({width}x{height})", index + 1)
+            }
+            SetupStage::ContentTargets => write!(f, "content targets"),
+            SetupStage::Precision(note) => write!(f, "{note}"),
+        }
+    }
+}
