@@ -167,7 +167,8 @@ pub struct StyleArgs {
     /// Weight of the total-variation (smoothness) loss.
     #[arg(long, value_name = "F", default_value_t = 1e-3)]
     pub tv_weight: f32,
-    /// Number of optimisation steps (0 writes the initial image) [default: 1000; 300 on a CPU adapter].
+    /// Number of optimisation steps (0 writes the initial image) [default: 1000; on a CPU adapter 600, coarse to
+    /// fine, or 300 when --image-size is given].
     #[arg(long, visible_alias = "num-iterations", value_name = "N")]
     pub iterations: Option<usize>,
     /// Optimiser (docs/MATHS.md). With lbfgs, --iterations counts L-BFGS iterations and --learning-rate is
