@@ -1,6 +1,6 @@
 // Partial sums of squared differences, one per workgroup: partials[g] = sum over the workgroup's 4096 elements
 // of (a - b)^2. The content loss (F vs P) and the style loss (G vs A) use it; reduce_sum.wgsl finishes the sum.
-// Each thread adds 16 strided elements, then a fixed-shape tree in workgroup memory: deterministic.
+// The loop and the fixed-order tree are shared/partial_sums.wgsl.
 
 struct Params {
     count: u32,
@@ -14,25 +14,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
 
-const ITEMS: u32 = 16u;
-@compute @workgroup_size(256, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let group = wg.x + wg.y * nwg.x;
-    let base = group * 256u * ITEMS;
-    var s = 0.0;
-    for (var r = 0u; r < ITEMS; r++) {
-        let idx = base + r * 256u + li;
-        if (idx < params.count) {
-            let d = a[idx] - b[idx];
-            s = fma(d, d, s);
-        }
-    }
-    let total = workgroup_sum(li, s);
-    if (li == 0u) {
-        partials[group] = total;
-    }
+fn term_count() -> u32 {
+    return params.count;
+}
+
+fn term(idx: u32) -> f32 {
+    let d = a[idx] - b[idx];
+    return d * d;
 }

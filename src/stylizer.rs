@@ -295,21 +295,11 @@ impl<'a> Stylizer<'a> {
     /// All dispatches of one Adam iteration in order; the loss scalars only when `read_losses` (the gradient
     /// needs none of them). With L-BFGS, one evaluation of the loss and its gradient (no update).
     pub fn iteration_dispatches(&self, read_losses: bool) -> Vec<&Dispatch> {
-        let (scalars, tv_scalar): (&[Dispatch], &[Dispatch]) =
-            if read_losses { (&self.losses.scalars, &self.losses.tv_scalar) } else { (&[], &[]) };
-        self.network
-            .forward
-            .iter()
-            .chain(&self.losses.grams)
-            .chain(scalars)
-            .chain(&self.network.backward)
-            .chain(&self.losses.tv_grad)
-            .chain(tv_scalar)
-            .chain(match &self.optimizer {
-                OptimizerState::Adam(adam) => Some(&adam.dispatch),
-                OptimizerState::Lbfgs(_) => None,
-            })
-            .collect()
+        let mut list = loss_and_gradient(&self.network, &self.losses, read_losses);
+        if let OptimizerState::Adam(adam) = &self.optimizer {
+            list.push(&adam.dispatch);
+        }
+        list
     }
 
     /// Prepares the optimiser's constants for the next update (call before recording an iteration).
@@ -359,7 +349,7 @@ impl<'a> Stylizer<'a> {
         Ok(self.finish(enc, true)?.expect("losses requested"))
     }
 
-    fn finish(&mut self, mut enc: wgpu::CommandEncoder, read_losses: bool) -> Result<Option<Losses>> {
+    fn finish(&mut self, enc: wgpu::CommandEncoder, read_losses: bool) -> Result<Option<Losses>> {
         if !read_losses {
             let idx = self.ctx.queue.submit([enc.finish()]);
             if let Some(prev) = self.in_flight.replace(idx) {
@@ -367,13 +357,8 @@ impl<'a> Stylizer<'a> {
             }
             return Ok(None);
         }
-        // The loss slots are copied to the persistent staging buffer in the same submission.
-        let n = self.losses.slot_kinds().len();
-        enc.copy_buffer_to_buffer(&self.losses.slots_buffer, 0, &self.losses_staging, 0, (n * 4) as u64);
-        self.ctx.queue.submit([enc.finish()]);
         self.in_flight = None; // mapping waits for everything submitted
-        let slots = self.ctx.map_f32(&self.losses_staging, n)?;
-        Ok(Some(self.losses.total(&slots)))
+        Ok(Some(submit_and_read_losses(self.ctx, &self.losses, &self.losses_staging, enc)?))
     }
 
     /// Number of updates done so far.
@@ -454,8 +439,7 @@ impl<'a> Stylizer<'a> {
     /// The gradient of the total loss w.r.t. x at the current image (runs forward + backward, no update).
     pub fn gradient(&mut self) -> Result<Vec<f32>> {
         let n = &self.network;
-        let all = n.forward.iter().chain(&self.losses.grams).chain(&n.backward).chain(&self.losses.tv_grad);
-        self.ctx.submit_and_wait(self.ctx.encode(all).finish())?;
+        self.ctx.submit_and_wait(self.ctx.encode(loss_and_gradient(n, &self.losses, false)).finish())?;
         self.in_flight = None;
         let framed = self.ctx.read_all(n.grad_image().expect("planned with the backward pass"))?;
         Ok(n.image_frame().unframe(&framed, 3))
@@ -498,23 +482,39 @@ struct Evaluation<'s> {
 
 impl lbfgs::Evaluator for Evaluation<'_> {
     fn evaluate(&mut self, before: &[&Dispatch], after: &[&Dispatch]) -> Result<Losses> {
-        let (n, l) = (self.network, self.losses);
-        let all = before
-            .iter()
-            .copied()
-            .chain(&n.forward)
-            .chain(&l.grams)
-            .chain(&l.scalars)
-            .chain(&n.backward)
-            .chain(&l.tv_grad)
-            .chain(&l.tv_scalar)
-            .chain(after.iter().copied());
-        let mut enc = self.ctx.encode(all);
-        let count = l.slot_kinds().len();
-        enc.copy_buffer_to_buffer(&l.slots_buffer, 0, self.staging, 0, (count * 4) as u64);
-        self.ctx.queue.submit([enc.finish()]);
-        Ok(l.total(&self.ctx.map_f32(self.staging, count)?))
+        let evaluation = loss_and_gradient(self.network, self.losses, true);
+        let enc = self.ctx.encode(before.iter().copied().chain(evaluation).chain(after.iter().copied()));
+        submit_and_read_losses(self.ctx, self.losses, self.staging, enc)
     }
+}
+
+/// One evaluation of L and ∇L at the image buffer's x, in order: forward, the style Grams, the loss scalars
+/// (only with `read_losses`: the gradient needs none of them), backward with the loss gradients, TV.
+fn loss_and_gradient<'n>(network: &'n Network, losses: &'n LossTerms, read_losses: bool) -> Vec<&'n Dispatch> {
+    let (scalars, tv_scalar): (&[Dispatch], &[Dispatch]) =
+        if read_losses { (&losses.scalars, &losses.tv_scalar) } else { (&[], &[]) };
+    network
+        .forward
+        .iter()
+        .chain(&losses.grams)
+        .chain(scalars)
+        .chain(&network.backward)
+        .chain(&losses.tv_grad)
+        .chain(tv_scalar)
+        .collect()
+}
+
+/// Submits `enc` with a copy of the loss slots into `staging` (in the same submission), waits, and sums them.
+fn submit_and_read_losses(
+    ctx: &GpuContext,
+    losses: &LossTerms,
+    staging: &wgpu::Buffer,
+    mut enc: wgpu::CommandEncoder,
+) -> Result<Losses> {
+    let n = losses.slot_kinds().len();
+    enc.copy_buffer_to_buffer(&losses.slots_buffer, 0, staging, 0, (n * 4) as u64);
+    ctx.queue.submit([enc.finish()]);
+    Ok(losses.total(&ctx.map_f32(staging, n)?))
 }
 
 /// The adapter facts the kernels are chosen with for `precision`, and a one-line note of the choice. With

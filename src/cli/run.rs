@@ -342,8 +342,14 @@ struct Scale {
 /// The scales of the run: the job's own size alone, or coarse to fine (`Job::min_scale`):
 /// sizes by √2 from the smallest to the job's, the first with two shares of the iterations. Each scale's style
 /// images are resized from the originals (never above their own size, except at the last scale, which matches
-/// a single-scale run). Refuses a scale whose content would be under 16 px on a side.
-fn scale_plan(a: &StyleArgs, job: &Job, content: &PlanarImage, styles: &[PlanarImage]) -> Result<Vec<Scale>, CliError> {
+/// a single-scale run, so it takes the images already resized for the job: `at_job_size`). Refuses a scale whose
+/// content would be under 16 px on a side.
+fn scale_plan(
+    a: &StyleArgs,
+    job: &Job,
+    (content, styles): (&PlanarImage, &[PlanarImage]),
+    at_job_size: (&PlanarImage, &[PlanarImage]),
+) -> Result<Vec<Scale>, CliError> {
     let sides = match job.min_scale {
         Some(min) => scale_sizes(job.image_size, min),
         None => vec![job.image_size],
@@ -352,6 +358,11 @@ fn scale_plan(a: &StyleArgs, job: &Job, content: &PlanarImage, styles: &[PlanarI
     let last = sides.len() - 1;
     let mut plan = Vec::with_capacity(sides.len());
     for (i, (&side, iterations)) in sides.iter().zip(iterations).enumerate() {
+        if i == last {
+            let (c, s) = at_job_size;
+            plan.push(Scale { side, iterations, content: c.clone(), styles: s.to_vec(), style_side: job.style_side });
+            break;
+        }
         let c = image_io::resize_longest(content, side);
         if c.width < MIN_IMAGE_SIZE || c.height < MIN_IMAGE_SIZE {
             return Err(runtime(format!(
@@ -360,12 +371,8 @@ fn scale_plan(a: &StyleArgs, job: &Job, content: &PlanarImage, styles: &[PlanarI
                 c.width, c.height
             )));
         }
-        let style_side = if i == last {
-            job.style_side
-        } else {
-            let own = styles.iter().map(|s| s.width.max(s.height)).min().unwrap_or(usize::MAX);
-            image_io::style_longest_side(side, a.style_scale).min(own)
-        };
+        let own = styles.iter().map(|s| s.width.max(s.height)).min().unwrap_or(usize::MAX);
+        let style_side = image_io::style_longest_side(side, a.style_scale).min(own);
         let s: Vec<PlanarImage> = styles.iter().map(|s| image_io::resize_longest(s, style_side)).collect();
         if let Some(bad) = s.iter().find(|s| s.width < MIN_IMAGE_SIZE || s.height < MIN_IMAGE_SIZE) {
             return Err(runtime(format!(
@@ -438,7 +445,7 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         styles_original.push(original);
     }
     // The scales: one, or coarse-to-fine (docs/MATHS.md); each is checked before any GPU work.
-    let scales = scale_plan(a, &job, &content_original, &styles_original)?;
+    let scales = scale_plan(a, &job, (&content_original, &styles_original), (&content, &styles))?;
     let init = match (a.init, &a.init_image) {
         (InitArg::Random, _) => Init::Random,
         (InitArg::Image, None) => Init::Content,

@@ -34,6 +34,7 @@ mod shared {
     pub const CONV3X3_IM2COL: &str = include_str!("../../kernels/shared/conv3x3_im2col.wgsl");
     pub const ELEMENTWISE: &str = include_str!("../../kernels/shared/elementwise.wgsl");
     pub const WORKGROUP_SUM: &str = include_str!("../../kernels/shared/workgroup_sum.wgsl");
+    pub const PARTIAL_SUMS: &str = include_str!("../../kernels/shared/partial_sums.wgsl");
     pub const POOL2X2: &str = include_str!("../../kernels/shared/pool2x2.wgsl");
     /// A template (see [`super::coop`]).
     pub const GEMM_COOP: &str = include_str!("../../kernels/shared/gemm_coop.wgsl");
@@ -56,7 +57,7 @@ const KERNELS: &[(&str, &str, &[&str])] = {
             &[CONV3X3_IM2COL, GEMM_TILED],
         ),
         ("conv3x3_backward_data_narrow", include_str!("../../kernels/conv3x3_backward_data_narrow.wgsl"), &[]),
-        ("dot_sum", include_str!("../../kernels/dot_sum.wgsl"), &[WORKGROUP_SUM]),
+        ("dot_sum", include_str!("../../kernels/dot_sum.wgsl"), &[PARTIAL_SUMS, WORKGROUP_SUM]),
         ("frame_clear", include_str!("../../kernels/frame_clear.wgsl"), &[ELEMENTWISE]),
         ("gram", include_str!("../../kernels/gram.wgsl"), &[GEMM_TILED]),
         ("gram_reduce", include_str!("../../kernels/gram_reduce.wgsl"), &[ELEMENTWISE]),
@@ -66,7 +67,7 @@ const KERNELS: &[(&str, &str, &[&str])] = {
         ("peak_copy", include_str!("../../kernels/peak_copy.wgsl"), &[ELEMENTWISE]),
         ("peak_fma", include_str!("../../kernels/peak_fma.wgsl"), &[ELEMENTWISE]),
         ("reduce_sum", include_str!("../../kernels/reduce_sum.wgsl"), &[WORKGROUP_SUM]),
-        ("sq_diff_sum", include_str!("../../kernels/sq_diff_sum.wgsl"), &[WORKGROUP_SUM]),
+        ("sq_diff_sum", include_str!("../../kernels/sq_diff_sum.wgsl"), &[PARTIAL_SUMS, WORKGROUP_SUM]),
         ("style_grad", include_str!("../../kernels/style_grad.wgsl"), &[GEMM_TILED]),
         ("tv_loss_grad", include_str!("../../kernels/tv_loss_grad.wgsl"), &[WORKGROUP_SUM]),
         ("zero_u32", include_str!("../../kernels/zero_u32.wgsl"), &[ELEMENTWISE]),

@@ -9,12 +9,10 @@ use super::{loss, max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 
-/// Elements one `dot_sum` workgroup adds (256 threads x 16).
-const DOT_GROUP_ELEMS: usize = 256 * 16;
-
-/// Partials a dot product of `count` elements writes (the length the partials buffer needs).
+/// Partials a dot product of `count` elements writes (the length the partials buffer needs): `dot_sum` and
+/// `sq_diff_sum` share their entry point (shared/partial_sums.wgsl), so this is the same count.
 pub fn dot_partials(count: usize) -> usize {
-    count.div_ceil(DOT_GROUP_ELEMS).max(1)
+    loss::sq_diff_partials(count)
 }
 
 #[repr(C)]
