@@ -557,6 +557,36 @@ pub fn adam(ctx: &GpuContext, n: usize, seed: u64) -> Check {
     both(both(compare("adam x", &gx, &x, RTOL), compare("adam m", &gm, &m, RTOL)), compare("adam v", &gv, &v, RTOL))
 }
 
+/// Four image_average updates (the first restarting over a poisoned b) against the f64 recurrence: b and the
+/// average after each.
+pub fn image_average(ctx: &GpuContext, n: usize, seed: u64) -> Check {
+    let io = Io { ctx };
+    let mut g = rng(seed);
+    let decay = 0.99;
+    let images: Vec<Vec<f64>> = (0..4).map(|_| random(&mut g, n, 120.0)).collect();
+    let run = || -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let (xb, bb, ab) = (io.out(n)?, io.out(n)?, io.out(n)?);
+        let d = kernels::average::image_average(ctx, n, decay, &xb, &bb, &ab)?;
+        let mut out = Vec::new();
+        for (t, x) in images.iter().enumerate() {
+            ctx.queue.write_buffer(&xb, 0, bytemuck::cast_slice(&to_f32(x)));
+            kernels::average::set_update(ctx, &d, n, decay, t as u64);
+            ctx.run(&[&d])?;
+            out.push((io.read(&bb, n)?, io.read(&ab, n)?));
+        }
+        Ok(out)
+    };
+    let got = run().map_err(gpu_err)?;
+    let mut biased = vec![f64::NAN; n];
+    let mut worst = 0.0f64;
+    for (t, (x, (gb, ga))) in images.iter().zip(&got).enumerate() {
+        let average = r::image_average(&mut biased, x, decay, t as u64);
+        worst = worst.max(compare(&format!("image_average b, update {t}"), gb, &biased, RTOL)?);
+        worst = worst.max(compare(&format!("image_average a, update {t}"), ga, &average, RTOL)?);
+    }
+    Ok(worst)
+}
+
 /// channel_affine with arbitrary per-channel scale and offset (the frame must stay zero: the offset is not
 /// written there).
 pub fn channel_affine(ctx: &GpuContext, h: usize, w: usize, seed: u64) -> Check {
@@ -1087,6 +1117,12 @@ pub fn cases(scale: Scale) -> Vec<Case> {
     }
     let n = if full { 3 * 33 * 31 } else { 999 };
     v.push(case("adam", format!("adam (3 steps) n={n}"), move |ctx| adam(ctx, n, 1300)));
+    let averaged: Vec<usize> = if full { vec![1, 4097, 3 * 33 * 31] } else { vec![999] };
+    for (i, &n) in averaged.iter().enumerate() {
+        v.push(case("image_average", format!("image_average (4 updates) n={n}"), move |ctx| {
+            image_average(ctx, n, 1320 + i as u64)
+        }));
+    }
     v.push(case("channel_affine", "channel_affine 7x13".into(), |ctx| channel_affine(ctx, 7, 13, 1400)));
     v.extend(coop_cases(full));
     v

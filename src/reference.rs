@@ -238,6 +238,16 @@ pub fn adam_step(x: &mut [f64], m: &mut [f64], v: &mut [f64], g: &[f64], lr: f64
     }
 }
 
+/// The bias-corrected image average after update t (docs/MATHS.md, "Image averaging"): `biased` takes in x
+/// (restarting at t = 0) and the average is returned.
+pub fn image_average(biased: &mut [f64], x: &[f64], decay: f64, t: u64) -> Vec<f64> {
+    for (b, &xi) in biased.iter_mut().zip(x) {
+        *b = if t == 0 { 0.0 } else { decay * *b } + (1.0 - decay) * xi;
+    }
+    let correction = 1.0 - decay.powi(t as i32 + 1);
+    biased.iter().map(|b| b / correction).collect()
+}
+
 /// One reference conv layer: (name, cin, cout, weight OIHW, bias).
 pub type RefConv = (String, usize, usize, Vec<f64>, Vec<f64>);
 

@@ -27,6 +27,7 @@ use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels::AdapterFacts;
 use crate::losses::{LossSpec, LossTerms, Losses};
 use crate::network::{self, GpuNet, Network};
+use crate::optim::average::ImageAverage;
 use crate::optim::lbfgs::{self, Lbfgs};
 use crate::optim::Adam;
 use crate::plan::Plan;
@@ -67,6 +68,8 @@ pub struct StyleOptions {
     /// The arithmetic of the convolutions, Gram matrices and style gradients (docs/MATHS.md, "Precision").
     pub precision: Precision,
     pub optimizer: Optimizer,
+    /// Decay of the image average the run writes (docs/MATHS.md, "Image averaging"); None: the last iterate.
+    pub average_decay: Option<f64>,
 }
 
 /// What updates the image (docs/MATHS.md, "Optimiser").
@@ -115,6 +118,7 @@ impl Default for StyleOptions {
             seed: 0,
             precision: Precision::Auto,
             optimizer: Optimizer::Adam,
+            average_decay: None,
         }
     }
 }
@@ -169,6 +173,11 @@ fn check_options(o: &StyleOptions) -> Result<()> {
     if !o.learning_rate.is_finite() || o.learning_rate <= 0.0 {
         return Err(Error::InvalidOption(format!("learning rate must be > 0, got {}", o.learning_rate)));
     }
+    if let Some(d) = o.average_decay {
+        if !(d > 0.0 && d < 1.0) {
+            return Err(Error::InvalidOption(format!("the image average's decay must be in (0, 1), got {d}")));
+        }
+    }
     if o.content_layers.is_empty() && o.style_layers.is_empty() {
         return Err(Error::InvalidOption("no content or style layers given".into()));
     }
@@ -182,6 +191,8 @@ pub struct Stylizer<'a> {
     network: Network,
     losses: LossTerms,
     optimizer: OptimizerState,
+    /// The average of the iterates, which the run writes (when asked for).
+    average: Option<ImageAverage>,
     /// Where the loss slots are copied for reading back (created once).
     losses_staging: wgpu::Buffer,
     /// The last iteration submitted without a read-back, not yet waited for.
@@ -286,26 +297,38 @@ impl<'a> Stylizer<'a> {
             Init::Random => random_init(3 * w * h, opts.seed),
         };
         network.upload_image(ctx, &x0);
+        let mut average = opts.average_decay.map(|d| ImageAverage::new(ctx, count, d, network.image())).transpose()?;
+        if let Some(a) = &mut average {
+            a.prepare_next(ctx);
+            ctx.run(&[&a.dispatch])?; // the first image
+        }
         ctx.check()?;
-        let bytes = net.bytes + network.bytes() + losses.bytes() + optimizer_bytes;
+        let average_bytes = average.as_ref().map_or(0, |_| 4 * ImageAverage::buffer_floats(count) as u64);
+        let bytes = net.bytes + network.bytes() + losses.bytes() + optimizer_bytes + average_bytes;
         let losses_staging = ctx.staging_buffer("losses readback", losses.slot_kinds().len());
-        Ok(Self { ctx, net, network, losses, optimizer, losses_staging, in_flight: None, bytes })
+        Ok(Self { ctx, net, network, losses, optimizer, average, losses_staging, in_flight: None, bytes })
     }
 
-    /// All dispatches of one Adam iteration in order; the loss scalars only when `read_losses` (the gradient
-    /// needs none of them). With L-BFGS, one evaluation of the loss and its gradient (no update).
+    /// All dispatches of one Adam iteration in order (the image average's update last, when averaging); the
+    /// loss scalars only when `read_losses` (the gradient needs none of them). With L-BFGS, one evaluation of
+    /// the loss and its gradient (no update).
     pub fn iteration_dispatches(&self, read_losses: bool) -> Vec<&Dispatch> {
         let mut list = loss_and_gradient(&self.network, &self.losses, read_losses);
         if let OptimizerState::Adam(adam) = &self.optimizer {
             list.push(&adam.dispatch);
+            list.extend(self.average.as_ref().map(|a| &a.dispatch));
         }
         list
     }
 
-    /// Prepares the optimiser's constants for the next update (call before recording an iteration).
+    /// Prepares the optimiser's (and the average's) constants for the next update (call before recording an
+    /// iteration).
     pub fn prepare_step(&mut self) {
         if let OptimizerState::Adam(adam) = &mut self.optimizer {
             adam.prepare_next(self.ctx);
+            if let Some(a) = &mut self.average {
+                a.prepare_next(self.ctx);
+            }
         }
     }
 
@@ -327,7 +350,13 @@ impl<'a> Stylizer<'a> {
                 losses: &self.losses,
                 staging: &self.losses_staging,
             };
-            return l.iteration(self.ctx, &mut eval);
+            let before = l.iterations();
+            let losses = l.iteration(self.ctx, &mut eval)?;
+            if let (Some(a), true) = (&mut self.average, l.iterations() > before) {
+                a.prepare_next(self.ctx); // the accepted iterate joins the average
+                self.ctx.queue.submit([self.ctx.encode([&a.dispatch]).finish()]);
+            }
+            return Ok(losses);
         }
         self.prepare_step();
         let enc = self.ctx.encode(self.iteration_dispatches(read_losses));
@@ -341,11 +370,7 @@ impl<'a> Stylizer<'a> {
                 return Ok(now); // L-BFGS evaluated the current x last
             }
         }
-        let l = &self.losses;
-        // tv_grad writes the TV partials (and adds to dL/dx, which the next iteration overwrites).
-        let forward =
-            self.network.forward.iter().chain(&l.grams).chain(&l.scalars).chain(&l.tv_grad).chain(&l.tv_scalar);
-        let enc = self.ctx.encode(forward);
+        let enc = self.ctx.encode(loss_only(&self.network, &self.losses));
         Ok(self.finish(enc, true)?.expect("losses requested"))
     }
 
@@ -422,18 +447,43 @@ impl<'a> Stylizer<'a> {
         }
     }
 
-    /// Current image x + mean, pixel units, NOT clamped.
+    /// The image the run writes, + mean, pixel units, NOT clamped: the average of the iterates when averaging
+    /// ([`StyleOptions::average_decay`]), else the current x.
     pub fn image(&mut self) -> Result<PlanarImage> {
-        let x = self.x()?;
+        let x = self.output_x()?;
         let (w, h) = self.size();
         let plane = w * h;
         let data = x[..3 * plane].iter().enumerate().map(|(i, v)| v + CAFFE_MEAN_RGB[i / plane]).collect();
         Ok(PlanarImage::new(w, h, data))
     }
 
-    /// The mean-subtracted variable x itself (dense CHW).
+    /// The mean-subtracted variable x itself, the optimiser's current iterate (dense CHW).
     pub fn x(&self) -> Result<Vec<f32>> {
         Ok(self.network.image_frame().unframe(&self.ctx.read_all(self.network.image())?, 3))
+    }
+
+    /// What [`Stylizer::image`] holds, mean-subtracted (dense CHW): the average when averaging, else x.
+    pub fn output_x(&self) -> Result<Vec<f32>> {
+        match &self.average {
+            Some(a) => Ok(self.network.image_frame().unframe(&self.ctx.read_all(a.average())?, 3)),
+            None => self.x(),
+        }
+    }
+
+    /// Losses of the image the run writes ([`Stylizer::image`]): the average's when averaging (x is set to the
+    /// average for one forward pass and put back; the optimiser's state is untouched), else [`Stylizer::losses`].
+    pub fn output_losses(&mut self) -> Result<Losses> {
+        let Some(a) = &self.average else { return self.losses() };
+        let (x, bytes) = (self.network.image(), x_bytes(&self.network));
+        let saved = self.ctx.storage_buffer("x while the average is scored", (bytes / 4) as usize)?;
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(x, 0, &saved, 0, bytes);
+        enc.copy_buffer_to_buffer(a.average(), 0, x, 0, bytes);
+        self.ctx.queue.submit([enc.finish()]);
+        let mut enc = self.ctx.encode(loss_only(&self.network, &self.losses));
+        enc.copy_buffer_to_buffer(&saved, 0, x, 0, bytes);
+        self.in_flight = None;
+        submit_and_read_losses(self.ctx, &self.losses, &self.losses_staging, enc)
     }
 
     /// The gradient of the total loss w.r.t. x at the current image (runs forward + backward, no update).
@@ -469,6 +519,17 @@ impl<'a> Stylizer<'a> {
     pub fn net(&self) -> &GpuNet {
         &self.net
     }
+}
+
+/// The loss scalars at the image buffer's x: forward, the style Grams, the scalars. tv_grad writes the TV
+/// partials (and adds to dL/dx, which the next evaluation overwrites).
+fn loss_only<'n>(network: &'n Network, l: &'n LossTerms) -> impl Iterator<Item = &'n Dispatch> {
+    network.forward.iter().chain(&l.grams).chain(&l.scalars).chain(&l.tv_grad).chain(&l.tv_scalar)
+}
+
+/// Bytes of the (framed) image buffer.
+fn x_bytes(network: &Network) -> u64 {
+    4 * network.image_frame().buffer_floats(3) as u64
 }
 
 /// One evaluation of the loss and ∇L at the image buffer's x, for L-BFGS: the caller's `before` dispatches, the
@@ -662,6 +723,10 @@ pub fn memory_plan(
         }
     }
     let image = crate::frame::Frame::new(height, width).buffer_floats(3);
+    if opts.average_decay.is_some() {
+        let floats = ImageAverage::buffer_floats(image);
+        items.push(MemoryItem { what: "image average (b + a)".into(), bytes: 4 * floats as u64 });
+    }
     items.push(match opts.optimizer {
         Optimizer::Adam => MemoryItem { what: "Adam m + v".into(), bytes: 4 * Adam::buffer_floats(image) as u64 },
         Optimizer::Lbfgs { history, .. } => MemoryItem {

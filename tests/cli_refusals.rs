@@ -105,6 +105,9 @@ fn bad_flag_values_are_refused() {
         (&["--content-layers", "relu9_9"], "relu9_9"),
         (&["--style-layers", "relu1_1,conv1_1"], "conv1_1"),
         (&["--style-layers", "relu1_1,relu1_1"], "twice"),
+        (&["--avg-decay", "1"], "--avg-decay"),
+        (&["--avg-decay", "0"], "--avg-decay"),
+        (&["--avg-decay", "nan"], "--avg-decay"),
         (&["--learning-rate", "0"], "--learning-rate"),
         (&["--learning-rate", "inf"], "--learning-rate"),
         (&["--tv-weight", "-1"], "--tv-weight"),
@@ -130,6 +133,7 @@ fn clap_usage_errors_exit_2() {
         &["content.png", "style.png", "--pooling", "median"][..],
         &["content.png", "style.png", "--image-size", "big"][..],
         &["content.png", "style.png", "--no-such-flag"][..],
+        &["content.png", "style.png", "--no-average", "--avg-decay", "0.9"][..],
     ] {
         let before = files(d);
         let o = run(d, a);

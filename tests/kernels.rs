@@ -148,6 +148,12 @@ fn adam_three_steps_match_torch_formula() {
     all_cases("adam");
 }
 
+/// The image average's first update restarts it over a poisoned b; three more take in new images.
+#[test]
+fn image_average_matches_reference() {
+    all_cases("image_average");
+}
+
 #[test]
 fn channel_affine_matches_reference() {
     all_cases("channel_affine");

@@ -179,6 +179,48 @@ fn two_runs_are_bit_identical() {
     assert!(l1[2].total < l1[0].total, "loss did not decrease: {l1:?}");
 }
 
+/// Image averaging (Adam, then L-BFGS): the iterates are bit-identical to a run without it (the optimiser never
+/// sees the average), the image written is the f64 bias-corrected average of the iterates read after each update,
+/// and its losses are those of a fresh run started at that image, with x left as it was.
+#[test]
+fn image_average_follows_the_iterates_and_is_what_is_written() {
+    use neural_style::Optimizer;
+    let p = Problem::new(23, 18, 50);
+    let decay = 0.9; // fast enough that four updates move the average far from the first image
+    for optimizer in [Optimizer::Adam, Optimizer::Lbfgs { history: 3, max_evals: 20 }] {
+        let plain = StyleOptions { optimizer, ..p.opts.clone() };
+        let averaged = StyleOptions { average_decay: Some(decay), ..plain.clone() };
+        let mut a = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &averaged).unwrap();
+        let mut b = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &plain).unwrap();
+        let first = to_f64(&a.x().unwrap());
+        assert_close("average of the first image alone", &a.output_x().unwrap(), &first, 1e-6);
+        let mut biased = vec![f64::NAN; first.len()];
+        let mut expect = neural_style::reference::image_average(&mut biased, &first, decay, 0);
+        for t in 1..=4u64 {
+            a.step(false).unwrap();
+            b.step(false).unwrap();
+            let x = a.x().unwrap();
+            let same = x.iter().zip(&b.x().unwrap()).all(|(u, v)| u.to_bits() == v.to_bits());
+            assert!(same, "{optimizer:?}: averaging changed the iterate at update {t}");
+            expect = neural_style::reference::image_average(&mut biased, &to_f64(&x), decay, t);
+        }
+        let out = a.output_x().unwrap();
+        assert_close(&format!("{optimizer:?}: average after 4 updates"), &out, &expect, 1e-5);
+        let moved = out.iter().zip(&a.x().unwrap()).map(|(u, v)| (u - v).abs()).fold(0.0f32, f32::max);
+        assert!(moved > 1e-3, "{optimizer:?}: the average equals the last iterate; the test would prove nothing");
+        let img = a.image().unwrap();
+        let x_before = a.x().unwrap();
+        let got = a.output_losses().unwrap();
+        assert_eq!(a.x().unwrap(), x_before, "{optimizer:?}: scoring the average left x changed");
+        let fresh = StyleOptions { init: Init::Image(img), optimizer: Optimizer::Adam, ..p.opts.clone() };
+        let want = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &fresh).unwrap().losses().unwrap();
+        let err = (got.total - want.total).abs() / want.total;
+        assert!(err < 1e-4, "{optimizer:?}: losses of the average {got:?} vs a run started there {want:?}");
+    }
+    let bad = StyleOptions { average_decay: Some(1.0), ..p.opts.clone() };
+    assert!(Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &bad).is_err());
+}
+
 #[test]
 fn too_small_and_bad_options_are_refused() {
     let p = Problem::new(20, 17, 40);

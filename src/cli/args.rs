@@ -192,6 +192,13 @@ pub struct StyleArgs {
     /// L-BFGS: cap on evaluations of the loss and its gradient in the whole run [default: 1.25 x iterations].
     #[arg(long, value_name = "N")]
     pub lbfgs_max_evals: Option<usize>,
+    /// Write the moving average of the iterates with this decay (bias-corrected, restarted at each scale)
+    /// instead of the last iterate [default: 0.99 with Adam; no average with L-BFGS].
+    #[arg(long, value_name = "D", conflicts_with = "no_average")]
+    pub avg_decay: Option<f64>,
+    /// Write the last iterate, not the moving average (also for frames and the preview).
+    #[arg(long)]
+    pub no_average: bool,
     /// Adam learning rate, in pixel units.
     #[arg(long, value_name = "F", default_value_t = 10.0)]
     pub learning_rate: f32,
@@ -315,6 +322,16 @@ impl Job {
 }
 
 impl StyleArgs {
+    /// The image average's decay (docs/MATHS.md, "Image averaging"): on by default with Adam, off with L-BFGS.
+    pub fn average_decay(&self) -> Option<f64> {
+        match (self.no_average, self.avg_decay, self.optimizer) {
+            (true, _, _) => None,
+            (false, Some(d), _) => Some(d),
+            (false, None, OptimizerArg::Adam) => Some(neural_style::optim::average::DEFAULT_DECAY),
+            (false, None, OptimizerArg::Lbfgs) => None,
+        }
+    }
+
     /// Checks every flag value (nothing touches a file or the GPU here). Errors are usage errors (exit 2).
     pub fn validate(&self) -> Result<(), CliError> {
         if self.content.is_none() || self.styles.is_empty() {
@@ -392,6 +409,11 @@ impl StyleArgs {
         {
             return Err(usage("--lbfgs-history and --lbfgs-max-evals need --optimizer lbfgs"));
         }
+        if let Some(d) = self.avg_decay {
+            if !(d > 0.0 && d < 1.0) {
+                return Err(usage(format!("--avg-decay must be a number between 0 and 1, exclusive (got {d})")));
+            }
+        }
         if self.init == InitArg::Random && self.init_image.is_some() {
             return Err(usage("--init-image cannot be combined with --init random"));
         }
@@ -446,6 +468,15 @@ mod tests {
         assert_eq!((j.image_size, j.iterations, j.cpu_defaults), (512, 1000, false));
         let j = Job::resolve(&args(&["--style-scale", "0.5"]), cpu);
         assert_eq!(j.style_side, 128);
+    }
+
+    #[test]
+    fn the_image_average_is_on_with_adam_and_off_with_lbfgs_unless_told() {
+        assert_eq!(args(&[]).average_decay(), Some(0.99));
+        assert_eq!(args(&["--no-average"]).average_decay(), None);
+        assert_eq!(args(&["--avg-decay", "0.9"]).average_decay(), Some(0.9));
+        assert_eq!(args(&["--optimizer", "lbfgs"]).average_decay(), None);
+        assert_eq!(args(&["--optimizer", "lbfgs", "--avg-decay", "0.95"]).average_decay(), Some(0.95));
     }
 
     #[test]

@@ -323,7 +323,8 @@ fn salvage(e: neural_style::Error, iteration: usize, rescue: &Rescue) -> CliErro
     }
 }
 
-/// What a coarse-to-fine scale hands to the next: x (dense CHW), Adam's state, and their size.
+/// What a coarse-to-fine scale hands to the next: the image it writes (x or the average, dense CHW), Adam's
+/// state, and their size.
 struct Carry {
     x: Vec<f32>,
     adam: Option<AdamState>,
@@ -486,6 +487,7 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         },
         init,
         seed: a.seed,
+        average_decay: a.average_decay(),
         ..StyleOptions::default()
     };
 
@@ -583,8 +585,12 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
             } else {
                 String::new()
             };
+            let average_text = match opts.average_decay {
+                Some(d) => format!(", writing the average of the iterates (decay {d})"),
+                None => String::new(),
+            };
             stages.line(format!(
-                "{fw}x{fh}, {} style image{} ({} px longest side), {} iterations{scales_text}{}",
+                "{fw}x{fh}, {} style image{} ({} px longest side), {} iterations{scales_text}{average_text}{}",
                 styles.len(),
                 if styles.len() == 1 { "" } else { "s" },
                 job.style_side,
@@ -662,10 +668,11 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         }
         let interrupted = INTERRUPTED.load(Ordering::SeqCst);
         if si + 1 < scales.len() && !interrupted {
-            // Hand x and the optimiser's state to the next scale; iterations L-BFGS left unused are skipped.
+            // Hand the image (the average, when averaging) and the optimiser's state to the next scale;
+            // iterations L-BFGS left unused are skipped.
             offset += scale.iterations;
             done = offset;
-            let x = match stylizer.x() {
+            let x = match stylizer.output_x() {
                 Ok(x) => x,
                 Err(e) => return Err(salvage(e, offset, rescue)),
             };
@@ -689,7 +696,7 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
     // The losses of the final image (one more forward pass; skipped after Ctrl-C, which should stop now).
     if (log.is_some() || a.print_every > 0) && !interrupted {
         let t = Instant::now();
-        let l = match stylizer.losses() {
+        let l = match stylizer.output_losses() {
             Ok(l) => l,
             Err(e) => return Err(salvage(e, k, rescue)),
         };

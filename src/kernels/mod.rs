@@ -15,6 +15,7 @@
 
 pub mod adam;
 pub mod affine;
+pub mod average;
 pub mod conv;
 pub mod coop;
 pub mod frame;
@@ -60,6 +61,7 @@ const KERNELS: &[(&str, &str, &[&str])] = {
         ("dot_sum", include_str!("../../kernels/dot_sum.wgsl"), &[PARTIAL_SUMS, WORKGROUP_SUM]),
         ("frame_clear", include_str!("../../kernels/frame_clear.wgsl"), &[ELEMENTWISE]),
         ("gram", include_str!("../../kernels/gram.wgsl"), &[GEMM_TILED]),
+        ("image_average", include_str!("../../kernels/image_average.wgsl"), &[ELEMENTWISE]),
         ("gram_reduce", include_str!("../../kernels/gram_reduce.wgsl"), &[ELEMENTWISE]),
         ("max_abs", include_str!("../../kernels/max_abs.wgsl"), &[]),
         ("maxpool2x2", include_str!("../../kernels/maxpool2x2.wgsl"), &[POOL2X2, ELEMENTWISE]),

@@ -1,8 +1,10 @@
 //! Optimisers of the image x on the GPU. Adam (as torch.optim.Adam, docs/MATHS.md): the moments live on the
 //! GPU next to x, one fused kernel updates x, m and v, and only the step-dependent constants change per step.
 //! L-BFGS ([`lbfgs`]): the history and the two-loop recursion on the GPU, the strong-Wolfe line search
-//! ([`line_search`]) on the CPU over scalars read back.
+//! ([`line_search`]) on the CPU over scalars read back. After the optimiser, [`average`] keeps the moving
+//! average of its iterates that the run writes.
 
+pub mod average;
 pub mod lbfgs;
 pub mod line_search;
 

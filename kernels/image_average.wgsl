@@ -1,0 +1,30 @@
+// Exponential moving average of the image, bias-corrected (docs/MATHS.md, "Image averaging"), one thread per
+// element:
+//   b = decay·b + (1 − decay)·x        (b = (1 − decay)·x when restarting: b is then not read)
+//   a = b · correction                 correction = 1 / (1 − decay^(t+1)), from the host in f64
+// The optimiser never reads b or a; the run writes a.
+
+struct Params {
+    count: u32,
+    restart: u32,
+    decay: f32,
+    correction: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> biased: array<f32>;
+@group(0) @binding(3) var<storage, read_write> average: array<f32>;
+
+fn element_count() -> u32 {
+    return params.count;
+}
+
+fn element(idx: u32) {
+    var b = (1.0 - params.decay) * x[idx];
+    if (params.restart == 0u) {
+        b = b + params.decay * biased[idx];
+    }
+    biased[idx] = b;
+    average[idx] = b * params.correction;
+}
