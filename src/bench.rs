@@ -48,11 +48,20 @@ pub struct BenchArgs {
     pub weights: Option<PathBuf>,
     /// Arithmetic of the products (see [`Precision`]).
     pub precision: Precision,
+    /// The style distance (W2 adds its square roots to every iteration).
+    pub style_loss: crate::StyleLoss,
 }
 
 impl Default for BenchArgs {
     fn default() -> Self {
-        Self { size: 512, iterations: 20, adapter: None, weights: None, precision: Precision::Auto }
+        Self {
+            size: 512,
+            iterations: 20,
+            adapter: None,
+            weights: None,
+            precision: Precision::Auto,
+            style_loss: crate::StyleLoss::Gram,
+        }
     }
 }
 
@@ -387,6 +396,8 @@ pub struct IterationReport {
     pub weights: String,
     /// The engine's one-line note of the arithmetic chosen (f32, tensor cores, or why not).
     pub precision: String,
+    /// "gram" or "w2".
+    pub style_loss: &'static str,
     pub clock: &'static str,
     pub iterations: usize,
     pub warmup_iterations: usize,
@@ -423,7 +434,9 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     let (w, h) = (args.size, args.size);
     let content = random_image(1, w, h);
     let style = random_image(2, w, h);
-    let opts = StyleOptions { precision: args.precision, ..StyleOptions::default() };
+    let style_weight = if args.style_loss == crate::StyleLoss::W2 { 200.0 } else { 100.0 };
+    let opts =
+        StyleOptions { precision: args.precision, style_loss: args.style_loss, style_weight, ..Default::default() };
     let setup = Instant::now();
     let mut precision = String::new();
     let mut s = Stylizer::with_progress(&ctx, &weights, &content, std::slice::from_ref(&style), &opts, &mut |stage| {
@@ -526,6 +539,7 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
         driver,
         weights: weights_desc,
         precision,
+        style_loss: if args.style_loss == crate::StyleLoss::W2 { "w2" } else { "gram" },
         clock: clock.name(),
         iterations: args.iterations,
         warmup_iterations: warmup,

@@ -38,4 +38,4 @@ pub use neural_style_weights as weights;
 pub use error::{Error, Result};
 pub use losses::Losses;
 pub use planar::PlanarImage;
-pub use stylizer::{Init, Optimizer, Pooling, Precision, SetupStage, StyleOptions, Stylizer};
+pub use stylizer::{Init, Optimizer, Pooling, Precision, SetupStage, StyleLoss, StyleOptions, Stylizer};

@@ -447,19 +447,22 @@ impl Network {
     }
 }
 
+/// A C x C matrix read back, row-major.
+pub type Matrix = Vec<f32>;
+
 /// Gram matrices of relu `layers` for image `x` (mean-subtracted) of `width` x `height`, read back as f32
-/// row-major C x C: the style targets, once per style image at its own size. A forward-only plan, so the layers
-/// between the tapped ones share buffers.
+/// row-major C x C, with `variant`'s kernel, and with `means` the channel means of each layer too (else empty):
+/// the style targets, once per style image at its own size. A forward-only plan, so the layers between the
+/// tapped ones share buffers.
 pub fn grams(
     ctx: &GpuContext,
     net: &GpuNet,
-    x: &[f32],
-    width: usize,
-    height: usize,
+    (x, width, height): (&[f32], usize, usize),
     layers: &[usize],
-) -> Result<Vec<Vec<f32>>> {
+    variant: kernels::gram::GramVariant,
+    means: bool,
+) -> Result<(Vec<Matrix>, Vec<Vec<f32>>)> {
     let network = Network::new(ctx, net, net.plan_spec(width, height, layers, false))?;
-    let variant = kernels::gram::variant(&net.facts);
     let mut dispatches: Vec<&Dispatch> = network.forward.iter().collect();
     let mut owned = Vec::new();
     let mut grams = Vec::new();
@@ -468,11 +471,21 @@ pub fn grams(
         let c = s.channels;
         let partial = ctx.storage_buffer("gram partial", kernels::gram::partial_len(variant, c, s.frame()))?;
         let g = ctx.storage_buffer("gram", c * c)?;
-        owned.push(network.gram_dispatches(ctx, variant, c, s.frame(), network.relu(l), &partial, &g)?);
-        grams.push((g, partial));
+        let mut d = network.gram_dispatches(ctx, variant, c, s.frame(), network.relu(l), &partial, &g)?;
+        let mean = if means {
+            let m = ctx.storage_buffer("channel means", c)?;
+            d.push(kernels::w2::channel_mean(ctx, c, s.frame(), network.relu(l), &m)?);
+            Some(m)
+        } else {
+            None
+        };
+        owned.push(d);
+        grams.push((g, partial, mean));
     }
     dispatches.extend(owned.iter().flatten());
     network.upload_image(ctx, x);
     ctx.run(&dispatches)?;
-    grams.iter().map(|(g, _)| ctx.read_all(g)).collect()
+    let g = grams.iter().map(|(g, _, _)| ctx.read_all(g)).collect::<Result<_>>()?;
+    let m = grams.iter().filter_map(|(_, _, m)| m.as_ref().map(|m| ctx.read_all(m))).collect::<Result<_>>()?;
+    Ok((g, m))
 }

@@ -248,6 +248,109 @@ pub fn image_average(biased: &mut [f64], x: &[f64], decay: f64, t: u64) -> Vec<f
     biased.iter().map(|b| b / correction).collect()
 }
 
+/// Channel means μ (C) and second raw moments S = F·Fᵀ/N (C x C) of features F (C x N).
+pub fn moments(f: &[f64], c: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mean = (0..c).map(|i| f[i * n..(i + 1) * n].iter().sum::<f64>() / n as f64).collect();
+    let srm = gram(f, c, n).into_iter().map(|g| g * c as f64).collect();
+    (mean, srm)
+}
+
+/// f(A) for a symmetric C x C matrix A by its eigendecomposition: V·diag(f(λ))·Vᵀ.
+pub fn sym_fn(a: &[f64], c: usize, f: impl Fn(f64) -> f64) -> Vec<f64> {
+    let m = nalgebra::DMatrix::from_row_slice(c, c, a);
+    let e = nalgebra::SymmetricEigen::new(m);
+    let d = nalgebra::DMatrix::from_diagonal(&e.eigenvalues.map(f));
+    let r = &e.eigenvectors * d * e.eigenvectors.transpose();
+    (0..c * c).map(|k| r[(k / c, k % c)]).collect()
+}
+
+/// The largest eigenvalue of a symmetric C x C matrix.
+pub fn sym_max_eigenvalue(a: &[f64], c: usize) -> f64 {
+    let e = nalgebra::SymmetricEigen::new(nalgebra::DMatrix::from_row_slice(c, c, a));
+    e.eigenvalues.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// C x C product A·B (row-major).
+pub fn matmul(a: &[f64], b: &[f64], c: usize) -> Vec<f64> {
+    let mut out = vec![0.0; c * c];
+    for i in 0..c {
+        for k in 0..c {
+            let aik = a[i * c + k];
+            for j in 0..c {
+                out[i * c + j] += aik * b[k * c + j];
+            }
+        }
+    }
+    out
+}
+
+/// The Wasserstein-2 style target of one layer (docs/MATHS.md, "Style loss: Wasserstein-2").
+#[derive(Clone, Debug)]
+pub struct W2Target {
+    pub mean: Vec<f64>,
+    /// Σ̂_t = S_t − μ_t·μ_tᵀ + ε·I.
+    pub cov: Vec<f64>,
+    /// T = Σ̂_t^½.
+    pub sqrt: Vec<f64>,
+    pub ridge: f64,
+}
+
+/// Relative ridge of the W2 covariances: ε = W2_RIDGE · λmax(Σ_t) (at least W2_RIDGE_FLOOR).
+pub const W2_RIDGE: f64 = 1e-3;
+pub const W2_RIDGE_FLOOR: f64 = 1e-6;
+
+/// The W2 target from the blended mean μ_t and second raw moment S_t of the style images at one layer.
+pub fn w2_target(mean: &[f64], srm: &[f64], c: usize) -> W2Target {
+    let mut cov: Vec<f64> = (0..c * c).map(|k| srm[k] - mean[k / c] * mean[k % c]).collect();
+    let ridge = (W2_RIDGE * sym_max_eigenvalue(&cov, c)).max(W2_RIDGE_FLOOR);
+    (0..c).for_each(|i| cov[i * c + i] += ridge);
+    let sqrt = sym_fn(&cov, c, |l| l.max(0.0).sqrt());
+    W2Target { mean: mean.to_vec(), cov, sqrt, ridge }
+}
+
+/// The W2 style loss of one layer, w·[mean over C of (μ − μ_t)² + tr(Σ̂ + Σ̂_t − 2·(T·Σ̂·T)^½) / C], and its
+/// gradient w.r.t. F (C x N): w·(2·K·(F − μ·1ᵀ) + 2·(μ − μ_t)·1ᵀ / C) / N with K = (I − T·M^−½·T) / C.
+pub fn w2_loss(f: &[f64], t: &W2Target, c: usize, n: usize, weight: f64) -> (f64, Vec<f64>) {
+    let (mean, srm) = moments(f, c, n);
+    let mut cov: Vec<f64> = (0..c * c).map(|k| srm[k] - mean[k / c] * mean[k % c]).collect();
+    (0..c).for_each(|i| cov[i * c + i] += t.ridge);
+    let m = matmul(&t.sqrt, &matmul(&cov, &t.sqrt, c), c);
+    let m_sqrt = sym_fn(&m, c, |l| l.max(0.0).sqrt());
+    let trace = |a: &[f64]| (0..c).map(|i| a[i * c + i]).sum::<f64>();
+    let mean_term = sum_sq_diff(&mean, &t.mean) / c as f64;
+    let loss = weight * (mean_term + (trace(&cov) + trace(&t.cov) - 2.0 * trace(&m_sqrt)) / c as f64);
+    let m_inv_sqrt = sym_fn(&m, c, |l| 1.0 / l.sqrt());
+    let tzt = matmul(&t.sqrt, &matmul(&m_inv_sqrt, &t.sqrt, c), c);
+    let k: Vec<f64> = (0..c * c).map(|q| (if q / c == q % c { 1.0 } else { 0.0 } - tzt[q]) / c as f64).collect();
+    let mut grad = vec![0.0; c * n];
+    for i in 0..c {
+        let bias = 2.0 * (mean[i] - t.mean[i]) / c as f64;
+        for p in 0..n {
+            let centred: f64 = (0..c).map(|j| k[i * c + j] * (f[j * n + p] - mean[j])).sum();
+            grad[i * n + p] = weight * (2.0 * centred + bias) / n as f64;
+        }
+    }
+    (loss, grad)
+}
+
+/// A style term's target: the blended Gram A (`Vec<f64>`) or a [`W2Target`].
+pub trait StyleTarget {
+    /// The term's loss for features F (C x N) with weight w, and its gradient w.r.t. F.
+    fn loss(&self, f: &[f64], c: usize, n: usize, weight: f64) -> (f64, Vec<f64>);
+}
+
+impl StyleTarget for Vec<f64> {
+    fn loss(&self, f: &[f64], c: usize, n: usize, weight: f64) -> (f64, Vec<f64>) {
+        style_loss(f, self, c, n, weight)
+    }
+}
+
+impl StyleTarget for W2Target {
+    fn loss(&self, f: &[f64], c: usize, n: usize, weight: f64) -> (f64, Vec<f64>) {
+        w2_loss(f, self, c, n, weight)
+    }
+}
+
 /// One reference conv layer: (name, cin, cout, weight OIHW, bias).
 pub type RefConv = (String, usize, usize, Vec<f64>, Vec<f64>);
 
@@ -294,23 +397,23 @@ impl RefNet {
     /// Total loss of image x (mean-subtracted, CHW 3 x h x w) for content targets (conv index, P) and style
     /// targets (conv index, A), with weights (w_c, w_s, w_tv). Returns (content, style, tv).
     #[allow(clippy::too_many_arguments)]
-    pub fn losses(
+    pub fn losses<S: StyleTarget>(
         &self,
         x: &[f64],
         h: usize,
         w: usize,
         content: &[(usize, Vec<f64>)],
-        style: &[(usize, Vec<f64>)],
+        style: &[(usize, S)],
         weights: (f64, f64, f64),
     ) -> (f64, f64, f64) {
-        let deepest = content.iter().chain(style).map(|(i, _)| *i).max().unwrap_or(0);
+        let deepest = content.iter().map(|(i, _)| *i).chain(style.iter().map(|(i, _)| *i)).max().unwrap_or(0);
         let fwd = self.forward(x, h, w, deepest);
         let lc: f64 = content.iter().map(|(i, p)| content_loss(&fwd.relu[*i], p, weights.0).0).sum();
         let ls: f64 = style
             .iter()
             .map(|(i, a)| {
                 let (c, hh, ww) = fwd.shapes[*i];
-                style_loss(&fwd.relu[*i], a, c, hh * ww, weights.1).0
+                a.loss(&fwd.relu[*i], c, hh * ww, weights.1).0
             })
             .sum();
         let lt = tv_loss(x, h, w, weights.2).0;
@@ -319,16 +422,16 @@ impl RefNet {
 
     /// Losses (content, style, tv) and dL/dx by the chain rule through the reference primitives.
     #[allow(clippy::too_many_arguments)]
-    pub fn loss_and_gradient(
+    pub fn loss_and_gradient<S: StyleTarget>(
         &self,
         x: &[f64],
         h: usize,
         w: usize,
         content: &[(usize, Vec<f64>)],
-        style: &[(usize, Vec<f64>)],
+        style: &[(usize, S)],
         weights: (f64, f64, f64),
     ) -> ((f64, f64, f64), Vec<f64>) {
-        let deepest = content.iter().chain(style).map(|(i, _)| *i).max().unwrap_or(0);
+        let deepest = content.iter().map(|(i, _)| *i).chain(style.iter().map(|(i, _)| *i)).max().unwrap_or(0);
         let fwd = self.forward(x, h, w, deepest);
         let (mut lc, mut ls) = (0.0, 0.0);
         // dL/d relu_i for every layer, filled top-down.
@@ -340,7 +443,7 @@ impl RefNet {
         }
         for (i, a) in style {
             let (c, hh, ww) = fwd.shapes[*i];
-            let (l, g) = style_loss(&fwd.relu[*i], a, c, hh * ww, weights.1);
+            let (l, g) = a.loss(&fwd.relu[*i], c, hh * ww, weights.1);
             ls += l;
             grads[*i].iter_mut().zip(g).for_each(|(a, b)| *a += b);
         }
@@ -494,4 +597,45 @@ pub fn lbfgs(
         }
     }
     trace
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn features(seed: u64, c: usize, n: usize) -> Vec<f64> {
+        let mut g = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        // ReLU-like: non-negative, some zeros.
+        (0..c * n).map(|_| g.random_range(-1.0f64..3.0).max(0.0)).collect()
+    }
+
+    /// The W2 loss is zero at its own target and its gradient matches central finite differences of the loss.
+    #[test]
+    fn w2_loss_is_zero_at_its_target_and_its_gradient_matches_finite_differences() {
+        let (c, n) = (6, 11);
+        let f = features(1, c, n);
+        let (mean, srm) = moments(&f, c, n);
+        let own = w2_target(&mean, &srm, c);
+        let (zero, g0) = w2_loss(&f, &own, c, n, 3.0);
+        assert!(zero.abs() < 1e-9, "loss at its own target: {zero}");
+        assert!(g0.iter().all(|g| g.abs() < 1e-6), "gradient at its own target: {g0:?}");
+
+        let s = features(2, c, 2 * n);
+        let (mean, srm) = moments(&s, c, 2 * n);
+        let target = w2_target(&mean, &srm, c);
+        let tt = matmul(&target.sqrt, &target.sqrt, c);
+        let worst = tt.iter().zip(&target.cov).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-9 * target.cov.iter().fold(0.0f64, |m, v| m.max(v.abs())), "T·T ≠ Σ̂_t: {worst}");
+        let (loss, grad) = w2_loss(&f, &target, c, n, 3.0);
+        assert!(loss > 1e-3, "loss {loss}: the check would prove nothing");
+        let h = 1e-5;
+        for k in 0..c * n {
+            let (mut up, mut down) = (f.clone(), f.clone());
+            up[k] += h;
+            down[k] -= h;
+            let fd = (w2_loss(&up, &target, c, n, 3.0).0 - w2_loss(&down, &target, c, n, 3.0).0) / (2.0 * h);
+            assert!((fd - grad[k]).abs() <= 1e-6 + 1e-5 * fd.abs(), "dL/dF[{k}]: {} vs {fd}", grad[k]);
+        }
+    }
 }

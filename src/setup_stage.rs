@@ -10,6 +10,8 @@ pub enum SetupStage {
     StyleTargets { index: usize, count: usize, width: usize, height: usize },
     /// The features of the content image.
     ContentTargets,
+    /// The Wasserstein-2 targets: the square roots of the blended style covariances, in f64 on the CPU.
+    W2Targets { layers: usize },
     /// Which arithmetic the GEMM-shaped kernels use, and why.
     Precision(String),
 }
@@ -22,6 +24,9 @@ impl std::fmt::Display for SetupStage {
                 write!(f, "style targets: style image {}/{count} ({width}x{height})", index + 1)
             }
             SetupStage::ContentTargets => write!(f, "content targets"),
+            SetupStage::W2Targets { layers } => {
+                write!(f, "Wasserstein-2 targets: square roots of {layers} style covariances")
+            }
             SetupStage::Precision(note) => write!(f, "{note}"),
         }
     }

@@ -25,6 +25,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels::AdapterFacts;
+pub use crate::losses::StyleLoss;
 use crate::losses::{LossSpec, LossTerms, Losses};
 use crate::network::{self, GpuNet, Network};
 use crate::optim::average::ImageAverage;
@@ -68,6 +69,9 @@ pub struct StyleOptions {
     /// The arithmetic of the convolutions, Gram matrices and style gradients (docs/MATHS.md, "Precision").
     pub precision: Precision,
     pub optimizer: Optimizer,
+    /// What the style terms measure: Gram matrices (the default) or the Wasserstein-2 distance between Gaussian
+    /// fits (docs/MATHS.md). W2 runs its terms in f32 whatever `precision` says.
+    pub style_loss: StyleLoss,
     /// Decay of the image average the run writes (docs/MATHS.md, "Image averaging"); None: the last iterate.
     pub average_decay: Option<f64>,
 }
@@ -118,6 +122,7 @@ impl Default for StyleOptions {
             seed: 0,
             precision: Precision::Auto,
             optimizer: Optimizer::Adam,
+            style_loss: StyleLoss::Gram,
             average_decay: None,
         }
     }
@@ -671,6 +676,7 @@ pub fn loss_spec(opts: &StyleOptions) -> Result<LossSpec> {
         tv_weight: f64::from(opts.tv_weight),
         content_layers: layer_indices(&opts.content_layers, "content")?,
         style_layers: layer_indices(&opts.style_layers, "style")?,
+        style_loss: opts.style_loss,
     })
 }
 

@@ -267,6 +267,29 @@ fn coarse_to_fine_runs_every_scale_and_logs_them() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--min-scale"));
 }
 
+/// The image average and the Wasserstein-2 style loss through the CLI, coarse to fine: both said in the setup
+/// line, every scale logged, the loss falling at the first scale, the last line the written average's.
+#[test]
+fn average_and_w2_style_loss_run_coarse_to_fine() {
+    let dir = setup();
+    let d = dir.path();
+    // Small layers keep the square roots cheap on lavapipe (512-channel ones take about a minute there).
+    let args = [
+        "content.png", "style.png", "--image-size", "48", "--min-scale", "34", "--iterations", "6",
+        "--style-loss", "w2", "--style-layers", "relu1_1,relu2_1", "--avg-decay", "0.9", "--log", "w2.jsonl",
+        "-o", "w2.png",
+    ];
+    let err = assert_ok(&run(d, &args));
+    assert!(err.contains("Wasserstein-2 style loss") && err.contains("average of the iterates (decay 0.9)"), "{err}");
+    assert_eq!(image::open(d.join("w2.png")).unwrap().dimensions(), (48, 36));
+    let lines = read_log(&d.join("w2.jsonl"));
+    let iters: Vec<u64> = lines.iter().map(|l| l["iter"].as_u64().unwrap()).collect();
+    assert_eq!(iters, (0..=6).collect::<Vec<_>>(), "{lines:?}");
+    let first: Vec<f64> = lines.iter().filter(|l| l["scale"] == 34).map(|l| l["style"].as_f64().unwrap()).collect();
+    assert!(first.len() == 4 && first.windows(2).all(|w| w[1] < w[0]), "W2 style loss at 34 px: {first:?}");
+    assert!(lines.iter().all(|l| l["total"].as_f64().is_some_and(f64::is_finite)), "{lines:?}");
+}
+
 #[test]
 fn seeded_runs_are_bit_identical() {
     let dir = setup();

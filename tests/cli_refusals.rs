@@ -133,7 +133,7 @@ fn clap_usage_errors_exit_2() {
         &["content.png", "style.png", "--pooling", "median"][..],
         &["content.png", "style.png", "--image-size", "big"][..],
         &["content.png", "style.png", "--no-such-flag"][..],
-        &["content.png", "style.png", "--no-average", "--avg-decay", "0.9"][..],
+        &["content.png", "style.png", "--style-loss", "wasserstein"][..],
     ] {
         let before = files(d);
         let o = run(d, a);

@@ -163,6 +163,69 @@ fn total_gradient_matches_finite_differences() {
     }
 }
 
+/// The Wasserstein-2 style loss through the whole network (f32, 20 Newton–Schulz iterations on the GPU) against
+/// the f64 reference (exact matrix square roots by eigendecomposition): the losses, dL/dx, and dL/dx against
+/// central finite differences of the reference loss; then two Adam steps whose losses follow the reference.
+#[test]
+fn w2_style_loss_and_gradient_match_reference() {
+    let (w, h) = (27, 19);
+    let mut p = Problem::new(w, h, 60);
+    // Up to 256 channels: a 512-channel square root costs about a minute per evaluation on lavapipe (the
+    // kernels are size-generic; `tests/kernels.rs` runs them on several tile counts).
+    p.opts.style_layers = vec!["relu1_1".into(), "relu2_1".into(), "relu3_1".into()];
+    let opts = StyleOptions { style_loss: neural_style::StyleLoss::W2, style_weight: 200.0, ..p.opts.clone() };
+    let mut s = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &opts).unwrap();
+    let planned = neural_style::stylizer::memory_plan(w, h, &opts, false, &s.net().facts).unwrap();
+    assert_eq!(s.gpu_bytes(), planned.iter().map(|i| i.bytes).sum::<u64>(), "W2 buffers vs the memory plan");
+    let net = ref_net(&p.weights, false);
+    let (content, _) = p.reference_targets(&net);
+    let style = p.reference_w2_targets(&net);
+    let weights = (f64::from(opts.content_weight), f64::from(opts.style_weight), f64::from(opts.tv_weight));
+    let x0 = to_f64(&s.x().unwrap());
+    let ((lc, ls, lt), ref_grad) = net.loss_and_gradient(&x0, h, w, &content, &style, weights);
+    let got = s.losses().unwrap();
+    for (what, g, r) in [("content", got.content, lc), ("W2 style", got.style, ls), ("tv", got.tv, lt)] {
+        assert!(r > 0.0, "{what}: reference loss is zero, the test would prove nothing");
+        let err = (g - r).abs() / r;
+        assert!(err < W2_LOSS_TOL, "{what}: gpu {g} vs reference {r} (error {err:.2e})");
+    }
+    let gpu = s.gradient().unwrap();
+    let err = conformance::compare_norm("W2 dL/dx", &gpu, &ref_grad, W2_GRADIENT_TOL).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("W2: style loss error {:.2e}, dL/dx relative L2 error {err:.2e}", (got.style - ls).abs() / ls);
+    let total = |x: &[f64]| {
+        let (a, b, t) = net.losses(x, h, w, &content, &style, weights);
+        a + b + t
+    };
+    let scale = rms(&to_f64(&gpu));
+    let mut g = rng(61);
+    let eps = 1e-3;
+    for _ in 0..10 {
+        let i = rand::Rng::random_range(&mut g, 0..x0.len());
+        let (mut a, mut b) = (x0.clone(), x0.clone());
+        a[i] += eps;
+        b[i] -= eps;
+        let fd = (total(&a) - total(&b)) / (2.0 * eps);
+        let gi = f64::from(gpu[i]);
+        assert!(
+            (gi - fd).abs() <= 1e-2 * fd.abs() + 1e-3 * scale,
+            "dL/dx[{i}]: gpu {gi} vs finite difference {fd} (gradient rms {scale})"
+        );
+    }
+    let mut x = x0;
+    let (mut m, mut v) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    for t in 1..=2u64 {
+        let got = s.step(true).unwrap().unwrap();
+        let ((_, ls, _), g) = net.loss_and_gradient(&x, h, w, &content, &style, weights);
+        let err = (got.style - ls).abs() / ls;
+        assert!(err < W2_LOSS_TOL, "step {t}: W2 style loss gpu {} vs reference {ls} (error {err:.2e})", got.style);
+        neural_style::reference::adam_step(&mut x, &mut m, &mut v, &g, f64::from(opts.learning_rate), t);
+    }
+}
+
+/// Stated tolerances of the W2 path (docs/MATHS.md): f32 Newton–Schulz against exact square roots.
+const W2_LOSS_TOL: f64 = 1e-3;
+const W2_GRADIENT_TOL: f64 = 1e-2;
+
 #[test]
 fn two_runs_are_bit_identical() {
     let p = Problem::new(23, 18, 30);

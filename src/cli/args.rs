@@ -76,6 +76,9 @@ pub struct BenchArgs {
     /// Arithmetic of the products, as for a style run.
     #[arg(long, value_enum, default_value_t = PrecisionArg::Auto)]
     pub precision: PrecisionArg,
+    /// The style distance, as for a style run (w2 adds its Newton–Schulz square roots to every iteration).
+    #[arg(long, value_enum, default_value_t = StyleLossArg::Gram)]
+    pub style_loss: StyleLossArg,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -86,6 +89,28 @@ pub struct SelftestArgs {
     /// Run on every adapter found.
     #[arg(long, conflicts_with = "adapter")]
     pub all_adapters: bool,
+}
+
+/// The style weight's default with each style loss (docs/MATHS.md: W2's 200 gives the same total as Gram's 100
+/// on the example images at the content image).
+pub const DEFAULT_STYLE_WEIGHT: f32 = 100.0;
+pub const DEFAULT_W2_STYLE_WEIGHT: f32 = 200.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StyleLossArg {
+    /// Squared distance of the Gram matrices (jcjohnson/neural-style).
+    Gram,
+    /// Wasserstein-2 distance between Gaussian fits (means and covariances) of the features.
+    W2,
+}
+
+impl From<StyleLossArg> for neural_style::StyleLoss {
+    fn from(a: StyleLossArg) -> Self {
+        match a {
+            StyleLossArg::Gram => Self::Gram,
+            StyleLossArg::W2 => Self::W2,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -161,9 +186,9 @@ pub struct StyleArgs {
     /// Weight of the content loss.
     #[arg(long, value_name = "F", default_value_t = 5.0)]
     pub content_weight: f32,
-    /// Weight of the style loss.
-    #[arg(long, value_name = "F", default_value_t = 100.0)]
-    pub style_weight: f32,
+    /// Weight of the style loss [default: 100; 200 with --style-loss w2].
+    #[arg(long, value_name = "F")]
+    pub style_weight: Option<f32>,
     /// Weight of the total-variation (smoothness) loss.
     #[arg(long, value_name = "F", default_value_t = 1e-3)]
     pub tv_weight: f32,
@@ -192,13 +217,15 @@ pub struct StyleArgs {
     /// L-BFGS: cap on evaluations of the loss and its gradient in the whole run [default: 1.25 x iterations].
     #[arg(long, value_name = "N")]
     pub lbfgs_max_evals: Option<usize>,
-    /// Write the moving average of the iterates with this decay (bias-corrected, restarted at each scale)
-    /// instead of the last iterate [default: 0.99 with Adam; no average with L-BFGS].
-    #[arg(long, value_name = "D", conflicts_with = "no_average")]
+    /// Write the moving average of the iterates with this decay (bias-corrected, restarted at each scale;
+    /// crowsonkb's 0.99) instead of the last iterate, also for frames and the preview [default: the last
+    /// iterate].
+    #[arg(long, value_name = "D")]
     pub avg_decay: Option<f64>,
-    /// Write the last iterate, not the moving average (also for frames and the preview).
-    #[arg(long)]
-    pub no_average: bool,
+    /// The style distance: gram (jcjohnson's) or w2 (Wasserstein-2 between Gaussian fits of the features; about
+    /// 37 GFLOP more per iteration, so slow on a CPU adapter).
+    #[arg(long, value_enum, default_value_t = StyleLossArg::Gram)]
+    pub style_loss: StyleLossArg,
     /// Adam learning rate, in pixel units.
     #[arg(long, value_name = "F", default_value_t = 10.0)]
     pub learning_rate: f32,
@@ -322,14 +349,12 @@ impl Job {
 }
 
 impl StyleArgs {
-    /// The image average's decay (docs/MATHS.md, "Image averaging"): on by default with Adam, off with L-BFGS.
-    pub fn average_decay(&self) -> Option<f64> {
-        match (self.no_average, self.avg_decay, self.optimizer) {
-            (true, _, _) => None,
-            (false, Some(d), _) => Some(d),
-            (false, None, OptimizerArg::Adam) => Some(neural_style::optim::average::DEFAULT_DECAY),
-            (false, None, OptimizerArg::Lbfgs) => None,
-        }
+    /// The style weight: as given, else 100 for Gram and 200 for W2 (docs/MATHS.md).
+    pub fn style_weight(&self) -> f32 {
+        self.style_weight.unwrap_or(match self.style_loss {
+            StyleLossArg::Gram => DEFAULT_STYLE_WEIGHT,
+            StyleLossArg::W2 => DEFAULT_W2_STYLE_WEIGHT,
+        })
     }
 
     /// Checks every flag value (nothing touches a file or the GPU here). Errors are usage errors (exit 2).
@@ -386,7 +411,7 @@ impl StyleArgs {
             }
         }
         check_weight("content-weight", self.content_weight)?;
-        check_weight("style-weight", self.style_weight)?;
+        check_weight("style-weight", self.style_weight())?;
         check_weight("tv-weight", self.tv_weight)?;
         if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 {
             return Err(usage(format!("--learning-rate must be a finite number > 0 (got {})", self.learning_rate)));
@@ -471,12 +496,12 @@ mod tests {
     }
 
     #[test]
-    fn the_image_average_is_on_with_adam_and_off_with_lbfgs_unless_told() {
-        assert_eq!(args(&[]).average_decay(), Some(0.99));
-        assert_eq!(args(&["--no-average"]).average_decay(), None);
-        assert_eq!(args(&["--avg-decay", "0.9"]).average_decay(), Some(0.9));
-        assert_eq!(args(&["--optimizer", "lbfgs"]).average_decay(), None);
-        assert_eq!(args(&["--optimizer", "lbfgs", "--avg-decay", "0.95"]).average_decay(), Some(0.95));
+    fn the_style_weight_defaults_by_style_loss() {
+        assert_eq!(args(&[]).style_weight(), 100.0);
+        assert_eq!(args(&["--style-loss", "w2"]).style_weight(), 200.0);
+        assert_eq!(args(&["--style-loss", "w2", "--style-weight", "50"]).style_weight(), 50.0);
+        assert_eq!(args(&["--avg-decay", "0.9"]).avg_decay, Some(0.9));
+        assert_eq!(args(&[]).avg_decay, None);
     }
 
     #[test]

@@ -90,6 +90,7 @@ fn bench(args: &BenchArgs) -> Result<Outcome, CliError> {
         adapter: args.adapter.clone(),
         weights: args.weights.clone(),
         precision: args.precision.into(),
+        style_loss: args.style_loss.into(),
     };
     let report = neural_style::bench::run(&lib_args)?;
     let line = serde_json::to_string(&report).map_err(|e| CliError::Runtime(format!("bench report: {e}")))?;

@@ -16,7 +16,7 @@ use neural_style::optim::lbfgs;
 use neural_style::schedule::{iterations_per_scale, scale_sizes};
 use neural_style::stylizer::AdamState;
 use neural_style::weights::Vgg16Weights;
-use neural_style::{Init, Losses, Optimizer, PlanarImage, Pooling, StyleOptions, Stylizer};
+use neural_style::{Init, Losses, Optimizer, PlanarImage, Pooling, StyleLoss, StyleOptions, Stylizer};
 
 use super::args::{
     InitArg, Job, OptimizerArg, PoolingArg, CPU_IMAGE_SIZE, CPU_ITERATIONS, GPU_IMAGE_SIZE, GPU_ITERATIONS,
@@ -467,7 +467,7 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
     #[allow(clippy::needless_update)]
     let opts = StyleOptions {
         content_weight: a.content_weight,
-        style_weight: a.style_weight,
+        style_weight: a.style_weight(),
         tv_weight: a.tv_weight,
         learning_rate: a.learning_rate,
         content_layers: a.content_layers.clone(),
@@ -487,7 +487,8 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
         },
         init,
         seed: a.seed,
-        average_decay: a.average_decay(),
+        average_decay: a.avg_decay,
+        style_loss: a.style_loss.into(),
         ..StyleOptions::default()
     };
 
@@ -585,10 +586,13 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
             } else {
                 String::new()
             };
-            let average_text = match opts.average_decay {
+            let mut average_text = match opts.average_decay {
                 Some(d) => format!(", writing the average of the iterates (decay {d})"),
                 None => String::new(),
             };
+            if opts.style_loss == StyleLoss::W2 {
+                average_text.push_str(", Wasserstein-2 style loss");
+            }
             stages.line(format!(
                 "{fw}x{fh}, {} style image{} ({} px longest side), {} iterations{scales_text}{average_text}{}",
                 styles.len(),

@@ -25,6 +25,7 @@ pub mod loss;
 pub mod peak;
 pub mod pool;
 pub mod vector;
+pub mod w2;
 
 pub use crate::gpu::Dispatch;
 use crate::gpu::{GpuContext, Shader};
@@ -50,6 +51,8 @@ const KERNELS: &[(&str, &str, &[&str])] = {
         ("avgpool2x2", include_str!("../../kernels/avgpool2x2.wgsl"), &[POOL2X2, ELEMENTWISE]),
         ("avgpool2x2_backward", include_str!("../../kernels/avgpool2x2_backward.wgsl"), &[POOL2X2, ELEMENTWISE]),
         ("channel_affine", include_str!("../../kernels/channel_affine.wgsl"), &[ELEMENTWISE]),
+        ("channel_bias_grad", include_str!("../../kernels/channel_bias_grad.wgsl"), &[ELEMENTWISE]),
+        ("channel_mean", include_str!("../../kernels/channel_mean.wgsl"), &[WORKGROUP_SUM]),
         ("content_grad", include_str!("../../kernels/content_grad.wgsl"), &[ELEMENTWISE]),
         ("conv3x3", include_str!("../../kernels/conv3x3.wgsl"), &[CONV3X3_IM2COL, GEMM_TILED]),
         (
@@ -63,6 +66,7 @@ const KERNELS: &[(&str, &str, &[&str])] = {
         ("gram", include_str!("../../kernels/gram.wgsl"), &[GEMM_TILED]),
         ("image_average", include_str!("../../kernels/image_average.wgsl"), &[ELEMENTWISE]),
         ("gram_reduce", include_str!("../../kernels/gram_reduce.wgsl"), &[ELEMENTWISE]),
+        ("matmul", include_str!("../../kernels/matmul.wgsl"), &[GEMM_TILED]),
         ("max_abs", include_str!("../../kernels/max_abs.wgsl"), &[]),
         ("maxpool2x2", include_str!("../../kernels/maxpool2x2.wgsl"), &[POOL2X2, ELEMENTWISE]),
         ("maxpool2x2_backward", include_str!("../../kernels/maxpool2x2_backward.wgsl"), &[POOL2X2, ELEMENTWISE]),
@@ -70,8 +74,12 @@ const KERNELS: &[(&str, &str, &[&str])] = {
         ("peak_fma", include_str!("../../kernels/peak_fma.wgsl"), &[ELEMENTWISE]),
         ("reduce_sum", include_str!("../../kernels/reduce_sum.wgsl"), &[WORKGROUP_SUM]),
         ("sq_diff_sum", include_str!("../../kernels/sq_diff_sum.wgsl"), &[PARTIAL_SUMS, WORKGROUP_SUM]),
+        ("sqrtm_start", include_str!("../../kernels/sqrtm_start.wgsl"), &[ELEMENTWISE]),
         ("style_grad", include_str!("../../kernels/style_grad.wgsl"), &[GEMM_TILED]),
         ("tv_loss_grad", include_str!("../../kernels/tv_loss_grad.wgsl"), &[WORKGROUP_SUM]),
+        ("w2_covariance", include_str!("../../kernels/w2_covariance.wgsl"), &[ELEMENTWISE]),
+        ("w2_loss", include_str!("../../kernels/w2_loss.wgsl"), &[WORKGROUP_SUM]),
+        ("w2_mean_grad", include_str!("../../kernels/w2_mean_grad.wgsl"), &[ELEMENTWISE]),
         ("zero_u32", include_str!("../../kernels/zero_u32.wgsl"), &[ELEMENTWISE]),
     ]
 };

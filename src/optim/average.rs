@@ -6,9 +6,6 @@ use crate::error::Result;
 use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels;
 
-/// Default decay (crowsonkb's).
-pub const DEFAULT_DECAY: f64 = 0.99;
-
 /// The average of the iterates of one image of `count` floats.
 pub struct ImageAverage {
     count: usize,

@@ -1,0 +1,31 @@
+// Adds a per-channel value to a feature map's gradient where the ReLU passes it (docs/MATHS.md, "Style loss:
+// Wasserstein-2"): grad[c, p] += bias[c] where F[c, p] > 0. Over the whole framed buffer: the frame's F is zero,
+// so the frame's gradient stays zero.
+
+struct Params {
+    count: u32,    // floats of the framed buffer
+    channels: u32,
+    plane: u32,
+    _pad0: u32,
+}
+
+const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> bias: array<f32>;
+@group(0) @binding(2) var<storage, read> features: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad: array<f32>;
+
+fn element_count() -> u32 {
+    return params.count;
+}
+
+fn element(idx: u32) {
+    if (idx < HEAD) {
+        return;
+    }
+    let c = (idx - HEAD) / params.plane;
+    if (c < params.channels && features[idx] > 0.0) {
+        grad[idx] = grad[idx] + bias[c];
+    }
+}

@@ -1,0 +1,72 @@
+// Square matrix product with a scaled identity (row-major C x C), for the Newton–Schulz matrix square root of
+// the Wasserstein-2 style loss (docs/MATHS.md):
+//   out = alpha · A·B + beta · I,    alpha = scale · slots[alpha_slot]^alpha_power (scale alone when NONE)
+// so a scalar measured on the GPU (a Frobenius norm) scales the product without a read-back. out must be
+// neither A nor B. The tiled loop is shared/gemm_tiled.wgsl with its A operand = this A transposed.
+
+struct Params {
+    size: u32,
+    alpha_slot: u32,
+    scale: f32,
+    alpha_power: f32,
+    beta: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+const NONE: u32 = 0xffffffffu;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> slots: array<f32>;
+
+// 64 invocations read 64 consecutive columns of B's row k (A's reads are strided: the matrices are small).
+const LOADS_ALONG_K: bool = false;
+
+fn gemm_tile(wg: vec3<u32>, nwg: vec3<u32>) -> GemmTile {
+    return GemmTile(wg.y * TILE, wg.x * TILE, 0u, params.size, 0u, true);
+}
+
+struct AColumn {
+    row: u32,
+}
+
+fn a_column(m: u32) -> AColumn {
+    return AColumn(m);
+}
+
+// The core's A[k, m] is this A[m, k].
+fn load_a(col: AColumn, k: u32) -> f32 {
+    if (col.row < params.size) {
+        return a[col.row * params.size + k];
+    }
+    return 0.0;
+}
+
+struct BColumn {
+    column: u32,
+}
+
+fn b_column(n: u32) -> BColumn {
+    return BColumn(n);
+}
+
+fn load_b(col: BColumn, k: u32) -> f32 {
+    if (col.column < params.size) {
+        return b[k * params.size + col.column];
+    }
+    return 0.0;
+}
+
+fn store_c(tile: GemmTile, m: u32, n: u32, value: f32) {
+    if (m < params.size && n < params.size) {
+        var alpha = params.scale;
+        if (params.alpha_slot != NONE) {
+            alpha = alpha * pow(slots[params.alpha_slot], params.alpha_power);
+        }
+        out[m * params.size + n] = alpha * value + select(0.0, params.beta, m == n);
+    }
+}

@@ -1,0 +1,29 @@
+// The per-channel part of a layer's Wasserstein-2 style gradient (docs/MATHS.md, "Style loss: Wasserstein-2"):
+//   bias[i] = w / N · ( 2 (mean[i] − target_mean[i]) / C − 2 Σ_j K[i, j] · mean[j] )
+// dL/dF = 2w/N · K·F (style_grad with K) + bias·1ᵀ (channel_bias_grad), K = (I − T·M^−½·T) / C.
+
+struct Params {
+    channels: u32,
+    w_over_n: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> k: array<f32>;
+@group(0) @binding(2) var<storage, read> mean: array<f32>;
+@group(0) @binding(3) var<storage, read> target_mean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> bias: array<f32>;
+
+fn element_count() -> u32 {
+    return params.channels;
+}
+
+fn element(i: u32) {
+    let c = params.channels;
+    var km = 0.0;
+    for (var j = 0u; j < c; j++) {
+        km = fma(k[i * c + j], mean[j], km);
+    }
+    bias[i] = params.w_over_n * (2.0 * (mean[i] - target_mean[i]) / f32(c) - 2.0 * km);
+}

@@ -1,0 +1,226 @@
+//! Host wrappers of the Wasserstein-2 style loss's kernels (docs/MATHS.md, "Style loss: Wasserstein-2"):
+//! `channel_mean` and `w2_covariance` (the Gaussian fit of a layer's features, with the Gram from
+//! [`super::gram`]), `matmul` and `sqrtm_start` (the coupled Newton–Schulz iteration for M^½ and M^−½),
+//! `w2_loss` (the loss scalar), `w2_mean_grad` and `channel_bias_grad` (the per-channel part of the gradient;
+//! the K·F part is [`super::loss::style_grad`] with K in place of G − A). All matrices are dense row-major
+//! C x C; feature maps are framed ([`crate::frame`]).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::grid::{elementwise_grid, grid_2d, GEMM_TILE};
+use super::{max_dim, shader, Dispatch};
+use crate::error::Result;
+use crate::frame::Frame;
+use crate::gpu::GpuContext;
+
+/// A slot of a scalars array, or none.
+pub const NONE: u32 = u32::MAX;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MeanParams {
+    channels: u32,
+    pixels: u32,
+    plane: u32,
+    stride: u32,
+    inv_count: f32,
+    _pad: [u32; 3],
+}
+
+/// `mean[c]` = the mean of channel c's data pixels of `features` (framed at `frame`).
+pub fn channel_mean(
+    ctx: &GpuContext,
+    channels: usize,
+    frame: Frame,
+    features: &wgpu::Buffer,
+    mean: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let p = MeanParams {
+        channels: channels as u32,
+        pixels: (frame.height * frame.stride) as u32,
+        plane: frame.plane() as u32,
+        stride: frame.stride as u32,
+        inv_count: (1.0 / (frame.height * frame.width) as f64) as f32,
+        _pad: [0; 3],
+    };
+    let (x, y) = grid_2d(channels, max_dim(ctx));
+    Dispatch::new(ctx, &shader("channel_mean"), &p, &[features, mean], [x, y, 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct CovarianceParams {
+    channels: u32,
+    gram_scale: f32,
+    ridge: f32,
+    _pad: u32,
+}
+
+/// `cov = C·G − mean·meanᵀ + ridge·I` from the Gram G = F·Fᵀ / (C·N) and the channel means.
+pub fn covariance(
+    ctx: &GpuContext,
+    channels: usize,
+    ridge: f64,
+    gram: &wgpu::Buffer,
+    mean: &wgpu::Buffer,
+    cov: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let p = CovarianceParams { channels: channels as u32, gram_scale: channels as f32, ridge: ridge as f32, _pad: 0 };
+    let grid = elementwise_grid(channels * channels, max_dim(ctx));
+    Dispatch::new(ctx, &shader("w2_covariance"), &p, &[gram, mean, cov], grid)
+}
+
+/// The scale of a [`matmul`]: `scale · slots[slot]^power`, or `scale` alone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Alpha {
+    pub scale: f32,
+    pub slot: u32,
+    pub power: f32,
+}
+
+impl Alpha {
+    pub fn constant(scale: f32) -> Self {
+        Self { scale, slot: NONE, power: 0.0 }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MatmulParams {
+    size: u32,
+    alpha_slot: u32,
+    scale: f32,
+    alpha_power: f32,
+    beta: f32,
+    _pad: [u32; 3],
+}
+
+/// `out = alpha · A·B + beta · I` for C x C matrices (`out` must be neither A nor B).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    ctx: &GpuContext,
+    size: usize,
+    alpha: Alpha,
+    beta: f32,
+    (a, b): (&wgpu::Buffer, &wgpu::Buffer),
+    out: &wgpu::Buffer,
+    slots: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let p = MatmulParams {
+        size: size as u32,
+        alpha_slot: alpha.slot,
+        scale: alpha.scale,
+        alpha_power: alpha.power,
+        beta,
+        _pad: [0; 3],
+    };
+    let tiles = size.div_ceil(GEMM_TILE) as u32;
+    Dispatch::new(ctx, &shader("matmul"), &p, &[a, b, out, slots], [tiles, tiles, 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct StartParams {
+    size: u32,
+    norm_slot: u32,
+    _pad: [u32; 2],
+}
+
+/// `Y = M / sqrt(slots[norm_slot])`, `Z = I` (slots[norm_slot] = ‖M‖_F²).
+pub fn sqrtm_start(
+    ctx: &GpuContext,
+    size: usize,
+    m: &wgpu::Buffer,
+    (slots, norm_slot): (&wgpu::Buffer, u32),
+    (y, z): (&wgpu::Buffer, &wgpu::Buffer),
+) -> Result<Dispatch> {
+    let p = StartParams { size: size as u32, norm_slot, _pad: [0; 2] };
+    Dispatch::new(ctx, &shader("sqrtm_start"), &p, &[m, slots, y, z], elementwise_grid(size * size, max_dim(ctx)))
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LossParams {
+    channels: u32,
+    norm_slot: u32,
+    loss_slot: u32,
+    weight_over_c: f32,
+    target_trace: f32,
+    _pad: [u32; 3],
+}
+
+/// The buffers [`w2_loss`] reads: the image's means and covariance (with the ridge), the target's means, the
+/// Newton–Schulz iterate Y and the scalars array holding ‖M‖_F².
+pub struct LossInputs<'b> {
+    pub mean: &'b wgpu::Buffer,
+    pub target_mean: &'b wgpu::Buffer,
+    pub cov: &'b wgpu::Buffer,
+    pub y: &'b wgpu::Buffer,
+    pub scalars: (&'b wgpu::Buffer, u32),
+}
+
+/// `losses[loss_slot] = weight / C · (Σ (mean − target_mean)² + tr cov + target_trace − 2 ‖M‖_F^½ tr Y)`.
+pub fn w2_loss(
+    ctx: &GpuContext,
+    channels: usize,
+    (weight, target_trace): (f64, f64),
+    inputs: LossInputs<'_>,
+    (losses, loss_slot): (&wgpu::Buffer, usize),
+) -> Result<Dispatch> {
+    let p = LossParams {
+        channels: channels as u32,
+        norm_slot: inputs.scalars.1,
+        loss_slot: loss_slot as u32,
+        weight_over_c: (weight / channels as f64) as f32,
+        target_trace: target_trace as f32,
+        _pad: [0; 3],
+    };
+    let buffers = [inputs.mean, inputs.target_mean, inputs.cov, inputs.y, inputs.scalars.0, losses];
+    Dispatch::new(ctx, &shader("w2_loss"), &p, &buffers, [1, 1, 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MeanGradParams {
+    channels: u32,
+    w_over_n: f32,
+    _pad: [u32; 2],
+}
+
+/// `bias = w/N · (2 (mean − target_mean) / C − 2 K·mean)`.
+pub fn mean_grad(
+    ctx: &GpuContext,
+    channels: usize,
+    w_over_n: f64,
+    k: &wgpu::Buffer,
+    (mean, target_mean): (&wgpu::Buffer, &wgpu::Buffer),
+    bias: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let p = MeanGradParams { channels: channels as u32, w_over_n: w_over_n as f32, _pad: [0; 2] };
+    let grid = elementwise_grid(channels, max_dim(ctx));
+    Dispatch::new(ctx, &shader("w2_mean_grad"), &p, &[k, mean, target_mean, bias], grid)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct BiasParams {
+    count: u32,
+    channels: u32,
+    plane: u32,
+    _pad: u32,
+}
+
+/// `grad[c, p] += bias[c]` where `features[c, p] > 0` (framed at `frame`).
+pub fn channel_bias_grad(
+    ctx: &GpuContext,
+    channels: usize,
+    frame: Frame,
+    bias: &wgpu::Buffer,
+    features: &wgpu::Buffer,
+    grad: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let count = frame.buffer_floats(channels);
+    let p = BiasParams { count: count as u32, channels: channels as u32, plane: frame.plane() as u32, _pad: 0 };
+    let grid = elementwise_grid(count, max_dim(ctx));
+    Dispatch::new(ctx, &shader("channel_bias_grad"), &p, &[bias, features, grad], grid)
+}
