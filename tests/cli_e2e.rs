@@ -275,9 +275,24 @@ fn average_and_w2_style_loss_run_coarse_to_fine() {
     let d = dir.path();
     // Small layers keep the square roots cheap on lavapipe (512-channel ones take about a minute there).
     let args = [
-        "content.png", "style.png", "--image-size", "48", "--min-scale", "34", "--iterations", "6",
-        "--style-loss", "w2", "--style-layers", "relu1_1,relu2_1", "--avg-decay", "0.9", "--log", "w2.jsonl",
-        "-o", "w2.png",
+        "content.png",
+        "style.png",
+        "--image-size",
+        "48",
+        "--min-scale",
+        "34",
+        "--iterations",
+        "6",
+        "--style-loss",
+        "w2",
+        "--style-layers",
+        "relu1_1,relu2_1",
+        "--avg-decay",
+        "0.9",
+        "--log",
+        "w2.jsonl",
+        "-o",
+        "w2.png",
     ];
     let err = assert_ok(&run(d, &args));
     assert!(err.contains("Wasserstein-2 style loss") && err.contains("average of the iterates (decay 0.9)"), "{err}");
