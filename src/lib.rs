@@ -17,6 +17,7 @@ pub mod bench;
 pub mod conformance;
 pub mod error;
 pub mod frame;
+pub mod gaussian;
 pub mod gpu;
 pub mod image_io;
 pub mod kernels;

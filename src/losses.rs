@@ -184,7 +184,7 @@ pub struct W2Term {
 const W2_RESULT: usize = W2_NEWTON_SCHULZ_ITERATIONS % 2;
 
 impl W2Term {
-    fn new(ctx: &GpuContext, c: usize, target: &crate::reference::W2Target, norm_slot: u32) -> Result<Self> {
+    fn new(ctx: &GpuContext, c: usize, target: &crate::gaussian::W2Target, norm_slot: u32) -> Result<Self> {
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
         let matrix = |label: &str| ctx.storage_buffer(label, c * c);
         Ok(Self {
@@ -400,7 +400,7 @@ impl LossTerms {
             let c = layers[l].channels;
             if w2 {
                 let srm: Vec<f64> = blended[i].iter().map(|g| g * c as f64).collect();
-                let target = crate::reference::w2_target(&blended_means[i], &srm, c);
+                let target = crate::gaussian::w2_target(&blended_means[i], &srm, c);
                 terms.push(Term::StyleW2 { layer: l, w2: Box::new(W2Term::new(ctx, c, &target, i as u32)?) });
                 continue;
             }

@@ -248,26 +248,13 @@ pub fn image_average(biased: &mut [f64], x: &[f64], decay: f64, t: u64) -> Vec<f
     biased.iter().map(|b| b / correction).collect()
 }
 
+pub use crate::gaussian::{sym_fn, sym_max_eigenvalue, w2_target, W2Target};
+
 /// Channel means μ (C) and second raw moments S = F·Fᵀ/N (C x C) of features F (C x N).
 pub fn moments(f: &[f64], c: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
     let mean = (0..c).map(|i| f[i * n..(i + 1) * n].iter().sum::<f64>() / n as f64).collect();
     let srm = gram(f, c, n).into_iter().map(|g| g * c as f64).collect();
     (mean, srm)
-}
-
-/// f(A) for a symmetric C x C matrix A by its eigendecomposition: V·diag(f(λ))·Vᵀ.
-pub fn sym_fn(a: &[f64], c: usize, f: impl Fn(f64) -> f64) -> Vec<f64> {
-    let m = nalgebra::DMatrix::from_row_slice(c, c, a);
-    let e = nalgebra::SymmetricEigen::new(m);
-    let d = nalgebra::DMatrix::from_diagonal(&e.eigenvalues.map(f));
-    let r = &e.eigenvectors * d * e.eigenvectors.transpose();
-    (0..c * c).map(|k| r[(k / c, k % c)]).collect()
-}
-
-/// The largest eigenvalue of a symmetric C x C matrix.
-pub fn sym_max_eigenvalue(a: &[f64], c: usize) -> f64 {
-    let e = nalgebra::SymmetricEigen::new(nalgebra::DMatrix::from_row_slice(c, c, a));
-    e.eigenvalues.iter().copied().fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// C x C product A·B (row-major).
@@ -282,30 +269,6 @@ pub fn matmul(a: &[f64], b: &[f64], c: usize) -> Vec<f64> {
         }
     }
     out
-}
-
-/// The Wasserstein-2 style target of one layer (docs/MATHS.md, "Style loss: Wasserstein-2").
-#[derive(Clone, Debug)]
-pub struct W2Target {
-    pub mean: Vec<f64>,
-    /// Σ̂_t = S_t − μ_t·μ_tᵀ + ε·I.
-    pub cov: Vec<f64>,
-    /// T = Σ̂_t^½.
-    pub sqrt: Vec<f64>,
-    pub ridge: f64,
-}
-
-/// Relative ridge of the W2 covariances: ε = W2_RIDGE · λmax(Σ_t) (at least W2_RIDGE_FLOOR).
-pub const W2_RIDGE: f64 = 1e-3;
-pub const W2_RIDGE_FLOOR: f64 = 1e-6;
-
-/// The W2 target from the blended mean μ_t and second raw moment S_t of the style images at one layer.
-pub fn w2_target(mean: &[f64], srm: &[f64], c: usize) -> W2Target {
-    let mut cov: Vec<f64> = (0..c * c).map(|k| srm[k] - mean[k / c] * mean[k % c]).collect();
-    let ridge = (W2_RIDGE * sym_max_eigenvalue(&cov, c)).max(W2_RIDGE_FLOOR);
-    (0..c).for_each(|i| cov[i * c + i] += ridge);
-    let sqrt = sym_fn(&cov, c, |l| l.max(0.0).sqrt());
-    W2Target { mean: mean.to_vec(), cov, sqrt, ridge }
 }
 
 /// The W2 style loss of one layer, w·[mean over C of (μ − μ_t)² + tr(Σ̂ + Σ̂_t − 2·(T·Σ̂·T)^½) / C], and its
