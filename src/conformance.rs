@@ -14,6 +14,7 @@ use crate::kernels::conv::{ConvShape, ConvVariant};
 use crate::kernels::coop::{self, CoopConfig};
 use crate::kernels::gram::GramVariant;
 use crate::kernels::loss::StyleGradVariant;
+use crate::kernels::w2::MatmulVariant;
 use crate::kernels::{self, pool::PoolShape};
 use crate::reference as r;
 
@@ -618,8 +619,9 @@ pub fn w2_covariance(ctx: &GpuContext, c: usize, seed: u64) -> Check {
     compare(&format!("w2_covariance C={c}"), &run().map_err(gpu_err)?, &expect, RTOL)
 }
 
-/// matmul: alpha·A·B + beta·I with a constant alpha, then with alpha = scale·slots[1]^power (outputs poisoned).
-pub fn matmul(ctx: &GpuContext, c: usize, seed: u64) -> Check {
+/// matmul (`variant`): alpha·A·B + beta·I with a constant alpha, then with alpha = scale·slots[1]^power
+/// (outputs poisoned).
+pub fn matmul(ctx: &GpuContext, variant: MatmulVariant, c: usize, seed: u64) -> Check {
     use kernels::w2::Alpha;
     let io = Io { ctx };
     let mut g = rng(seed);
@@ -634,12 +636,13 @@ pub fn matmul(ctx: &GpuContext, c: usize, seed: u64) -> Check {
     for (what, alpha, beta, alpha_value) in cases {
         let run = || -> Result<Vec<f32>> {
             let (ab, bb, ob, sb) = (io.buf(&a)?, io.buf(&b)?, io.out(c * c)?, io.buf(&slots)?);
-            ctx.run(&[&kernels::w2::matmul(ctx, c, alpha, beta, (&ab, &bb), &ob, &sb)?])?;
+            ctx.run(&[&kernels::w2::matmul(ctx, variant, c, alpha, beta, (&ab, &bb), &ob, &sb)?])?;
             io.read(&ob, c * c)
         };
         let expect: Vec<f64> =
             (0..c * c).map(|k| alpha_value * product[k] + if k / c == k % c { f64::from(beta) } else { 0.0 }).collect();
-        worst = worst.max(compare(&format!("matmul ({what}) C={c}"), &run().map_err(gpu_err)?, &expect, RTOL)?);
+        let name = format!("matmul ({variant:?}, {what}) C={c}");
+        worst = worst.max(compare(&name, &run().map_err(gpu_err)?, &expect, RTOL)?);
     }
     Ok(worst)
 }
@@ -665,7 +668,7 @@ pub fn sqrtm_start(ctx: &GpuContext, c: usize, seed: u64) -> Check {
 /// The whole Newton–Schulz square root as the W2 term runs it (dot_sum for ‖M‖_F², sqrtm_start, then the
 /// iterations on matmul) on a covariance-like M with the ridge's conditioning: tr √M and M^−½ against the f64
 /// eigendecomposition.
-pub fn newton_schulz(ctx: &GpuContext, c: usize, seed: u64) -> Check {
+pub fn newton_schulz(ctx: &GpuContext, variant: MatmulVariant, c: usize, seed: u64) -> Check {
     use kernels::w2::Alpha;
     let io = Io { ctx };
     let mut g = rng(seed);
@@ -684,7 +687,7 @@ pub fn newton_schulz(ctx: &GpuContext, c: usize, seed: u64) -> Check {
         let start = kernels::w2::sqrtm_start(ctx, c, &mb, (&slots, 0), (&y, &z))?;
         ctx.run(&[&norm[0], &norm[1], &start])?;
         for _ in 0..iterations {
-            let mm = |alpha, beta, a, b, out| kernels::w2::matmul(ctx, c, alpha, beta, (a, b), out, &slots);
+            let mm = |alpha, beta, a, b, out| kernels::w2::matmul(ctx, variant, c, alpha, beta, (a, b), out, &slots);
             let step = [
                 mm(Alpha::constant(-0.5), 1.5, &z, &y, &p)?,
                 mm(Alpha::constant(1.0), 0.0, &y, &p, &y2)?,
@@ -704,13 +707,13 @@ pub fn newton_schulz(ctx: &GpuContext, c: usize, seed: u64) -> Check {
     let tr_err = (root * trace_y - exact_trace).abs() / exact_trace;
     if tr_err.is_nan() || tr_err > 1e-4 {
         return Err(format!(
-            "Newton–Schulz C={c}: tr √M {} vs {exact_trace} (error {tr_err:.2e} > 1e-4)",
+            "Newton–Schulz ({variant:?}) C={c}: tr √M {} vs {exact_trace} (error {tr_err:.2e} > 1e-4)",
             root * trace_y
         ));
     }
     let inv_sqrt: Vec<f32> = z.iter().map(|v| (f64::from(*v) / root) as f32).collect();
     let exact_inv = r::sym_fn(&m, c, |l| 1.0 / l.sqrt());
-    Ok(tr_err.max(compare_norm(&format!("Newton–Schulz M^−½ C={c}"), &inv_sqrt, &exact_inv, 1e-2)?))
+    Ok(tr_err.max(compare_norm(&format!("Newton–Schulz ({variant:?}) M^−½ C={c}"), &inv_sqrt, &exact_inv, 1e-2)?))
 }
 
 /// w2_loss into slot 1 of a 3-slot buffer (slots 0 and 2 must stay poisoned).
@@ -1348,15 +1351,33 @@ pub fn cases(scale: Scale) -> Vec<Case> {
     for (i, &c) in w2_sizes.iter().enumerate() {
         let seed = 1620 + 10 * i as u64;
         v.push(case("w2_covariance", format!("w2_covariance C={c}"), move |ctx| w2_covariance(ctx, c, seed)));
-        v.push(case("matmul", format!("matmul C={c}"), move |ctx| matmul(ctx, c, seed + 1)));
+        v.push(case("matmul", format!("matmul (Tiled) C={c}"), move |ctx| {
+            matmul(ctx, MatmulVariant::Tiled, c, seed + 1)
+        }));
         v.push(case("sqrtm_start", format!("sqrtm_start C={c}"), move |ctx| sqrtm_start(ctx, c, seed + 2)));
         v.push(case("w2_loss", format!("w2_loss C={c}"), move |ctx| w2_loss(ctx, c, seed + 3)));
         v.push(case("w2_mean_grad", format!("w2_mean_grad C={c}"), move |ctx| w2_mean_grad(ctx, c, seed + 4)));
     }
-    let ns_sizes: Vec<usize> = if full { vec![8, 64, 130] } else { vec![64] };
-    for (i, &c) in ns_sizes.iter().enumerate() {
-        v.push(case("matmul", format!("Newton–Schulz square root C={c}"), move |ctx| {
-            newton_schulz(ctx, c, 1700 + i as u64)
+    let cpu_sizes: Vec<usize> = if full { vec![8, 64, 136] } else { vec![64] };
+    for (i, &c) in cpu_sizes.iter().enumerate() {
+        v.push(case("matmul_cpu", format!("matmul (Cpu) C={c}"), move |ctx| {
+            matmul(ctx, MatmulVariant::Cpu, c, 1690 + i as u64)
+        }));
+    }
+    let ns_sizes: Vec<(usize, MatmulVariant)> = if full {
+        vec![
+            (8, MatmulVariant::Tiled),
+            (64, MatmulVariant::Tiled),
+            (130, MatmulVariant::Tiled),
+            (136, MatmulVariant::Cpu),
+        ]
+    } else {
+        vec![(64, MatmulVariant::Tiled), (64, MatmulVariant::Cpu)]
+    };
+    for (i, &(c, variant)) in ns_sizes.iter().enumerate() {
+        let kernel = if variant == MatmulVariant::Cpu { "matmul_cpu" } else { "matmul" };
+        v.push(case(kernel, format!("Newton–Schulz square root ({variant:?}) C={c}"), move |ctx| {
+            newton_schulz(ctx, variant, c, 1700 + i as u64)
         }));
     }
     let averaged: Vec<usize> = if full { vec![1, 4097, 3 * 33 * 31] } else { vec![999] };

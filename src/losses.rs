@@ -178,13 +178,21 @@ pub struct W2Term {
     bias: wgpu::Buffer,
     /// The entry of the W2 scalars holding ‖M‖_F².
     norm_slot: u32,
+    /// The matmul kernel for this layer's C x C products.
+    matmul: kernels::w2::MatmulVariant,
 }
 
 /// Which of the two Y, Z buffers holds the Newton–Schulz result.
 const W2_RESULT: usize = W2_NEWTON_SCHULZ_ITERATIONS % 2;
 
 impl W2Term {
-    fn new(ctx: &GpuContext, c: usize, target: &crate::gaussian::W2Target, norm_slot: u32) -> Result<Self> {
+    fn new(
+        ctx: &GpuContext,
+        facts: &AdapterFacts,
+        c: usize,
+        target: &crate::gaussian::W2Target,
+        norm_slot: u32,
+    ) -> Result<Self> {
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
         let matrix = |label: &str| ctx.storage_buffer(label, c * c);
         Ok(Self {
@@ -202,6 +210,7 @@ impl W2Term {
             k: matrix("w2 K")?,
             bias: ctx.storage_buffer("w2 bias", c)?,
             norm_slot,
+            matmul: kernels::w2::matmul_variant(facts, c),
         })
     }
 
@@ -223,8 +232,8 @@ impl W2Term {
         let mut out = kernels::gram::gram(ctx, w2_gram_variant(facts), c, frame, features, gram_partials, &self.gram)?;
         out.push(channel_mean(ctx, c, frame, features, &self.mean)?);
         out.push(covariance(ctx, c, self.ridge, &self.gram, &self.mean, &self.cov)?);
-        out.push(matmul(ctx, c, one, 0.0, (&self.cov, &self.sqrt_target), &self.p, scalars)?);
-        out.push(matmul(ctx, c, one, 0.0, (&self.sqrt_target, &self.p), &self.m, scalars)?);
+        out.push(matmul(ctx, self.matmul, c, one, 0.0, (&self.cov, &self.sqrt_target), &self.p, scalars)?);
+        out.push(matmul(ctx, self.matmul, c, one, 0.0, (&self.sqrt_target, &self.p), &self.m, scalars)?);
         let norm = (scalars, self.norm_slot as usize);
         out.extend(kernels::vector::dot(
             ctx,
@@ -238,9 +247,18 @@ impl W2Term {
         for i in 0..W2_NEWTON_SCHULZ_ITERATIONS {
             let (now, next) = (i % 2, 1 - i % 2);
             // P = (3I − Z·Y) / 2;  Y ← Y·P;  Z ← P·Z.
-            out.push(matmul(ctx, c, Alpha::constant(-0.5), 1.5, (&self.z[now], &self.y[now]), &self.p, scalars)?);
-            out.push(matmul(ctx, c, one, 0.0, (&self.y[now], &self.p), &self.y[next], scalars)?);
-            out.push(matmul(ctx, c, one, 0.0, (&self.p, &self.z[now]), &self.z[next], scalars)?);
+            out.push(matmul(
+                ctx,
+                self.matmul,
+                c,
+                Alpha::constant(-0.5),
+                1.5,
+                (&self.z[now], &self.y[now]),
+                &self.p,
+                scalars,
+            )?);
+            out.push(matmul(ctx, self.matmul, c, one, 0.0, (&self.y[now], &self.p), &self.y[next], scalars)?);
+            out.push(matmul(ctx, self.matmul, c, one, 0.0, (&self.p, &self.z[now]), &self.z[next], scalars)?);
         }
         Ok(out)
     }
@@ -284,8 +302,8 @@ impl W2Term {
         let scaled = Alpha { scale: -inv_c, slot: self.norm_slot, power: -0.25 };
         let (t, z) = (&self.sqrt_target, &self.z[W2_RESULT]);
         Ok(vec![
-            matmul(ctx, c, Alpha::constant(1.0), 0.0, (t, z), &self.p, scalars)?,
-            matmul(ctx, c, scaled, inv_c, (&self.p, t), &self.k, scalars)?,
+            matmul(ctx, self.matmul, c, Alpha::constant(1.0), 0.0, (t, z), &self.p, scalars)?,
+            matmul(ctx, self.matmul, c, scaled, inv_c, (&self.p, t), &self.k, scalars)?,
             kernels::loss::style_grad(
                 ctx,
                 variant,
@@ -401,7 +419,7 @@ impl LossTerms {
             if w2 {
                 let srm: Vec<f64> = blended[i].iter().map(|g| g * c as f64).collect();
                 let target = crate::gaussian::w2_target(&blended_means[i], &srm, c);
-                terms.push(Term::StyleW2 { layer: l, w2: Box::new(W2Term::new(ctx, c, &target, i as u32)?) });
+                terms.push(Term::StyleW2 { layer: l, w2: Box::new(W2Term::new(ctx, &facts, c, &target, i as u32)?) });
                 continue;
             }
             let target32: Vec<f32> = blended[i].iter().map(|&v| v as f32).collect();

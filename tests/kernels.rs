@@ -152,9 +152,16 @@ fn adam_three_steps_match_torch_formula() {
 /// square root against the f64 eigendecomposition, under `matmul`), the loss scalar, the gradient's parts.
 #[test]
 fn w2_kernels_match_reference() {
-    for kernel in
-        ["channel_mean", "w2_covariance", "matmul", "sqrtm_start", "w2_loss", "w2_mean_grad", "channel_bias_grad"]
-    {
+    for kernel in [
+        "channel_mean",
+        "w2_covariance",
+        "matmul",
+        "matmul_cpu",
+        "sqrtm_start",
+        "w2_loss",
+        "w2_mean_grad",
+        "channel_bias_grad",
+    ] {
         all_cases(kernel);
     }
 }

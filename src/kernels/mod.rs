@@ -67,6 +67,7 @@ const KERNELS: &[(&str, &str, &[&str])] = {
         ("image_average", include_str!("../../kernels/image_average.wgsl"), &[ELEMENTWISE]),
         ("gram_reduce", include_str!("../../kernels/gram_reduce.wgsl"), &[ELEMENTWISE]),
         ("matmul", include_str!("../../kernels/matmul.wgsl"), &[GEMM_TILED]),
+        ("matmul_cpu", include_str!("../../kernels/matmul_cpu.wgsl"), &[]),
         ("max_abs", include_str!("../../kernels/max_abs.wgsl"), &[]),
         ("maxpool2x2", include_str!("../../kernels/maxpool2x2.wgsl"), &[POOL2X2, ELEMENTWISE]),
         ("maxpool2x2_backward", include_str!("../../kernels/maxpool2x2_backward.wgsl"), &[POOL2X2, ELEMENTWISE]),

@@ -8,7 +8,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::grid::{elementwise_grid, grid_2d, GEMM_TILE};
-use super::{max_dim, shader, Dispatch};
+use super::{max_dim, shader, AdapterFacts, Dispatch};
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
@@ -95,10 +95,32 @@ struct MatmulParams {
     _pad: [u32; 3],
 }
 
+/// Which `matmul` kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulVariant {
+    /// `matmul.wgsl` on the shared tiled GEMM core (GPUs; any size).
+    Tiled,
+    /// `matmul_cpu.wgsl`: 8 x 8 register blocks, no workgroup memory (CPU adapters; sizes a multiple of 8).
+    Cpu,
+}
+
+/// The matmul kernel for C x C matrices on this adapter (a pure function of plain facts).
+pub fn matmul_variant(adapter: &AdapterFacts, size: usize) -> MatmulVariant {
+    if adapter.is_cpu() && size.is_multiple_of(8) {
+        MatmulVariant::Cpu
+    } else {
+        MatmulVariant::Tiled
+    }
+}
+
+/// Threads per workgroup of `matmul_cpu.wgsl`.
+const CPU_WORKGROUP: usize = 64;
+
 /// `out = alpha · A·B + beta · I` for C x C matrices (`out` must be neither A nor B).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     ctx: &GpuContext,
+    variant: MatmulVariant,
     size: usize,
     alpha: Alpha,
     beta: f32,
@@ -114,8 +136,19 @@ pub fn matmul(
         beta,
         _pad: [0; 3],
     };
-    let tiles = size.div_ceil(GEMM_TILE) as u32;
-    Dispatch::new(ctx, &shader("matmul"), &p, &[a, b, out, slots], [tiles, tiles, 1])
+    match variant {
+        MatmulVariant::Tiled => {
+            let tiles = size.div_ceil(GEMM_TILE) as u32;
+            Dispatch::new(ctx, &shader("matmul"), &p, &[a, b, out, slots], [tiles, tiles, 1])
+        }
+        MatmulVariant::Cpu => {
+            assert!(size.is_multiple_of(8), "matmul_cpu needs a size that is a multiple of 8, got {size}");
+            let (x, y) = grid_2d((size / 8 * size / 8).div_ceil(CPU_WORKGROUP), max_dim(ctx));
+            // Every index is in range: the blocks tile the C x C matrices exactly, and ids past them return.
+            let shader = shader("matmul_cpu").trusted(true);
+            Dispatch::new(ctx, &shader, &p, &[a, b, out, slots], [x, y, 1])
+        }
+    }
 }
 
 #[repr(C)]
@@ -223,4 +256,20 @@ pub fn channel_bias_grad(
     let p = BiasParams { count: count as u32, channels: channels as u32, plane: frame.plane() as u32, _pad: 0 };
     let grid = elementwise_grid(count, max_dim(ctx));
     Dispatch::new(ctx, &shader("channel_bias_grad"), &p, &[bias, features, grad], grid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_adapters_get_the_register_blocked_matmul_where_the_size_allows() {
+        assert_eq!(matmul_variant(&AdapterFacts::example_gpu(), 512), MatmulVariant::Tiled);
+        let cpu = AdapterFacts { device_type: wgpu::DeviceType::Cpu, ..AdapterFacts::example_gpu() };
+        for (c, v) in
+            [(64, MatmulVariant::Cpu), (512, MatmulVariant::Cpu), (65, MatmulVariant::Tiled), (4, MatmulVariant::Tiled)]
+        {
+            assert_eq!(matmul_variant(&cpu, c), v, "C = {c}");
+        }
+    }
 }

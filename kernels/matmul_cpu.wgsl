@@ -1,0 +1,76 @@
+// matmul.wgsl for CPU adapters (lavapipe): the same product, out = alpha · A·B + beta · I (row-major C x C,
+// alpha = scale · slots[alpha_slot]^alpha_power, or scale alone when NONE), with no workgroup memory or barriers.
+// Each invocation computes a block of 8 rows x 8 columns: per k, the eight rows' A[m, k] (one vec4 load per row
+// covers 4 k) times B's row k (two vec4 loads), 64 multiply-adds per 4 loads. C is a multiple of 8 (every VGG
+// layer; the wrapper uses matmul.wgsl otherwise). k runs in ascending order, one fma per k: reruns are
+// bit-identical.
+
+struct Params {
+    size: u32,
+    alpha_slot: u32,
+    scale: f32,
+    alpha_power: f32,
+    beta: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+const NONE: u32 = 0xffffffffu;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> slots: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let c4 = params.size / 4u;
+    let col_blocks = params.size / 8u;
+    let id = (wg.x + wg.y * nwg.x) * 64u + li;
+    if (id >= col_blocks * col_blocks) {
+        return;
+    }
+    let m0 = (id / col_blocks) * 8u; // first of 8 rows
+    let n4 = (id % col_blocks) * 2u; // first of 2 vec4 columns
+    var acc: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    for (var k4 = 0u; k4 < c4; k4++) {
+        var rows: array<vec4<f32>, 8>;
+        for (var i = 0u; i < 8u; i++) {
+            rows[i] = a[(m0 + i) * c4 + k4];
+        }
+        for (var kk = 0u; kk < 4u; kk++) {
+            let k = k4 * 4u + kk;
+            let b0 = b[k * c4 + n4];
+            let b1 = b[k * c4 + n4 + 1u];
+            for (var i = 0u; i < 8u; i++) {
+                acc[2u * i] = fma(vec4<f32>(rows[i][kk]), b0, acc[2u * i]);
+                acc[2u * i + 1u] = fma(vec4<f32>(rows[i][kk]), b1, acc[2u * i + 1u]);
+            }
+        }
+    }
+    var alpha = params.scale;
+    if (params.alpha_slot != NONE) {
+        alpha = alpha * pow(slots[params.alpha_slot], params.alpha_power);
+    }
+    for (var i = 0u; i < 8u; i++) {
+        let m = m0 + i;
+        for (var j = 0u; j < 2u; j++) {
+            // The identity's entry in this vec4: column m, if it falls here.
+            let n_first = (n4 + j) * 4u;
+            var eye = vec4<f32>(0.0);
+            if (m >= n_first && m < n_first + 4u) {
+                eye[m - n_first] = params.beta;
+            }
+            out[m * c4 + n4 + j] = alpha * acc[2u * i + j] + eye;
+        }
+    }
+}
