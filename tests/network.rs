@@ -170,8 +170,8 @@ fn total_gradient_matches_finite_differences() {
 fn w2_style_loss_and_gradient_match_reference() {
     let (w, h) = (27, 19);
     let mut p = Problem::new(w, h, 60);
-    // Up to 256 channels: a 512-channel square root costs about a minute per evaluation on lavapipe (the
-    // kernels are size-generic; `tests/kernels.rs` runs them on several tile counts).
+    // Up to 256 channels: the two 512-channel square roots cost ~15 s per evaluation on lavapipe (the kernels
+    // are size-generic; `tests/kernels.rs` runs them on several tile counts).
     p.opts.style_layers = vec!["relu1_1".into(), "relu2_1".into(), "relu3_1".into()];
     let opts = StyleOptions { style_loss: neural_style::StyleLoss::W2, style_weight: 200.0, ..p.opts.clone() };
     let mut s = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &opts).unwrap();
