@@ -1360,7 +1360,7 @@ pub fn cases(scale: Scale) -> Vec<Case> {
     }
     let cpu_sizes: Vec<usize> = if full { vec![8, 64, 136] } else { vec![64] };
     for (i, &c) in cpu_sizes.iter().enumerate() {
-        v.push(case("matmul_cpu", format!("matmul (Cpu) C={c}"), move |ctx| {
+        v.push(case("matmul", format!("matmul (Cpu) C={c}"), move |ctx| {
             matmul(ctx, MatmulVariant::Cpu, c, 1690 + i as u64)
         }));
     }
@@ -1375,8 +1375,7 @@ pub fn cases(scale: Scale) -> Vec<Case> {
         vec![(64, MatmulVariant::Tiled), (64, MatmulVariant::Cpu)]
     };
     for (i, &(c, variant)) in ns_sizes.iter().enumerate() {
-        let kernel = if variant == MatmulVariant::Cpu { "matmul_cpu" } else { "matmul" };
-        v.push(case(kernel, format!("Newton–Schulz square root ({variant:?}) C={c}"), move |ctx| {
+        v.push(case("matmul", format!("Newton–Schulz square root ({variant:?}) C={c}"), move |ctx| {
             newton_schulz(ctx, variant, c, 1700 + i as u64)
         }));
     }
