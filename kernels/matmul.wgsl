@@ -2,26 +2,12 @@
 // the Wasserstein-2 style loss (docs/MATHS.md):
 //   out = alpha · A·B + beta · I,    alpha = scale · slots[alpha_slot]^alpha_power (scale alone when NONE)
 // so a scalar measured on the GPU (a Frobenius norm) scales the product without a read-back. out must be
-// neither A nor B. The tiled loop is shared/gemm_tiled.wgsl with its A operand = this A transposed.
+// neither A nor B. The tiled loop is shared/gemm_tiled.wgsl with its A operand = this A transposed; Params,
+// the scalars' binding and the scale are shared/matmul_params.wgsl.
 
-struct Params {
-    size: u32,
-    alpha_slot: u32,
-    scale: f32,
-    alpha_power: f32,
-    beta: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-const NONE: u32 = 0xffffffffu;
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read> slots: array<f32>;
 
 // 64 invocations read 64 consecutive columns of B's row k (A's reads are strided: the matrices are small).
 const LOADS_ALONG_K: bool = false;
@@ -63,10 +49,6 @@ fn load_b(col: BColumn, k: u32) -> f32 {
 
 fn store_c(tile: GemmTile, m: u32, n: u32, value: f32) {
     if (m < params.size && n < params.size) {
-        var alpha = params.scale;
-        if (params.alpha_slot != NONE) {
-            alpha = alpha * pow(slots[params.alpha_slot], params.alpha_power);
-        }
-        out[m * params.size + n] = alpha * value + select(0.0, params.beta, m == n);
+        out[m * params.size + n] = product_scale() * value + select(0.0, params.beta, m == n);
     }
 }

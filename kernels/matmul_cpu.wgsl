@@ -3,26 +3,11 @@
 // Each invocation computes a block of 8 rows x 8 columns: per k, the eight rows' A[m, k] (one vec4 load per row
 // covers 4 k) times B's row k (two vec4 loads), 64 multiply-adds per 4 loads. C is a multiple of 8 (every VGG
 // layer; the wrapper uses matmul.wgsl otherwise). k runs in ascending order, one fma per k: reruns are
-// bit-identical.
+// bit-identical. Params, the scalars' binding and the scale are shared/matmul_params.wgsl.
 
-struct Params {
-    size: u32,
-    alpha_slot: u32,
-    scale: f32,
-    alpha_power: f32,
-    beta: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-const NONE: u32 = 0xffffffffu;
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> slots: array<f32>;
 
 @compute @workgroup_size(64, 1, 1)
 fn main(
@@ -57,10 +42,7 @@ fn main(
             }
         }
     }
-    var alpha = params.scale;
-    if (params.alpha_slot != NONE) {
-        alpha = alpha * pow(slots[params.alpha_slot], params.alpha_power);
-    }
+    let alpha = product_scale();
     for (var i = 0u; i < 8u; i++) {
         let m = m0 + i;
         for (var j = 0u; j < 2u; j++) {

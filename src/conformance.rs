@@ -703,7 +703,8 @@ pub fn newton_schulz(ctx: &GpuContext, variant: MatmulVariant, c: usize, seed: u
     let (y, z, norm2) = run().map_err(gpu_err)?;
     let root = f64::from(norm2).sqrt().sqrt();
     let trace_y: f64 = (0..c).map(|i| f64::from(y[i * c + i])).sum();
-    let exact_trace: f64 = (0..c).map(|i| r::sym_fn(&m, c, |l| l.max(0.0).sqrt())[i * c + i]).sum();
+    let exact_sqrt = r::sym_fn(&m, c, |l| l.max(0.0).sqrt());
+    let exact_trace: f64 = (0..c).map(|i| exact_sqrt[i * c + i]).sum();
     let tr_err = (root * trace_y - exact_trace).abs() / exact_trace;
     if tr_err.is_nan() || tr_err > 1e-4 {
         return Err(format!(

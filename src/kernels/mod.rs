@@ -36,6 +36,7 @@ mod shared {
     pub const CONV3X3_IM2COL: &str = include_str!("../../kernels/shared/conv3x3_im2col.wgsl");
     pub const ELEMENTWISE: &str = include_str!("../../kernels/shared/elementwise.wgsl");
     pub const WORKGROUP_SUM: &str = include_str!("../../kernels/shared/workgroup_sum.wgsl");
+    pub const MATMUL_PARAMS: &str = include_str!("../../kernels/shared/matmul_params.wgsl");
     pub const PARTIAL_SUMS: &str = include_str!("../../kernels/shared/partial_sums.wgsl");
     pub const POOL2X2: &str = include_str!("../../kernels/shared/pool2x2.wgsl");
     /// A template (see [`super::coop`]).
@@ -66,8 +67,8 @@ const KERNELS: &[(&str, &str, &[&str])] = {
         ("gram", include_str!("../../kernels/gram.wgsl"), &[GEMM_TILED]),
         ("image_average", include_str!("../../kernels/image_average.wgsl"), &[ELEMENTWISE]),
         ("gram_reduce", include_str!("../../kernels/gram_reduce.wgsl"), &[ELEMENTWISE]),
-        ("matmul", include_str!("../../kernels/matmul.wgsl"), &[GEMM_TILED]),
-        ("matmul_cpu", include_str!("../../kernels/matmul_cpu.wgsl"), &[]),
+        ("matmul", include_str!("../../kernels/matmul.wgsl"), &[MATMUL_PARAMS, GEMM_TILED]),
+        ("matmul_cpu", include_str!("../../kernels/matmul_cpu.wgsl"), &[MATMUL_PARAMS]),
         ("max_abs", include_str!("../../kernels/max_abs.wgsl"), &[]),
         ("maxpool2x2", include_str!("../../kernels/maxpool2x2.wgsl"), &[POOL2X2, ELEMENTWISE]),
         ("maxpool2x2_backward", include_str!("../../kernels/maxpool2x2_backward.wgsl"), &[POOL2X2, ELEMENTWISE]),

@@ -13,8 +13,8 @@ use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
 
-/// A slot of a scalars array, or none.
-pub const NONE: u32 = u32::MAX;
+/// A slot of a scalars array, or none (the same marker as L-BFGS's axpys).
+pub use super::vector::NONE;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
