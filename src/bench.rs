@@ -434,7 +434,7 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     let (w, h) = (args.size, args.size);
     let content = random_image(1, w, h);
     let style = random_image(2, w, h);
-    let style_weight = if args.style_loss == crate::StyleLoss::W2 { 200.0 } else { 100.0 };
+    let style_weight = crate::defaults::style_weight(args.style_loss);
     let opts =
         StyleOptions { precision: args.precision, style_loss: args.style_loss, style_weight, ..Default::default() };
     let setup = Instant::now();

@@ -1092,7 +1092,7 @@ pub fn lbfgs_iterations(ctx: &GpuContext, w: usize, h: usize, iterations: usize,
         }
     }
     got.push(s.losses().map_err(gpu_err)?.total);
-    let steps = s.lbfgs_steps().expect("L-BFGS").to_vec();
+    let steps = s.line_steps().expect("L-BFGS").to_vec();
     if steps.len() < iterations {
         return Err(format!("L-BFGS stopped after {} of {iterations} iterations: {:?}", steps.len(), s.stopped()));
     }

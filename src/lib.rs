@@ -9,17 +9,21 @@
 //! - [`kernels`]: one thin host wrapper per WGSL kernel in `kernels/`, the WGSL composition and the choice of
 //!   variant; [`gpu`]: the wgpu context (adapter choice, limits, typed errors, pipelines from WGSL source).
 //! - [`losses`]: the content, style and TV terms; [`optim`]: the optimiser on the image.
-//! - [`stylizer`]: the library API that puts them together: build a [`Stylizer`], step it, read the image.
+//! - [`stylizer`]: one style problem at one size on the GPU: build a [`Stylizer`], step it, read the image.
+//! - [`job`]: the whole painting (scales, hand-over between them, caps, averaging) reported to an observer;
+//!   [`defaults`]: every default in one place.
 //! - [`reference`], [`conformance`], [`selftest`], [`bench`]: the f64 CPU reference, the GPU-vs-reference checks
 //!   the tests and `neural-style selftest` share, and the benchmarks.
 
 pub mod bench;
 pub mod conformance;
+pub mod defaults;
 pub mod error;
 pub mod frame;
 pub mod gaussian;
 pub mod gpu;
 pub mod image_io;
+pub mod job;
 pub mod kernels;
 pub mod losses;
 pub mod network;

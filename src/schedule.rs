@@ -1,9 +1,6 @@
 //! Coarse-to-fine scales (docs/MATHS.md, "Coarse-to-fine"): the image sizes a run goes through and the
 //! iterations it spends at each. Pure functions of plain numbers, unit-tested without a GPU.
 
-/// The smallest scale when none is given (crowsonkb's style-transfer-pytorch: 128 px).
-pub const DEFAULT_MIN_SCALE: usize = 128;
-
 /// Longest sides of the scales, ascending: `target`, target/√2, target/2, … (rounded) while at least `min`.
 /// Always ends at `target`; a single scale when `target` ≤ `min`.
 pub fn scale_sizes(target: usize, min: usize) -> Vec<usize> {

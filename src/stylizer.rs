@@ -30,13 +30,13 @@ use crate::losses::{LossSpec, LossTerms, Losses};
 use crate::network::{self, GpuNet, Network};
 use crate::optim::average::ImageAverage;
 use crate::optim::lbfgs::{self, Lbfgs};
-use crate::optim::Adam;
+use crate::optim::{Adam, Handover, ImageOptimizer, Problem};
 use crate::plan::Plan;
 use crate::planar::PlanarImage;
 pub use crate::setup_stage::SetupStage;
-use crate::vgg;
 pub use crate::vgg::{add_mean, subtract_mean, Pooling};
 use crate::weights::{Vgg16Weights, CAFFE_MEAN_RGB, VGG16_CONV_LAYERS};
+use crate::{defaults, vgg};
 
 /// Where the optimisation starts.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -107,15 +107,12 @@ pub enum Precision {
 impl Default for StyleOptions {
     fn default() -> Self {
         Self {
-            content_weight: 5.0,
-            style_weight: 100.0,
-            tv_weight: 1e-3,
-            learning_rate: 10.0,
-            content_layers: vec!["relu4_2".into()],
-            style_layers: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            content_weight: defaults::CONTENT_WEIGHT,
+            style_weight: defaults::style_weight(StyleLoss::Gram),
+            tv_weight: defaults::TV_WEIGHT,
+            learning_rate: defaults::LEARNING_RATE,
+            content_layers: defaults::layer_names(defaults::CONTENT_LAYERS),
+            style_layers: defaults::layer_names(defaults::STYLE_LAYERS),
             style_blend_weights: Vec::new(),
             pooling: Pooling::Max,
             init: Init::Content,
@@ -195,7 +192,7 @@ pub struct Stylizer<'a> {
     net: GpuNet,
     network: Network,
     losses: LossTerms,
-    optimizer: OptimizerState,
+    optimizer: Box<dyn ImageOptimizer>,
     /// The average of the iterates, which the run writes (when asked for).
     average: Option<ImageAverage>,
     /// Where the loss slots are copied for reading back (created once).
@@ -203,20 +200,6 @@ pub struct Stylizer<'a> {
     /// The last iteration submitted without a read-back, not yet waited for.
     in_flight: Option<wgpu::SubmissionIndex>,
     bytes: u64,
-}
-
-/// Adam's state as the host sees it: moments dense CHW like x, and the number of updates made.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdamState {
-    pub m: Vec<f32>,
-    pub v: Vec<f32>,
-    pub step: u64,
-}
-
-/// The optimiser's state on the GPU.
-enum OptimizerState {
-    Adam(Adam),
-    Lbfgs(Box<Lbfgs>),
 }
 
 impl<'a> Stylizer<'a> {
@@ -268,9 +251,9 @@ impl<'a> Stylizer<'a> {
         let grad_x = network.grad_image().expect("planned with the backward pass");
         // Adam runs over the whole framed buffer: the frame's gradient is zero, so its x stays zero.
         let count = network.image_frame().buffer_floats(3);
-        let (optimizer, optimizer_bytes) = match opts.optimizer {
+        let (optimizer, optimizer_bytes): (Box<dyn ImageOptimizer>, u64) = match opts.optimizer {
             Optimizer::Adam => (
-                OptimizerState::Adam(Adam::new(ctx, count, f64::from(opts.learning_rate), network.image(), grad_x)?),
+                Box::new(Adam::new(ctx, count, f64::from(opts.learning_rate), network.image(), grad_x)?),
                 4 * Adam::buffer_floats(count) as u64,
             ),
             Optimizer::Lbfgs { history, max_evals } => {
@@ -283,7 +266,7 @@ impl<'a> Stylizer<'a> {
                     )),
                     other => other,
                 })?;
-                (OptimizerState::Lbfgs(Box::new(l)), bytes)
+                (Box::new(l), bytes)
             }
         };
 
@@ -314,142 +297,90 @@ impl<'a> Stylizer<'a> {
         Ok(Self { ctx, net, network, losses, optimizer, average, losses_staging, in_flight: None, bytes })
     }
 
-    /// All dispatches of one Adam iteration in order (the image average's update last, when averaging); the
-    /// loss scalars only when `read_losses` (the gradient needs none of them). With L-BFGS, one evaluation of
-    /// the loss and its gradient (no update).
+    /// All dispatches of one iteration of an optimiser with a fused update (Adam) in order, the image average's
+    /// update last when averaging; the loss scalars only when `read_losses` (the gradient needs none of them).
+    /// With L-BFGS, one evaluation of the loss and its gradient (no update).
     pub fn iteration_dispatches(&self, read_losses: bool) -> Vec<&Dispatch> {
         let mut list = loss_and_gradient(&self.network, &self.losses, read_losses);
-        if let OptimizerState::Adam(adam) = &self.optimizer {
-            list.push(&adam.dispatch);
+        if let Some(update) = self.optimizer.fused_update() {
+            list.push(update);
             list.extend(self.average.as_ref().map(|a| &a.dispatch));
         }
         list
     }
 
-    /// Prepares the optimiser's (and the average's) constants for the next update (call before recording an
-    /// iteration).
+    /// Prepares the constants of the next fused update and the average's (call before recording
+    /// [`Stylizer::iteration_dispatches`] yourself; [`Stylizer::step`] does it).
     pub fn prepare_step(&mut self) {
-        if let OptimizerState::Adam(adam) = &mut self.optimizer {
-            adam.prepare_next(self.ctx);
+        if self.optimizer.fused_update().is_some() {
+            self.optimizer.prepare_fused_update(self.ctx);
             if let Some(a) = &mut self.average {
                 a.prepare_next(self.ctx);
             }
         }
     }
 
-    /// One Adam iteration. With `read_losses`, returns the losses of the image BEFORE this update (the log
+    /// One iteration. With `read_losses`, returns the losses of the image BEFORE this update (the log
     /// convention: the first call gives iteration 0 = the initial image).
     ///
-    /// Without `read_losses` nothing is read back and the call returns once the PREVIOUS iteration has finished:
-    /// one iteration stays queued, so the GPU is not idle while the CPU records the next one, and a GPU error
-    /// surfaces at most one call late.
+    /// Adam without `read_losses` reads nothing back, and the call returns once the PREVIOUS iteration has
+    /// finished: one iteration stays queued, so the GPU is not idle while the CPU records the next one, and a GPU
+    /// error surfaces at most one call late.
     ///
     /// With L-BFGS, one L-BFGS iteration (a line search: one or more evaluations, each waited for); the losses
     /// come for free and are always returned, until L-BFGS has stopped ([`Stylizer::stopped`]): then None and
     /// nothing is done.
     pub fn step(&mut self, read_losses: bool) -> Result<Option<Losses>> {
-        if let OptimizerState::Lbfgs(l) = &mut self.optimizer {
-            let mut eval = Evaluation {
-                ctx: self.ctx,
-                network: &self.network,
-                losses: &self.losses,
-                staging: &self.losses_staging,
-            };
-            let before = l.iterations();
-            let losses = l.iteration(self.ctx, &mut eval)?;
-            if let (Some(a), true) = (&mut self.average, l.iterations() > before) {
-                a.prepare_next(self.ctx); // the accepted iterate joins the average
-                self.ctx.queue.submit([self.ctx.encode([&a.dispatch]).finish()]);
-            }
-            return Ok(losses);
-        }
-        self.prepare_step();
-        let enc = self.ctx.encode(self.iteration_dispatches(read_losses));
-        self.finish(enc, read_losses)
+        let mut problem = Evaluation {
+            ctx: self.ctx,
+            network: &self.network,
+            losses: &self.losses,
+            staging: &self.losses_staging,
+            average: self.average.as_mut(),
+            in_flight: &mut self.in_flight,
+        };
+        self.optimizer.iterate(&mut problem, read_losses)
     }
 
     /// Losses of the current image (one forward pass, no update).
     pub fn losses(&mut self) -> Result<Losses> {
-        if let OptimizerState::Lbfgs(l) = &self.optimizer {
-            if let Some(now) = l.current() {
-                return Ok(now); // L-BFGS evaluated the current x last
-            }
+        if let Some(now) = self.optimizer.current_losses() {
+            return Ok(now); // the optimiser evaluated the current x last
         }
         let enc = self.ctx.encode(loss_only(&self.network, &self.losses));
-        Ok(self.finish(enc, true)?.expect("losses requested"))
+        let read = finish(self.ctx, &self.losses, &self.losses_staging, &mut self.in_flight, enc, true)?;
+        Ok(read.expect("losses requested"))
     }
 
-    fn finish(&mut self, enc: wgpu::CommandEncoder, read_losses: bool) -> Result<Option<Losses>> {
-        if !read_losses {
-            let idx = self.ctx.queue.submit([enc.finish()]);
-            if let Some(prev) = self.in_flight.replace(idx) {
-                self.ctx.wait(Some(prev))?;
-            }
-            return Ok(None);
-        }
-        self.in_flight = None; // mapping waits for everything submitted
-        Ok(Some(submit_and_read_losses(self.ctx, &self.losses, &self.losses_staging, enc)?))
-    }
-
-    /// Number of updates done so far.
+    /// Number of updates done so far (Adam's count carries over from an earlier scale's [`Handover`]).
     pub fn iteration(&self) -> usize {
-        match &self.optimizer {
-            OptimizerState::Adam(adam) => adam.steps() as usize,
-            OptimizerState::Lbfgs(l) => l.iterations(),
-        }
+        self.optimizer.iterations()
     }
 
     /// Evaluations of the loss and its gradient so far (L-BFGS only: Adam makes exactly one per iteration).
     pub fn evaluations(&self) -> Option<usize> {
-        match &self.optimizer {
-            OptimizerState::Adam(_) => None,
-            OptimizerState::Lbfgs(l) => Some(l.evaluations()),
-        }
+        self.optimizer.evaluations()
     }
 
-    /// Adam's moments (dense CHW, like [`Stylizer::x`]) and its update count; None with L-BFGS.
-    pub fn adam_state(&self) -> Result<Option<AdamState>> {
-        let OptimizerState::Adam(adam) = &self.optimizer else { return Ok(None) };
-        let frame = self.network.image_frame();
-        let [m, v] = adam.moments();
-        Ok(Some(AdamState {
-            m: frame.unframe(&self.ctx.read_all(m)?, 3),
-            v: frame.unframe(&self.ctx.read_all(v)?, 3),
-            step: adam.steps(),
-        }))
+    /// The optimiser's state for the next coarse-to-fine scale (dense CHW planes, like [`Stylizer::x`]).
+    pub fn handover(&self) -> Result<Handover> {
+        self.optimizer.handover(self.ctx, self.network.image_frame())
     }
 
-    /// Replaces Adam's moments and update count (coarse-to-fine: the state of the previous scale, resized).
-    pub fn set_adam_state(&mut self, state: &AdamState) -> Result<()> {
-        let frame = self.network.image_frame();
-        let OptimizerState::Adam(adam) = &mut self.optimizer else {
-            return Err(Error::InvalidOption("Adam state given to a run that is not using Adam".into()));
-        };
-        let (w, h) = (self.network.plan.spec.width, self.network.plan.spec.height);
-        if state.m.len() != 3 * w * h || state.v.len() != 3 * w * h {
-            return Err(Error::InvalidOption(format!("Adam state of {} values for a {w}x{h} image", state.m.len())));
-        }
-        let [m, v] = adam.moments();
-        self.ctx.queue.write_buffer(m, 0, bytemuck::cast_slice(&frame.frame(&state.m, 3)));
-        self.ctx.queue.write_buffer(v, 0, bytemuck::cast_slice(&frame.frame(&state.v, 3)));
-        adam.continue_from(state.step);
-        Ok(())
+    /// Continues from an earlier scale's [`Stylizer::handover`], resized to this image
+    /// ([`Handover::resized`]).
+    pub fn resume(&mut self, handover: &Handover) -> Result<()> {
+        self.optimizer.resume(self.ctx, self.network.image_frame(), handover)
     }
 
-    /// L-BFGS's accepted steps t so far, one per iteration (None with Adam).
-    pub fn lbfgs_steps(&self) -> Option<&[f64]> {
-        match &self.optimizer {
-            OptimizerState::Adam(_) => None,
-            OptimizerState::Lbfgs(l) => Some(l.steps()),
-        }
+    /// The accepted step lengths t so far, one per iteration (L-BFGS; None with Adam).
+    pub fn line_steps(&self) -> Option<&[f64]> {
+        self.optimizer.line_steps()
     }
 
     /// Why the optimiser stopped before its iterations were done (L-BFGS's stopping rules), once it has.
     pub fn stopped(&self) -> Option<String> {
-        match &self.optimizer {
-            OptimizerState::Adam(_) => None,
-            OptimizerState::Lbfgs(l) => l.stopped().map(|s| s.to_string()),
-        }
+        self.optimizer.stopped()
     }
 
     /// The image the run writes, + mean, pixel units, NOT clamped: the average of the iterates when averaging
@@ -487,8 +418,8 @@ impl<'a> Stylizer<'a> {
         self.ctx.queue.submit([enc.finish()]);
         let mut enc = self.ctx.encode(loss_only(&self.network, &self.losses));
         enc.copy_buffer_to_buffer(&saved, 0, x, 0, bytes);
-        self.in_flight = None;
-        submit_and_read_losses(self.ctx, &self.losses, &self.losses_staging, enc)
+        let read = finish(self.ctx, &self.losses, &self.losses_staging, &mut self.in_flight, enc, true)?;
+        Ok(read.expect("losses requested"))
     }
 
     /// The gradient of the total loss w.r.t. x at the current image (runs forward + backward, no update).
@@ -537,21 +468,72 @@ fn x_bytes(network: &Network) -> u64 {
     4 * network.image_frame().buffer_floats(3) as u64
 }
 
-/// One evaluation of the loss and ∇L at the image buffer's x, for L-BFGS: the caller's `before` dispatches, the
-/// forward pass with every loss scalar, the backward pass, the caller's `after`, in one submission.
+/// The problem as an optimiser sees it: evaluations of the loss and ∇L at the image buffer's x, recorded with the
+/// optimiser's dispatches, and the image average that takes in each accepted iterate.
 struct Evaluation<'s> {
     ctx: &'s GpuContext,
     network: &'s Network,
     losses: &'s LossTerms,
     staging: &'s wgpu::Buffer,
+    average: Option<&'s mut ImageAverage>,
+    in_flight: &'s mut Option<wgpu::SubmissionIndex>,
 }
 
+/// L-BFGS's evaluations: the caller's `before` dispatches, the forward pass with every loss scalar, the backward
+/// pass, the caller's `after`, in one submission, waited for.
 impl lbfgs::Evaluator for Evaluation<'_> {
     fn evaluate(&mut self, before: &[&Dispatch], after: &[&Dispatch]) -> Result<Losses> {
         let evaluation = loss_and_gradient(self.network, self.losses, true);
         let enc = self.ctx.encode(before.iter().copied().chain(evaluation).chain(after.iter().copied()));
         submit_and_read_losses(self.ctx, self.losses, self.staging, enc)
     }
+}
+
+impl<'s> Problem<'s> for Evaluation<'s> {
+    fn context(&self) -> &'s GpuContext {
+        self.ctx
+    }
+
+    /// The evaluation, the update, then the average's update, in one submission.
+    fn evaluate_and_update(&mut self, update: &Dispatch, read_losses: bool) -> Result<Option<Losses>> {
+        if let Some(a) = self.average.as_deref_mut() {
+            a.prepare_next(self.ctx);
+        }
+        let mut list = loss_and_gradient(self.network, self.losses, read_losses);
+        list.push(update);
+        list.extend(self.average.as_deref().map(|a| &a.dispatch));
+        let enc = self.ctx.encode(list);
+        finish(self.ctx, self.losses, self.staging, self.in_flight, enc, read_losses)
+    }
+
+    fn accepted(&mut self) -> Result<()> {
+        if let Some(a) = self.average.as_deref_mut() {
+            a.prepare_next(self.ctx);
+            self.ctx.queue.submit([self.ctx.encode([&a.dispatch]).finish()]);
+        }
+        Ok(())
+    }
+}
+
+/// Submits `enc`. Without `read_losses`, returns once the previous submission kept `in_flight` has finished
+/// (this one stays queued); with, copies the loss slots out in the same submission, waits and sums them.
+fn finish(
+    ctx: &GpuContext,
+    losses: &LossTerms,
+    staging: &wgpu::Buffer,
+    in_flight: &mut Option<wgpu::SubmissionIndex>,
+    enc: wgpu::CommandEncoder,
+    read_losses: bool,
+) -> Result<Option<Losses>> {
+    if !read_losses {
+        let idx = ctx.queue.submit([enc.finish()]);
+        if let Some(prev) = in_flight.replace(idx) {
+            ctx.wait(Some(prev))?;
+        }
+        return Ok(None);
+    }
+    *in_flight = None; // mapping waits for everything submitted
+    Ok(Some(submit_and_read_losses(ctx, losses, staging, enc)?))
 }
 
 /// One evaluation of L and ∇L at the image buffer's x, in order: forward, the style Grams, the loss scalars

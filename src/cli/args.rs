@@ -6,29 +6,17 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::CliError;
-use neural_style::schedule::DEFAULT_MIN_SCALE;
-
-/// Every relu layer the network computes (up to relu5_1), in order.
-pub const LAYERS: [&str; 11] = [
-    "relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3", "relu4_1", "relu4_2", "relu4_3",
-    "relu5_1",
-];
+use neural_style::defaults::{self, CPU_IMAGE_SIZE, GPU_IMAGE_SIZE};
+use neural_style::job::{JobOptions, JobSize, Scales};
+use neural_style::{Init, Optimizer, Pooling, StyleOptions};
 
 /// Smallest accepted `--image-size`: the network needs both sides ≥ 16 px to reach relu5_1.
-pub const MIN_IMAGE_SIZE: usize = 16;
+use neural_style::vgg::MIN_SIDE as MIN_IMAGE_SIZE;
+/// Every relu layer the network computes (up to relu5_1), in order.
+use neural_style::vgg::RELU_NAMES as LAYERS;
+
 /// Largest accepted `--image-size`.
 pub const MAX_IMAGE_SIZE: usize = 16_384;
-
-/// The job when `--image-size` / `--iterations` are not given: on a GPU, jcjohnson/neural-style's defaults; on
-/// a CPU adapter (lavapipe, where a 512 px iteration takes ~10 s on 2 cores) a job that finishes in about ten
-/// minutes on such a machine (256 px: ~2.4 s per iteration for a square image, measured; docs/PERFORMANCE.md).
-pub const GPU_IMAGE_SIZE: usize = 512;
-pub const GPU_ITERATIONS: usize = 1000;
-pub const CPU_IMAGE_SIZE: usize = 256;
-pub const CPU_ITERATIONS: usize = 300;
-/// Iterations of a CPU adapter's default job, which paints coarse to fine: about as long as 300 iterations at
-/// one scale, and a better picture (docs/PERFORMANCE.md, "Coarse-to-fine").
-pub const CPU_COARSE_TO_FINE_ITERATIONS: usize = 600;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -90,11 +78,6 @@ pub struct SelftestArgs {
     #[arg(long, conflicts_with = "adapter")]
     pub all_adapters: bool,
 }
-
-/// The style weight's default with each style loss (docs/MATHS.md: W2's 200 gives the same total as Gram's 100
-/// on the example images at the content image).
-pub const DEFAULT_STYLE_WEIGHT: f32 = 100.0;
-pub const DEFAULT_W2_STYLE_WEIGHT: f32 = 200.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StyleLossArg {
@@ -178,19 +161,19 @@ pub struct StyleArgs {
     #[arg(long, value_name = "N")]
     pub image_size: Option<usize>,
     /// Style images are resized so that their longest side is ceil(F · image size).
-    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    #[arg(long, value_name = "F", default_value_t = defaults::STYLE_SCALE)]
     pub style_scale: f64,
     /// Comma-separated weights, one per style image (default: equal). Normalised to sum 1.
     #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
     pub style_blend_weights: Vec<f32>,
     /// Weight of the content loss.
-    #[arg(long, value_name = "F", default_value_t = 5.0)]
+    #[arg(long, value_name = "F", default_value_t = defaults::CONTENT_WEIGHT)]
     pub content_weight: f32,
     /// Weight of the style loss [default: 100; 200 with --style-loss w2].
     #[arg(long, value_name = "F")]
     pub style_weight: Option<f32>,
     /// Weight of the total-variation (smoothness) loss.
-    #[arg(long, value_name = "F", default_value_t = 1e-3)]
+    #[arg(long, value_name = "F", default_value_t = defaults::TV_WEIGHT)]
     pub tv_weight: f32,
     /// Number of optimisation steps (0 writes the initial image) [default: 1000; on a CPU adapter 600, coarse to
     /// fine, or 300 when --image-size is given].
@@ -212,7 +195,7 @@ pub struct StyleArgs {
     #[arg(long)]
     pub single_scale: bool,
     /// L-BFGS: history pairs kept on the GPU (2 x N image-sized vectors).
-    #[arg(long, visible_alias = "lbfgs-num-correction", value_name = "N", default_value_t = 100)]
+    #[arg(long, visible_alias = "lbfgs-num-correction", value_name = "N", default_value_t = defaults::LBFGS_HISTORY)]
     pub lbfgs_history: usize,
     /// L-BFGS: cap on evaluations of the loss and its gradient in the whole run [default: 1.25 x iterations].
     #[arg(long, value_name = "N")]
@@ -227,7 +210,7 @@ pub struct StyleArgs {
     #[arg(long, value_enum, default_value_t = StyleLossArg::Gram)]
     pub style_loss: StyleLossArg,
     /// Adam learning rate, in pixel units.
-    #[arg(long, value_name = "F", default_value_t = 10.0)]
+    #[arg(long, value_name = "F", default_value_t = defaults::LEARNING_RATE)]
     pub learning_rate: f32,
     /// Initial image: `image` = the content image (or --init-image), `random` = seeded noise.
     #[arg(long, value_enum, default_value_t = InitArg::Image)]
@@ -249,14 +232,14 @@ pub struct StyleArgs {
     #[arg(long, value_enum, default_value_t = PoolingArg::Max)]
     pub pooling: PoolingArg,
     /// Comma-separated content layers (relu1_1 ... relu5_1).
-    #[arg(long, value_name = "LAYERS", value_delimiter = ',', default_value = "relu4_2")]
+    #[arg(long, value_name = "LAYERS", value_delimiter = ',', default_values = defaults::CONTENT_LAYERS)]
     pub content_layers: Vec<String>,
     /// Comma-separated style layers (relu1_1 ... relu5_1).
     #[arg(
         long,
         value_name = "LAYERS",
         value_delimiter = ',',
-        default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"
+        default_values = defaults::STYLE_LAYERS
     )]
     pub style_layers: Vec<String>,
     /// Report the losses every N iterations (0: never).
@@ -310,51 +293,53 @@ fn check_layers(flag: &str, layers: &[String]) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `--image-size`, `--iterations` and the style side of a run, after the defaults that depend on the adapter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Job {
-    pub image_size: usize,
-    pub iterations: usize,
-    pub style_side: usize,
-    /// Some default was lowered for a CPU adapter (the CLI says so, and how to get the full job).
-    pub cpu_defaults: bool,
-    /// Coarse to fine from this smallest scale (px); None: one scale.
-    pub min_scale: Option<usize>,
-}
-
-impl Job {
-    /// The job for these arguments on an adapter of `device_type` (a pure function: tested without a GPU).
-    pub fn resolve(a: &StyleArgs, device_type: wgpu::DeviceType) -> Job {
-        let cpu = device_type == wgpu::DeviceType::Cpu;
-        // A CPU adapter's whole default job paints coarse to fine (measured better in the same time); any other
-        // job only when asked.
-        let cpu_job = cpu && a.image_size.is_none() && a.iterations.is_none();
-        let min_scale = match (a.single_scale, a.min_scale) {
-            (true, _) => None,
-            (false, Some(m)) => Some(m),
-            (false, None) => (a.coarse_to_fine || cpu_job).then_some(DEFAULT_MIN_SCALE),
-        };
-        let cpu_iterations =
-            if cpu_job && min_scale.is_some() { CPU_COARSE_TO_FINE_ITERATIONS } else { CPU_ITERATIONS };
-        let (size, iterations) = if cpu { (CPU_IMAGE_SIZE, cpu_iterations) } else { (GPU_IMAGE_SIZE, GPU_ITERATIONS) };
-        let image_size = a.image_size.unwrap_or(size);
-        Job {
-            image_size,
-            iterations: a.iterations.unwrap_or(iterations),
-            style_side: neural_style::image_io::style_longest_side(image_size, a.style_scale),
-            cpu_defaults: cpu && (a.image_size.is_none() || a.iterations.is_none()),
-            min_scale,
-        }
-    }
-}
-
 impl StyleArgs {
     /// The style weight: as given, else 100 for Gram and 200 for W2 (docs/MATHS.md).
     pub fn style_weight(&self) -> f32 {
-        self.style_weight.unwrap_or(match self.style_loss {
-            StyleLossArg::Gram => DEFAULT_STYLE_WEIGHT,
-            StyleLossArg::W2 => DEFAULT_W2_STYLE_WEIGHT,
-        })
+        self.style_weight.unwrap_or(defaults::style_weight(self.style_loss.into()))
+    }
+
+    /// The scales asked for.
+    fn scales(&self) -> Scales {
+        match (self.single_scale, self.min_scale) {
+            (true, _) => Scales::Single,
+            (false, Some(m)) => Scales::CoarseToFine(m),
+            (false, None) if self.coarse_to_fine => Scales::CoarseToFine(defaults::MIN_SCALE),
+            (false, None) => Scales::Default,
+        }
+    }
+
+    /// The job's size on an adapter of `device_type` (a CPU adapter gets a job of minutes by default).
+    pub fn job_size(&self, device_type: wgpu::DeviceType) -> JobSize {
+        JobSize::resolve_scales(self.image_size, self.iterations, self.scales(), device_type)
+    }
+
+    /// The library's options for these flags.
+    pub fn job_options(&self, size: JobSize, init: Init) -> JobOptions {
+        let style = StyleOptions {
+            content_weight: self.content_weight,
+            style_weight: self.style_weight(),
+            tv_weight: self.tv_weight,
+            learning_rate: self.learning_rate,
+            content_layers: self.content_layers.clone(),
+            style_layers: self.style_layers.clone(),
+            style_blend_weights: self.style_blend_weights.clone(),
+            pooling: match self.pooling {
+                PoolingArg::Max => Pooling::Max,
+                PoolingArg::Avg => Pooling::Avg,
+            },
+            precision: self.precision.into(),
+            optimizer: match self.optimizer {
+                OptimizerArg::Adam => Optimizer::Adam,
+                // The cap is set per scale by the job (from lbfgs_max_evals below).
+                OptimizerArg::Lbfgs => Optimizer::Lbfgs { history: self.lbfgs_history, max_evals: 1 },
+            },
+            init,
+            seed: self.seed,
+            average_decay: self.avg_decay,
+            style_loss: self.style_loss.into(),
+        };
+        JobOptions { style, size, style_scale: self.style_scale, lbfgs_max_evals: self.lbfgs_max_evals }
     }
 
     /// Checks every flag value (nothing touches a file or the GPU here). Errors are usage errors (exit 2).
@@ -430,7 +415,7 @@ impl StyleArgs {
             return Err(usage("--lbfgs-max-evals must be at least 1"));
         }
         if self.optimizer != OptimizerArg::Lbfgs
-            && (self.lbfgs_max_evals.is_some() || self.lbfgs_history != neural_style::optim::lbfgs::DEFAULT_HISTORY)
+            && (self.lbfgs_max_evals.is_some() || self.lbfgs_history != defaults::LBFGS_HISTORY)
         {
             return Err(usage("--lbfgs-history and --lbfgs-max-evals need --optimizer lbfgs"));
         }
@@ -468,31 +453,24 @@ mod tests {
     }
 
     #[test]
-    fn cpu_adapters_get_a_job_of_minutes_unless_told_otherwise() {
+    fn the_scale_flags_pick_the_job() {
         let cpu = wgpu::DeviceType::Cpu;
         let gpu = wgpu::DeviceType::DiscreteGpu;
-        let j = Job::resolve(&args(&[]), gpu);
-        assert_eq!(
-            (j.image_size, j.iterations, j.style_side, j.cpu_defaults, j.min_scale),
-            (512, 1000, 512, false, None)
-        );
-        let j = Job::resolve(&args(&[]), cpu);
-        assert_eq!(
-            (j.image_size, j.iterations, j.style_side, j.cpu_defaults, j.min_scale),
-            (256, 600, 256, true, Some(128))
-        );
-        let j = Job::resolve(&args(&["--single-scale"]), cpu);
+        let j = args(&[]).job_size(cpu);
+        assert_eq!((j.image_size, j.iterations, j.cpu_defaults, j.min_scale), (256, 600, true, Some(128)));
+        let j = args(&["--single-scale"]).job_size(cpu);
         assert_eq!((j.image_size, j.iterations, j.min_scale), (256, 300, None));
-        let j = Job::resolve(&args(&["--image-size", "400"]), cpu);
-        assert_eq!((j.image_size, j.iterations, j.cpu_defaults, j.min_scale), (400, 300, true, None));
-        let j = Job::resolve(&args(&["--coarse-to-fine"]), gpu);
-        assert_eq!((j.iterations, j.min_scale), (1000, Some(128)));
-        let j = Job::resolve(&args(&["--min-scale", "200"]), gpu);
-        assert_eq!(j.min_scale, Some(200));
-        let j = Job::resolve(&args(&["--image-size", "512", "--iterations", "1000"]), cpu);
-        assert_eq!((j.image_size, j.iterations, j.cpu_defaults), (512, 1000, false));
-        let j = Job::resolve(&args(&["--style-scale", "0.5"]), cpu);
-        assert_eq!(j.style_side, 128);
+        assert_eq!(args(&["--coarse-to-fine"]).job_size(gpu).min_scale, Some(128));
+        assert_eq!(args(&["--min-scale", "200"]).job_size(gpu).min_scale, Some(200));
+        assert_eq!(args(&[]).job_size(gpu).min_scale, None);
+        let o = args(&["--style-scale", "0.5"]).job_options(args(&[]).job_size(cpu), Init::Content);
+        assert_eq!(o.style_side(), 128);
+    }
+
+    #[test]
+    fn the_flags_default_to_the_library_defaults() {
+        let style = args(&[]).job_options(args(&[]).job_size(wgpu::DeviceType::Cpu), Init::Content).style;
+        assert_eq!(style, StyleOptions::default());
     }
 
     #[test]

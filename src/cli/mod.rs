@@ -1,11 +1,14 @@
 //! The command-line interface: `neural-style CONTENT STYLE [STYLE ...] [OPTIONS]` and the `devices`, `bench`
-//! and `selftest` subcommands. It drives the engine only through the library API ([`neural_style::Stylizer`]).
+//! and `selftest` subcommands. It drives the engine only through the library API ([`neural_style::job::Job`]).
 //!
 //! Exit codes: 0 success, 1 runtime error (files, weights, GPU), 2 usage error (bad flag or value),
 //! 130 interrupted by Ctrl-C (after writing the current image). Errors are one line on stderr: `error: ...`.
 
 mod args;
+mod observer;
+mod outputs;
 mod progress;
+mod rescue;
 mod run;
 mod web;
 

@@ -13,19 +13,12 @@ use crate::kernels::coop::{max_abs, zero_ranges};
 use crate::kernels::vector::{axpy, dot, dot_partials, set_coefficient, Coefficient, Reduction};
 use crate::losses::Losses;
 
-/// Default history size (torch's and jcjohnson's).
-pub const DEFAULT_HISTORY: usize = 100;
 /// Pairs with yᵀs at or below this are not kept.
 pub const CURVATURE_EPS: f64 = 1e-10;
 /// Stop when max|g| falls to this.
 pub const TOLERANCE_GRAD: f64 = 1e-7;
 /// Stop when a step or the loss changes by less than this.
 pub const TOLERANCE_CHANGE: f64 = 1e-9;
-
-/// Evaluation cap for `iterations` L-BFGS iterations when none is given (torch: max_iter · 5/4).
-pub fn default_max_evals(iterations: usize) -> usize {
-    iterations * 5 / 4
-}
 
 /// Vectors of `count` floats L-BFGS keeps on the GPU with `history` pairs: the pairs (one spare for the
 /// candidate), x at the start of the line search, g, the previous g, q, the direction and three gradients the
@@ -394,6 +387,50 @@ impl Lbfgs {
             self.stopped = Some(Stop::NoProgress);
         }
         Ok(Some(before))
+    }
+}
+
+/// L-BFGS's history starts afresh at each coarse-to-fine scale: it hands nothing over.
+impl super::ImageOptimizer for Lbfgs {
+    fn iterate(&mut self, problem: &mut dyn super::Problem<'_>, _read_losses: bool) -> Result<Option<Losses>> {
+        let before = self.iterations;
+        let ctx = problem.context();
+        let losses = self.iteration(ctx, problem)?;
+        if self.iterations > before {
+            problem.accepted()?;
+        }
+        Ok(losses)
+    }
+
+    fn iterations(&self) -> usize {
+        self.iterations
+    }
+
+    fn evaluations(&self) -> Option<usize> {
+        Some(self.evals)
+    }
+
+    fn stopped(&self) -> Option<String> {
+        self.stopped.as_ref().map(Stop::to_string)
+    }
+
+    fn current_losses(&self) -> Option<Losses> {
+        self.current
+    }
+
+    fn line_steps(&self) -> Option<&[f64]> {
+        Some(&self.steps)
+    }
+
+    fn handover(&self, _ctx: &GpuContext, _frame: crate::frame::Frame) -> Result<super::Handover> {
+        Ok(super::Handover::default())
+    }
+
+    fn resume(&mut self, _ctx: &GpuContext, _frame: crate::frame::Frame, h: &super::Handover) -> Result<()> {
+        if !h.planes.is_empty() {
+            return Err(Error::InvalidOption("L-BFGS starts each scale afresh: it takes no optimiser state".into()));
+        }
+        Ok(())
     }
 }
 

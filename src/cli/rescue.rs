@@ -1,0 +1,139 @@
+//! Writing the image, and what is written when a run cannot finish: Ctrl-C saves the last iterate the host
+//! already has without waiting for the GPU, and a GPU failure salvages it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use image::ImageFormat;
+use neural_style::image_io::{self, OutputDepth};
+use neural_style::PlanarImage;
+
+use super::CliError;
+
+/// Encodes and writes atomically, applying `--original-colors` when asked.
+pub struct Writer {
+    pub format: ImageFormat,
+    pub depth: OutputDepth,
+    pub original_colors: Option<PlanarImage>,
+}
+
+impl Writer {
+    pub fn write(&self, path: &Path, img: PlanarImage) -> Result<(), CliError> {
+        let img = match &self.original_colors {
+            // A frame of an earlier coarse-to-fine scale takes its colours from the content at its own size.
+            Some(content) if (content.width, content.height) != (img.width, img.height) => {
+                image_io::original_colors(&img, &image_io::resize_exact(content, img.width, img.height))
+            }
+            Some(content) => image_io::original_colors(&img, content),
+            None => img,
+        };
+        let bytes = image_io::encode_image_with_depth(&img, self.format, self.depth)?;
+        image_io::write_bytes_atomic(path, &bytes)?;
+        Ok(())
+    }
+}
+
+/// The last completed iterate kept on the host, and how to write it: what Ctrl-C saves without waiting for
+/// work still on the GPU (on a CPU adapter one iteration at 512 px takes seconds), and what a GPU failure
+/// salvages.
+pub struct Rescue {
+    pub writer: Writer,
+    pub output: PathBuf,
+    /// The output's size: an image of an earlier coarse-to-fine scale (after Ctrl-C) is resized to it.
+    pub size: (usize, usize),
+    snapshot: Mutex<Option<(usize, PlanarImage)>>,
+    /// Held while the output is written; `true` once the main thread has written it.
+    written: Mutex<bool>,
+}
+
+pub static RESCUE: OnceLock<Rescue> = OnceLock::new();
+
+/// How long Ctrl-C waits for the loop to stop by itself before the last snapshot is written from the handler.
+const CTRL_C_GRACE: Duration = Duration::from_millis(1500);
+
+impl Rescue {
+    pub fn new(writer: Writer, output: PathBuf, size: (usize, usize)) -> Self {
+        Self { writer, output, size, snapshot: Mutex::new(None), written: Mutex::new(false) }
+    }
+
+    pub fn keep(&self, iteration: usize, img: PlanarImage) {
+        *self.snapshot.lock().unwrap() = Some((iteration, img));
+    }
+
+    /// `img` at the output's size (Lanczos; only an interrupted coarse-to-fine run needs it).
+    pub fn fit(&self, img: PlanarImage) -> PlanarImage {
+        if (img.width, img.height) == self.size {
+            img
+        } else {
+            image_io::resize_exact(&img, self.size.0, self.size.1)
+        }
+    }
+
+    pub fn last(&self) -> Option<(usize, PlanarImage)> {
+        self.snapshot.lock().unwrap().clone()
+    }
+
+    /// Writes the final image from the main thread (unless the Ctrl-C path already did and is exiting).
+    pub fn write_final(&self, img: PlanarImage) -> Result<(), CliError> {
+        let mut written = self.written.lock().unwrap();
+        self.writer.write(&self.output, self.fit(img))?;
+        *written = true;
+        Ok(())
+    }
+
+    /// The Ctrl-C path when the loop did not stop in time: write the snapshot, exit 130.
+    fn write_snapshot_and_exit(&self) -> ! {
+        let written = self.written.lock().unwrap();
+        if !*written {
+            match self.last() {
+                Some((k, img)) => match self.writer.write(&self.output, self.fit(img)) {
+                    Ok(()) => eprintln!("interrupted: wrote the image of iteration {k} to '{}'", self.output.display()),
+                    Err(CliError::Usage(e) | CliError::Runtime(e)) => eprintln!("error: saving failed: {e}"),
+                },
+                None => eprintln!("interrupted before the first iteration: nothing written"),
+            }
+        }
+        std::process::exit(super::EXIT_INTERRUPTED as i32)
+    }
+}
+
+pub fn install_ctrlc(interrupted: &'static AtomicBool) {
+    let _ = ctrlc::set_handler(move || {
+        // A second Ctrl-C quits at once, without saving.
+        if interrupted.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: quitting without saving");
+            std::process::exit(super::EXIT_INTERRUPTED as i32);
+        }
+        eprintln!("\ninterrupted: saving the last completed iteration (Ctrl-C again to quit without saving)");
+        // The loop checks the flag between iterations; if an iteration is still running after the grace
+        // period, write what the host already has rather than wait for it.
+        std::thread::spawn(|| {
+            std::thread::sleep(CTRL_C_GRACE);
+            match RESCUE.get() {
+                Some(r) => r.write_snapshot_and_exit(),
+                None => {
+                    eprintln!("interrupted during setup: nothing written");
+                    std::process::exit(super::EXIT_INTERRUPTED as i32)
+                }
+            }
+        });
+    });
+}
+
+/// A GPU failure mid-run: write the last image kept on the host (if any) to the output, and say so.
+pub fn salvage(e: neural_style::Error, iteration: usize, rescue: &Rescue) -> CliError {
+    let what = format!("GPU failure at iteration {iteration}: {e}");
+    match rescue.last() {
+        Some((k, img)) => match rescue.write_final(img) {
+            Ok(()) => {
+                CliError::Runtime(format!("{what}; wrote the image of iteration {k} to '{}'", rescue.output.display()))
+            }
+            Err(CliError::Usage(w) | CliError::Runtime(w)) => {
+                CliError::Runtime(format!("{what}; saving the last good image failed too: {w}"))
+            }
+        },
+        None => CliError::Runtime(format!("{what}; no image had been read back yet, nothing written")),
+    }
+}
