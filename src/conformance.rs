@@ -676,7 +676,7 @@ pub fn newton_schulz(ctx: &GpuContext, variant: MatmulVariant, c: usize, seed: u
     let (mean, srm) = r::moments(&f, c, 3 * c);
     let target = r::w2_target(&mean, &srm, c);
     let m = r::matmul(&target.sqrt, &r::matmul(&target.cov, &target.sqrt, c), c);
-    let iterations = crate::losses::W2_NEWTON_SCHULZ_ITERATIONS;
+    let iterations = crate::loss_terms::W2_NEWTON_SCHULZ_ITERATIONS;
     let run = || -> Result<(Vec<f32>, Vec<f32>, f32)> {
         let (mb, slots) = (io.buf(&m)?, io.out(2)?);
         let partials = io.out(kernels::vector::dot_partials(c * c))?;

@@ -2,7 +2,7 @@
 //! size, which depends on the adapter (a CPU adapter gets a job of minutes). [`crate::StyleOptions::default`],
 //! [`crate::job::JobSize::resolve`], `bench` and the CLI's flags all read them from here.
 
-use crate::losses::StyleLoss;
+use crate::loss_terms::StyleLoss;
 
 /// Weight of the content loss (jcjohnson/neural-style's).
 pub const CONTENT_WEIGHT: f32 = 5.0;

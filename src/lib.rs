@@ -8,7 +8,7 @@
 //! - [`network`]: the weights on the GPU and a plan made real (buffers, forward and backward dispatches).
 //! - [`kernels`]: one thin host wrapper per WGSL kernel in `kernels/`, the WGSL composition and the choice of
 //!   variant; [`gpu`]: the wgpu context (adapter choice, limits, typed errors, pipelines from WGSL source).
-//! - [`losses`]: the content, style and TV terms; [`optim`]: the optimiser on the image.
+//! - [`loss_terms`]: the content, style and TV terms; [`optim`]: the optimiser on the image.
 //! - [`stylizer`]: one style problem at one size on the GPU: build a [`Stylizer`], step it, read the image.
 //! - [`job`]: the whole painting (scales, hand-over between them, caps, averaging) reported to an observer;
 //!   [`defaults`]: every default in one place.
@@ -25,7 +25,7 @@ pub mod gpu;
 pub mod image_io;
 pub mod job;
 pub mod kernels;
-pub mod losses;
+pub mod loss_terms;
 pub mod network;
 pub mod optim;
 pub mod plan;
@@ -41,6 +41,6 @@ pub mod vgg;
 pub use neural_style_weights as weights;
 
 pub use error::{Error, Result};
-pub use losses::Losses;
+pub use loss_terms::Losses;
 pub use planar::PlanarImage;
 pub use stylizer::{Init, Optimizer, Pooling, Precision, SetupStage, StyleLoss, StyleOptions, Stylizer};

@@ -25,8 +25,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels::AdapterFacts;
-pub use crate::losses::StyleLoss;
-use crate::losses::{LossSpec, LossTerms, Losses};
+pub use crate::loss_terms::StyleLoss;
+use crate::loss_terms::{LossSpec, LossTerms, Losses};
 use crate::network::{self, GpuNet, Network};
 use crate::optim::average::ImageAverage;
 use crate::optim::lbfgs::{self, Lbfgs};
@@ -245,8 +245,7 @@ impl<'a> Stylizer<'a> {
         let content_x = subtract_mean(content);
         let weighted: Vec<(PlanarImage, f64)> = styles.iter().cloned().zip(blend).collect();
         let losses = LossTerms::new(ctx, &net, &network, &spec, &content_x, &weighted, on_stage)?;
-        let layers = network.plan.layers.clone();
-        network.build_backward(ctx, &net, |site| losses.gradient_dispatches(ctx, &layers, site))?;
+        network.build_backward(ctx, &net, |site| losses.gradient_dispatches(ctx, site))?;
 
         let grad_x = network.grad_image().expect("planned with the backward pass");
         // Adam runs over the whole framed buffer: the frame's gradient is zero, so its x stays zero.
@@ -460,7 +459,8 @@ impl<'a> Stylizer<'a> {
 /// The loss scalars at the image buffer's x: forward, the style Grams, the scalars. tv_grad writes the TV
 /// partials (and adds to dL/dx, which the next evaluation overwrites).
 fn loss_only<'n>(network: &'n Network, l: &'n LossTerms) -> impl Iterator<Item = &'n Dispatch> {
-    network.forward.iter().chain(&l.grams).chain(&l.scalars).chain(&l.tv_grad).chain(&l.tv_scalar)
+    let forward = network.forward.iter().chain(l.after_forward()).chain(l.layer_scalars());
+    forward.chain(l.image_gradients()).chain(l.image_scalars())
 }
 
 /// Bytes of the (framed) image buffer.
@@ -539,17 +539,16 @@ fn finish(
 /// One evaluation of L and ∇L at the image buffer's x, in order: forward, the style Grams, the loss scalars
 /// (only with `read_losses`: the gradient needs none of them), backward with the loss gradients, TV.
 fn loss_and_gradient<'n>(network: &'n Network, losses: &'n LossTerms, read_losses: bool) -> Vec<&'n Dispatch> {
-    let (scalars, tv_scalar): (&[Dispatch], &[Dispatch]) =
-        if read_losses { (&losses.scalars, &losses.tv_scalar) } else { (&[], &[]) };
-    network
-        .forward
-        .iter()
-        .chain(&losses.grams)
-        .chain(scalars)
-        .chain(&network.backward)
-        .chain(&losses.tv_grad)
-        .chain(tv_scalar)
-        .collect()
+    let mut list: Vec<&Dispatch> = network.forward.iter().chain(losses.after_forward()).collect();
+    if read_losses {
+        list.extend(losses.layer_scalars());
+    }
+    list.extend(&network.backward);
+    list.extend(losses.image_gradients());
+    if read_losses {
+        list.extend(losses.image_scalars());
+    }
+    list
 }
 
 /// Submits `enc` with a copy of the loss slots into `staging` (in the same submission), waits, and sums them.
@@ -560,7 +559,7 @@ fn submit_and_read_losses(
     mut enc: wgpu::CommandEncoder,
 ) -> Result<Losses> {
     let n = losses.slot_kinds().len();
-    enc.copy_buffer_to_buffer(&losses.slots_buffer, 0, staging, 0, (n * 4) as u64);
+    enc.copy_buffer_to_buffer(losses.slots_buffer(), 0, staging, 0, (n * 4) as u64);
     ctx.queue.submit([enc.finish()]);
     Ok(losses.total(&ctx.map_f32(staging, n)?))
 }

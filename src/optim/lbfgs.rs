@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels::coop::{max_abs, zero_ranges};
 use crate::kernels::vector::{axpy, dot, dot_partials, set_coefficient, Coefficient, Reduction};
-use crate::losses::Losses;
+use crate::loss_terms::Losses;
 
 /// Pairs with yᵀs at or below this are not kept.
 pub const CURVATURE_EPS: f64 = 1e-10;

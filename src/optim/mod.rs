@@ -13,7 +13,7 @@ use crate::frame::Frame;
 use crate::gpu::{Dispatch, GpuContext};
 use crate::image_io::{self, Resample};
 use crate::kernels;
-use crate::losses::Losses;
+use crate::loss_terms::Losses;
 
 /// What an optimiser's iteration asks of the problem it optimises (the [`crate::Stylizer`] answers): evaluations
 /// of the loss and its gradient at the image buffer's x, recorded with the optimiser's own dispatches.

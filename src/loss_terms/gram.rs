@@ -1,0 +1,175 @@
+//! The Gram style term at one layer (docs/MATHS.md, "Losses"): w_s / C² · Σ (G − A)², G the image's Gram matrix
+//! and A the blend of the style images' Grams, and the style images' blended statistics both style terms start
+//! from ([`StyleBlend`]).
+
+use super::{LossKind, LossSpec, LossTerm, Site, StyleLoss, TermSetup};
+use crate::error::Result;
+use crate::gaussian::{w2_target, W2Target};
+use crate::gpu::{Dispatch, GpuContext};
+use crate::kernels::gram::{gram, gram_coop, GramVariant};
+use crate::kernels::loss::{
+    reduce_sum, sq_diff_partials, sq_diff_sum, style_grad, style_grad_coop, style_grad_variant, StyleGradVariant,
+};
+use crate::network::{self, GpuNet};
+use crate::plan::Shape;
+use crate::planar::PlanarImage;
+use crate::setup_stage::SetupStage;
+
+/// The GPU buffers one Gram term allocates: the target A and the image's G.
+pub fn buffers(shape: Shape) -> [(&'static str, usize); 2] {
+    let c = shape.channels;
+    [("style target", c * c), ("gram", c * c)]
+}
+
+/// Partials its reduction writes.
+pub fn partials(shape: Shape) -> usize {
+    sq_diff_partials(shape.channels * shape.channels)
+}
+
+/// The style images' statistics at each style layer, blended in f64 by the blend weights: A_l = Σ_k b_k G_l(k),
+/// each Gram at its image's own size, and (for W2) the means.
+pub struct StyleBlend {
+    grams: Vec<Vec<f64>>,
+    means: Vec<Vec<f64>>,
+}
+
+impl StyleBlend {
+    pub fn new(
+        ctx: &GpuContext,
+        net: &GpuNet,
+        spec: &LossSpec,
+        styles: &[(PlanarImage, f64)],
+        on_stage: &mut dyn FnMut(SetupStage),
+    ) -> Result<Self> {
+        let mut blend = Self { grams: Vec::new(), means: Vec::new() };
+        if spec.style_layers.is_empty() {
+            return Ok(blend);
+        }
+        let (variant, w2) = (spec.gram_variant(&net.facts), spec.style_loss == StyleLoss::W2);
+        for (k, (image, weight)) in styles.iter().enumerate() {
+            let (width, height) = (image.width, image.height);
+            on_stage(SetupStage::StyleTargets { index: k, count: styles.len(), width, height });
+            let x = crate::vgg::subtract_mean(image);
+            let (g, means) = network::grams(ctx, net, (&x, width, height), &spec.style_layers, variant, w2)?;
+            if k == 0 {
+                blend.grams = g.iter().map(|m| vec![0.0; m.len()]).collect();
+                blend.means = means.iter().map(|m| vec![0.0; m.len()]).collect();
+            }
+            for (t, m) in blend.grams.iter_mut().zip(&g).chain(blend.means.iter_mut().zip(&means)) {
+                for (a, &v) in t.iter_mut().zip(m) {
+                    *a += weight * f64::from(v);
+                }
+            }
+        }
+        Ok(blend)
+    }
+
+    /// The blended Gram of style layer `i` (the i-th of the spec's style layers).
+    pub fn gram(&self, i: usize) -> &[f64] {
+        &self.grams[i]
+    }
+
+    /// The W2 target of style layer `i` of shape `shape`: the blend's second moments are C·A.
+    pub fn w2_target(&self, i: usize, shape: Shape) -> W2Target {
+        let c = shape.channels;
+        let second_moments: Vec<f64> = self.grams[i].iter().map(|g| g * c as f64).collect();
+        w2_target(&self.means[i], &second_moments, c)
+    }
+}
+
+pub struct GramTerm {
+    layer: usize,
+    shape: Shape,
+    weight: f64,
+    /// This image's Gram G and the blended target A.
+    gram: wgpu::Buffer,
+    target: wgpu::Buffer,
+    /// With tensor cores: A's largest magnitude, the network's operand ranges and the entries where the
+    /// features' and G's are measured.
+    target_largest: f32,
+    coop: Option<(wgpu::Buffer, (u32, u32))>,
+    style_grad_variant: StyleGradVariant,
+    after_forward: Vec<Dispatch>,
+    scalar: Vec<Dispatch>,
+}
+
+impl GramTerm {
+    pub fn new(setup: &TermSetup<'_>, layer: usize, slot: usize, blended: &[f64]) -> Result<Self> {
+        let TermSetup { ctx, facts, network, spec, scratch } = setup;
+        let shape = network.plan.layers[layer];
+        let (c, frame, features) = (shape.channels, shape.frame(), network.relu(layer));
+        let target32: Vec<f32> = blended.iter().map(|&v| v as f32).collect();
+        let target = ctx.buffer_from("style target", &target32)?;
+        let gram_buffer = ctx.storage_buffer("gram", c * c)?;
+        let target_largest = target32.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let coop = network.coop_ranges.as_ref().map(|r| (r.buffer.clone(), (r.slot(), r.slot())));
+        let gp = &scratch.gram_partials;
+        let after_forward = match (spec.gram_variant(facts), &coop) {
+            (GramVariant::Coop { config, twin }, Some((ranges, (features_slot, _)))) => {
+                gram_coop(ctx, config, twin, c, frame, features, gp, &gram_buffer, ranges, *features_slot)?
+            }
+            (variant, _) => gram(ctx, variant, c, frame, features, gp, &gram_buffer)?,
+        };
+        let scale = spec.style_weight / (c * c) as f64;
+        let scalar = vec![
+            sq_diff_sum(ctx, c * c, &gram_buffer, &target, &scratch.partials)?,
+            reduce_sum(ctx, sq_diff_partials(c * c), slot, scale, &scratch.partials, &scratch.slots)?,
+        ];
+        Ok(Self {
+            layer,
+            shape,
+            weight: spec.style_weight,
+            gram: gram_buffer,
+            target,
+            target_largest,
+            coop,
+            style_grad_variant: style_grad_variant(facts),
+            after_forward,
+            scalar,
+        })
+    }
+}
+
+impl LossTerm for GramTerm {
+    fn kind(&self) -> LossKind {
+        LossKind::Style
+    }
+
+    fn site(&self) -> Site {
+        Site::Relu(self.layer)
+    }
+
+    fn after_forward(&self) -> &[Dispatch] {
+        &self.after_forward
+    }
+
+    fn scalar(&self) -> &[Dispatch] {
+        &self.scalar
+    }
+
+    /// 4·w_s / (C²·C·H·W) · (G − A)·F, through F's ReLU mask.
+    fn gradient(
+        &self,
+        ctx: &GpuContext,
+        features: &wgpu::Buffer,
+        grad: &wgpu::Buffer,
+        accumulate: bool,
+    ) -> Result<Vec<Dispatch>> {
+        let s = self.shape;
+        let c = s.channels;
+        let scale = 4.0 * self.weight / ((c * c) as f64 * s.floats() as f64);
+        let (gram, target) = (&self.gram, &self.target);
+        match (self.style_grad_variant, &self.coop) {
+            (StyleGradVariant::Coop { config, twin }, Some((ranges, (features_slot, gram_slot)))) => {
+                let slots = (*gram_slot, self.target_largest, *features_slot);
+                let frame = s.frame();
+                style_grad_coop(
+                    ctx, config, twin, c, frame, scale, accumulate, gram, target, features, grad, ranges, slots,
+                )
+            }
+            (variant, _) => {
+                Ok(vec![style_grad(ctx, variant, c, s.frame(), scale, accumulate, gram, target, features, grad)?])
+            }
+        }
+    }
+}

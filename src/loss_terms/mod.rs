@@ -1,0 +1,310 @@
+//! The loss terms of docs/MATHS.md on the GPU, one file each: [`content`], [`gram`] (the Gram style term),
+//! [`w2`] (the Wasserstein-2 style term) and [`tv`]. Each term makes its targets, records the dispatches of its
+//! scalar and its gradient, and says what it allocates; [`LossTerms`] puts them in order. A new term is one file
+//! implementing [`LossTerm`] and one line in [`LossTerms::new`] (and its buffers in [`LossSpec::buffers`]).
+//!
+//! Terms are kept in a fixed order — content layers, then style layers, as the options list them, then TV on
+//! the image — and each writes one slot of a small loss buffer. Only the scalars are ever read back, and only
+//! when asked for.
+
+pub mod content;
+pub mod gram;
+pub mod tv;
+pub mod w2;
+
+use crate::error::Result;
+use crate::gpu::{Dispatch, GpuContext};
+use crate::kernels::{self, AdapterFacts};
+use crate::network::{GpuNet, LossGradientSite, Network};
+use crate::plan::Shape;
+use crate::planar::PlanarImage;
+use crate::setup_stage::SetupStage;
+
+pub use w2::{w2_gram_variant, w2_style_grad_variant, W2_NEWTON_SCHULZ_ITERATIONS};
+
+/// Loss values of one image (see `docs/MATHS.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Default, serde::Serialize)]
+pub struct Losses {
+    pub content: f64,
+    pub style: f64,
+    pub tv: f64,
+    pub total: f64,
+}
+
+/// What one slot of the loss buffer holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    Content,
+    Style,
+    TotalVariation,
+}
+
+/// What the style terms measure (docs/MATHS.md, "Losses" and "Style loss: Wasserstein-2").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StyleLoss {
+    /// The squared distance between Gram matrices (jcjohnson/neural-style's).
+    #[default]
+    Gram,
+    /// The Wasserstein-2 distance between Gaussian fits (mean and covariance) of the features.
+    W2,
+}
+
+/// Where a term adds to the gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Site {
+    /// relu `l`'s features: the network's backward pass asks for it there.
+    Relu(usize),
+    /// The image itself, after the backward pass.
+    Image,
+}
+
+/// One term of the loss: what it reads, the dispatches of its scalar, and its gradient.
+pub trait LossTerm {
+    fn kind(&self) -> LossKind;
+    fn site(&self) -> Site;
+    /// Dispatches that run after the forward pass, before the scalars and the backward pass read their results
+    /// (the image's Gram, W2's square root).
+    fn after_forward(&self) -> &[Dispatch] {
+        &[]
+    }
+    /// Dispatches writing the term's slot: only on evaluations whose losses are read. An image term's run after
+    /// its gradient (TV's partials are a by-product of it).
+    fn scalar(&self) -> &[Dispatch];
+    /// The dispatches adding the term's gradient into `grad` at its site (`features`: what it reads there);
+    /// `accumulate`: whether `grad` already holds a value (else the first term overwrites it).
+    fn gradient(
+        &self,
+        ctx: &GpuContext,
+        features: &wgpu::Buffer,
+        grad: &wgpu::Buffer,
+        accumulate: bool,
+    ) -> Result<Vec<Dispatch>>;
+}
+
+/// Scratch the terms share: the reductions' partials and the Gram kernels' (each reduction finishes before the
+/// next starts), and the loss slots.
+pub struct Scratch {
+    pub partials: wgpu::Buffer,
+    pub gram_partials: wgpu::Buffer,
+    /// One f32 per slot of [`LossSpec::slots`].
+    pub slots: wgpu::Buffer,
+}
+
+/// Floats of each [`Scratch`] buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScratchSizes {
+    pub partials: usize,
+    pub gram_partials: usize,
+    pub slots: usize,
+}
+
+/// What a term is built from.
+pub struct TermSetup<'a> {
+    pub ctx: &'a GpuContext,
+    pub facts: &'a AdapterFacts,
+    pub network: &'a Network,
+    pub spec: &'a LossSpec,
+    pub scratch: &'a Scratch,
+}
+
+/// The loss weights and layers (relu indices) of a problem.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossSpec {
+    pub content_weight: f64,
+    pub style_weight: f64,
+    pub tv_weight: f64,
+    pub content_layers: Vec<usize>,
+    pub style_layers: Vec<usize>,
+    pub style_loss: StyleLoss,
+}
+
+impl LossSpec {
+    /// Every layer a term reads.
+    pub fn taps(&self) -> Vec<usize> {
+        self.content_layers.iter().chain(&self.style_layers).copied().collect()
+    }
+
+    /// The slot kinds in order (content terms, style terms, TV).
+    pub fn slots(&self) -> Vec<LossKind> {
+        let content = self.content_layers.iter().map(|_| LossKind::Content);
+        let style = self.style_layers.iter().map(|_| LossKind::Style);
+        content.chain(style).chain([LossKind::TotalVariation]).collect()
+    }
+
+    /// The Gram kernel the style terms use.
+    pub fn gram_variant(&self, facts: &AdapterFacts) -> kernels::gram::GramVariant {
+        match self.style_loss {
+            StyleLoss::Gram => kernels::gram::variant(facts),
+            StyleLoss::W2 => w2_gram_variant(facts),
+        }
+    }
+
+    /// The floats of the shared scratch for an image with these layer shapes (`layers[l]` = relu l's shape).
+    pub fn scratch_sizes(&self, layers: &[Shape], width: usize, height: usize, facts: &AdapterFacts) -> ScratchSizes {
+        let gram = self.gram_variant(facts);
+        let mut partials = tv::partials(width, height);
+        let mut gram_partials = 1;
+        for &l in &self.content_layers {
+            partials = partials.max(content::partials(layers[l]));
+        }
+        for &l in &self.style_layers {
+            let s = layers[l];
+            partials = partials.max(gram::partials(s));
+            gram_partials = gram_partials.max(kernels::gram::partial_len(gram, s.channels, s.frame()));
+        }
+        ScratchSizes { partials, gram_partials, slots: self.slots().len() }
+    }
+
+    /// The GPU buffers the terms allocate for an image with these layer shapes on an adapter with these facts,
+    /// as (what, floats): the same buffers [`LossTerms::new`] allocates.
+    pub fn buffers(
+        &self,
+        layers: &[Shape],
+        width: usize,
+        height: usize,
+        facts: &AdapterFacts,
+    ) -> Vec<(&'static str, usize)> {
+        let mut out: Vec<(&'static str, usize)> =
+            self.content_layers.iter().flat_map(|&l| content::buffers(layers[l])).collect();
+        for &l in &self.style_layers {
+            match self.style_loss {
+                StyleLoss::Gram => out.extend(gram::buffers(layers[l])),
+                StyleLoss::W2 => out.extend(w2::buffers(layers[l])),
+            }
+        }
+        let sizes = self.scratch_sizes(layers, width, height, facts);
+        out.push(("loss partials", sizes.partials));
+        out.push(("gram partials", sizes.gram_partials));
+        out.push(("loss slots", sizes.slots));
+        out
+    }
+}
+
+/// The loss terms of one problem on the GPU, in slot order.
+pub struct LossTerms {
+    spec: LossSpec,
+    terms: Vec<Box<dyn LossTerm>>,
+    scratch: Scratch,
+    /// The image terms' gradients (TV), recorded after the backward pass.
+    image_gradients: Vec<Dispatch>,
+    bytes: u64,
+}
+
+impl LossTerms {
+    /// Computes the targets and builds the dispatches. `content_x` is the content image (mean-subtracted);
+    /// `styles` the style images (pixels) with their blend weights (summing to 1). `network` is the plan the
+    /// image is optimised with: its forward runs once here on the content image.
+    pub fn new(
+        ctx: &GpuContext,
+        net: &GpuNet,
+        network: &Network,
+        spec: &LossSpec,
+        content_x: &[f32],
+        styles: &[(PlanarImage, f64)],
+        on_stage: &mut dyn FnMut(SetupStage),
+    ) -> Result<Self> {
+        let layers = &network.plan.layers;
+        let (w, h) = (network.plan.spec.width, network.plan.spec.height);
+        let facts = &net.facts;
+        let bytes = spec.buffers(layers, w, h, facts).iter().map(|(_, f)| 4 * *f as u64).sum();
+        // Targets first: the style images' blended statistics, then the content features.
+        let blend = gram::StyleBlend::new(ctx, net, spec, styles, on_stage)?;
+        let content_targets = content::targets(ctx, network, content_x, &spec.content_layers, on_stage)?;
+        let sizes = spec.scratch_sizes(layers, w, h, facts);
+        let scratch = Scratch {
+            partials: ctx.storage_buffer("loss partials", sizes.partials)?,
+            gram_partials: ctx.storage_buffer("gram partials", sizes.gram_partials)?,
+            slots: ctx.storage_buffer("loss slots", sizes.slots)?,
+        };
+        let setup = TermSetup { ctx, facts, network, spec, scratch: &scratch };
+        // The registration: one term per content layer, per style layer, and TV, in slot order.
+        let mut terms: Vec<Box<dyn LossTerm>> = Vec::new();
+        for (&layer, target) in spec.content_layers.iter().zip(content_targets) {
+            terms.push(Box::new(content::ContentTerm::new(&setup, layer, terms.len(), target)?));
+        }
+        if spec.style_loss == StyleLoss::W2 && !spec.style_layers.is_empty() {
+            on_stage(SetupStage::W2Targets { layers: spec.style_layers.len() });
+        }
+        for (i, &layer) in spec.style_layers.iter().enumerate() {
+            let slot = terms.len();
+            terms.push(match spec.style_loss {
+                StyleLoss::Gram => Box::new(gram::GramTerm::new(&setup, layer, slot, blend.gram(i))?),
+                StyleLoss::W2 => Box::new(w2::W2Term::new(&setup, layer, slot, &blend.w2_target(i, layers[layer]))?),
+            });
+        }
+        let mut image_gradients = Vec::new();
+        if let Some(grad_x) = network.grad_image() {
+            let tv = tv::TvTerm::new(&setup, terms.len())?;
+            image_gradients.extend(tv.gradient(ctx, network.image(), grad_x, true)?);
+            terms.push(Box::new(tv));
+        }
+        Ok(Self { spec: spec.clone(), terms, scratch, image_gradients, bytes })
+    }
+
+    /// After the forward pass: what the scalars and the gradients read (the Grams, W2's square roots).
+    pub fn after_forward(&self) -> impl Iterator<Item = &Dispatch> {
+        self.terms.iter().flat_map(|t| t.after_forward())
+    }
+
+    /// The scalars of the terms read at the network's layers (only when the losses are read).
+    pub fn layer_scalars(&self) -> impl Iterator<Item = &Dispatch> {
+        self.terms.iter().filter(|t| t.site() != Site::Image).flat_map(|t| t.scalar())
+    }
+
+    /// The image terms' gradients, after the backward pass.
+    pub fn image_gradients(&self) -> impl Iterator<Item = &Dispatch> {
+        self.image_gradients.iter()
+    }
+
+    /// The image terms' scalars, after their gradients (only when the losses are read).
+    pub fn image_scalars(&self) -> impl Iterator<Item = &Dispatch> {
+        self.terms.iter().filter(|t| t.site() == Site::Image).flat_map(|t| t.scalar())
+    }
+
+    /// The dispatches adding every term at `site.layer` to its gradient (in term order), for
+    /// [`Network::build_backward`].
+    pub fn gradient_dispatches(&self, ctx: &GpuContext, site: LossGradientSite<'_>) -> Result<Vec<Dispatch>> {
+        let mut accumulate = !site.first_writes;
+        let mut out = Vec::new();
+        for t in self.terms.iter().filter(|t| t.site() == Site::Relu(site.layer)) {
+            out.extend(t.gradient(ctx, site.features, site.grad, accumulate)?);
+            accumulate = true;
+        }
+        Ok(out)
+    }
+
+    /// The slot kinds, in slot order.
+    pub fn slot_kinds(&self) -> Vec<LossKind> {
+        self.spec.slots()
+    }
+
+    /// The loss slots (one f32 each), for reading back.
+    pub fn slots_buffer(&self) -> &wgpu::Buffer {
+        &self.scratch.slots
+    }
+
+    /// Sums slot values (read back from [`LossTerms::slots_buffer`]) into the losses.
+    pub fn total(&self, slot_values: &[f32]) -> Losses {
+        let mut l = Losses::default();
+        for (k, v) in self.spec.slots().iter().zip(slot_values) {
+            let v = f64::from(*v);
+            match k {
+                LossKind::Content => l.content += v,
+                LossKind::Style => l.style += v,
+                LossKind::TotalVariation => l.tv += v,
+            }
+        }
+        l.total = l.content + l.style + l.tv;
+        l
+    }
+
+    /// Bytes of the buffers the terms allocated (= [`LossSpec::buffers`]).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Scratch the reductions share (TV's partials live here too).
+    pub fn partials(&self) -> &wgpu::Buffer {
+        &self.scratch.partials
+    }
+}

@@ -1,0 +1,56 @@
+//! The total-variation term on the image (docs/MATHS.md, "Losses"): its gradient kernel writes the loss's
+//! per-workgroup partials as a by-product, so its scalar is their sum, recorded after the gradient.
+
+use super::{LossKind, LossTerm, Site, TermSetup};
+use crate::error::Result;
+use crate::gpu::{Dispatch, GpuContext};
+use crate::kernels::loss::{reduce_sum, tv_loss_grad, tv_partials};
+
+/// Partials the TV kernel writes for a `width` x `height` image.
+pub fn partials(width: usize, height: usize) -> usize {
+    tv_partials(height, width)
+}
+
+pub struct TvTerm {
+    width: usize,
+    height: usize,
+    weight: f64,
+    partials: wgpu::Buffer,
+    scalar: Vec<Dispatch>,
+}
+
+impl TvTerm {
+    pub fn new(setup: &TermSetup<'_>, slot: usize) -> Result<Self> {
+        let TermSetup { ctx, network, spec, scratch, .. } = setup;
+        let (width, height) = (network.plan.spec.width, network.plan.spec.height);
+        let count = tv_partials(height, width);
+        let scalar = vec![reduce_sum(ctx, count, slot, 1.0, &scratch.partials, &scratch.slots)?];
+        Ok(Self { width, height, weight: spec.tv_weight, partials: scratch.partials.clone(), scalar })
+    }
+}
+
+impl LossTerm for TvTerm {
+    fn kind(&self) -> LossKind {
+        LossKind::TotalVariation
+    }
+
+    fn site(&self) -> Site {
+        Site::Image
+    }
+
+    fn scalar(&self) -> &[Dispatch] {
+        &self.scalar
+    }
+
+    /// `features` is the image x itself.
+    fn gradient(
+        &self,
+        ctx: &GpuContext,
+        x: &wgpu::Buffer,
+        grad: &wgpu::Buffer,
+        accumulate: bool,
+    ) -> Result<Vec<Dispatch>> {
+        let (h, w) = (self.height, self.width);
+        Ok(vec![tv_loss_grad(ctx, h, w, self.weight, accumulate, x, grad, &self.partials)?])
+    }
+}
