@@ -120,7 +120,9 @@ fn conv_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, s: ConvShape) 
             .buffer_from("bench weights", &kernels::conv::forward_weights(v, &data.weights(wlen), s.cin, s.cout))
             .unwrap();
         let y = data.output(frame.buffer_floats(s.cout));
-        dispatches.push(kernels::conv::conv3x3(ctx, v, s, true, &x, &w, &b, &y).unwrap());
+        let kernel = kernels::conv::ConvKernel::f32(v).unwrap();
+        let io = kernels::conv::ForwardIo { input: &x, weights: &w, bias: &b, output: &y };
+        dispatches.push(kernels::conv::conv3x3(ctx, kernel, s, true, io).unwrap());
         measures.push(measure(variant_label("conv3x3", v, v == chosen), &[dispatches.len() - 1], flops, fwd_bytes));
         buffers.extend([w, y]);
     }
@@ -135,7 +137,9 @@ fn conv_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, s: ConvShape) 
             .unwrap();
         let gx = data.output(frame.buffer_floats(s.cin));
         let mask = (layer > 0).then_some(&fwd);
-        dispatches.push(kernels::conv::conv3x3_backward_data(ctx, v, s, &gy, &w, mask, &gx).unwrap());
+        let kernel = kernels::conv::ConvKernel::f32(v).unwrap();
+        let io = kernels::conv::BackwardIo { grad_out: &gy, weights: &w, mask_src: mask, grad_in: &gx };
+        dispatches.push(kernels::conv::conv3x3_backward_data(ctx, kernel, s, io).unwrap());
         let label = variant_label("conv3x3_backward_data", v, v == chosen);
         measures.push(measure(label, &[dispatches.len() - 1], flops, bwd_bytes));
         buffers.extend([w, gx]);
@@ -168,7 +172,8 @@ fn gram_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, (c, h, w): (us
         }
         let partial = data.output(kernels::gram::partial_len(v, c, frame));
         let g = data.output(c * c);
-        let ds = kernels::gram::gram(ctx, v, c, frame, &f, &partial, &g).unwrap();
+        let kernel = kernels::gram::GramKernel::f32(v).unwrap();
+        let ds = kernels::gram::gram(ctx, kernel, c, frame, &f, &partial, &g).unwrap();
         let first = dispatches.len();
         let count = ds.len();
         dispatches.extend(ds);
@@ -191,7 +196,9 @@ fn gram_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, (c, h, w): (us
         }
         let g = data.random(c * c, 1.0);
         let grad = data.output(frame.buffer_floats(c));
-        dispatches.push(kernels::loss::style_grad(ctx, v, c, frame, 1e-3, false, &g, &target, &f, &grad).unwrap());
+        let kernel = kernels::loss::StyleGradKernel::f32(v).unwrap();
+        let io = kernels::loss::StyleGradIo { gram: &g, target: &target, features: &f, grad: &grad };
+        dispatches.extend(kernels::loss::style_grad(ctx, kernel, (c, frame), 1e-3, false, io).unwrap());
         let label = variant_label("style_grad", v, v == chosen);
         let bytes = 4.0 * (2 * c * c + 2 * c * frame.plane()) as f64;
         measures.push(measure(label, &[dispatches.len() - 1], 2.0 * (c * c * n) as f64, bytes));

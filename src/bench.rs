@@ -429,7 +429,7 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     let ctx = GpuContext::new(&GpuOptions { adapter: args.adapter.clone(), ..Default::default() })?;
     let (weights, weights_desc) = match &args.weights {
         Some(p) => (Vgg16Weights::load(p)?, p.display().to_string()),
-        None => (crate::conformance::random_vgg(0), "random (seed 0)".to_string()),
+        None => (crate::vgg::random_weights(0), "random (seed 0)".to_string()),
     };
     let (w, h) = (args.size, args.size);
     let content = random_image(1, w, h);

@@ -423,26 +423,27 @@ impl Job {
         let mut count = Count { offset: 0, done: 0 };
         let mut carry: Option<Carry> = None;
         let count_of_scales = self.scales.len();
-        for (index, scale) in self.scales.iter().enumerate() {
+        let mut index = 0;
+        loop {
+            let scale = &self.scales[index];
             observer.event(Event::Scale { index, count: count_of_scales, scale }).map_err(Failure::Observer)?;
             let mut stylizer = self.set_up(ctx, weights, index, carry.take(), observer)?;
             let scale_start = stylizer.iteration();
             self.run_scale(&mut stylizer, scale, &mut count, observer, stop)?;
             let stopped = stop.load(Ordering::SeqCst);
-            if index + 1 < count_of_scales && !stopped {
-                // Hand the image (the average, when averaging) and the optimiser's state to the next scale;
-                // iterations L-BFGS left unused are skipped.
-                count.offset += scale.iterations;
-                count.done = count.offset;
-                let x = at(count.offset, stylizer.output_x())?;
-                let handover = at(count.offset, stylizer.handover())?;
-                carry = Some(Carry { x, handover, from: stylizer.size() });
-                continue;
+            if index + 1 == count_of_scales || stopped {
+                count.offset += stylizer.iteration() - scale_start;
+                return self.finish(stylizer, count, observer, stopped);
             }
-            count.offset += stylizer.iteration() - scale_start;
-            return self.finish(stylizer, count, observer, stopped);
+            // Hand the image (the average, when averaging) and the optimiser's state to the next scale;
+            // iterations L-BFGS left unused are skipped.
+            count.offset += scale.iterations;
+            count.done = count.offset;
+            let x = at(count.offset, stylizer.output_x())?;
+            let handover = at(count.offset, stylizer.handover())?;
+            carry = Some(Carry { x, handover, from: stylizer.size() });
+            index += 1;
         }
-        unreachable!("a job has at least one scale and the last one returns")
     }
 
     /// Sets scale `index` up: its stylizer from the previous scale's image and optimiser state.

@@ -12,11 +12,11 @@
 //! - [`stylizer`]: one style problem at one size on the GPU: build a [`Stylizer`], step it, read the image.
 //! - [`job`]: the whole painting (scales, hand-over between them, caps, averaging) reported to an observer;
 //!   [`defaults`]: every default in one place.
-//! - [`reference`], [`conformance`], [`selftest`], [`bench`]: the f64 CPU reference, the GPU-vs-reference checks
-//!   the tests and `neural-style selftest` share, and the benchmarks.
+//! - [`verify`]: the f64 CPU reference and the GPU-vs-reference checks, family by family, that the tests and
+//!   `neural-style selftest` share; production code never imports them. [`selftest`], [`bench`]: the self-test
+//!   and the benchmarks.
 
 pub mod bench;
-pub mod conformance;
 pub mod defaults;
 pub mod error;
 pub mod frame;
@@ -30,11 +30,11 @@ pub mod network;
 pub mod optim;
 pub mod plan;
 pub mod planar;
-pub mod reference;
 pub mod schedule;
 pub mod selftest;
 pub mod setup_stage;
 pub mod stylizer;
+pub mod verify;
 pub mod vgg;
 
 /// The weights format and its reader (crate `neural-style-weights`, in `weights/`).

@@ -5,8 +5,8 @@
 use std::fmt;
 use std::time::Instant;
 
-use crate::conformance::{self as check};
 use crate::gpu::{self, GpuContext, GpuOptions};
+use crate::verify::{self as check};
 
 #[derive(Clone, Debug, Default)]
 pub struct SelftestArgs {
@@ -84,17 +84,19 @@ impl fmt::Display for Report {
 fn checks(ctx: &GpuContext) -> Vec<check::Case> {
     let mut v = check::cases(check::Scale::Quick);
     v.push(check::Case {
+        checks: Vec::new(),
         kernel: "stylizer",
         name: "full iterations 20x17 (x2)".into(),
         needs_fragment: None,
-        run: Box::new(|ctx| check::full_iterations(ctx, 20, 17, 2, 20)),
+        run: Box::new(|ctx| check::network::full_iterations(ctx, 20, 17, 2, 20)),
     });
     if let Some(&fragment) = ctx.coop_fragments.iter().max() {
         v.push(check::Case {
+            checks: Vec::new(),
             kernel: "stylizer",
             name: "full iteration 20x17 on tensor cores".into(),
             needs_fragment: Some(fragment as usize),
-            run: Box::new(|ctx| check::full_iterations_f16(ctx, 20, 17, 20, crate::Precision::F16)),
+            run: Box::new(|ctx| check::network::full_iterations_f16(ctx, 20, 17, 20, crate::Precision::F16)),
         });
     }
     v

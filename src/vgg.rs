@@ -82,6 +82,26 @@ pub fn largest_fitting_side(width: usize, height: usize, max_binding: u64) -> us
     side
 }
 
+/// VGG16-shaped weights with He-scaled uniform values from a ChaCha8 generator seeded by `seed` (benchmarks,
+/// where the speed does not depend on the values, and the tests and the self-test, which compare with the
+/// reference on the same weights).
+pub fn random_weights(seed: u64) -> crate::weights::Vgg16Weights {
+    use crate::weights::{ConvWeights, InputConvention, Vgg16Weights, VGG16_CONV_LAYERS};
+    use rand::{Rng, SeedableRng};
+    let mut g = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut uniform =
+        |n: usize, scale: f64| -> Vec<f32> { (0..n).map(|_| g.random_range(-scale..=scale) as f32).collect() };
+    let layers = VGG16_CONV_LAYERS
+        .iter()
+        .map(|&(name, cin, cout)| {
+            let s = (6.0 / (cin as f64 * 9.0)).sqrt();
+            let weight = uniform(cout * cin * 9, s);
+            ConvWeights { name: name.to_string(), cin, cout, weight, bias: uniform(cout, 0.1) }
+        })
+        .collect();
+    Vgg16Weights { layers, convention: InputConvention::Caffe, metadata: Default::default() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,15 +1,15 @@
 //! Every WGSL kernel against the f64 CPU reference on seeded random data, with odd and prime shapes and channel
-//! counts 3/64/128/512, outputs poisoned with NaN first (`neural_style::conformance` does the work; it is the
+//! counts 3/64/128/512, outputs poisoned with NaN first (`neural_style::verify` does the work; it is the
 //! same code `neural-style selftest` runs). Tolerance: |gpu − ref| ≤ 1e-4 · (|ref| + rms(ref)) unless stated;
 //! max pooling must match exactly. Backward kernels are also checked against central finite differences.
 
 mod common;
 
 use common::*;
-use neural_style::conformance as check;
 use neural_style::frame::Frame;
 use neural_style::kernels::{self, pool::PoolShape};
-use neural_style::reference as r;
+use neural_style::verify as check;
+use neural_style::verify::reference as r;
 
 /// Every case of `kernel` in the shared list (`conformance::cases`, the list `neural-style selftest` runs at its
 /// quick scale).
@@ -177,31 +177,13 @@ fn max_abs_writes_exactly_the_largest_magnitude() {
     all_cases("max_abs");
 }
 
+/// Every kernel is run by some case (each case lists the WGSL kernels it runs); the benchmark probes are
+/// checked in tests/peak_kernels.rs.
 #[test]
 fn every_kernel_has_conformance_cases() {
     let cases = check::cases(check::Scale::Full);
-    for name in kernels::names() {
-        // The benchmark probes are checked in tests/peak_kernels.rs; the two-pass kernels by their first pass;
-        // zero_u32 inside max_abs's cases.
-        if name.starts_with("peak_")
-            || ["gram_reduce", "reduce_sum", "maxpool2x2_backward", "avgpool2x2_backward", "zero_u32"].contains(&name)
-        {
-            continue;
-        }
-        // Variants are checked in their family's cases (the case names carry the variant).
-        let family = name.trim_end_matches("_narrow").trim_end_matches("_cpu");
-        let family = if family == "conv3x3" && name == "conv3x3_cpu" { "conv3x3" } else { family };
-        assert!(cases.iter().any(|c| c.kernel == family), "no conformance case for {name}");
-        let variant = if name.ends_with("_narrow") {
-            Some("Narrow")
-        } else if name.ends_with("_cpu") {
-            Some("Cpu")
-        } else {
-            None
-        };
-        if let Some(v) = variant {
-            assert!(cases.iter().any(|c| c.kernel == family && c.name.contains(v)), "no conformance case for {name}");
-        }
+    for name in kernels::names().filter(|n| !n.starts_with("peak_")) {
+        assert!(cases.iter().any(|c| c.checks.contains(&name)), "no conformance case runs {name}");
     }
 }
 

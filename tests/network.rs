@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use neural_style::conformance::{self, Problem};
 use neural_style::network::{GpuNet, Network};
 use neural_style::stylizer::choose_precision;
+use neural_style::verify::{self, network::Problem};
 use neural_style::vgg;
 use neural_style::weights::InputConvention;
 use neural_style::{Init, Pooling, Precision, StyleOptions, Stylizer};
@@ -69,14 +69,14 @@ fn losses_match_reference_and_step_logs_the_pre_update_image() {
 /// The whole gradient against the reference's chain rule, then 3 iterations against the reference trajectory.
 #[test]
 fn full_iterations_match_reference() {
-    let worst = conformance::full_iterations(ctx(), 21, 18, 3, 20).unwrap_or_else(|e| panic!("{e}"));
+    let worst = verify::network::full_iterations(ctx(), 21, 18, 3, 20).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("full iterations: max error {worst:.2e}");
 }
 
 /// The same with the GPU kernel variants (tiled GEMMs, narrow backward), chosen as for a discrete GPU.
 #[test]
 fn full_iterations_with_the_gpu_kernels_match_reference() {
-    let worst = conformance::full_iterations(ctx_gpu_kernels(), 21, 18, 2, 21).unwrap_or_else(|e| panic!("{e}"));
+    let worst = verify::network::full_iterations(ctx_gpu_kernels(), 21, 18, 2, 21).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("full iterations (GPU kernels): max error {worst:.2e}");
 }
 
@@ -86,7 +86,7 @@ fn full_iterations_with_the_gpu_kernels_match_reference() {
 #[test]
 fn full_iterations_on_the_tensor_core_twin_match_reference() {
     let worst =
-        conformance::full_iterations_f16(ctx(), 21, 18, 22, Precision::F16Twin).unwrap_or_else(|e| panic!("{e}"));
+        verify::network::full_iterations_f16(ctx(), 21, 18, 22, Precision::F16Twin).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("full iterations (tensor-core twin): max error {worst:.2e}");
 }
 
@@ -103,7 +103,8 @@ fn full_iterations_on_cooperative_matrices_match_reference() {
         eprintln!("not run: {} has no cooperative matrices", ctx().adapter_name());
         return;
     }
-    let worst = conformance::full_iterations_f16(ctx(), 21, 18, 22, Precision::F16).unwrap_or_else(|e| panic!("{e}"));
+    let worst =
+        verify::network::full_iterations_f16(ctx(), 21, 18, 22, Precision::F16).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("full iterations (tensor cores): max error {worst:.2e}");
 }
 
@@ -128,7 +129,7 @@ fn precision_choice_is_said_and_never_silent() {
 
 #[test]
 fn full_iterations_with_avg_pooling_and_torchvision_weights_match_reference() {
-    conformance::full_iterations_avg_torchvision(ctx(), 19, 22, 2, 50).unwrap_or_else(|e| panic!("{e}"));
+    verify::network::full_iterations_avg_torchvision(ctx(), 19, 22, 2, 50).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Central finite differences of the reference total loss (f64) at random pixels of a 20x17 image.
@@ -196,7 +197,7 @@ fn w2_style_loss_and_gradient_match_reference() {
         assert!(err < W2_LOSS_TOL, "{what}: gpu {g} vs reference {r} (error {err:.2e})");
     }
     let gpu = s.gradient().unwrap();
-    let err = conformance::compare_norm("W2 dL/dx", &gpu, &ref_grad, W2_GRADIENT_TOL).unwrap_or_else(|e| panic!("{e}"));
+    let err = verify::compare_norm("W2 dL/dx", &gpu, &ref_grad, W2_GRADIENT_TOL).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("W2: style loss error {:.2e}, dL/dx relative L2 error {err:.2e}", (got.style - ls).abs() / ls);
     let total = |x: &[f64]| {
         let (a, b, t) = net.losses(x, h, w, &content, &style, weights);
@@ -210,7 +211,7 @@ fn w2_style_loss_and_gradient_match_reference() {
         let ((_, ls, _), g) = net.loss_and_gradient(&x, h, w, &content, &style, weights);
         let err = (got.style - ls).abs() / ls;
         assert!(err < W2_LOSS_TOL, "step {t}: W2 style loss gpu {} vs reference {ls} (error {err:.2e})", got.style);
-        neural_style::reference::adam_step(&mut x, &mut m, &mut v, &g, f64::from(opts.learning_rate), t);
+        neural_style::verify::reference::adam_step(&mut x, &mut m, &mut v, &g, f64::from(opts.learning_rate), t);
     }
 }
 
@@ -250,14 +251,14 @@ fn image_average_follows_the_iterates_and_is_what_is_written() {
         let first = to_f64(&a.x().unwrap());
         assert_close("average of the first image alone", &a.output_x().unwrap(), &first, 1e-6);
         let mut biased = vec![f64::NAN; first.len()];
-        let mut expect = neural_style::reference::image_average(&mut biased, &first, decay, 0);
+        let mut expect = neural_style::verify::reference::image_average(&mut biased, &first, decay, 0);
         for t in 1..=4u64 {
             a.step(false).unwrap();
             b.step(false).unwrap();
             let x = a.x().unwrap();
             let same = x.iter().zip(&b.x().unwrap()).all(|(u, v)| u.to_bits() == v.to_bits());
             assert!(same, "{optimizer:?}: averaging changed the iterate at update {t}");
-            expect = neural_style::reference::image_average(&mut biased, &to_f64(&x), decay, t);
+            expect = neural_style::verify::reference::image_average(&mut biased, &to_f64(&x), decay, t);
         }
         let out = a.output_x().unwrap();
         assert_close(&format!("{optimizer:?}: average after 4 updates"), &out, &expect, 1e-5);
@@ -297,6 +298,6 @@ fn too_small_and_bad_options_are_refused() {
 /// evaluation counts and the final x.
 #[test]
 fn lbfgs_iterations_match_reference() {
-    let worst = conformance::lbfgs_iterations(ctx(), 20, 17, 6, 3, 30).unwrap_or_else(|e| panic!("{e}"));
+    let worst = verify::network::lbfgs_iterations(ctx(), 20, 17, 6, 3, 30).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("L-BFGS iterations: max error {worst:.2e}");
 }

@@ -15,7 +15,7 @@ use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::gemm_grid_with;
 use super::grid::{gemm_grid, grid_2d, ELEMENTWISE_GROUP};
 use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
 
@@ -138,7 +138,8 @@ pub fn forward_weights(variant: ConvVariant, w_oihw: &[f32], cin: usize, cout: u
         ConvVariant::Cpu { channels } => {
             cpu_blocks(channels, cin, cout, |co, ci, tap| w_oihw[(co * cin + ci) * 9 + tap])
         }
-        ConvVariant::Narrow => panic!("the narrow kernel is backward-data only"),
+        // The narrow kernel is backward-data only; its forward would be the tiled one.
+        ConvVariant::Narrow => forward_weights(ConvVariant::Tiled, w_oihw, cin, cout),
     }
 }
 
@@ -253,83 +254,89 @@ fn cpu_dispatch(
     Dispatch::new(ctx, &shader, &p, buffers, [x, y, 1])
 }
 
-/// `output = relu?(conv3x3(input, weights) + bias)` with `variant`'s kernel; `weights` in its
-/// [`forward_weights`] layout.
-#[allow(clippy::too_many_arguments)]
-pub fn conv3x3(
-    ctx: &GpuContext,
-    variant: ConvVariant,
-    shape: ConvShape,
-    relu: bool,
-    input: &wgpu::Buffer,
-    weights: &wgpu::Buffer,
-    bias: &wgpu::Buffer,
-    output: &wgpu::Buffer,
-) -> Result<Dispatch> {
-    let frame = shape.frame();
-    let bufs = [input, weights, bias, output];
-    match variant {
-        ConvVariant::Cpu { channels } => cpu_dispatch(ctx, channels, false, shape.cin, shape.cout, frame, relu, &bufs),
-        ConvVariant::Tiled => {
-            let (groups, pixel_tiles) = gemm_grid(shape.cout, shape.height * shape.width, max_dim(ctx));
-            let params = tiled_params(shape.cin, shape.cout, frame, pixel_tiles, relu);
-            Dispatch::new(ctx, &shader("conv3x3"), &params, &bufs, groups)
-        }
-        ConvVariant::Narrow => panic!("the narrow kernel is backward-data only"),
-        ConvVariant::Coop { .. } => panic!("the tensor-core conv needs its operand ranges: conv3x3_coop"),
-    }
-}
-
 /// The operands' scales of a tensor-core conv: the ranges buffer [`coop::max_abs`] fills, and where each
 /// operand's largest magnitude comes from (A: the weights, fixed; B: the input or gradient, measured).
+#[derive(Clone, Copy, Debug)]
 pub struct CoopOperands<'a> {
     pub ranges: &'a wgpu::Buffer,
     pub weights: OperandRange,
     pub input: OperandRange,
 }
 
-/// [`conv3x3`] on the tensor-core core (or its twin).
-#[allow(clippy::too_many_arguments)]
-pub fn conv3x3_coop(
-    ctx: &GpuContext,
-    config: CoopConfig,
-    twin: bool,
-    shape: ConvShape,
-    relu: bool,
-    input: &wgpu::Buffer,
-    weights: &wgpu::Buffer,
-    bias: &wgpu::Buffer,
-    output: &wgpu::Buffer,
-    scales: &CoopOperands<'_>,
-) -> Result<Dispatch> {
-    let frame = shape.frame();
-    let (groups, pixel_tiles) = gemm_grid_with(config.tile(), shape.cout, shape.height * shape.width, max_dim(ctx));
-    let params = tiled_params(shape.cin, shape.cout, frame, pixel_tiles, relu);
-    let uniform = coop::scale_uniform(ctx, scales.weights, scales.input);
-    let shader = coop::gemm_shader("conv3x3", config, twin);
-    Dispatch::new(ctx, &shader, &params, &[input, weights, bias, output, scales.ranges, &uniform], groups)
+/// A conv kernel ready to record: a [`ConvVariant`] whose tensor-core arm carries its operands' scales, so one
+/// entry point per op serves every variant.
+#[derive(Clone, Copy, Debug)]
+pub enum ConvKernel<'a> {
+    Tiled,
+    Narrow,
+    Cpu { channels: usize },
+    Coop { config: CoopConfig, twin: bool, operands: CoopOperands<'a> },
 }
 
-/// [`conv3x3_backward_data`] on the tensor-core core (or its twin); `weights` in the tiled layout.
-#[allow(clippy::too_many_arguments)]
-pub fn conv3x3_backward_data_coop(
+impl<'a> ConvKernel<'a> {
+    /// `variant` as a kernel; a tensor-core variant takes its operands from `operands` (called only for it).
+    pub fn of(variant: ConvVariant, operands: impl FnOnce() -> Result<CoopOperands<'a>>) -> Result<Self> {
+        Ok(match variant {
+            ConvVariant::Tiled => ConvKernel::Tiled,
+            ConvVariant::Narrow => ConvKernel::Narrow,
+            ConvVariant::Cpu { channels } => ConvKernel::Cpu { channels },
+            ConvVariant::Coop { config, twin } => ConvKernel::Coop { config, twin, operands: operands()? },
+        })
+    }
+
+    /// The kernel of an f32 variant (tests and benchmarks; a tensor-core variant is an error here).
+    pub fn f32(variant: ConvVariant) -> Result<Self> {
+        Self::of(variant, || Err(Error::Validation(format!("{variant:?} needs its operand ranges"))))
+    }
+}
+
+/// The buffers of a forward conv: `weights` in the variant's [`forward_weights`] layout.
+#[derive(Clone, Copy)]
+pub struct ForwardIo<'a> {
+    pub input: &'a wgpu::Buffer,
+    pub weights: &'a wgpu::Buffer,
+    pub bias: &'a wgpu::Buffer,
+    pub output: &'a wgpu::Buffer,
+}
+
+/// The buffers of a backward-data conv: `weights` in the variant's [`backward_weights`] layout; `mask_src` the
+/// conv's input when it is a ReLU output (the mask is fused).
+#[derive(Clone, Copy)]
+pub struct BackwardIo<'a> {
+    pub grad_out: &'a wgpu::Buffer,
+    pub weights: &'a wgpu::Buffer,
+    pub mask_src: Option<&'a wgpu::Buffer>,
+    pub grad_in: &'a wgpu::Buffer,
+}
+
+/// `output = relu?(conv3x3(input, weights) + bias)` with `kernel`.
+pub fn conv3x3(
     ctx: &GpuContext,
-    config: CoopConfig,
-    twin: bool,
+    kernel: ConvKernel<'_>,
     shape: ConvShape,
-    grad_out: &wgpu::Buffer,
-    weights: &wgpu::Buffer,
-    mask_src: Option<&wgpu::Buffer>,
-    grad_in: &wgpu::Buffer,
-    scales: &CoopOperands<'_>,
+    relu: bool,
+    io: ForwardIo<'_>,
 ) -> Result<Dispatch> {
-    let mask = mask_src.unwrap_or(weights);
     let frame = shape.frame();
-    let (groups, pixel_tiles) = gemm_grid_with(config.tile(), shape.cin, shape.height * shape.width, max_dim(ctx));
-    let params = tiled_params(shape.cout, shape.cin, frame, pixel_tiles, mask_src.is_some());
-    let uniform = coop::scale_uniform(ctx, scales.weights, scales.input);
-    let shader = coop::gemm_shader("conv3x3_backward_data", config, twin);
-    Dispatch::new(ctx, &shader, &params, &[grad_out, weights, mask, grad_in, scales.ranges, &uniform], groups)
+    let bufs = [io.input, io.weights, io.bias, io.output];
+    match kernel {
+        ConvKernel::Cpu { channels } => cpu_dispatch(ctx, channels, false, shape.cin, shape.cout, frame, relu, &bufs),
+        ConvKernel::Tiled => {
+            let (groups, pixel_tiles) = gemm_grid(shape.cout, shape.height * shape.width, max_dim(ctx));
+            let params = tiled_params(shape.cin, shape.cout, frame, pixel_tiles, relu);
+            Dispatch::new(ctx, &shader("conv3x3"), &params, &bufs, groups)
+        }
+        ConvKernel::Narrow => Err(Error::Validation("the narrow conv kernel is backward-data only".into())),
+        ConvKernel::Coop { config, twin, operands } => {
+            let (groups, pixel_tiles) =
+                gemm_grid_with(config.tile(), shape.cout, shape.height * shape.width, max_dim(ctx));
+            let params = tiled_params(shape.cin, shape.cout, frame, pixel_tiles, relu);
+            let uniform = coop::scale_uniform(ctx, operands.weights, operands.input);
+            let shader = coop::gemm_shader("conv3x3", config, twin);
+            let [i, w, b, o] = bufs;
+            Dispatch::new(ctx, &shader, &params, &[i, w, b, o, operands.ranges, &uniform], groups)
+        }
+    }
 }
 
 fn tiled_params(cin: usize, cout: usize, frame: Frame, groups: u32, epilogue: bool) -> TiledParams {
@@ -348,36 +355,43 @@ fn tiled_params(cin: usize, cout: usize, frame: Frame, groups: u32, epilogue: bo
 /// `grad_in = conv3x3ᵀ(grad_out)`, times `(mask_src > 0)` when `mask_src` is given: the gradient w.r.t. the
 /// input of a conv of `shape` from the gradient w.r.t. its pre-ReLU output. Give `mask_src` = the input's forward
 /// values when the input is a ReLU output, so the result is already the next layer's pre-ReLU gradient.
-/// `variant` is [`backward_variant`]'s choice (tests force each); `weights` in its [`backward_weights`] layout.
+/// `kernel` is of [`backward_variant`]'s choice (tests force each).
 pub fn conv3x3_backward_data(
     ctx: &GpuContext,
-    variant: ConvVariant,
+    kernel: ConvKernel<'_>,
     shape: ConvShape,
-    grad_out: &wgpu::Buffer,
-    weights: &wgpu::Buffer,
-    mask_src: Option<&wgpu::Buffer>,
-    grad_in: &wgpu::Buffer,
+    io: BackwardIo<'_>,
 ) -> Result<Dispatch> {
     // Without a mask the kernels never read it; bind the weights there (any read-only buffer).
-    let mask = mask_src.unwrap_or(weights);
+    let mask = io.mask_src.unwrap_or(io.weights);
     let frame = shape.frame();
-    let bufs = [grad_out, weights, mask, grad_in];
-    let masked = mask_src.is_some();
-    match variant {
-        ConvVariant::Cpu { channels } => cpu_dispatch(ctx, channels, true, shape.cout, shape.cin, frame, masked, &bufs),
-        ConvVariant::Narrow => {
-            assert!(shape.cin <= NARROW_MAX_CHANNELS, "narrow backward-data needs ≤ 4 channels");
+    let bufs = [io.grad_out, io.weights, mask, io.grad_in];
+    let masked = io.mask_src.is_some();
+    match kernel {
+        ConvKernel::Cpu { channels } => cpu_dispatch(ctx, channels, true, shape.cout, shape.cin, frame, masked, &bufs),
+        ConvKernel::Narrow => {
+            if shape.cin > NARROW_MAX_CHANNELS {
+                return Err(Error::Validation(format!("narrow backward-data of {} channels (at most 4)", shape.cin)));
+            }
             let pixel_groups = (shape.height * shape.width).div_ceil(ELEMENTWISE_GROUP);
             let (x, y) = grid_2d(pixel_groups, max_dim(ctx));
             let params = tiled_params(shape.cout, shape.cin, frame, pixel_groups as u32, masked);
             Dispatch::new(ctx, &shader("conv3x3_backward_data_narrow"), &params, &bufs, [x, y, 1])
         }
-        ConvVariant::Tiled => {
+        ConvKernel::Tiled => {
             let (groups, pixel_tiles) = gemm_grid(shape.cin, shape.height * shape.width, max_dim(ctx));
             let params = tiled_params(shape.cout, shape.cin, frame, pixel_tiles, masked);
             Dispatch::new(ctx, &shader("conv3x3_backward_data"), &params, &bufs, groups)
         }
-        ConvVariant::Coop { .. } => panic!("the tensor-core conv needs its operand ranges: conv3x3_backward_data_coop"),
+        ConvKernel::Coop { config, twin, operands } => {
+            let (groups, pixel_tiles) =
+                gemm_grid_with(config.tile(), shape.cin, shape.height * shape.width, max_dim(ctx));
+            let params = tiled_params(shape.cout, shape.cin, frame, pixel_tiles, masked);
+            let uniform = coop::scale_uniform(ctx, operands.weights, operands.input);
+            let shader = coop::gemm_shader("conv3x3_backward_data", config, twin);
+            let [g, w, m, gi] = bufs;
+            Dispatch::new(ctx, &shader, &params, &[g, w, m, gi, operands.ranges, &uniform], groups)
+        }
     }
 }
 
@@ -446,11 +460,14 @@ pub fn coop_against_f32(ctx: &GpuContext, config: CoopConfig, tol: f64) -> Resul
     let out = || ctx.storage_buffer("out", frame.buffer_floats(s.cout));
     let (o32, o16) = (out()?, out()?);
     let ranges = ctx.storage_buffer("ranges", 1)?;
-    let f32_conv = conv3x3(ctx, ConvVariant::Tiled, s, true, &xb, &wb, &bb, &o32)?;
+    let f32_conv =
+        conv3x3(ctx, ConvKernel::Tiled, s, true, ForwardIo { input: &xb, weights: &wb, bias: &bb, output: &o32 })?;
     let measure = super::coop::max_abs(ctx, frame.buffer_floats(s.cin), 0, &xb, &ranges)?;
     let largest = wt.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let ops = CoopOperands { ranges: &ranges, weights: OperandRange::fixed(largest), input: OperandRange::measured(0) };
-    let coop_conv = conv3x3_coop(ctx, config, false, s, true, &xb, &wb, &bb, &o16, &ops)?;
+    let operands =
+        CoopOperands { ranges: &ranges, weights: OperandRange::fixed(largest), input: OperandRange::measured(0) };
+    let kernel = ConvKernel::Coop { config, twin: false, operands };
+    let coop_conv = conv3x3(ctx, kernel, s, true, ForwardIo { input: &xb, weights: &wb, bias: &bb, output: &o16 })?;
     ctx.run(&[&f32_conv, &measure, &coop_conv])?;
     let reference = frame.unframe(&ctx.read_all(&o32)?, s.cout);
     let coop = frame.unframe(&ctx.read_all(&o16)?, s.cout);

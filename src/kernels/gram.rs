@@ -107,11 +107,39 @@ pub fn partial_len(variant: GramVariant, channels: usize, frame: Frame) -> usize
     }
 }
 
-/// The dispatches computing `gram = F Fᵀ / (C·H·W)` for `features` (`channels` planes at `frame`), using
-/// `partial` (at least [`partial_len`] floats) as scratch.
+/// A Gram kernel ready to record: the tensor-core arm carries the entry of `ranges` its operand's largest
+/// magnitude is measured into (a [`coop::max_abs`] recorded first).
+#[derive(Clone, Copy, Debug)]
+pub enum GramKernel<'a> {
+    Tiled,
+    Cpu,
+    Coop { config: CoopConfig, twin: bool, ranges: &'a wgpu::Buffer, slot: u32 },
+}
+
+impl<'a> GramKernel<'a> {
+    /// `variant` as a kernel; a tensor-core variant takes (ranges, entry) from `range` (called only for it).
+    pub fn of(variant: GramVariant, range: impl FnOnce() -> Result<(&'a wgpu::Buffer, u32)>) -> Result<Self> {
+        Ok(match variant {
+            GramVariant::Tiled => GramKernel::Tiled,
+            GramVariant::Cpu => GramKernel::Cpu,
+            GramVariant::Coop { config, twin } => {
+                let (ranges, slot) = range()?;
+                GramKernel::Coop { config, twin, ranges, slot }
+            }
+        })
+    }
+
+    /// The kernel of an f32 variant (a tensor-core variant needs its ranges: an error here).
+    pub fn f32(variant: GramVariant) -> Result<Self> {
+        Self::of(variant, || Err(crate::Error::Validation("the tensor-core Gram needs its operand range".into())))
+    }
+}
+
+/// The dispatches computing `gram = F Fᵀ / (C·H·W)` for `features` (`channels` planes at `frame`) with `kernel`,
+/// using `partial` (at least [`partial_len`] floats) as scratch.
 pub fn gram(
     ctx: &GpuContext,
-    variant: GramVariant,
+    kernel: GramKernel<'_>,
     channels: usize,
     frame: Frame,
     features: &wgpu::Buffer,
@@ -119,8 +147,8 @@ pub fn gram(
     gram: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
     let scale = (1.0 / (channels as f64 * (frame.height * frame.width) as f64)) as f32;
-    match variant {
-        GramVariant::Cpu => {
+    match kernel {
+        GramKernel::Cpu => {
             let blocks = channels.div_ceil(CPU_BLOCK);
             let pairs = blocks * (blocks + 1) / 2;
             let p = CpuParams {
@@ -136,11 +164,11 @@ pub fn gram(
             let (x, y) = grid_2d(pairs.div_ceil(CPU_WORKGROUP), max_dim(ctx));
             Ok(vec![Dispatch::new(ctx, &cpu_shader(), &p, &[features, gram], [x, y, 1])?])
         }
-        GramVariant::Coop { .. } => panic!("the tensor-core Gram needs its operand range: gram_coop"),
-        GramVariant::Tiled => {
+        GramKernel::Tiled | GramKernel::Coop { .. } => {
             let k = k_len(frame);
             let (splits, chunk) = gram_splits(channels, k);
-            let t = channels.div_ceil(GEMM_TILE) as u32;
+            let tile = if let GramKernel::Coop { config, .. } = kernel { config.tile() } else { GEMM_TILE };
+            let t = channels.div_ceil(tile) as u32;
             let p = GramParams {
                 channels: channels as u32,
                 pixels: k as u32,
@@ -150,56 +178,23 @@ pub fn gram(
                 stride: frame.stride as u32,
                 _pad: [0; 2],
             };
-            let partial_d = Dispatch::new(ctx, &shader("gram"), &p, &[features, partial], [t, t, splits as u32])?;
-            let r = ReduceParams { channels: channels as u32, splits: splits as u32, scale, tile: GEMM_TILE as u32 };
-            let reduce_d = Dispatch::new(
-                ctx,
-                &shader("gram_reduce"),
-                &r,
-                &[partial, gram],
-                elementwise_grid(channels * channels, max_dim(ctx)),
-            )?;
-            Ok(vec![partial_d, reduce_d])
+            let grid = [t, t, splits as u32];
+            let mut out = Vec::with_capacity(3);
+            match kernel {
+                GramKernel::Coop { config, twin, ranges, slot } => {
+                    out.push(coop::max_abs(ctx, frame.buffer_floats(channels), slot, features, ranges)?);
+                    let uniform = coop::scale_uniform(ctx, OperandRange::measured(slot), OperandRange::measured(slot));
+                    let core = coop::gemm_shader("gram", config, twin);
+                    out.push(Dispatch::new(ctx, &core, &p, &[features, partial, ranges, &uniform], grid)?);
+                }
+                _ => out.push(Dispatch::new(ctx, &shader("gram"), &p, &[features, partial], grid)?),
+            }
+            let r = ReduceParams { channels: channels as u32, splits: splits as u32, scale, tile: tile as u32 };
+            let groups = elementwise_grid(channels * channels, max_dim(ctx));
+            out.push(Dispatch::new(ctx, &shader("gram_reduce"), &r, &[partial, gram], groups)?);
+            Ok(out)
         }
     }
-}
-
-/// The Gram on the tensor-core core (or its twin): `features`' largest magnitude is measured into `slot` of
-/// `ranges` by a [`coop::max_abs`] dispatch first (returned with the others).
-#[allow(clippy::too_many_arguments)]
-pub fn gram_coop(
-    ctx: &GpuContext,
-    config: CoopConfig,
-    twin: bool,
-    channels: usize,
-    frame: Frame,
-    features: &wgpu::Buffer,
-    partial: &wgpu::Buffer,
-    gram: &wgpu::Buffer,
-    ranges: &wgpu::Buffer,
-    slot: u32,
-) -> Result<Vec<Dispatch>> {
-    let scale = (1.0 / (channels as f64 * (frame.height * frame.width) as f64)) as f32;
-    let k = k_len(frame);
-    let (splits, chunk) = gram_splits(channels, k);
-    let t = channels.div_ceil(config.tile()) as u32;
-    let p = GramParams {
-        channels: channels as u32,
-        pixels: k as u32,
-        chunk: chunk as u32,
-        splits: splits as u32,
-        plane: frame.plane() as u32,
-        stride: frame.stride as u32,
-        _pad: [0; 2],
-    };
-    let range = coop::max_abs(ctx, frame.buffer_floats(channels), slot, features, ranges)?;
-    let uniform = coop::scale_uniform(ctx, OperandRange::measured(slot), OperandRange::measured(slot));
-    let core = coop::gemm_shader("gram", config, twin);
-    let partial_d = Dispatch::new(ctx, &core, &p, &[features, partial, ranges, &uniform], [t, t, splits as u32])?;
-    let r = ReduceParams { channels: channels as u32, splits: splits as u32, scale, tile: config.tile() as u32 };
-    let groups = elementwise_grid(channels * channels, max_dim(ctx));
-    let reduce_d = Dispatch::new(ctx, &shader("gram_reduce"), &r, &[partial, gram], groups)?;
-    Ok(vec![range, partial_d, reduce_d])
 }
 
 /// The CPU kernel's WGSL.

@@ -169,41 +169,85 @@ pub fn style_grad_cpu_shader(channels: usize) -> crate::gpu::Shader {
     .trusted(true)
 }
 
+/// A style-gradient kernel ready to record: the tensor-core arm carries its operands' ranges. A = G − target is
+/// bounded by 2 · max(max|G|, max|target|): `gram_slot` receives max|G| (a [`coop::max_abs`] over the Gram, recorded
+/// first), `target_largest` is max|target|; B = the features, whose range is already in `features_slot` (measured
+/// for the Gram).
+#[derive(Clone, Copy, Debug)]
+pub enum StyleGradKernel<'a> {
+    Tiled,
+    Cpu,
+    Coop {
+        config: CoopConfig,
+        twin: bool,
+        ranges: &'a wgpu::Buffer,
+        gram_slot: u32,
+        target_largest: f32,
+        features_slot: u32,
+    },
+}
+
+impl StyleGradKernel<'_> {
+    /// The kernel of an f32 variant (a tensor-core variant needs its ranges: an error here).
+    pub fn f32(variant: StyleGradVariant) -> Result<Self> {
+        match variant {
+            StyleGradVariant::Tiled => Ok(Self::Tiled),
+            StyleGradVariant::Cpu => Ok(Self::Cpu),
+            StyleGradVariant::Coop { .. } => {
+                Err(crate::Error::Validation("the tensor-core style gradient needs its operand ranges".into()))
+            }
+        }
+    }
+}
+
+/// The style gradient's buffers: G, the target A, the features F (C framed planes) and the gradient it adds to.
+#[derive(Clone, Copy)]
+pub struct StyleGradIo<'a> {
+    pub gram: &'a wgpu::Buffer,
+    pub target: &'a wgpu::Buffer,
+    pub features: &'a wgpu::Buffer,
+    pub grad: &'a wgpu::Buffer,
+}
+
 /// `grad (+)= scale * (gram − target) · features` (C x C times the C framed planes at `frame`), the ReLU mask
 /// of `features` fused.
-#[allow(clippy::too_many_arguments)]
 pub fn style_grad(
     ctx: &GpuContext,
-    variant: StyleGradVariant,
-    channels: usize,
-    frame: Frame,
+    kernel: StyleGradKernel<'_>,
+    (channels, frame): (usize, Frame),
     scale: f64,
     accumulate: bool,
-    gram: &wgpu::Buffer,
-    target: &wgpu::Buffer,
-    features: &wgpu::Buffer,
-    grad: &wgpu::Buffer,
-) -> Result<Dispatch> {
+    io: StyleGradIo<'_>,
+) -> Result<Vec<Dispatch>> {
     // N: each channel's data rows as they lie in the frame (their zero columns give zero gradients).
     let pixels = frame.height * frame.stride;
-    let bufs = [gram, target, features, grad];
-    match variant {
-        StyleGradVariant::Tiled => {
+    let bufs = [io.gram, io.target, io.features, io.grad];
+    let tiled_params = |pixel_tiles| StyleParams {
+        channels: channels as u32,
+        pixels: pixels as u32,
+        pixel_tiles,
+        accumulate: accumulate as u32,
+        scale: scale as f32,
+        plane: frame.plane() as u32,
+        stride: frame.stride as u32,
+        _pad: 0,
+    };
+    match kernel {
+        StyleGradKernel::Tiled => {
             let (groups, pixel_tiles) = gemm_grid(channels, pixels, max_dim(ctx));
-            let p = StyleParams {
-                channels: channels as u32,
-                pixels: pixels as u32,
-                pixel_tiles,
-                accumulate: accumulate as u32,
-                scale: scale as f32,
-                plane: frame.plane() as u32,
-                stride: frame.stride as u32,
-                _pad: 0,
-            };
-            Dispatch::new(ctx, &shader("style_grad"), &p, &bufs, groups)
+            Ok(vec![Dispatch::new(ctx, &shader("style_grad"), &tiled_params(pixel_tiles), &bufs, groups)?])
         }
-        StyleGradVariant::Coop { .. } => panic!("the tensor-core style gradient needs its operand ranges"),
-        StyleGradVariant::Cpu => {
+        StyleGradKernel::Coop { config, twin, ranges, gram_slot, target_largest, features_slot } => {
+            let (groups, pixel_tiles) = gemm_grid_with(config.tile(), channels, pixels, max_dim(ctx));
+            let range = coop::max_abs(ctx, channels * channels, gram_slot, io.gram, ranges)?;
+            let a = OperandRange { slot: Some(gram_slot), largest: target_largest, bound: 2.0 };
+            let uniform = coop::scale_uniform(ctx, a, OperandRange::measured(features_slot));
+            let shader = coop::gemm_shader("style_grad", config, twin);
+            let [g, t, f, gr] = bufs;
+            let d = Dispatch::new(ctx, &shader, &tiled_params(pixel_tiles), &[g, t, f, gr, ranges, &uniform], groups)?;
+            Ok(vec![range, d])
+        }
+        StyleGradKernel::Cpu => {
             let pixels4 = pixels / 4;
             let chunks = pixels4.div_ceil(STYLE_CPU_VEC4S);
             let p = StyleCpuParams {
@@ -218,48 +262,9 @@ pub fn style_grad(
             };
             let (x, y) = grid_2d(chunks.div_ceil(STYLE_CPU_WORKGROUP), max_dim(ctx));
             let z = channels.div_ceil(STYLE_CPU_CHANNELS) as u32;
-            Dispatch::new(ctx, &style_grad_cpu_shader(channels), &p, &bufs, [x, y, z])
+            Ok(vec![Dispatch::new(ctx, &style_grad_cpu_shader(channels), &p, &bufs, [x, y, z])?])
         }
     }
-}
-
-/// [`style_grad`] on the tensor-core core (or its twin). A = G − target is bounded by 2 · max(max|G|, max|target|):
-/// `gram_slot` holds max|G| (a [`coop::max_abs`] over the Gram, returned first), `target_largest` is max|target|;
-/// B = the features, whose range is already in `features_slot` (measured for the Gram).
-#[allow(clippy::too_many_arguments)]
-pub fn style_grad_coop(
-    ctx: &GpuContext,
-    config: CoopConfig,
-    twin: bool,
-    channels: usize,
-    frame: Frame,
-    scale: f64,
-    accumulate: bool,
-    gram: &wgpu::Buffer,
-    target: &wgpu::Buffer,
-    features: &wgpu::Buffer,
-    grad: &wgpu::Buffer,
-    ranges: &wgpu::Buffer,
-    (gram_slot, target_largest, features_slot): (u32, f32, u32),
-) -> Result<Vec<Dispatch>> {
-    let pixels = frame.height * frame.stride;
-    let (groups, pixel_tiles) = gemm_grid_with(config.tile(), channels, pixels, max_dim(ctx));
-    let p = StyleParams {
-        channels: channels as u32,
-        pixels: pixels as u32,
-        pixel_tiles,
-        accumulate: accumulate as u32,
-        scale: scale as f32,
-        plane: frame.plane() as u32,
-        stride: frame.stride as u32,
-        _pad: 0,
-    };
-    let range = coop::max_abs(ctx, channels * channels, gram_slot, gram, ranges)?;
-    let a = OperandRange { slot: Some(gram_slot), largest: target_largest, bound: 2.0 };
-    let uniform = coop::scale_uniform(ctx, a, OperandRange::measured(features_slot));
-    let shader = coop::gemm_shader("style_grad", config, twin);
-    let d = Dispatch::new(ctx, &shader, &p, &[gram, target, features, grad, ranges, &uniform], groups)?;
-    Ok(vec![range, d])
 }
 
 /// Partials `tv_loss_grad` writes for a `height` x `width` image.

@@ -1,7 +1,7 @@
 //! The content term at one layer (docs/MATHS.md, "Losses"): w_c / (C·H·W) · Σ (F − P)², P the content image's
 //! features at that layer.
 
-use super::{LossKind, LossTerm, Site, TermSetup};
+use super::{LossKind, LossTerm, Recorded, Site, TermSetup};
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels::loss::{content_grad, reduce_sum, sq_diff_partials, sq_diff_sum};
@@ -46,11 +46,10 @@ pub fn targets(
 }
 
 pub struct ContentTerm {
-    layer: usize,
     shape: Shape,
     weight: f64,
     target: wgpu::Buffer,
-    scalar: Vec<Dispatch>,
+    recorded: Recorded,
 }
 
 impl ContentTerm {
@@ -65,21 +64,14 @@ impl ContentTerm {
             sq_diff_sum(ctx, n, features, &target, &scratch.partials)?,
             reduce_sum(ctx, sq_diff_partials(n), slot, scale, &scratch.partials, &scratch.slots)?,
         ];
-        Ok(Self { layer, shape, weight: spec.content_weight, target, scalar })
+        let recorded = Recorded { kind: LossKind::Content, site: Site::Relu(layer), after_forward: Vec::new(), scalar };
+        Ok(Self { shape, weight: spec.content_weight, target, recorded })
     }
 }
 
 impl LossTerm for ContentTerm {
-    fn kind(&self) -> LossKind {
-        LossKind::Content
-    }
-
-    fn site(&self) -> Site {
-        Site::Relu(self.layer)
-    }
-
-    fn scalar(&self) -> &[Dispatch] {
-        &self.scalar
+    fn recorded(&self) -> &Recorded {
+        &self.recorded
     }
 
     /// 2·w_c / (C·H·W) · (F − P).

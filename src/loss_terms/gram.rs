@@ -2,13 +2,14 @@
 //! and A the blend of the style images' Grams, and the style images' blended statistics both style terms start
 //! from ([`StyleBlend`]).
 
-use super::{LossKind, LossSpec, LossTerm, Site, StyleLoss, TermSetup};
+use super::{LossKind, LossSpec, LossTerm, Recorded, Site, StyleLoss, TermSetup};
 use crate::error::Result;
 use crate::gaussian::{w2_target, W2Target};
 use crate::gpu::{Dispatch, GpuContext};
-use crate::kernels::gram::{gram, gram_coop, GramVariant};
+use crate::kernels::gram::{gram, GramKernel};
 use crate::kernels::loss::{
-    reduce_sum, sq_diff_partials, sq_diff_sum, style_grad, style_grad_coop, style_grad_variant, StyleGradVariant,
+    reduce_sum, sq_diff_partials, sq_diff_sum, style_grad, style_grad_variant, StyleGradIo, StyleGradKernel,
+    StyleGradVariant,
 };
 use crate::network::{self, GpuNet};
 use crate::plan::Shape;
@@ -78,7 +79,6 @@ impl StyleBlend {
 }
 
 pub struct GramTerm {
-    layer: usize,
     shape: Shape,
     weight: f64,
     /// This image's Gram G and the blended target A.
@@ -89,8 +89,7 @@ pub struct GramTerm {
     target_largest: f32,
     coop: Option<(wgpu::Buffer, (u32, u32))>,
     style_grad_variant: StyleGradVariant,
-    after_forward: Vec<Dispatch>,
-    scalar: Vec<Dispatch>,
+    recorded: Recorded,
 }
 
 impl GramTerm {
@@ -104,19 +103,17 @@ impl GramTerm {
         let target_largest = target32.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let coop = network.coop_ranges.as_ref().map(|r| (r.buffer.clone(), (r.slot(), r.slot())));
         let gp = &scratch.gram_partials;
-        let after_forward = match (spec.gram_variant(facts), &coop) {
-            (GramVariant::Coop { config, twin }, Some((ranges, (features_slot, _)))) => {
-                gram_coop(ctx, config, twin, c, frame, features, gp, &gram_buffer, ranges, *features_slot)?
-            }
-            (variant, _) => gram(ctx, variant, c, frame, features, gp, &gram_buffer)?,
-        };
+        let kernel = GramKernel::of(spec.gram_variant(facts), || match &coop {
+            Some((ranges, (features_slot, _))) => Ok((ranges, *features_slot)),
+            None => Err(no_ranges()),
+        })?;
+        let after_forward = gram(ctx, kernel, c, frame, features, gp, &gram_buffer)?;
         let scale = spec.style_weight / (c * c) as f64;
         let scalar = vec![
             sq_diff_sum(ctx, c * c, &gram_buffer, &target, &scratch.partials)?,
             reduce_sum(ctx, sq_diff_partials(c * c), slot, scale, &scratch.partials, &scratch.slots)?,
         ];
         Ok(Self {
-            layer,
             shape,
             weight: spec.style_weight,
             gram: gram_buffer,
@@ -124,27 +121,14 @@ impl GramTerm {
             target_largest,
             coop,
             style_grad_variant: style_grad_variant(facts),
-            after_forward,
-            scalar,
+            recorded: Recorded { kind: LossKind::Style, site: Site::Relu(layer), after_forward, scalar },
         })
     }
 }
 
 impl LossTerm for GramTerm {
-    fn kind(&self) -> LossKind {
-        LossKind::Style
-    }
-
-    fn site(&self) -> Site {
-        Site::Relu(self.layer)
-    }
-
-    fn after_forward(&self) -> &[Dispatch] {
-        &self.after_forward
-    }
-
-    fn scalar(&self) -> &[Dispatch] {
-        &self.scalar
+    fn recorded(&self) -> &Recorded {
+        &self.recorded
     }
 
     /// 4·w_s / (C²·C·H·W) · (G − A)·F, through F's ReLU mask.
@@ -158,18 +142,19 @@ impl LossTerm for GramTerm {
         let s = self.shape;
         let c = s.channels;
         let scale = 4.0 * self.weight / ((c * c) as f64 * s.floats() as f64);
-        let (gram, target) = (&self.gram, &self.target);
-        match (self.style_grad_variant, &self.coop) {
+        let kernel = match (self.style_grad_variant, &self.coop) {
             (StyleGradVariant::Coop { config, twin }, Some((ranges, (features_slot, gram_slot)))) => {
-                let slots = (*gram_slot, self.target_largest, *features_slot);
-                let frame = s.frame();
-                style_grad_coop(
-                    ctx, config, twin, c, frame, scale, accumulate, gram, target, features, grad, ranges, slots,
-                )
+                let (gram_slot, features_slot, target_largest) = (*gram_slot, *features_slot, self.target_largest);
+                StyleGradKernel::Coop { config, twin, ranges, gram_slot, target_largest, features_slot }
             }
-            (variant, _) => {
-                Ok(vec![style_grad(ctx, variant, c, s.frame(), scale, accumulate, gram, target, features, grad)?])
-            }
-        }
+            (variant, _) => StyleGradKernel::f32(variant)?,
+        };
+        let io = StyleGradIo { gram: &self.gram, target: &self.target, features, grad };
+        style_grad(ctx, kernel, (c, s.frame()), scale, accumulate, io)
     }
+}
+
+/// A tensor-core Gram term in a network without operand ranges (a bug: they are made together).
+fn no_ranges() -> crate::Error {
+    crate::Error::Validation("a tensor-core Gram term in a network without operand ranges".into())
 }

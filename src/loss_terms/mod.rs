@@ -58,18 +58,21 @@ pub enum Site {
     Image,
 }
 
-/// One term of the loss: what it reads, the dispatches of its scalar, and its gradient.
-pub trait LossTerm {
-    fn kind(&self) -> LossKind;
-    fn site(&self) -> Site;
+/// What a term records once, when it is made.
+pub struct Recorded {
+    pub kind: LossKind,
+    pub site: Site,
     /// Dispatches that run after the forward pass, before the scalars and the backward pass read their results
     /// (the image's Gram, W2's square root).
-    fn after_forward(&self) -> &[Dispatch] {
-        &[]
-    }
+    pub after_forward: Vec<Dispatch>,
     /// Dispatches writing the term's slot: only on evaluations whose losses are read. An image term's run after
     /// its gradient (TV's partials are a by-product of it).
-    fn scalar(&self) -> &[Dispatch];
+    pub scalar: Vec<Dispatch>,
+}
+
+/// One term of the loss: what it reads, the dispatches of its scalar, and its gradient.
+pub trait LossTerm {
+    fn recorded(&self) -> &Recorded;
     /// The dispatches adding the term's gradient into `grad` at its site (`features`: what it reads there);
     /// `accumulate`: whether `grad` already holds a value (else the first term overwrites it).
     fn gradient(
@@ -243,12 +246,12 @@ impl LossTerms {
 
     /// After the forward pass: what the scalars and the gradients read (the Grams, W2's square roots).
     pub fn after_forward(&self) -> impl Iterator<Item = &Dispatch> {
-        self.terms.iter().flat_map(|t| t.after_forward())
+        self.terms.iter().flat_map(|t| &t.recorded().after_forward)
     }
 
     /// The scalars of the terms read at the network's layers (only when the losses are read).
     pub fn layer_scalars(&self) -> impl Iterator<Item = &Dispatch> {
-        self.terms.iter().filter(|t| t.site() != Site::Image).flat_map(|t| t.scalar())
+        self.terms.iter().map(|t| t.recorded()).filter(|r| r.site != Site::Image).flat_map(|r| &r.scalar)
     }
 
     /// The image terms' gradients, after the backward pass.
@@ -258,7 +261,7 @@ impl LossTerms {
 
     /// The image terms' scalars, after their gradients (only when the losses are read).
     pub fn image_scalars(&self) -> impl Iterator<Item = &Dispatch> {
-        self.terms.iter().filter(|t| t.site() == Site::Image).flat_map(|t| t.scalar())
+        self.terms.iter().map(|t| t.recorded()).filter(|r| r.site == Site::Image).flat_map(|r| &r.scalar)
     }
 
     /// The dispatches adding every term at `site.layer` to its gradient (in term order), for
@@ -266,7 +269,7 @@ impl LossTerms {
     pub fn gradient_dispatches(&self, ctx: &GpuContext, site: LossGradientSite<'_>) -> Result<Vec<Dispatch>> {
         let mut accumulate = !site.first_writes;
         let mut out = Vec::new();
-        for t in self.terms.iter().filter(|t| t.site() == Site::Relu(site.layer)) {
+        for t in self.terms.iter().filter(|t| t.recorded().site == Site::Relu(site.layer)) {
             out.extend(t.gradient(ctx, site.features, site.grad, accumulate)?);
             accumulate = true;
         }

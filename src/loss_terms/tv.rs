@@ -1,7 +1,7 @@
 //! The total-variation term on the image (docs/MATHS.md, "Losses"): its gradient kernel writes the loss's
 //! per-workgroup partials as a by-product, so its scalar is their sum, recorded after the gradient.
 
-use super::{LossKind, LossTerm, Site, TermSetup};
+use super::{LossKind, LossTerm, Recorded, Site, TermSetup};
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels::loss::{reduce_sum, tv_loss_grad, tv_partials};
@@ -16,7 +16,7 @@ pub struct TvTerm {
     height: usize,
     weight: f64,
     partials: wgpu::Buffer,
-    scalar: Vec<Dispatch>,
+    recorded: Recorded,
 }
 
 impl TvTerm {
@@ -25,21 +25,15 @@ impl TvTerm {
         let (width, height) = (network.plan.spec.width, network.plan.spec.height);
         let count = tv_partials(height, width);
         let scalar = vec![reduce_sum(ctx, count, slot, 1.0, &scratch.partials, &scratch.slots)?];
-        Ok(Self { width, height, weight: spec.tv_weight, partials: scratch.partials.clone(), scalar })
+        let recorded =
+            Recorded { kind: LossKind::TotalVariation, site: Site::Image, after_forward: Vec::new(), scalar };
+        Ok(Self { width, height, weight: spec.tv_weight, partials: scratch.partials.clone(), recorded })
     }
 }
 
 impl LossTerm for TvTerm {
-    fn kind(&self) -> LossKind {
-        LossKind::TotalVariation
-    }
-
-    fn site(&self) -> Site {
-        Site::Image
-    }
-
-    fn scalar(&self) -> &[Dispatch] {
-        &self.scalar
+    fn recorded(&self) -> &Recorded {
+        &self.recorded
     }
 
     /// `features` is the image x itself.

@@ -2,7 +2,7 @@
 //! Gaussian fits (mean and covariance) of the image's features and the style images' blend, with the matrix
 //! square root by Newton–Schulz iterations on the GPU (`kernels::w2`).
 
-use super::{LossKind, LossTerm, Site, TermSetup};
+use super::{LossKind, LossTerm, Recorded, Site, TermSetup};
 use crate::error::Result;
 use crate::gaussian::W2Target;
 use crate::gpu::{Dispatch, GpuContext};
@@ -49,7 +49,6 @@ pub fn buffers(shape: Shape) -> [(&'static str, usize); 4] {
 
 /// One W2 style term's target and working matrices (docs/MATHS.md, "Style loss: Wasserstein-2").
 pub struct W2Term {
-    layer: usize,
     shape: Shape,
     weight: f64,
     /// T = Σ̂_t^½ (C x C) and μ_t (C), from the host.
@@ -77,8 +76,7 @@ pub struct W2Term {
     /// The matmul kernel for this layer's C x C products, and the style gradient's.
     matmul: kernels::w2::MatmulVariant,
     style_grad_variant: StyleGradVariant,
-    after_forward: Vec<Dispatch>,
-    scalar: Vec<Dispatch>,
+    recorded: Recorded,
 }
 
 /// Which of the two Y, Z buffers holds the Newton–Schulz result.
@@ -92,7 +90,6 @@ impl W2Term {
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
         let matrix = |label: &str| ctx.storage_buffer(label, c * c);
         let mut term = Self {
-            layer,
             shape,
             weight: spec.style_weight,
             sqrt_target: ctx.buffer_from("w2 target sqrt", &f32s(&target.sqrt))?,
@@ -113,12 +110,17 @@ impl W2Term {
             norm_slot: 0,
             matmul: kernels::w2::matmul_variant(facts, c),
             style_grad_variant: w2_style_grad_variant(facts),
-            after_forward: Vec::new(),
-            scalar: Vec::new(),
+            recorded: Recorded {
+                kind: LossKind::Style,
+                site: Site::Relu(layer),
+                after_forward: Vec::new(),
+                scalar: Vec::new(),
+            },
         };
         let features = network.relu(layer);
-        term.after_forward = term.forward(ctx, facts, features, (&scratch.gram_partials, &scratch.partials))?;
-        term.scalar = vec![term.loss_scalar(ctx, (&scratch.slots, slot))?];
+        term.recorded.after_forward =
+            term.forward(ctx, facts, features, (&scratch.gram_partials, &scratch.partials))?;
+        term.recorded.scalar = vec![term.loss_scalar(ctx, (&scratch.slots, slot))?];
         Ok(term)
     }
 
@@ -133,7 +135,8 @@ impl W2Term {
         use kernels::w2::{channel_mean, covariance, matmul, sqrtm_start};
         let (c, frame, scalars) = (self.shape.channels, self.shape.frame(), &self.scalars);
         let one = Alpha::constant(1.0);
-        let mut out = kernels::gram::gram(ctx, w2_gram_variant(facts), c, frame, features, gram_partials, &self.gram)?;
+        let gram_kernel = kernels::gram::GramKernel::f32(w2_gram_variant(facts))?;
+        let mut out = kernels::gram::gram(ctx, gram_kernel, c, frame, features, gram_partials, &self.gram)?;
         out.push(channel_mean(ctx, c, frame, features, &self.mean)?);
         out.push(covariance(ctx, c, self.ridge, &self.gram, &self.mean, &self.cov)?);
         out.push(matmul(ctx, self.matmul, c, one, 0.0, (&self.cov, &self.sqrt_target), &self.p, scalars)?);
@@ -182,20 +185,8 @@ impl W2Term {
 }
 
 impl LossTerm for W2Term {
-    fn kind(&self) -> LossKind {
-        LossKind::Style
-    }
-
-    fn site(&self) -> Site {
-        Site::Relu(self.layer)
-    }
-
-    fn after_forward(&self) -> &[Dispatch] {
-        &self.after_forward
-    }
-
-    fn scalar(&self) -> &[Dispatch] {
-        &self.scalar
+    fn recorded(&self) -> &Recorded {
+        &self.recorded
     }
 
     /// dL/dF: K = (I − T·M^−½·T) / C with M^−½ = Z / ‖M‖_F^½, then 2w/N · K·F (the style gradient kernel
@@ -214,23 +205,15 @@ impl LossTerm for W2Term {
         let inv_c = 1.0 / c as f32;
         let scaled = Alpha { scale: -inv_c, slot: self.norm_slot, power: -0.25 };
         let (t, z) = (&self.sqrt_target, &self.z[W2_RESULT]);
-        Ok(vec![
+        let io = kernels::loss::StyleGradIo { gram: &self.k, target: zeros, features, grad };
+        let kernel = kernels::loss::StyleGradKernel::f32(variant)?;
+        let mut out = vec![
             matmul(ctx, self.matmul, c, Alpha::constant(1.0), 0.0, (t, z), &self.p, scalars)?,
             matmul(ctx, self.matmul, c, scaled, inv_c, (&self.p, t), &self.k, scalars)?,
-            kernels::loss::style_grad(
-                ctx,
-                variant,
-                c,
-                frame,
-                2.0 * weight / n,
-                accumulate,
-                &self.k,
-                zeros,
-                features,
-                grad,
-            )?,
-            mean_grad(ctx, c, weight / n, &self.k, (&self.mean, &self.target_mean), &self.bias)?,
-            channel_bias_grad(ctx, c, frame, &self.bias, features, grad)?,
-        ])
+        ];
+        out.extend(kernels::loss::style_grad(ctx, kernel, (c, frame), 2.0 * weight / n, accumulate, io)?);
+        out.push(mean_grad(ctx, c, weight / n, &self.k, (&self.mean, &self.target_mean), &self.bias)?);
+        out.push(channel_bias_grad(ctx, c, frame, &self.bias, features, grad)?);
+        Ok(out)
     }
 }

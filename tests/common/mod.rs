@@ -4,9 +4,14 @@
 
 use std::sync::OnceLock;
 
-#[allow(unused_imports)]
-pub use neural_style::conformance::{random, random_image, random_vgg, ref_net, rms, rng, to_f32, to_f64};
+// Each test binary uses its own part of these.
 use neural_style::gpu::{GpuContext, GpuOptions};
+#[allow(unused_imports)]
+pub use neural_style::{
+    verify::network::{random_image, ref_net},
+    verify::{random, rms, rng, to_f32, to_f64},
+    vgg::random_weights as random_vgg,
+};
 
 /// The adapter the suite runs on: `$NEURAL_STYLE_ADAPTER` or the best one. No adapter is a hard failure, never
 /// a skip: CI must have lavapipe.
@@ -32,5 +37,5 @@ pub fn ctx_gpu_kernels() -> &'static GpuContext {
 
 /// Panics with the conformance message unless every |gpu − ref| ≤ rtol · (|ref| + rms(ref)).
 pub fn assert_close(what: &str, gpu: &[f32], reference: &[f64], rtol: f64) -> f64 {
-    neural_style::conformance::compare(what, gpu, reference, rtol).unwrap_or_else(|e| panic!("{e}"))
+    neural_style::verify::compare(what, gpu, reference, rtol).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -1,0 +1,200 @@
+//! The 3x3 convolution's kernels (forward and backward-data, every variant) against the reference and finite
+//! differences, and the tensor-core first-use check as a check.
+
+use super::*;
+
+/// conv3x3 forward (+ bias, ± ReLU) with `variant`'s kernel.
+pub fn conv3x3(ctx: &GpuContext, s: ConvShape, relu: bool, variant: ConvVariant, seed: u64) -> Check {
+    let io = Io { ctx };
+    let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
+    let frame = s.frame();
+    let mut g = rng(seed);
+    let x = random(&mut g, cin * h * w, 1.0);
+    let wt = random(&mut g, cout * cin * 9, (3.0 / (cin as f64 * 9.0)).sqrt());
+    let b = random(&mut g, cout, 0.5);
+    let expect = r::conv3x3(&x, cin, h, w, &wt, &b, cout, relu);
+    let what = format!("conv3x3 ({variant:?}) {cin}->{cout} {h}x{w} relu={relu}");
+    let run = || -> Result<wgpu::Buffer> {
+        let wf = kernels::conv::forward_weights(variant, &to_f32(&wt), cin, cout);
+        let (xb, wb, bb, ob) =
+            (io.framed(&x, cin, frame)?, ctx.buffer_from("w", &wf)?, io.buf(&b)?, io.framed_out(cout, frame)?);
+        // A tensor-core kernel's input range is measured into entry 0 first.
+        let ranges = ctx.storage_buffer("ranges", 1)?;
+        let mut ds = Vec::new();
+        let kernel = ConvKernel::of(variant, || {
+            ds.push(kernels::coop::max_abs(ctx, frame.buffer_floats(cin), 0, &xb, &ranges)?);
+            Ok(coop_operands(&ranges, &wt))
+        })?;
+        let conv_io = ForwardIo { input: &xb, weights: &wb, bias: &bb, output: &ob };
+        ds.push(kernels::conv::conv3x3(ctx, kernel, s, relu, conv_io)?);
+        ctx.run(&ds.iter().collect::<Vec<_>>())?;
+        Ok(ob)
+    };
+    let out = run().map_err(gpu_err)?;
+    compare(&what, &io.read_framed(&out, cout, frame, &what)?, &expect, conv_tolerance(variant))
+}
+
+fn conv_tolerance(variant: ConvVariant) -> f64 {
+    match variant {
+        ConvVariant::Coop { .. } => COOP_TOL,
+        _ => RTOL,
+    }
+}
+
+/// The tensor-core operand ranges of a conv check: the weights' largest magnitude known on the host, the
+/// activations' measured into entry 0 of `ranges`.
+fn coop_operands<'a>(ranges: &'a wgpu::Buffer, weights: &[f64]) -> kernels::conv::CoopOperands<'a> {
+    let largest = weights.iter().fold(0.0f64, |m, v| m.max(v.abs())) as f32;
+    kernels::conv::CoopOperands {
+        ranges,
+        weights: kernels::coop::OperandRange::fixed(largest),
+        input: kernels::coop::OperandRange::measured(0),
+    }
+}
+
+/// conv3x3 backward-data with `variant`'s kernel against the reference, with and without the fused ReLU mask of
+/// its input (the kernel is given the already-masked output gradient, as every writer of a gradient in the
+/// engine leaves it); when `finite_differences`, the unmasked result against central differences of
+/// L(x) = Σ r · relu(conv(x)).
+pub fn conv3x3_backward_data(
+    ctx: &GpuContext,
+    s: ConvShape,
+    variant: ConvVariant,
+    finite_differences: bool,
+    seed: u64,
+) -> Check {
+    let io = Io { ctx };
+    let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
+    let frame = s.frame();
+    let mut g = rng(seed);
+    let x = random(&mut g, cin * h * w, 1.0);
+    let wt = random(&mut g, cout * cin * 9, (3.0 / (cin as f64 * 9.0)).sqrt());
+    let b = random(&mut g, cout, 0.5);
+    let y = r::conv3x3(&x, cin, h, w, &wt, &b, cout, true);
+    let gy = random(&mut g, cout * h * w, 1.0);
+    // The input's own forward values (as if it were a ReLU output) for the fused mask.
+    let mask = random(&mut g, cin * h * w, 1.0);
+    let expect = r::conv3x3_backward_data(&gy, &y, cin, cout, h, w, &wt);
+    let expect_masked = r::relu_mask(&expect, &mask);
+    let what = format!("conv3x3_backward_data ({variant:?}) {cin}->{cout} {h}x{w}");
+    let run = || -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+        let wbk = kernels::conv::backward_weights(variant, &to_f32(&wt), cin, cout);
+        let gyb = io.framed(&r::relu_mask(&gy, &y), cout, frame)?;
+        let (wb, mb) = (ctx.buffer_from("w", &wbk)?, io.framed(&mask, cin, frame)?);
+        let (o1, o2) = (io.framed_out(cin, frame)?, io.framed_out(cin, frame)?);
+        // A tensor-core kernel's gradient range is measured into entry 0 first.
+        let ranges = ctx.storage_buffer("ranges", 1)?;
+        let mut ds = Vec::new();
+        let kernel = ConvKernel::of(variant, || {
+            ds.push(kernels::coop::max_abs(ctx, frame.buffer_floats(cout), 0, &gyb, &ranges)?);
+            Ok(coop_operands(&ranges, &wt))
+        })?;
+        for (mask_src, grad_in) in [(None, &o1), (Some(&mb), &o2)] {
+            let conv_io = BackwardIo { grad_out: &gyb, weights: &wb, mask_src, grad_in };
+            ds.push(kernels::conv::conv3x3_backward_data(ctx, kernel, s, conv_io)?);
+        }
+        ctx.run(&ds.iter().collect::<Vec<_>>())?;
+        Ok((o1, o2))
+    };
+    let (o1, o2) = run().map_err(gpu_err)?;
+    let plain = io.read_framed(&o1, cin, frame, &what)?;
+    let masked = io.read_framed(&o2, cin, frame, &what)?;
+    let tol = conv_tolerance(variant);
+    let vs_ref =
+        both(compare(&what, &plain, &expect, tol), compare(&format!("{what} masked"), &masked, &expect_masked, tol));
+    if !finite_differences {
+        return vs_ref;
+    }
+    let loss =
+        |x: &[f64]| -> f64 { r::conv3x3(x, cin, h, w, &wt, &b, cout, true).iter().zip(&gy).map(|(a, b)| a * b).sum() };
+    let eps = 1e-5;
+    let fd: Vec<f64> = (0..x.len())
+        .map(|i| {
+            let (mut p, mut m) = (x.clone(), x.clone());
+            p[i] += eps;
+            m[i] -= eps;
+            (loss(&p) - loss(&m)) / (2.0 * eps)
+        })
+        .collect();
+    both(vs_ref, compare(&format!("{what} vs finite differences"), &plain, &fd, tol.max(1e-3)))
+}
+
+/// The first-use check of the tensor-core path ([`kernels::conv::coop_against_f32`]) as a check.
+pub fn coop_against_f32(ctx: &GpuContext, config: kernels::coop::CoopConfig, tol: f64) -> Check {
+    kernels::conv::coop_against_f32(ctx, config, tol).map_err(gpu_err)?
+}
+
+/// The WGSL kernel of a forward variant.
+fn forward_kernel(variant: ConvVariant) -> &'static str {
+    match variant {
+        ConvVariant::Cpu { .. } => "conv3x3_cpu",
+        ConvVariant::Tiled | ConvVariant::Narrow | ConvVariant::Coop { .. } => "conv3x3",
+    }
+}
+
+/// The WGSL kernel of a backward-data variant.
+fn backward_kernel(variant: ConvVariant) -> &'static str {
+    match variant {
+        ConvVariant::Cpu { .. } => "conv3x3_cpu",
+        ConvVariant::Narrow => "conv3x3_backward_data_narrow",
+        ConvVariant::Tiled | ConvVariant::Coop { .. } => "conv3x3_backward_data",
+    }
+}
+
+/// The cases of this family at `full` or quick scale.
+pub fn cases(full: bool) -> Vec<Case> {
+    let conv = |(cin, cout, height, width): (usize, usize, usize, usize)| ConvShape { cin, cout, height, width };
+    let mut v = Vec::new();
+    // (cin, cout, h, w): odd, prime and realistic; a 3-channel side for conv1_1 both ways; more channels than
+    // one CPU block (8) and than one tile (64), and not a multiple of either.
+    let conv_shapes: Vec<(usize, usize, usize, usize)> = if full {
+        vec![
+            (3, 64, 33, 31),
+            (64, 128, 17, 9),
+            (1, 7, 7, 13),
+            (128, 64, 5, 11),
+            (512, 512, 3, 5),
+            (64, 3, 16, 16),
+            (4, 130, 19, 23),
+            (16, 20, 1, 1),
+        ]
+    } else {
+        vec![(3, 64, 17, 13), (64, 128, 9, 7), (512, 512, 3, 5)]
+    };
+    for (i, &s) in conv_shapes.iter().enumerate() {
+        let s = conv(s);
+        for variant in kernels::conv::forward_variant_list() {
+            for relu in if full { vec![true, false] } else { vec![true] } {
+                let name = format!("conv3x3 ({variant:?}) {}->{} {}x{} relu={relu}", s.cin, s.cout, s.height, s.width);
+                let run = move |ctx: &GpuContext| conv3x3(ctx, s, relu, variant, 100 + i as u64);
+                v.push(case("conv3x3", name, run).checking(&[forward_kernel(variant)]));
+            }
+        }
+    }
+    let bwd_shapes: Vec<(usize, usize, usize, usize)> =
+        if full { conv_shapes.clone() } else { vec![(3, 64, 16, 16), (128, 64, 7, 9)] };
+    for (i, &s) in bwd_shapes.iter().enumerate() {
+        let s = conv(s);
+        for variant in kernels::conv::backward_variant_list(s.cin) {
+            let name = format!("conv3x3_backward_data ({variant:?}) {}->{} {}x{}", s.cin, s.cout, s.height, s.width);
+            let run = move |ctx: &GpuContext| conv3x3_backward_data(ctx, s, variant, false, 200 + i as u64);
+            v.push(case("conv3x3_backward_data", name, run).checking(&[backward_kernel(variant)]));
+        }
+    }
+    // Central finite differences of L(x) = Σ r · relu(conv(x)), also for a 3-channel result (conv1_1's image
+    // gradient).
+    let fd_shapes: Vec<(usize, usize, usize, usize)> =
+        if full { vec![(5, 6, 7, 9), (3, 70, 9, 7)] } else { vec![(5, 6, 7, 9)] };
+    for (i, &s) in fd_shapes.iter().enumerate() {
+        let s = conv(s);
+        for variant in kernels::conv::backward_variant_list(s.cin) {
+            let name = format!(
+                "conv3x3_backward_data ({variant:?}) {}->{} {}x{} vs finite differences",
+                s.cin, s.cout, s.height, s.width
+            );
+            let run = move |ctx: &GpuContext| conv3x3_backward_data(ctx, s, variant, true, 300 + i as u64);
+            v.push(case("conv3x3_backward_data", name, run).checking(&[backward_kernel(variant)]));
+        }
+    }
+    v
+}
