@@ -270,7 +270,7 @@ fn image_case(ctx: &GpuContext, data: &mut Data<'_>, side: usize) -> Case {
     let partials = data.output(parts);
     let m = data.random(n, 1.0);
     let v = data.positive(n);
-    let d_tv = kernels::loss::tv_loss_grad(ctx, side, side, 1e-3, true, &x, &grad, &partials).unwrap();
+    let d_tv = kernels::loss::tv_loss_grad(ctx, (side, side), 1e-3, true, &x, &grad, &partials).unwrap();
     let d_adam = kernels::adam::adam(ctx, n, 10.0, &x, &m, &v, &grad).unwrap();
     Case {
         layer: "image".to_string(),

@@ -2,18 +2,6 @@
 //   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;  x -= step_size * m / (sqrt(v) / bc2_sqrt + eps)
 // with step_size = lr / (1 - b1^t) and bc2_sqrt = sqrt(1 - b2^t), computed on the host in f64 for each t.
 
-struct Params {
-    count: u32,
-    step_size: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    bc2_sqrt: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;

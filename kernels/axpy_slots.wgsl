@@ -4,20 +4,8 @@
 // with an index of NONE standing for 1 (num_add, den) or 0 (num_sub). keep is 0 or 1; with keep = 0, y is not
 // read (it may hold anything, NaN included).
 
-struct Params {
-    count: u32,
-    keep: u32,
-    num_add: u32,
-    num_sub: u32,
-    den: u32,
-    scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
 const NONE: u32 = 0xffffffffu;
 
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read> slots: array<f32>;

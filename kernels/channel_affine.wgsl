@@ -3,20 +3,8 @@
 // Caffe mean) into the input convention of torchvision-style weights; backward (offset 0) it scales the gradient
 // back. Not dispatched at all for Caffe-convention weights (the identity).
 
-struct Params {
-    height: u32,
-    width: u32,
-    stride: u32, // frame
-    plane: u32,
-    scale: vec4<f32>,
-    offset: vec4<f32>,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read_write> output: array<f32>;
-
-const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
 
 fn element_count() -> u32 {
     return 3u * params.height * params.width;

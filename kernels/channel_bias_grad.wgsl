@@ -2,16 +2,6 @@
 // Wasserstein-2"): grad[c, p] += bias[c] where F[c, p] > 0. Over the whole framed buffer: the frame's F is zero,
 // so the frame's gradient stays zero.
 
-struct Params {
-    count: u32,    // floats of the framed buffer
-    channels: u32,
-    plane: u32,
-    _pad0: u32,
-}
-
-const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> bias: array<f32>;
 @group(0) @binding(2) var<storage, read> features: array<f32>;
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;

@@ -3,20 +3,6 @@
 // nothing), each invocation a strided subset in order, then a fixed tree: reruns are bit-identical. For the
 // Wasserstein-2 style loss (docs/MATHS.md).
 
-struct Params {
-    channels: u32,
-    pixels: u32,    // height * stride: the data rows
-    plane: u32,
-    stride: u32,
-    inv_count: f32, // 1 / (height * width)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> features: array<f32>;
 @group(0) @binding(2) var<storage, read_write> mean: array<f32>;
 

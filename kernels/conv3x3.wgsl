@@ -4,18 +4,6 @@
 // tiled loop); this file is the epilogue. Weights are pre-transposed at load to K x Cout so a tile of them is
 // one contiguous row per k. Tensors are framed CHW (src/frame.rs).
 
-struct Params {
-    cin: u32,
-    cout: u32,
-    height: u32,
-    width: u32,
-    stride: u32,      // frame (src/frame.rs)
-    plane: u32,
-    pixel_tiles: u32, // ceil(H*W / 64): the grid may be 2-D to stay under 65,535 groups per dimension
-    relu: u32,        // 1 = apply ReLU in the epilogue
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -24,7 +12,7 @@ struct Params {
 fn store_c(tile: GemmTile, m: u32, n: u32, value: f32) {
     if (m < params.cout && n < params.height * params.width) {
         var v = value + bias[m];
-        if (params.relu != 0u) {
+        if (params.epilogue != 0u) {
             v = max(v, 0.0);
         }
         output[frame_index(m, n)] = v;

@@ -8,18 +8,6 @@
 // output, the epilogue applies that ReLU's mask (one read per output, at the output's own index), so the result
 // is ready for the next backward step.
 
-struct Params {
-    cin: u32,   // channels of grad_out (the forward conv's Cout)
-    cout: u32,  // channels of grad_in (the forward conv's Cin)
-    height: u32,
-    width: u32,
-    stride: u32,
-    plane: u32,
-    pixel_tiles: u32,
-    mask_output: u32, // 1 = multiply by (mask_src > 0): the input was a ReLU output
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 // The convolution's input here is grad_out; the shared im2col loader calls it `input`.
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
@@ -30,7 +18,7 @@ fn store_c(tile: GemmTile, m: u32, n: u32, value: f32) {
     if (m < params.cout && n < params.height * params.width) {
         let idx = frame_index(m, n);
         var g = value;
-        if (params.mask_output != 0u && !(mask_src[idx] > 0.0)) {
+        if (params.epilogue != 0u && !(mask_src[idx] > 0.0)) {
             g = 0.0;
         }
         grad_in[idx] = g;

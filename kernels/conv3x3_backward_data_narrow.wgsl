@@ -7,18 +7,6 @@
 // neighbouring pixels of grad_out, which the cache shares across the 9 taps. Framed CHW (src/frame.rs): the
 // zero frame supplies the padding, no tap is bounds-checked.
 
-struct Params {
-    cin: u32,   // channels of grad_out (the forward conv's Cout)
-    cout: u32,  // channels of grad_in (≤ 4)
-    height: u32,
-    width: u32,
-    stride: u32,
-    plane: u32,
-    pixel_groups: u32,
-    mask_output: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> grad_out: array<f32>;
 @group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>; // [cin*9] of vec4 (result channels)
 @group(0) @binding(3) var<storage, read> mask_src: array<f32>;
@@ -26,7 +14,6 @@ struct Params {
 
 const CHUNK: u32 = 64u; // input channels staged per round
 var<workgroup> w_tile: array<vec4<f32>, 576>; // CHUNK * 9
-const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
 
 @compute @workgroup_size(256, 1, 1)
 fn main(
@@ -66,7 +53,7 @@ fn main(
         for (var m = 0u; m < params.cout; m++) {
             let idx = HEAD + m * params.plane + (y + 1u) * params.stride + x;
             var g = acc[m];
-            if (params.mask_output != 0u && !(mask_src[idx] > 0.0)) {
+            if (params.epilogue != 0u && !(mask_src[idx] > 0.0)) {
                 g = 0.0;
             }
             grad_in[idx] = g;

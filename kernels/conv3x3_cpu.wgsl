@@ -16,22 +16,6 @@
 // Measured on lavapipe (Mesa 22.3, 2 cores; docs/PERFORMANCE.md): MR 8, ROWS 4, WG 16 ran a 64->64 conv at
 // 128x128 at 31-39 GFLOP/s.
 
-struct Params {
-    cin: u32,            // channels read (the conv's input)
-    cout: u32,           // channels written
-    height: u32,
-    width: u32,
-    stride: u32,         // floats per frame row
-    plane: u32,          // floats per frame channel
-    chunks_per_row: u32, // ceil(width / 8)
-    chunks: u32,         // chunks_per_row * ceil(height / ROWS): invocations per channel block
-    epilogue: u32,       // forward: 1 = ReLU; backward: 1 = multiply by (mask > 0)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> input: array<vec4<f32>>;
 // [ceil(cout / MR)][cin][9][MR]: the MR channels of one block for one (input channel, tap) are one row.
 @group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>;
@@ -42,8 +26,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 {% endif %}
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
-
-const HEAD: u32 = 4u; // floats before channel 0's frame (src/plan.rs, Frame::HEAD)
 
 @compute @workgroup_size({{ WG }}, 1, 1)
 fn main(

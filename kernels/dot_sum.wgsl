@@ -2,14 +2,6 @@
 // (`abs_a` = 1: Σ |a|, the L1 norm, b unread). L-BFGS's two-loop recursion and line search use it;
 // reduce_sum.wgsl finishes the sum into a slot. The loop and the fixed-order tree are shared/partial_sums.wgsl.
 
-struct Params {
-    count: u32,
-    abs_a: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;

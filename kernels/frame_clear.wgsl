@@ -3,21 +3,7 @@
 // the tensor's buffer also holds tensors of another frame (which leave their data where this frame has zeros);
 // every other buffer keeps its frame zero from allocation. One invocation per frame element.
 
-struct Params {
-    channels: u32,
-    height: u32,
-    width: u32,
-    stride: u32,
-    rows: u32,       // frame rows per plane
-    per_channel: u32, // frame elements per channel: height * (stride - width) + (rows - height) * stride
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> tensor: array<f32>;
-
-const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
 
 fn element_count() -> u32 {
     return params.channels * params.per_channel;

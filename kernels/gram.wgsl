@@ -7,20 +7,6 @@
 // symmetric); gram_reduce mirrors the rest. The tiled loop is shared/gemm_tiled.wgsl with A = B = Fᵀ, staged
 // 16 consecutive pixels of one channel per 16 invocations.
 
-struct Params {
-    channels: u32,
-    pixels: u32,  // K: height * stride
-    chunk: u32,   // K per split
-    splits: u32,
-    plane: u32,   // frame (src/frame.rs)
-    stride: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> features: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;
 

@@ -8,22 +8,8 @@
 // dozen multiply-adds (it is split into one load per lane), so the block is square: per 4 pixels, 2·B vec4
 // loads feed B·B·4 multiply-adds.
 
-struct Params {
-    channels: u32,
-    blocks: u32,  // ceil(channels / B)
-    pairs: u32,   // blocks * (blocks + 1) / 2
-    height: u32,
-    width4: u32,  // vec4s per data row: ceil(width / 4)
-    stride4: u32, // vec4s per frame row
-    plane4: u32,  // vec4s per frame plane
-    scale: f32,   // 1 / (C·H·W)
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> features: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> gram: array<f32>;
-
-const HEAD4: u32 = 1u; // src/frame.rs, Frame::HEAD (4 floats) in vec4s
 
 @compute @workgroup_size({{ WG }}, 1, 1)
 fn main(

@@ -2,14 +2,6 @@
 // scale = 1 / (C*H*W). Elements in tiles below the diagonal (never computed) are read mirrored, so G is exactly
 // symmetric. One thread per element of G.
 
-struct Params {
-    channels: u32,
-    splits: u32,
-    scale: f32,
-    tile: u32, // the partial kernel's tile side: below-diagonal tiles of that size were never computed
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> gram: array<f32>;
 

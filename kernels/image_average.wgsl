@@ -5,14 +5,6 @@
 //                                      restarting)
 // The optimiser never reads b or a; the run writes a.
 
-struct Params {
-    count: u32,
-    restart: u32,
-    decay: f32,
-    correction: f32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> biased: array<f32>;
 @group(0) @binding(3) var<storage, read_write> average: array<f32>;

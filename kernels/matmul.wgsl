@@ -3,7 +3,7 @@
 //   out = alpha · A·B + beta · I,    alpha = scale · slots[alpha_slot]^alpha_power (scale alone when NONE)
 // so a scalar measured on the GPU (a Frobenius norm) scales the product without a read-back. out must be
 // neither A nor B. The tiled loop is shared/gemm_tiled.wgsl with its A operand = this A transposed; Params,
-// the scalars' binding and the scale are shared/matmul_params.wgsl.
+// the scalars' binding and the scale are shared/matmul_scale.wgsl.
 
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;

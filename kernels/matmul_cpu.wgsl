@@ -3,7 +3,7 @@
 // Each invocation computes a block of 8 rows x 8 columns: per k, the eight rows' A[m, k] (one vec4 load per row
 // covers 4 k) times B's row k (two vec4 loads), 64 multiply-adds per 4 loads. C is a multiple of 8 (every VGG
 // layer; the wrapper uses matmul.wgsl otherwise). k runs in ascending order, one fma per k: reruns are
-// bit-identical. Params, the scalars' binding and the scale are shared/matmul_params.wgsl.
+// bit-identical. The scalars' binding and the scale are shared/matmul_scale.wgsl.
 
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;

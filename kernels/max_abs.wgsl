@@ -4,14 +4,6 @@
 // does not depend on the order (max is exact). The entry must be zero before (zero_u32.wgsl runs first in an
 // iteration).
 
-struct Params {
-    count: u32,
-    slot: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> values: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ranges: array<atomic<u32>>;
 

@@ -2,14 +2,6 @@
 // (read + write). Buffers should be far larger than the last-level cache (the host uses 256 MiB where the
 // adapter's binding limit allows).
 
-struct Params {
-    count: u32, // vec4 elements
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
 

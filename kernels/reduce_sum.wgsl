@@ -1,14 +1,6 @@
 // Final reduction of per-workgroup partial sums into one loss slot: losses[slot] = scale * sum(partials).
 // One workgroup; each thread adds a strided subset in order, then a fixed tree: deterministic.
 
-struct Params {
-    count: u32,
-    slot: u32,
-    scale: f32,
-    _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> partials: array<f32>;
 @group(0) @binding(2) var<storage, read_write> losses: array<f32>;
 

@@ -2,14 +2,6 @@
 // of (a - b)^2. The content loss (F vs P) and the style loss (G vs A) use it; reduce_sum.wgsl finishes the sum.
 // The loop and the fixed-order tree are shared/partial_sums.wgsl.
 
-struct Params {
-    count: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;

@@ -7,25 +7,11 @@
 // framed CHW (src/frame.rs); N runs over the data rows as they lie in the frame, whose zero columns give zero
 // gradients, so the frame stays zero.
 
-struct Params {
-    channels: u32,
-    pixels: u32, // N: height * stride
-    pixel_tiles: u32,
-    accumulate: u32,
-    scale: f32,
-    plane: u32,  // frame (src/frame.rs)
-    stride: u32,
-    _pad0: u32,
-}
-
-const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
-
 // Index of element n of channel c's data rows.
 fn at(c: u32, n: u32) -> u32 {
     return HEAD + c * params.plane + params.stride + n;
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> gram: array<f32>;
 @group(0) @binding(2) var<storage, read> target_gram: array<f32>;
 @group(0) @binding(3) var<storage, read> features: array<f32>;

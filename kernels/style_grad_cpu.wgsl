@@ -10,18 +10,6 @@
 // load per lane), so each invocation blocks MR channels x 4·NV pixels: per 4 j, 2·MR loads of G and A and 4·NV
 // of F feed MR x 16·NV multiply-adds.
 
-struct Params {
-    channels: u32,
-    pixels4: u32, // vec4s of the data rows: height * stride / 4
-    plane4: u32,  // vec4s per frame plane
-    stride4: u32, // vec4s per frame row
-    chunks: u32,  // ceil(pixels4 / NV)
-    accumulate: u32,
-    scale: f32,
-    _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 {% if QUAD %}
 @group(0) @binding(1) var<storage, read> gram: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> target_gram: array<vec4<f32>>;
@@ -31,8 +19,6 @@ struct Params {
 {% endif %}
 @group(0) @binding(3) var<storage, read> features: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> grad: array<vec4<f32>>;
-
-const HEAD4: u32 = 1u; // src/frame.rs, Frame::HEAD (4 floats) in vec4s
 
 @compute @workgroup_size({{ WG }}, 1, 1)
 fn main(

@@ -4,20 +4,6 @@
 // (i,j-1), as the lower neighbour of (i-1,j)): no atomics. grad (+)= dL/dx; partials[g] = the workgroup's
 // share of L_tv (the terms anchored at its pixels), finished by reduce_sum.wgsl.
 
-struct Params {
-    height: u32,
-    width: u32,
-    accumulate: u32,
-    weight: f32,
-    stride: u32, // frame (src/frame.rs)
-    plane: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;

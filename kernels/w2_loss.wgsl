@@ -3,18 +3,6 @@
 // with tr √M = ‖M‖_F^½ · tr Y (Y the Newton–Schulz iterate for M / ‖M‖_F; slots[norm_slot] = ‖M‖_F²) and
 // tr Σ̂_t from the host. One workgroup, a strided sum in order and a fixed tree: bit-identical reruns.
 
-struct Params {
-    channels: u32,
-    norm_slot: u32,
-    loss_slot: u32,
-    weight_over_c: f32, // w / C
-    target_trace: f32,  // tr Σ̂_t
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> mean: array<f32>;
 @group(0) @binding(2) var<storage, read> target_mean: array<f32>;
 @group(0) @binding(3) var<storage, read> cov: array<f32>;

@@ -2,14 +2,6 @@
 //   bias[i] = w / N · ( 2 (mean[i] − target_mean[i]) / C − 2 Σ_j K[i, j] · mean[j] )
 // dL/dF = 2w/N · K·F (style_grad with K) + bias·1ᵀ (channel_bias_grad), K = (I − T·M^−½·T) / C.
 
-struct Params {
-    channels: u32,
-    w_over_n: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> mean: array<f32>;
 @group(0) @binding(3) var<storage, read> target_mean: array<f32>;

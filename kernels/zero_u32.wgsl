@@ -1,14 +1,6 @@
 // Zeroes the first `count` words of a buffer: the operand ranges of shared/gemm_coop.wgsl, at the start of
 // every iteration (max_abs.wgsl only ever raises them).
 
-struct Params {
-    count: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> words: array<u32>;
 
 fn element_count() -> u32 {

@@ -480,47 +480,7 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     ctx.wait(None)?;
     let steady_ms = steady.elapsed().as_secs_f64() * 1e3 / args.iterations as f64;
 
-    // Profiled iteration: one pass per dispatch (timestamps), or one submit per dispatch (wall clock).
-    s.prepare_step();
-    let per_dispatch: Vec<(String, f64)> = {
-        let list = s.iteration_dispatches(false);
-        match clock {
-            Clock::Timestamps => {
-                let profiler = Timer::new(&ctx, clock, list.len());
-                let passes: Vec<Vec<&Dispatch>> = list.iter().map(|d| vec![*d]).collect();
-                let t = profiler.time(&passes)?;
-                list.iter().map(|d| d.kernel.to_string()).zip(t.pass_ms.unwrap_or_default()).collect()
-            }
-            Clock::Wall => {
-                let mut out = Vec::new();
-                for d in &list {
-                    out.push((d.kernel.to_string(), timer.time(&[vec![*d]])?.wall_ms));
-                }
-                out
-            }
-        }
-    };
-    let profiled_total: f64 = per_dispatch.iter().map(|p| p.1).sum();
-    let mut by_kernel: Vec<(String, f64, usize)> = Vec::new();
-    for (k, t) in per_dispatch {
-        match by_kernel.iter_mut().find(|e| e.0 == k) {
-            Some(e) => {
-                e.1 += t;
-                e.2 += 1;
-            }
-            None => by_kernel.push((k, t, 1)),
-        }
-    }
-    by_kernel.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let kernels = by_kernel
-        .into_iter()
-        .map(|(kernel, t, dispatches)| KernelShare {
-            kernel,
-            ms: round(t, 4),
-            dispatches,
-            percent: round(100.0 * t / profiled_total.max(1e-12), 1),
-        })
-        .collect();
+    let profile = profile_iteration(&ctx, &mut s, clock, &timer)?;
 
     let losses = s.losses()?;
     let facts = &s.net().facts;
@@ -557,15 +517,63 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
         dispatches_per_logged_iter: logged_dispatch_count,
         steady_ms_per_iter: round(steady_ms, 4),
         losses_finite: losses.total.is_finite(),
-        profile: Profile {
-            clock: clock.name(),
-            method: match clock {
-                Clock::Timestamps => "one extra iteration, one compute pass per dispatch with timestamp writes",
-                Clock::Wall => "one extra iteration, one submit + wait per dispatch (includes launch latency)",
-            },
-            total_ms: round(profiled_total, 4),
-            kernels,
+        profile,
+    })
+}
+
+/// One more iteration, timed dispatch by dispatch (one pass each with timestamps, or one submit each by the wall
+/// clock), summed per kernel, largest first.
+fn profile_iteration(ctx: &GpuContext, s: &mut Stylizer<'_>, clock: Clock, timer: &Timer) -> Result<Profile> {
+    // Profiled iteration: one pass per dispatch (timestamps), or one submit per dispatch (wall clock).
+    s.prepare_step();
+    let per_dispatch: Vec<(String, f64)> = {
+        let list = s.iteration_dispatches(false);
+        match clock {
+            Clock::Timestamps => {
+                let profiler = Timer::new(ctx, clock, list.len());
+                let passes: Vec<Vec<&Dispatch>> = list.iter().map(|d| vec![*d]).collect();
+                let t = profiler.time(&passes)?;
+                list.iter().map(|d| d.kernel.to_string()).zip(t.pass_ms.unwrap_or_default()).collect()
+            }
+            Clock::Wall => {
+                let mut out = Vec::new();
+                for d in &list {
+                    out.push((d.kernel.to_string(), timer.time(&[vec![*d]])?.wall_ms));
+                }
+                out
+            }
+        }
+    };
+    let profiled_total: f64 = per_dispatch.iter().map(|p| p.1).sum();
+    let mut by_kernel: Vec<(String, f64, usize)> = Vec::new();
+    for (k, t) in per_dispatch {
+        match by_kernel.iter_mut().find(|e| e.0 == k) {
+            Some(e) => {
+                e.1 += t;
+                e.2 += 1;
+            }
+            None => by_kernel.push((k, t, 1)),
+        }
+    }
+    by_kernel.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let kernels = by_kernel
+        .into_iter()
+        .map(|(kernel, t, dispatches)| KernelShare {
+            kernel,
+            ms: round(t, 4),
+            dispatches,
+            percent: round(100.0 * t / profiled_total.max(1e-12), 1),
+        })
+        .collect();
+
+    Ok(Profile {
+        clock: clock.name(),
+        method: match clock {
+            Clock::Timestamps => "one extra iteration, one compute pass per dispatch with timestamp writes",
+            Clock::Wall => "one extra iteration, one submit + wait per dispatch (includes launch latency)",
         },
+        total_ms: round(profiled_total, 4),
+        kernels,
     })
 }
 

@@ -1,24 +1,5 @@
-// Indexing shared by the 2x2/2 FLOOR pooling kernels (CHW; an odd last row/column is dropped). This piece
-// owns binding 0 (the shape, in `params`); each pooling file declares its buffers from binding 1.
-
-struct Params {
-    channels: u32,
-    height: u32, // input
-    width: u32,
-    out_height: u32,
-    out_width: u32,
-    stride: u32, // the input's frame (src/frame.rs)
-    plane: u32,
-    out_stride: u32, // the output's frame
-    out_plane: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-
-const HEAD: u32 = 4u; // src/frame.rs, Frame::HEAD
+// Indexing shared by the 2x2/2 FLOOR pooling kernels (CHW; an odd last row/column is dropped), from the shape
+// in `params` (src/kernels/pool.rs, PoolParams); each pooling file declares its buffers from binding 1.
 
 // Both tensors are framed CHW; the kernels run one invocation per data element (dense numbering) and index
 // the frames with these helpers, so the frames' zeros are never written.

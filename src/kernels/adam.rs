@@ -1,7 +1,9 @@
 //! Host wrapper of `adam.wgsl`: the fused Adam update of x, m and v. The step-dependent constants live in the
 //! dispatch's uniform and are rewritten before each submit with [`set_step`].
 
-use bytemuck::{Pod, Zeroable};
+use super::shared::ELEMENTWISE;
+use super::uniform::uniform;
+use super::Kernel;
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
@@ -12,17 +14,20 @@ pub const BETA1: f64 = 0.9;
 pub const BETA2: f64 = 0.999;
 pub const EPS: f64 = 1e-8;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct AdamParams {
-    count: u32,
-    step_size: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    bc2_sqrt: f32,
-    _pad: [u32; 2],
+uniform! {
+    struct AdamParams {
+        count: u32,
+        step_size: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        bc2_sqrt: f32,
+    }
 }
+
+/// The kernels this module wraps.
+pub(super) const KERNELS: &[Kernel] =
+    &[Kernel::plain("adam", include_str!("../../kernels/adam.wgsl"), &[ELEMENTWISE], AdamParams::wgsl)];
 
 fn params(count: usize, lr: f64, t: u64) -> AdamParams {
     let t = t.max(1) as i32;
@@ -33,7 +38,7 @@ fn params(count: usize, lr: f64, t: u64) -> AdamParams {
         beta2: BETA2 as f32,
         eps: EPS as f32,
         bc2_sqrt: (1.0 - BETA2.powi(t)).sqrt() as f32,
-        _pad: [0; 2],
+        ..Default::default()
     }
 }
 

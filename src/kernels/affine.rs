@@ -1,7 +1,9 @@
 //! Host wrapper of `channel_affine.wgsl`: `out[c] = in[c] * scale[c] + offset[c]` on a 3-channel framed image
 //! (only its data pixels: the frame stays zero).
 
-use bytemuck::{Pod, Zeroable};
+use super::shared::ELEMENTWISE;
+use super::uniform::uniform;
+use super::Kernel;
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
@@ -9,16 +11,24 @@ use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct AffineParams {
-    height: u32,
-    width: u32,
-    stride: u32,
-    plane: u32,
-    scale: [f32; 4],
-    offset: [f32; 4],
+uniform! {
+    struct AffineParams {
+        height: u32,
+        width: u32,
+        stride: u32,
+        plane: u32,
+        scale: [f32; 4],
+        offset: [f32; 4],
+    }
 }
+
+/// The kernels this module wraps.
+pub(super) const KERNELS: &[Kernel] = &[Kernel::plain(
+    "channel_affine",
+    include_str!("../../kernels/channel_affine.wgsl"),
+    &[ELEMENTWISE],
+    AffineParams::wgsl,
+)];
 
 pub fn channel_affine(
     ctx: &GpuContext,
@@ -35,6 +45,7 @@ pub fn channel_affine(
         plane: frame.plane() as u32,
         scale: [scale[0], scale[1], scale[2], 0.0],
         offset: [offset[0], offset[1], offset[2], 0.0],
+        ..Default::default()
     };
     let groups = elementwise_grid(3 * frame.height * frame.width, max_dim(ctx));
     Dispatch::new(ctx, &shader("channel_affine"), &p, &[input, output], groups)

@@ -2,21 +2,31 @@
 //! (docs/MATHS.md, "Image averaging"). The update-dependent constants live in the dispatch's uniform and are
 //! rewritten before each submit with [`set_update`].
 
-use bytemuck::{Pod, Zeroable};
+use super::shared::ELEMENTWISE;
+use super::uniform::uniform;
+use super::Kernel;
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct AverageParams {
-    count: u32,
-    restart: u32,
-    decay: f32,
-    correction: f32,
+uniform! {
+    struct AverageParams {
+        count: u32,
+        restart: u32,
+        decay: f32,
+        correction: f32,
+    }
 }
+
+/// The kernels this module wraps.
+pub(super) const KERNELS: &[Kernel] = &[Kernel::plain(
+    "image_average",
+    include_str!("../../kernels/image_average.wgsl"),
+    &[ELEMENTWISE],
+    AverageParams::wgsl,
+)];
 
 /// The constants of update `t` (t = 0 takes in the first image and restarts the average).
 fn params(count: usize, decay: f64, t: u64) -> AverageParams {
@@ -26,6 +36,7 @@ fn params(count: usize, decay: f64, t: u64) -> AverageParams {
         restart: (t == 1) as u32,
         decay: decay as f32,
         correction: (1.0 / (1.0 - decay.powi(t))) as f32,
+        ..Default::default()
     }
 }
 

@@ -9,7 +9,9 @@
 //!
 //! All read and write framed CHW tensors ([`crate::frame`]).
 
-use bytemuck::{Pod, Zeroable};
+use super::shared::{CONV3X3_IM2COL, GEMM_TILED};
+use super::uniform::uniform;
+use super::Kernel;
 
 use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::gemm_grid_with;
@@ -192,46 +194,70 @@ fn cpu_blocks(mr: usize, inputs: usize, outputs: usize, w: impl Fn(usize, usize,
     out
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct TiledParams {
-    cin: u32,
-    cout: u32,
-    height: u32,
-    width: u32,
-    stride: u32,
-    plane: u32,
-    groups: u32, // pixel tiles (tiled) or pixel groups (narrow)
-    epilogue: u32,
+uniform! {
+    struct TiledParams {
+        cin: u32,
+        cout: u32,
+        height: u32,
+        width: u32,
+        stride: u32,
+        plane: u32,
+        /// Pixel groups: GEMM tiles of pixels (tiled, tensor cores), or groups of 256 pixels (narrow).
+        pixel_groups: u32,
+        /// 1: the epilogue applies the ReLU (forward) or the input ReLU's mask (backward-data).
+        epilogue: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct CpuParams {
-    cin: u32,
-    cout: u32,
-    height: u32,
-    width: u32,
-    stride: u32,
-    plane: u32,
-    chunks_per_row: u32,
-    chunks: u32,
-    epilogue: u32,
-    _pad: [u32; 3],
+uniform! {
+    struct CpuParams {
+        cin: u32,
+        cout: u32,
+        height: u32,
+        width: u32,
+        stride: u32,
+        plane: u32,
+        chunks_per_row: u32,
+        chunks: u32,
+        /// 1: the epilogue applies the ReLU (forward) or the input ReLU's mask (backward-data).
+        epilogue: u32,
+    }
 }
 
-/// The CPU kernel's dispatch over a conv reading `inputs` channels and writing `outputs` at this frame.
-#[allow(clippy::too_many_arguments)]
+/// The kernels this module wraps.
+pub(super) const KERNELS: &[Kernel] = &[
+    Kernel::plain(
+        "conv3x3",
+        include_str!("../../kernels/conv3x3.wgsl"),
+        &[CONV3X3_IM2COL, GEMM_TILED],
+        TiledParams::wgsl,
+    ),
+    Kernel::plain(
+        "conv3x3_backward_data",
+        include_str!("../../kernels/conv3x3_backward_data.wgsl"),
+        &[CONV3X3_IM2COL, GEMM_TILED],
+        TiledParams::wgsl,
+    ),
+    Kernel::plain(
+        "conv3x3_backward_data_narrow",
+        include_str!("../../kernels/conv3x3_backward_data_narrow.wgsl"),
+        &[],
+        TiledParams::wgsl,
+    ),
+    Kernel::template("conv3x3_cpu", include_str!("../../kernels/conv3x3_cpu.wgsl"), CpuParams::wgsl),
+];
+
+/// The CPU kernel's dispatch (`channels` result channels per invocation) over the forward or backward-data pass
+/// of a conv of `shape`: backward reads its `cout` channels and writes its `cin`.
 fn cpu_dispatch(
     ctx: &GpuContext,
-    channels: usize,
-    backward: bool,
-    inputs: usize,
-    outputs: usize,
-    frame: Frame,
+    (channels, backward): (usize, bool),
+    shape: ConvShape,
     epilogue: bool,
     buffers: &[&wgpu::Buffer],
 ) -> Result<Dispatch> {
+    let (inputs, outputs) = if backward { (shape.cout, shape.cin) } else { (shape.cin, shape.cout) };
+    let frame = shape.frame();
     let rows = cpu_rows(frame.height);
     let chunks_per_row = frame.width.div_ceil(8);
     let chunks = chunks_per_row * frame.height.div_ceil(rows);
@@ -246,7 +272,7 @@ fn cpu_dispatch(
         chunks_per_row: chunks_per_row as u32,
         chunks: chunks as u32,
         epilogue: epilogue as u32,
-        _pad: [0; 3],
+        ..Default::default()
     };
     // One invocation per (channel block, pixel chunk).
     let invocations = chunks * outputs.div_ceil(channels);
@@ -320,7 +346,7 @@ pub fn conv3x3(
     let frame = shape.frame();
     let bufs = [io.input, io.weights, io.bias, io.output];
     match kernel {
-        ConvKernel::Cpu { channels } => cpu_dispatch(ctx, channels, false, shape.cin, shape.cout, frame, relu, &bufs),
+        ConvKernel::Cpu { channels } => cpu_dispatch(ctx, (channels, false), shape, relu, &bufs),
         ConvKernel::Tiled => {
             let (groups, pixel_tiles) = gemm_grid(shape.cout, shape.height * shape.width, max_dim(ctx));
             let params = tiled_params(shape.cin, shape.cout, frame, pixel_tiles, relu);
@@ -332,14 +358,14 @@ pub fn conv3x3(
                 gemm_grid_with(config.tile(), shape.cout, shape.height * shape.width, max_dim(ctx));
             let params = tiled_params(shape.cin, shape.cout, frame, pixel_tiles, relu);
             let uniform = coop::scale_uniform(ctx, operands.weights, operands.input);
-            let shader = coop::gemm_shader("conv3x3", config, twin);
+            let shader = coop::gemm_shader("conv3x3", config, twin)?;
             let [i, w, b, o] = bufs;
             Dispatch::new(ctx, &shader, &params, &[i, w, b, o, operands.ranges, &uniform], groups)
         }
     }
 }
 
-fn tiled_params(cin: usize, cout: usize, frame: Frame, groups: u32, epilogue: bool) -> TiledParams {
+fn tiled_params(cin: usize, cout: usize, frame: Frame, pixel_groups: u32, epilogue: bool) -> TiledParams {
     TiledParams {
         cin: cin as u32,
         cout: cout as u32,
@@ -347,8 +373,9 @@ fn tiled_params(cin: usize, cout: usize, frame: Frame, groups: u32, epilogue: bo
         width: frame.width as u32,
         stride: frame.stride as u32,
         plane: frame.plane() as u32,
-        groups,
+        pixel_groups,
         epilogue: epilogue as u32,
+        ..Default::default()
     }
 }
 
@@ -368,7 +395,7 @@ pub fn conv3x3_backward_data(
     let bufs = [io.grad_out, io.weights, mask, io.grad_in];
     let masked = io.mask_src.is_some();
     match kernel {
-        ConvKernel::Cpu { channels } => cpu_dispatch(ctx, channels, true, shape.cout, shape.cin, frame, masked, &bufs),
+        ConvKernel::Cpu { channels } => cpu_dispatch(ctx, (channels, true), shape, masked, &bufs),
         ConvKernel::Narrow => {
             if shape.cin > NARROW_MAX_CHANNELS {
                 return Err(Error::Validation(format!("narrow backward-data of {} channels (at most 4)", shape.cin)));
@@ -388,7 +415,7 @@ pub fn conv3x3_backward_data(
                 gemm_grid_with(config.tile(), shape.cin, shape.height * shape.width, max_dim(ctx));
             let params = tiled_params(shape.cout, shape.cin, frame, pixel_tiles, masked);
             let uniform = coop::scale_uniform(ctx, operands.weights, operands.input);
-            let shader = coop::gemm_shader("conv3x3_backward_data", config, twin);
+            let shader = coop::gemm_shader("conv3x3_backward_data", config, twin)?;
             let [g, w, m, gi] = bufs;
             Dispatch::new(ctx, &shader, &params, &[g, w, m, gi, operands.ranges, &uniform], groups)
         }

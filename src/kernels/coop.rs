@@ -4,7 +4,9 @@
 //! two small kernels it needs: `max_abs.wgsl` (an operand's largest magnitude, for the f16 scaling) and
 //! `zero_u32.wgsl` (the ranges reset once per iteration).
 
-use bytemuck::{Pod, Zeroable};
+use super::shared::ELEMENTWISE;
+use super::uniform::uniform;
+use super::Kernel;
 
 use super::grid::{elementwise_grid, grid_2d};
 use super::{compose_with_core, max_dim, shader, shared, AdapterFacts, Dispatch, TemplateValue};
@@ -121,21 +123,24 @@ pub fn config(adapter: &AdapterFacts) -> Option<CoopConfig> {
     fits.then_some(c)
 }
 
-/// The first binding after each GEMM kernel's own (the core adds the ranges and the scale uniform there).
-pub fn first_free_binding(kernel: &str) -> u32 {
-    match kernel {
-        "gram" => 3,
-        "conv3x3" | "conv3x3_backward_data" | "style_grad" => 5,
-        other => panic!("{other} has no cooperative-matrix variant"),
-    }
+/// The first binding after `wgsl`'s own (the core adds the ranges and the scale uniform there): read off the
+/// kernel's declarations, so it follows the kernel's source.
+pub fn first_free_binding(wgsl: &str) -> u32 {
+    let bindings = wgsl.match_indices("@binding(").filter_map(|(i, m)| {
+        let rest = &wgsl[i + m.len()..];
+        rest[..rest.find(')')?].trim().parse::<u32>().ok()
+    });
+    bindings.max().map_or(0, |b| b + 1)
 }
 
 /// `kernel` (conv3x3, conv3x3_backward_data, gram, style_grad) on the cooperative-matrix core, or on its twin.
-pub fn gemm_shader(kernel: &'static str, config: CoopConfig, twin: bool) -> Shader {
-    let core =
-        super::render_source(shared::GEMM_COOP, "gemm_coop", &config.template_params(first_free_binding(kernel), twin));
+pub fn gemm_shader(kernel: &'static str, config: CoopConfig, twin: bool) -> Result<Shader> {
+    let not_gemm = || crate::Error::Validation(format!("{kernel} has no cooperative-matrix variant"));
+    let own = super::source(kernel).ok_or_else(not_gemm)?;
+    let params = config.template_params(first_free_binding(&own), twin);
+    let core = super::render_source(shared::GEMM_COOP, "gemm_coop", &params);
     let name = format!("{kernel}/{}/{config:?}", if twin { "coop-twin" } else { "coop" });
-    Shader::new(name, compose_with_core(kernel, &core))
+    Ok(Shader::new(name, compose_with_core(kernel, &core).ok_or_else(not_gemm)?))
 }
 
 /// Where an operand's scale comes from: the largest magnitude in entry `slot` of the ranges (written on the GPU
@@ -159,16 +164,15 @@ impl OperandRange {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ScaleParams {
-    slot_a: u32,
-    slot_b: u32,
-    largest_a: f32,
-    largest_b: f32,
-    bound_a: f32,
-    bound_b: f32,
-    _pad: [u32; 2],
+uniform! {
+    struct ScaleParams {
+        slot_a: u32,
+        slot_b: u32,
+        largest_a: f32,
+        largest_b: f32,
+        bound_a: f32,
+        bound_b: f32,
+    }
 }
 
 /// The uniform of the core's operand scales (the binding after `coop_ranges`).
@@ -181,7 +185,7 @@ pub fn scale_uniform(ctx: &GpuContext, a: OperandRange, b: OperandRange) -> wgpu
         largest_b: b.largest,
         bound_a: a.bound,
         bound_b: b.bound,
-        _pad: [0; 2],
+        ..Default::default()
     };
     ctx.uniform("coop scales", &p)
 }
@@ -196,13 +200,18 @@ pub fn range_factor(largest: f32) -> f32 {
     (14.0 - largest.log2().ceil()).exp2()
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct MaxAbsParams {
-    count: u32,
-    slot: u32,
-    _pad: [u32; 2],
+uniform! {
+    struct MaxAbsParams {
+        count: u32,
+        slot: u32,
+    }
 }
+
+/// The kernels this module wraps.
+pub(super) const KERNELS: &[Kernel] = &[
+    Kernel::plain("max_abs", include_str!("../../kernels/max_abs.wgsl"), &[], MaxAbsParams::wgsl),
+    Kernel::plain("zero_u32", include_str!("../../kernels/zero_u32.wgsl"), &[ELEMENTWISE], MaxAbsParams::wgsl),
+];
 
 /// Values one `max_abs` workgroup reads.
 const MAX_ABS_GROUP: usize = 256 * 16;
@@ -215,14 +224,14 @@ pub fn max_abs(
     values: &wgpu::Buffer,
     ranges: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let p = MaxAbsParams { count: count as u32, slot, _pad: [0; 2] };
+    let p = MaxAbsParams { count: count as u32, slot, ..Default::default() };
     let (x, y) = grid_2d(count.div_ceil(MAX_ABS_GROUP), max_dim(ctx));
     Dispatch::new(ctx, &shader("max_abs"), &p, &[values, ranges], [x, y, 1])
 }
 
 /// Zeroes the first `count` words of `ranges`.
 pub fn zero_ranges(ctx: &GpuContext, count: usize, ranges: &wgpu::Buffer) -> Result<Dispatch> {
-    let p = MaxAbsParams { count: count as u32, slot: 0, _pad: [0; 2] };
+    let p = MaxAbsParams { count: count as u32, slot: 0, ..Default::default() };
     Dispatch::new(ctx, &shader("zero_u32"), &p, &[ranges], elementwise_grid(count, max_dim(ctx)))
 }
 
@@ -274,10 +283,16 @@ mod tests {
     /// and translate to SPIR-V with naga, on any machine.
     #[test]
     fn cooperative_shaders_and_twins_validate_with_naga() {
+        let bindings: Vec<u32> = ["conv3x3", "conv3x3_backward_data", "gram", "style_grad"]
+            .iter()
+            .map(|k| first_free_binding(&crate::kernels::source(k).unwrap()))
+            .collect();
+        assert_eq!(bindings, [5, 5, 3, 5], "the core's bindings follow each kernel's own");
+        assert!(gemm_shader("adam", tiling(16, 32), true).is_err());
         for config in [tiling(16, 32), tiling(8, 8)] {
             for kernel in ["conv3x3", "conv3x3_backward_data", "gram", "style_grad"] {
                 for twin in [false, true] {
-                    let s = gemm_shader(kernel, config, twin);
+                    let s = gemm_shader(kernel, config, twin).unwrap();
                     assert_eq!(s.wgsl.contains("enable wgpu_cooperative_matrix;"), !twin, "{}", s.name);
                     crate::kernels::tests::validate(&s.name, &s.wgsl);
                 }

@@ -1,6 +1,8 @@
 //! Host wrapper of `frame_clear.wgsl`: zero the frame ([`crate::frame`]) of a tensor, leaving its data pixels.
 
-use bytemuck::{Pod, Zeroable};
+use super::shared::ELEMENTWISE;
+use super::uniform::uniform;
+use super::Kernel;
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
@@ -8,17 +10,20 @@ use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ClearParams {
-    channels: u32,
-    height: u32,
-    width: u32,
-    stride: u32,
-    rows: u32,
-    per_channel: u32,
-    _pad: [u32; 2],
+uniform! {
+    struct ClearParams {
+        channels: u32,
+        height: u32,
+        width: u32,
+        stride: u32,
+        rows: u32,
+        per_channel: u32,
+    }
 }
+
+/// The kernels this module wraps.
+pub(super) const KERNELS: &[Kernel] =
+    &[Kernel::plain("frame_clear", include_str!("../../kernels/frame_clear.wgsl"), &[ELEMENTWISE], ClearParams::wgsl)];
 
 /// Frame elements per channel (everything of a plane but its data pixels).
 pub fn frame_elements(frame: Frame) -> usize {
@@ -35,7 +40,7 @@ pub fn clear_frame(ctx: &GpuContext, channels: usize, frame: Frame, tensor: &wgp
         stride: frame.stride as u32,
         rows: frame.rows as u32,
         per_channel: per_channel as u32,
-        _pad: [0; 2],
+        ..Default::default()
     };
     Dispatch::new(ctx, &shader("frame_clear"), &p, &[tensor], elementwise_grid(channels * per_channel, max_dim(ctx)))
 }

@@ -7,7 +7,9 @@
 //!
 //! Both sum in a fixed order (no float atomics), so reruns are bit-identical.
 
-use bytemuck::{Pod, Zeroable};
+use super::shared::{ELEMENTWISE, GEMM_TILED};
+use super::uniform::uniform;
+use super::Kernel;
 
 use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::{elementwise_grid, grid_2d, GEMM_TILE, MAX_GROUPS_PER_DIM};
@@ -42,40 +44,46 @@ pub fn variant(adapter: &AdapterFacts) -> GramVariant {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct GramParams {
-    channels: u32,
-    pixels: u32,
-    chunk: u32,
-    splits: u32,
-    plane: u32,
-    stride: u32,
-    _pad: [u32; 2],
+uniform! {
+    struct GramParams {
+        channels: u32,
+        pixels: u32,
+        chunk: u32,
+        splits: u32,
+        plane: u32,
+        stride: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ReduceParams {
-    channels: u32,
-    splits: u32,
-    scale: f32,
-    /// Side of the partial kernel's tiles (gram_reduce mirrors the tiles below the diagonal).
-    tile: u32,
+uniform! {
+    struct ReduceParams {
+        channels: u32,
+        splits: u32,
+        scale: f32,
+        /// Side of the partial kernel's tiles (gram_reduce mirrors the tiles below the diagonal).
+        tile: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct CpuParams {
-    channels: u32,
-    blocks: u32,
-    pairs: u32,
-    height: u32,
-    width4: u32,
-    stride4: u32,
-    plane4: u32,
-    scale: f32,
+uniform! {
+    struct CpuParams {
+        channels: u32,
+        blocks: u32,
+        pairs: u32,
+        height: u32,
+        width4: u32,
+        stride4: u32,
+        plane4: u32,
+        scale: f32,
+    }
 }
+
+/// The kernels this module wraps.
+pub(super) const KERNELS: &[Kernel] = &[
+    Kernel::plain("gram", include_str!("../../kernels/gram.wgsl"), &[GEMM_TILED], GramParams::wgsl),
+    Kernel::plain("gram_reduce", include_str!("../../kernels/gram_reduce.wgsl"), &[ELEMENTWISE], ReduceParams::wgsl),
+    Kernel::template("gram_cpu", include_str!("../../kernels/gram_cpu.wgsl"), CpuParams::wgsl),
+];
 
 /// How `gram.wgsl` splits the K dimension (`k` = the data rows as they lie in the frame): (splits, K per split).
 ///
@@ -160,6 +168,7 @@ pub fn gram(
                 stride4: (frame.stride / 4) as u32,
                 plane4: (frame.plane() / 4) as u32,
                 scale,
+                ..Default::default()
             };
             let (x, y) = grid_2d(pairs.div_ceil(CPU_WORKGROUP), max_dim(ctx));
             Ok(vec![Dispatch::new(ctx, &cpu_shader(), &p, &[features, gram], [x, y, 1])?])
@@ -176,7 +185,7 @@ pub fn gram(
                 splits: splits as u32,
                 plane: frame.plane() as u32,
                 stride: frame.stride as u32,
-                _pad: [0; 2],
+                ..Default::default()
             };
             let grid = [t, t, splits as u32];
             let mut out = Vec::with_capacity(3);
@@ -184,12 +193,18 @@ pub fn gram(
                 GramKernel::Coop { config, twin, ranges, slot } => {
                     out.push(coop::max_abs(ctx, frame.buffer_floats(channels), slot, features, ranges)?);
                     let uniform = coop::scale_uniform(ctx, OperandRange::measured(slot), OperandRange::measured(slot));
-                    let core = coop::gemm_shader("gram", config, twin);
+                    let core = coop::gemm_shader("gram", config, twin)?;
                     out.push(Dispatch::new(ctx, &core, &p, &[features, partial, ranges, &uniform], grid)?);
                 }
                 _ => out.push(Dispatch::new(ctx, &shader("gram"), &p, &[features, partial], grid)?),
             }
-            let r = ReduceParams { channels: channels as u32, splits: splits as u32, scale, tile: tile as u32 };
+            let r = ReduceParams {
+                channels: channels as u32,
+                splits: splits as u32,
+                scale,
+                tile: tile as u32,
+                ..Default::default()
+            };
             let groups = elementwise_grid(channels * channels, max_dim(ctx));
             out.push(Dispatch::new(ctx, &shader("gram_reduce"), &r, &[partial, gram], groups)?);
             Ok(out)

@@ -3,7 +3,9 @@
 //! adapters), `tv_loss_grad`. Feature maps and the image are framed ([`crate::frame`]); the elementwise
 //! kernels run over whole buffers, whose frames are zero on both sides and so add nothing.
 
-use bytemuck::{Pod, Zeroable};
+use super::shared::{ELEMENTWISE, GEMM_TILED, PARTIAL_SUMS, WORKGROUP_SUM};
+use super::uniform::uniform;
+use super::Kernel;
 
 use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::{elementwise_grid, gemm_grid, gemm_grid_with, grid_2d, ELEMENTWISE_GROUP};
@@ -12,68 +14,77 @@ use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct CountParams {
-    count: u32,
-    _pad: [u32; 3],
+uniform! {
+    struct CountParams {
+        count: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ReduceParams {
-    count: u32,
-    slot: u32,
-    scale: f32,
-    _pad: u32,
+uniform! {
+    struct ReduceParams {
+        count: u32,
+        slot: u32,
+        scale: f32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ContentParams {
-    count: u32,
-    accumulate: u32,
-    scale: f32,
-    _pad: u32,
+uniform! {
+    struct ContentParams {
+        count: u32,
+        accumulate: u32,
+        scale: f32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct StyleParams {
-    channels: u32,
-    pixels: u32,
-    pixel_tiles: u32,
-    accumulate: u32,
-    scale: f32,
-    plane: u32,
-    stride: u32,
-    _pad: u32,
+uniform! {
+    struct StyleParams {
+        channels: u32,
+        pixels: u32,
+        pixel_tiles: u32,
+        accumulate: u32,
+        scale: f32,
+        plane: u32,
+        stride: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct StyleCpuParams {
-    channels: u32,
-    pixels4: u32,
-    plane4: u32,
-    stride4: u32,
-    chunks: u32,
-    accumulate: u32,
-    scale: f32,
-    _pad: u32,
+uniform! {
+    struct StyleCpuParams {
+        channels: u32,
+        pixels4: u32,
+        plane4: u32,
+        stride4: u32,
+        chunks: u32,
+        accumulate: u32,
+        scale: f32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct TvParams {
-    height: u32,
-    width: u32,
-    accumulate: u32,
-    weight: f32,
-    stride: u32,
-    plane: u32,
-    _pad: [u32; 2],
+uniform! {
+    struct TvParams {
+        height: u32,
+        width: u32,
+        accumulate: u32,
+        weight: f32,
+        stride: u32,
+        plane: u32,
+    }
 }
+
+/// The kernels this module wraps.
+pub(super) const KERNELS: &[Kernel] = &[
+    Kernel::plain(
+        "sq_diff_sum",
+        include_str!("../../kernels/sq_diff_sum.wgsl"),
+        &[PARTIAL_SUMS, WORKGROUP_SUM],
+        CountParams::wgsl,
+    ),
+    Kernel::plain("reduce_sum", include_str!("../../kernels/reduce_sum.wgsl"), &[WORKGROUP_SUM], ReduceParams::wgsl),
+    Kernel::plain("content_grad", include_str!("../../kernels/content_grad.wgsl"), &[ELEMENTWISE], ContentParams::wgsl),
+    Kernel::plain("style_grad", include_str!("../../kernels/style_grad.wgsl"), &[GEMM_TILED], StyleParams::wgsl),
+    Kernel::template("style_grad_cpu", include_str!("../../kernels/style_grad_cpu.wgsl"), StyleCpuParams::wgsl),
+    Kernel::plain("tv_loss_grad", include_str!("../../kernels/tv_loss_grad.wgsl"), &[WORKGROUP_SUM], TvParams::wgsl),
+];
 
 /// Elements one `sq_diff_sum` workgroup reduces (256 threads x 16).
 pub const SQ_DIFF_GROUP_ELEMS: usize = 256 * 16;
@@ -95,7 +106,7 @@ pub fn sq_diff_sum(
     Dispatch::new(
         ctx,
         &shader("sq_diff_sum"),
-        &CountParams { count: count as u32, _pad: [0; 3] },
+        &CountParams { count: count as u32, ..Default::default() },
         &[a, b, partials],
         [x, y, 1],
     )
@@ -110,7 +121,7 @@ pub fn reduce_sum(
     partials: &wgpu::Buffer,
     losses: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let p = ReduceParams { count: count as u32, slot: slot as u32, scale: scale as f32, _pad: 0 };
+    let p = ReduceParams { count: count as u32, slot: slot as u32, scale: scale as f32, ..Default::default() };
     Dispatch::new(ctx, &shader("reduce_sum"), &p, &[partials, losses], [1, 1, 1])
 }
 
@@ -124,7 +135,8 @@ pub fn content_grad(
     target: &wgpu::Buffer,
     grad: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let p = ContentParams { count: count as u32, accumulate: accumulate as u32, scale: scale as f32, _pad: 0 };
+    let p =
+        ContentParams { count: count as u32, accumulate: accumulate as u32, scale: scale as f32, ..Default::default() };
     Dispatch::new(ctx, &shader("content_grad"), &p, &[features, target, grad], elementwise_grid(count, max_dim(ctx)))
 }
 
@@ -230,7 +242,7 @@ pub fn style_grad(
         scale: scale as f32,
         plane: frame.plane() as u32,
         stride: frame.stride as u32,
-        _pad: 0,
+        ..Default::default()
     };
     match kernel {
         StyleGradKernel::Tiled => {
@@ -242,7 +254,7 @@ pub fn style_grad(
             let range = coop::max_abs(ctx, channels * channels, gram_slot, io.gram, ranges)?;
             let a = OperandRange { slot: Some(gram_slot), largest: target_largest, bound: 2.0 };
             let uniform = coop::scale_uniform(ctx, a, OperandRange::measured(features_slot));
-            let shader = coop::gemm_shader("style_grad", config, twin);
+            let shader = coop::gemm_shader("style_grad", config, twin)?;
             let [g, t, f, gr] = bufs;
             let d = Dispatch::new(ctx, &shader, &tiled_params(pixel_tiles), &[g, t, f, gr, ranges, &uniform], groups)?;
             Ok(vec![range, d])
@@ -258,7 +270,7 @@ pub fn style_grad(
                 chunks: chunks as u32,
                 accumulate: accumulate as u32,
                 scale: scale as f32,
-                _pad: 0,
+                ..Default::default()
             };
             let (x, y) = grid_2d(chunks.div_ceil(STYLE_CPU_WORKGROUP), max_dim(ctx));
             let z = channels.div_ceil(STYLE_CPU_CHANNELS) as u32;
@@ -273,11 +285,9 @@ pub fn tv_partials(height: usize, width: usize) -> usize {
 }
 
 /// TV loss partials and `grad (+)= dL_tv/dx` for the 3-channel framed image `x` of `height` x `width`.
-#[allow(clippy::too_many_arguments)]
 pub fn tv_loss_grad(
     ctx: &GpuContext,
-    height: usize,
-    width: usize,
+    (height, width): (usize, usize),
     weight: f64,
     accumulate: bool,
     x: &wgpu::Buffer,
@@ -292,7 +302,7 @@ pub fn tv_loss_grad(
         weight: weight as f32,
         stride: frame.stride as u32,
         plane: frame.plane() as u32,
-        _pad: [0; 2],
+        ..Default::default()
     };
     Dispatch::new(
         ctx,

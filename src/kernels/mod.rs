@@ -1,10 +1,15 @@
 //! The kernels: one thin host wrapper per WGSL kernel in `kernels/`, the WGSL each one is composed of, and the
 //! choice of variant and tiling.
 //!
-//! - WGSL: every kernel has its own file in `kernels/` (its parameters, bindings and what is specific to it);
-//!   what several kernels share lives once in `kernels/shared/` (the tiled GEMM core, the im2col operands of a
-//!   3x3 conv, the elementwise entry point, the workgroup sum, the pooling indexing) and is appended on the
-//!   host ([`shader`]). WGSL has no include; the composition is plain concatenation.
+//! - WGSL: every kernel has its own file in `kernels/` (its bindings and what is specific to it); what several
+//!   kernels share lives once in `kernels/shared/` (the tiled GEMM core, the im2col operands of a 3x3 conv, the
+//!   elementwise entry point, the workgroup sum, the pooling indexing).
+//! - Declared once: each wrapper module registers its kernels ([`Kernel`]: name, WGSL, shared pieces, uniform),
+//!   and each uniform is one [`uniform::uniform!`] declaration that gives both the Rust struct and the WGSL
+//!   `struct Params`. One composition ([`compose`]) puts the frame's `HEAD` constants, the uniform at binding 0,
+//!   the kernel's own source, its shared pieces and (tensor cores) the cooperative-matrix core together; the
+//!   CPU-adapter kernels are minijinja templates rendered first. Adding a kernel: its WGSL, a line in its
+//!   wrapper's `KERNELS` with its wrapper function, and its cases in `src/verify/`.
 //! - Variants: each wrapper picks its WGSL variant and tiling with a pure function of the shape and the
 //!   [`AdapterFacts`] (unit-tested without a GPU), e.g. [`conv::backward_variant`].
 //! - Wrappers build [`Dispatch`]es (pipeline, uniform, bind group, grid) once per plan; the plan records them
@@ -24,79 +29,82 @@ pub mod grid;
 pub mod loss;
 pub mod peak;
 pub mod pool;
+pub mod uniform;
 pub mod vector;
 pub mod w2;
 
+use crate::frame::Frame;
 pub use crate::gpu::Dispatch;
 use crate::gpu::{GpuContext, Shader};
 
 /// The pieces in `kernels/shared/`.
-mod shared {
+pub(crate) mod shared {
     pub const GEMM_TILED: &str = include_str!("../../kernels/shared/gemm_tiled.wgsl");
     pub const CONV3X3_IM2COL: &str = include_str!("../../kernels/shared/conv3x3_im2col.wgsl");
     pub const ELEMENTWISE: &str = include_str!("../../kernels/shared/elementwise.wgsl");
     pub const WORKGROUP_SUM: &str = include_str!("../../kernels/shared/workgroup_sum.wgsl");
-    pub const MATMUL_PARAMS: &str = include_str!("../../kernels/shared/matmul_params.wgsl");
+    pub const MATMUL_SCALE: &str = include_str!("../../kernels/shared/matmul_scale.wgsl");
     pub const PARTIAL_SUMS: &str = include_str!("../../kernels/shared/partial_sums.wgsl");
     pub const POOL2X2: &str = include_str!("../../kernels/shared/pool2x2.wgsl");
     /// A template (see [`super::coop`]).
     pub const GEMM_COOP: &str = include_str!("../../kernels/shared/gemm_coop.wgsl");
 }
 
-/// Each kernel: its name (the file stem in `kernels/`), its own WGSL, and the shared pieces appended to it.
-const KERNELS: &[(&str, &str, &[&str])] = {
-    use shared::*;
-    &[
-        ("adam", include_str!("../../kernels/adam.wgsl"), &[ELEMENTWISE]),
-        ("axpy_slots", include_str!("../../kernels/axpy_slots.wgsl"), &[ELEMENTWISE]),
-        ("avgpool2x2", include_str!("../../kernels/avgpool2x2.wgsl"), &[POOL2X2, ELEMENTWISE]),
-        ("avgpool2x2_backward", include_str!("../../kernels/avgpool2x2_backward.wgsl"), &[POOL2X2, ELEMENTWISE]),
-        ("channel_affine", include_str!("../../kernels/channel_affine.wgsl"), &[ELEMENTWISE]),
-        ("channel_bias_grad", include_str!("../../kernels/channel_bias_grad.wgsl"), &[ELEMENTWISE]),
-        ("channel_mean", include_str!("../../kernels/channel_mean.wgsl"), &[WORKGROUP_SUM]),
-        ("content_grad", include_str!("../../kernels/content_grad.wgsl"), &[ELEMENTWISE]),
-        ("conv3x3", include_str!("../../kernels/conv3x3.wgsl"), &[CONV3X3_IM2COL, GEMM_TILED]),
-        (
-            "conv3x3_backward_data",
-            include_str!("../../kernels/conv3x3_backward_data.wgsl"),
-            &[CONV3X3_IM2COL, GEMM_TILED],
-        ),
-        ("conv3x3_backward_data_narrow", include_str!("../../kernels/conv3x3_backward_data_narrow.wgsl"), &[]),
-        ("dot_sum", include_str!("../../kernels/dot_sum.wgsl"), &[PARTIAL_SUMS, WORKGROUP_SUM]),
-        ("frame_clear", include_str!("../../kernels/frame_clear.wgsl"), &[ELEMENTWISE]),
-        ("gram", include_str!("../../kernels/gram.wgsl"), &[GEMM_TILED]),
-        ("image_average", include_str!("../../kernels/image_average.wgsl"), &[ELEMENTWISE]),
-        ("gram_reduce", include_str!("../../kernels/gram_reduce.wgsl"), &[ELEMENTWISE]),
-        ("matmul", include_str!("../../kernels/matmul.wgsl"), &[MATMUL_PARAMS, GEMM_TILED]),
-        ("matmul_cpu", include_str!("../../kernels/matmul_cpu.wgsl"), &[MATMUL_PARAMS]),
-        ("max_abs", include_str!("../../kernels/max_abs.wgsl"), &[]),
-        ("maxpool2x2", include_str!("../../kernels/maxpool2x2.wgsl"), &[POOL2X2, ELEMENTWISE]),
-        ("maxpool2x2_backward", include_str!("../../kernels/maxpool2x2_backward.wgsl"), &[POOL2X2, ELEMENTWISE]),
-        ("peak_copy", include_str!("../../kernels/peak_copy.wgsl"), &[ELEMENTWISE]),
-        ("peak_fma", include_str!("../../kernels/peak_fma.wgsl"), &[ELEMENTWISE]),
-        ("reduce_sum", include_str!("../../kernels/reduce_sum.wgsl"), &[WORKGROUP_SUM]),
-        ("sq_diff_sum", include_str!("../../kernels/sq_diff_sum.wgsl"), &[PARTIAL_SUMS, WORKGROUP_SUM]),
-        ("sqrtm_start", include_str!("../../kernels/sqrtm_start.wgsl"), &[ELEMENTWISE]),
-        ("style_grad", include_str!("../../kernels/style_grad.wgsl"), &[GEMM_TILED]),
-        ("tv_loss_grad", include_str!("../../kernels/tv_loss_grad.wgsl"), &[WORKGROUP_SUM]),
-        ("w2_covariance", include_str!("../../kernels/w2_covariance.wgsl"), &[ELEMENTWISE]),
-        ("w2_loss", include_str!("../../kernels/w2_loss.wgsl"), &[WORKGROUP_SUM]),
-        ("w2_mean_grad", include_str!("../../kernels/w2_mean_grad.wgsl"), &[ELEMENTWISE]),
-        ("zero_u32", include_str!("../../kernels/zero_u32.wgsl"), &[ELEMENTWISE]),
-    ]
-};
+/// A kernel as its wrapper registers it: its name (the file stem in `kernels/`), its own WGSL, the shared pieces
+/// composed with it, whether its WGSL is a template (rendered per variant: the register blocks of the
+/// CPU-adapter kernels are unrolled by minijinja, so the compiler sees straight-line code), and its uniform
+/// ([`uniform::uniform!`]).
+pub struct Kernel {
+    pub name: &'static str,
+    pub wgsl: &'static str,
+    pub shared: &'static [&'static str],
+    pub template: bool,
+    pub params: fn() -> String,
+}
 
-/// Kernels whose WGSL is a template (minijinja), rendered with the parameters of a variant: the register
-/// blocks of the CPU-adapter kernels are unrolled by the template, so the compiler sees straight-line code.
-const TEMPLATES: &[(&str, &str)] = &[
-    ("conv3x3_cpu", include_str!("../../kernels/conv3x3_cpu.wgsl")),
-    ("gram_cpu", include_str!("../../kernels/gram_cpu.wgsl")),
-    ("style_grad_cpu", include_str!("../../kernels/style_grad_cpu.wgsl")),
-];
+impl Kernel {
+    /// A plain kernel.
+    pub const fn plain(
+        name: &'static str,
+        wgsl: &'static str,
+        shared: &'static [&'static str],
+        params: fn() -> String,
+    ) -> Self {
+        Self { name, wgsl, shared, template: false, params }
+    }
+
+    /// A template kernel.
+    pub const fn template(name: &'static str, wgsl: &'static str, params: fn() -> String) -> Self {
+        Self { name, wgsl, shared: &[], template: true, params }
+    }
+}
+
+/// Every kernel, as each wrapper module registers its own.
+pub fn registry() -> impl Iterator<Item = &'static Kernel> {
+    let modules: [&'static [Kernel]; 12] = [
+        adam::KERNELS,
+        affine::KERNELS,
+        average::KERNELS,
+        conv::KERNELS,
+        coop::KERNELS,
+        frame::KERNELS,
+        gram::KERNELS,
+        loss::KERNELS,
+        peak::KERNELS,
+        pool::KERNELS,
+        vector::KERNELS,
+        w2::KERNELS,
+    ];
+    modules.into_iter().flatten()
+}
+
+fn find(name: &str) -> Option<&'static Kernel> {
+    registry().find(|k| k.name == name)
+}
 
 /// Names of all kernels (plain and templates).
 pub fn names() -> impl Iterator<Item = &'static str> {
-    KERNELS.iter().map(|k| k.0).chain(TEMPLATES.iter().map(|t| t.0))
+    registry().map(|k| k.name)
 }
 
 /// A value of a template parameter.
@@ -106,12 +114,34 @@ pub enum TemplateValue {
     Bool(bool),
 }
 
+/// The one composition of a kernel's WGSL: its `enable` directives (and the core's) first, the constants every
+/// kernel may use, its uniform at binding 0, its own source, the shared pieces, then `core` (the GEMM core that
+/// stands in for `shared/gemm_tiled.wgsl` in a tensor-core variant).
+fn compose(kernel: &Kernel, own: &str, core: Option<&str>) -> String {
+    let is_enable = |l: &&str| l.trim_start().starts_with("enable ");
+    let core = core.unwrap_or("");
+    let mut s: String = core.lines().chain(own.lines()).filter(is_enable).map(|l| format!("{l}\n")).collect();
+    // The frame's leading zeros (src/frame.rs), in floats and in vec4s.
+    s.push_str(&format!("const HEAD: u32 = {}u;\nconst HEAD4: u32 = {}u;\n", Frame::HEAD, Frame::HEAD / 4));
+    s.push_str(&(kernel.params)());
+    s.push_str("@group(0) @binding(0) var<uniform> params: Params;\n");
+    s.extend(own.lines().filter(|l| !is_enable(l)).map(|l| format!("{l}\n")));
+    let pieces = kernel.shared.iter().filter(|p| core.is_empty() || **p != shared::GEMM_TILED);
+    for p in pieces {
+        s.push_str(p);
+        s.push('\n');
+    }
+    s.extend(core.lines().filter(|l| !is_enable(l)).map(|l| format!("{l}\n")));
+    s
+}
+
 /// Renders template `name` with `params`; the shader's name records them (`conv3x3_cpu/MR=8/ROWS=4/…`), so
 /// each rendering is its own cached pipeline. Panics on an unknown template or a template error: both are bugs
-/// of the wrapper, and every rendering the wrappers use is rendered in the unit tests.
+/// of the wrapper (`name` is a constant there), and every rendering the wrappers use is rendered in the unit
+/// tests.
 pub fn render(name: &'static str, params: &[(&str, TemplateValue)]) -> Shader {
-    let (_, src) = TEMPLATES.iter().find(|t| t.0 == name).unwrap_or_else(|| panic!("no template named {name}"));
-    let wgsl = render_source(src, name, params);
+    let kernel = find(name).filter(|k| k.template).unwrap_or_else(|| panic!("no template named {name}"));
+    let wgsl = compose(kernel, &render_source(kernel.wgsl, name, params), None);
     let mut label = name.to_string();
     for (k, v) in params {
         match v {
@@ -141,36 +171,20 @@ pub fn render_source(src: &str, name: &str, params: &[(&str, TemplateValue)]) ->
 }
 
 /// Plain kernel `kernel` composed with another GEMM core (`core`: rendered WGSL) in place of
-/// `shared/gemm_tiled.wgsl`.
-pub fn compose_with_core(kernel: &str, core: &str) -> String {
-    let (_, own, pieces) = KERNELS.iter().find(|k| k.0 == kernel).unwrap_or_else(|| panic!("no kernel {kernel}"));
-    assert!(pieces.contains(&shared::GEMM_TILED), "{kernel} is not on the GEMM core");
-    // WGSL wants its `enable` directives before any declaration: the core's go first.
-    let (enables, body): (Vec<&str>, Vec<&str>) = core.lines().partition(|l| l.trim_start().starts_with("enable "));
-    let mut s: String = enables.iter().map(|l| format!("{l}\n")).collect();
-    s.push_str(own);
-    for p in pieces.iter().filter(|p| **p != shared::GEMM_TILED) {
-        s.push('\n');
-        s.push_str(p);
-    }
-    s.push('\n');
-    s.push_str(&body.join("\n"));
-    s
+/// `shared/gemm_tiled.wgsl`; `None` for a kernel not on the GEMM core.
+pub fn compose_with_core(kernel: &str, core: &str) -> Option<String> {
+    let k = find(kernel).filter(|k| !k.template && k.shared.contains(&shared::GEMM_TILED))?;
+    Some(compose(k, k.wgsl, Some(core)))
 }
 
-/// The composed WGSL of plain kernel `name`: its own file, then the shared pieces it names. `None` for an
-/// unknown name or a template.
+/// The composed WGSL of plain kernel `name`. `None` for an unknown name or a template.
 pub fn source(name: &str) -> Option<String> {
-    let (_, own, pieces) = KERNELS.iter().find(|k| k.0 == name)?;
-    let mut s = String::from(*own);
-    for p in *pieces {
-        s.push('\n');
-        s.push_str(p);
-    }
-    Some(s)
+    let k = find(name).filter(|k| !k.template)?;
+    Some(compose(k, k.wgsl, None))
 }
 
-/// The [`Shader`] of kernel `name` (a name from [`names`]; anything else is a bug in a wrapper).
+/// The [`Shader`] of kernel `name` (a name from [`names`]; anything else is a bug in a wrapper, whose names are
+/// constants, and every one of them is compiled in the tests).
 pub fn shader(name: &'static str) -> Shader {
     Shader::new(name, source(name).unwrap_or_else(|| panic!("no kernel named {name}")))
 }
@@ -279,7 +293,7 @@ pub(crate) mod tests {
 
     #[test]
     fn every_kernel_composes_to_one_entry_point() {
-        for name in KERNELS.iter().map(|k| k.0) {
+        for name in registry().filter(|k| !k.template).map(|k| k.name) {
             let s = source(name).unwrap();
             assert_eq!(s.matches("@compute").count(), 1, "{name}: one entry point");
             assert_eq!(s.matches("fn main(").count(), 1, "{name}");
@@ -290,8 +304,24 @@ pub(crate) mod tests {
 
     #[test]
     fn every_plain_kernel_validates_with_naga() {
-        for name in KERNELS.iter().map(|k| k.0) {
+        for name in registry().filter(|k| !k.template).map(|k| k.name) {
             validate(name, &source(name).unwrap());
+        }
+    }
+
+    /// Every uniform lies at the same offsets in WGSL as in Rust, and is declared in the kernel only once.
+    #[test]
+    fn every_uniform_is_declared_once_with_a_matching_layout() {
+        for k in registry() {
+            let params = (k.params)();
+            let fields: Vec<(&str, &str)> =
+                params.lines().filter_map(|l| l.trim().strip_suffix(',')?.split_once(": ")).collect();
+            let rust: Vec<(&str, String)> =
+                fields.iter().map(|(n, t)| (*n, t.replace("vec4<f32>", "[f32; 4]"))).collect();
+            let rust: Vec<(&str, &str)> = rust.iter().map(|(n, t)| (*n, t.as_str())).collect();
+            uniform::check_layout(&rust).unwrap_or_else(|e| panic!("{}: {e}", k.name));
+            assert!(!k.wgsl.contains("struct Params"), "{}: declares its uniform by hand", k.name);
+            assert!(!k.wgsl.contains("const HEAD"), "{}: copies the frame's HEAD", k.name);
         }
     }
 
@@ -304,26 +334,6 @@ pub(crate) mod tests {
                 let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
                 assert!(names().any(|n| n == stem), "kernels/{stem}.wgsl is not in KERNELS or TEMPLATES");
             }
-        }
-    }
-
-    /// The kernels' `HEAD` constant is the frame's (src/frame.rs).
-    #[test]
-    fn kernels_agree_with_the_frame_head() {
-        let pieces = [("shared/conv3x3_im2col", shared::CONV3X3_IM2COL), ("shared/pool2x2", shared::POOL2X2)];
-        for (name, own) in KERNELS.iter().map(|k| (k.0, k.1)).chain(pieces) {
-            if let Some(line) = own.lines().find(|l| l.starts_with("const HEAD: u32")) {
-                assert!(line.contains(&format!("= {}u;", crate::frame::Frame::HEAD)), "{name}: {line}");
-            }
-            if let Some(line) = own.lines().find(|l| l.starts_with("const HEAD4: u32")) {
-                assert!(line.contains(&format!("= {}u;", crate::frame::Frame::HEAD / 4)), "{name}: {line}");
-            }
-        }
-        for (name, src) in TEMPLATES {
-            let line = src.lines().find(|l| l.starts_with("const HEAD")).unwrap_or_else(|| panic!("{name}: no HEAD"));
-            let want =
-                if line.starts_with("const HEAD4") { crate::frame::Frame::HEAD / 4 } else { crate::frame::Frame::HEAD };
-            assert!(line.contains(&format!("= {want}u;")), "{name}: {line}");
         }
     }
 }

@@ -2,7 +2,9 @@
 //! register-resident chain) and `peak_copy.wgsl` (copy bandwidth). Their ratios to these measured peaks are the
 //! "% of peak" the benchmarks report: measured on the adapter at hand, never taken from a datasheet.
 
-use bytemuck::{Pod, Zeroable};
+use super::shared::ELEMENTWISE;
+use super::uniform::uniform;
+use super::Kernel;
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
@@ -12,21 +14,26 @@ use crate::gpu::GpuContext;
 /// FMAs one thread of `peak_fma` runs per loop trip (8 vec4 chains x 4 rounds).
 pub const FMA_PER_TRIP: u64 = 128;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct FmaParams {
-    count: u32,
-    iters: u32,
-    mul: f32,
-    add: f32,
+uniform! {
+    struct FmaParams {
+        count: u32,
+        iters: u32,
+        mul: f32,
+        add: f32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct CopyParams {
-    count: u32,
-    _pad: [u32; 3],
+uniform! {
+    struct CopyParams {
+        count: u32,
+    }
 }
+
+/// The kernels this module wraps.
+pub(super) const KERNELS: &[Kernel] = &[
+    Kernel::plain("peak_fma", include_str!("../../kernels/peak_fma.wgsl"), &[ELEMENTWISE], FmaParams::wgsl),
+    Kernel::plain("peak_copy", include_str!("../../kernels/peak_copy.wgsl"), &[ELEMENTWISE], CopyParams::wgsl),
+];
 
 /// `out[i]` = the sum of 32 chains `a = fma(a, mul, add)` run `4 * iters` times from `seeds[i] + 0.125 * k`
 /// (k = 0..32), over `threads` threads. `seeds` and `out` hold at least `threads` floats.
@@ -39,7 +46,7 @@ pub fn peak_fma(
     seeds: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let p = FmaParams { count: threads as u32, iters, mul, add };
+    let p = FmaParams { count: threads as u32, iters, mul, add, ..Default::default() };
     Dispatch::new(ctx, &shader("peak_fma"), &p, &[seeds, out], elementwise_grid(threads, max_dim(ctx)))
 }
 
@@ -50,7 +57,7 @@ pub fn fma_flops(threads: usize, iters: u32) -> f64 {
 
 /// `dst[0..4 * vec4s] = src[0..4 * vec4s]`, 16 bytes per thread. Both buffers hold at least `4 * vec4s` floats.
 pub fn peak_copy(ctx: &GpuContext, vec4s: usize, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Result<Dispatch> {
-    let p = CopyParams { count: vec4s as u32, _pad: [0; 3] };
+    let p = CopyParams { count: vec4s as u32, ..Default::default() };
     Dispatch::new(ctx, &shader("peak_copy"), &p, &[src, dst], elementwise_grid(vec4s, max_dim(ctx)))
 }
 

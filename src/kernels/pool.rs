@@ -2,7 +2,9 @@
 //! `avgpool2x2_backward`, on framed tensors ([`crate::frame`]). One variant serves every adapter: they move
 //! little data next to the convolutions.
 
-use bytemuck::{Pod, Zeroable};
+use super::shared::{ELEMENTWISE, POOL2X2};
+use super::uniform::uniform;
+use super::Kernel;
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
@@ -10,20 +12,47 @@ use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct PoolParams {
-    channels: u32,
-    height: u32,
-    width: u32,
-    out_height: u32,
-    out_width: u32,
-    stride: u32,
-    plane: u32,
-    out_stride: u32,
-    out_plane: u32,
-    _pad: [u32; 3],
+uniform! {
+    struct PoolParams {
+        channels: u32,
+        height: u32,
+        width: u32,
+        out_height: u32,
+        out_width: u32,
+        stride: u32,
+        plane: u32,
+        out_stride: u32,
+        out_plane: u32,
+    }
 }
+
+/// The kernels this module wraps.
+pub(super) const KERNELS: &[Kernel] = &[
+    Kernel::plain(
+        "maxpool2x2",
+        include_str!("../../kernels/maxpool2x2.wgsl"),
+        &[POOL2X2, ELEMENTWISE],
+        PoolParams::wgsl,
+    ),
+    Kernel::plain(
+        "maxpool2x2_backward",
+        include_str!("../../kernels/maxpool2x2_backward.wgsl"),
+        &[POOL2X2, ELEMENTWISE],
+        PoolParams::wgsl,
+    ),
+    Kernel::plain(
+        "avgpool2x2",
+        include_str!("../../kernels/avgpool2x2.wgsl"),
+        &[POOL2X2, ELEMENTWISE],
+        PoolParams::wgsl,
+    ),
+    Kernel::plain(
+        "avgpool2x2_backward",
+        include_str!("../../kernels/avgpool2x2_backward.wgsl"),
+        &[POOL2X2, ELEMENTWISE],
+        PoolParams::wgsl,
+    ),
+];
 
 /// Input shape (C, H, W) of a pooling layer; the output is (C, H/2, W/2) rounded down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +81,7 @@ impl PoolShape {
             plane: input.plane() as u32,
             out_stride: output.stride as u32,
             out_plane: output.plane() as u32,
-            _pad: [0; 3],
+            ..Default::default()
         }
     }
 }

@@ -2,7 +2,9 @@
 //! slot of a GPU array, and `y = keep·y + c·x` whose coefficient c is read from that array, so the two-loop
 //! recursion needs no read-back.
 
-use bytemuck::{Pod, Zeroable};
+use super::shared::{ELEMENTWISE, PARTIAL_SUMS, WORKGROUP_SUM};
+use super::uniform::uniform;
+use super::Kernel;
 
 use super::grid::{elementwise_grid, grid_2d};
 use super::{loss, max_dim, shader, Dispatch};
@@ -15,12 +17,11 @@ pub fn dot_partials(count: usize) -> usize {
     loss::sq_diff_partials(count)
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct DotParams {
-    count: u32,
-    abs_a: u32,
-    _pad: [u32; 2],
+uniform! {
+    struct DotParams {
+        count: u32,
+        abs_a: u32,
+    }
 }
 
 /// What a [`dot`] computes.
@@ -42,7 +43,7 @@ pub fn dot(
     partials: &wgpu::Buffer,
     (slots, slot): (&wgpu::Buffer, usize),
 ) -> Result<[Dispatch; 2]> {
-    let p = DotParams { count: count as u32, abs_a: (reduction == Reduction::AbsSum) as u32, _pad: [0; 2] };
+    let p = DotParams { count: count as u32, abs_a: (reduction == Reduction::AbsSum) as u32, ..Default::default() };
     let (x, y) = grid_2d(dot_partials(count), max_dim(ctx));
     let partial = Dispatch::new(ctx, &shader("dot_sum"), &p, &[a, b, partials], [x, y, 1])?;
     let reduce = loss::reduce_sum(ctx, dot_partials(count), slot, 1.0, partials, slots)?;
@@ -75,17 +76,27 @@ impl Coefficient {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct AxpyParams {
-    count: u32,
-    keep: u32,
-    num_add: u32,
-    num_sub: u32,
-    den: u32,
-    scale: f32,
-    _pad: [u32; 2],
+uniform! {
+    struct AxpyParams {
+        count: u32,
+        keep: u32,
+        num_add: u32,
+        num_sub: u32,
+        den: u32,
+        scale: f32,
+    }
 }
+
+/// The kernels this module wraps.
+pub(super) const KERNELS: &[Kernel] = &[
+    Kernel::plain(
+        "dot_sum",
+        include_str!("../../kernels/dot_sum.wgsl"),
+        &[PARTIAL_SUMS, WORKGROUP_SUM],
+        DotParams::wgsl,
+    ),
+    Kernel::plain("axpy_slots", include_str!("../../kernels/axpy_slots.wgsl"), &[ELEMENTWISE], AxpyParams::wgsl),
+];
 
 fn axpy_params(count: usize, keep: bool, c: Coefficient) -> AxpyParams {
     AxpyParams {
@@ -95,7 +106,7 @@ fn axpy_params(count: usize, keep: bool, c: Coefficient) -> AxpyParams {
         num_sub: c.num_sub,
         den: c.den,
         scale: c.scale,
-        _pad: [0; 2],
+        ..Default::default()
     }
 }
 

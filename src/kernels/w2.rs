@@ -5,7 +5,9 @@
 //! the K·F part is [`super::loss::style_grad`] with K in place of G − A). All matrices are dense row-major
 //! C x C; feature maps are framed ([`crate::frame`]).
 
-use bytemuck::{Pod, Zeroable};
+use super::shared::{ELEMENTWISE, GEMM_TILED, MATMUL_SCALE, WORKGROUP_SUM};
+use super::uniform::uniform;
+use super::Kernel;
 
 use super::grid::{elementwise_grid, grid_2d, GEMM_TILE};
 use super::{max_dim, shader, AdapterFacts, Dispatch};
@@ -16,15 +18,14 @@ use crate::gpu::GpuContext;
 /// A slot of a scalars array, or none (the same marker as L-BFGS's axpys).
 pub use super::vector::NONE;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct MeanParams {
-    channels: u32,
-    pixels: u32,
-    plane: u32,
-    stride: u32,
-    inv_count: f32,
-    _pad: [u32; 3],
+uniform! {
+    struct MeanParams {
+        channels: u32,
+        pixels: u32,
+        plane: u32,
+        stride: u32,
+        inv_count: f32,
+    }
 }
 
 /// `mean[c]` = the mean of channel c's data pixels of `features` (framed at `frame`).
@@ -41,19 +42,18 @@ pub fn channel_mean(
         plane: frame.plane() as u32,
         stride: frame.stride as u32,
         inv_count: (1.0 / (frame.height * frame.width) as f64) as f32,
-        _pad: [0; 3],
+        ..Default::default()
     };
     let (x, y) = grid_2d(channels, max_dim(ctx));
     Dispatch::new(ctx, &shader("channel_mean"), &p, &[features, mean], [x, y, 1])
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct CovarianceParams {
-    channels: u32,
-    gram_scale: f32,
-    ridge: f32,
-    _pad: u32,
+uniform! {
+    struct CovarianceParams {
+        channels: u32,
+        gram_scale: f32,
+        ridge: f32,
+    }
 }
 
 /// `cov = C·G − mean·meanᵀ + ridge·I` from the Gram G = F·Fᵀ / (C·N) and the channel means.
@@ -65,7 +65,12 @@ pub fn covariance(
     mean: &wgpu::Buffer,
     cov: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let p = CovarianceParams { channels: channels as u32, gram_scale: channels as f32, ridge: ridge as f32, _pad: 0 };
+    let p = CovarianceParams {
+        channels: channels as u32,
+        gram_scale: channels as f32,
+        ridge: ridge as f32,
+        ..Default::default()
+    };
     let grid = elementwise_grid(channels * channels, max_dim(ctx));
     Dispatch::new(ctx, &shader("w2_covariance"), &p, &[gram, mean, cov], grid)
 }
@@ -84,15 +89,14 @@ impl Alpha {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct MatmulParams {
-    size: u32,
-    alpha_slot: u32,
-    scale: f32,
-    alpha_power: f32,
-    beta: f32,
-    _pad: [u32; 3],
+uniform! {
+    struct MatmulParams {
+        size: u32,
+        alpha_slot: u32,
+        scale: f32,
+        alpha_power: f32,
+        beta: f32,
+    }
 }
 
 /// Which `matmul` kernel runs.
@@ -117,13 +121,11 @@ pub fn matmul_variant(adapter: &AdapterFacts, size: usize) -> MatmulVariant {
 const CPU_WORKGROUP: usize = 64;
 
 /// `out = alpha · A·B + beta · I` for C x C matrices (`out` must be neither A nor B).
-#[allow(clippy::too_many_arguments)]
 pub fn matmul(
     ctx: &GpuContext,
     variant: MatmulVariant,
     size: usize,
-    alpha: Alpha,
-    beta: f32,
+    (alpha, beta): (Alpha, f32),
     (a, b): (&wgpu::Buffer, &wgpu::Buffer),
     out: &wgpu::Buffer,
     slots: &wgpu::Buffer,
@@ -134,7 +136,7 @@ pub fn matmul(
         scale: alpha.scale,
         alpha_power: alpha.power,
         beta,
-        _pad: [0; 3],
+        ..Default::default()
     };
     match variant {
         MatmulVariant::Tiled => {
@@ -151,12 +153,11 @@ pub fn matmul(
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct StartParams {
-    size: u32,
-    norm_slot: u32,
-    _pad: [u32; 2],
+uniform! {
+    struct StartParams {
+        size: u32,
+        norm_slot: u32,
+    }
 }
 
 /// `Y = M / sqrt(slots[norm_slot])`, `Z = I` (slots[norm_slot] = ‖M‖_F²).
@@ -167,19 +168,18 @@ pub fn sqrtm_start(
     (slots, norm_slot): (&wgpu::Buffer, u32),
     (y, z): (&wgpu::Buffer, &wgpu::Buffer),
 ) -> Result<Dispatch> {
-    let p = StartParams { size: size as u32, norm_slot, _pad: [0; 2] };
+    let p = StartParams { size: size as u32, norm_slot, ..Default::default() };
     Dispatch::new(ctx, &shader("sqrtm_start"), &p, &[m, slots, y, z], elementwise_grid(size * size, max_dim(ctx)))
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct LossParams {
-    channels: u32,
-    norm_slot: u32,
-    loss_slot: u32,
-    weight_over_c: f32,
-    target_trace: f32,
-    _pad: [u32; 3],
+uniform! {
+    struct LossParams {
+        channels: u32,
+        norm_slot: u32,
+        loss_slot: u32,
+        weight_over_c: f32,
+        target_trace: f32,
+    }
 }
 
 /// The buffers [`w2_loss`] reads: the image's means and covariance (with the ridge), the target's means, the
@@ -206,18 +206,17 @@ pub fn w2_loss(
         loss_slot: loss_slot as u32,
         weight_over_c: (weight / channels as f64) as f32,
         target_trace: target_trace as f32,
-        _pad: [0; 3],
+        ..Default::default()
     };
     let buffers = [inputs.mean, inputs.target_mean, inputs.cov, inputs.y, inputs.scalars.0, losses];
     Dispatch::new(ctx, &shader("w2_loss"), &p, &buffers, [1, 1, 1])
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct MeanGradParams {
-    channels: u32,
-    w_over_n: f32,
-    _pad: [u32; 2],
+uniform! {
+    struct MeanGradParams {
+        channels: u32,
+        w_over_n: f32,
+    }
 }
 
 /// `bias = w/N · (2 (mean − target_mean) / C − 2 K·mean)`.
@@ -229,19 +228,45 @@ pub fn mean_grad(
     (mean, target_mean): (&wgpu::Buffer, &wgpu::Buffer),
     bias: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let p = MeanGradParams { channels: channels as u32, w_over_n: w_over_n as f32, _pad: [0; 2] };
+    let p = MeanGradParams { channels: channels as u32, w_over_n: w_over_n as f32, ..Default::default() };
     let grid = elementwise_grid(channels, max_dim(ctx));
     Dispatch::new(ctx, &shader("w2_mean_grad"), &p, &[k, mean, target_mean, bias], grid)
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct BiasParams {
-    count: u32,
-    channels: u32,
-    plane: u32,
-    _pad: u32,
+uniform! {
+    struct BiasParams {
+        count: u32,
+        channels: u32,
+        plane: u32,
+    }
 }
+
+/// The kernels this module wraps.
+pub(super) const KERNELS: &[Kernel] = &[
+    Kernel::plain("channel_mean", include_str!("../../kernels/channel_mean.wgsl"), &[WORKGROUP_SUM], MeanParams::wgsl),
+    Kernel::plain(
+        "w2_covariance",
+        include_str!("../../kernels/w2_covariance.wgsl"),
+        &[ELEMENTWISE],
+        CovarianceParams::wgsl,
+    ),
+    Kernel::plain("matmul", include_str!("../../kernels/matmul.wgsl"), &[MATMUL_SCALE, GEMM_TILED], MatmulParams::wgsl),
+    Kernel::plain("matmul_cpu", include_str!("../../kernels/matmul_cpu.wgsl"), &[MATMUL_SCALE], MatmulParams::wgsl),
+    Kernel::plain("sqrtm_start", include_str!("../../kernels/sqrtm_start.wgsl"), &[ELEMENTWISE], StartParams::wgsl),
+    Kernel::plain("w2_loss", include_str!("../../kernels/w2_loss.wgsl"), &[WORKGROUP_SUM], LossParams::wgsl),
+    Kernel::plain(
+        "w2_mean_grad",
+        include_str!("../../kernels/w2_mean_grad.wgsl"),
+        &[ELEMENTWISE],
+        MeanGradParams::wgsl,
+    ),
+    Kernel::plain(
+        "channel_bias_grad",
+        include_str!("../../kernels/channel_bias_grad.wgsl"),
+        &[ELEMENTWISE],
+        BiasParams::wgsl,
+    ),
+];
 
 /// `grad[c, p] += bias[c]` where `features[c, p] > 0` (framed at `frame`).
 pub fn channel_bias_grad(
@@ -253,7 +278,12 @@ pub fn channel_bias_grad(
     grad: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let count = frame.buffer_floats(channels);
-    let p = BiasParams { count: count as u32, channels: channels as u32, plane: frame.plane() as u32, _pad: 0 };
+    let p = BiasParams {
+        count: count as u32,
+        channels: channels as u32,
+        plane: frame.plane() as u32,
+        ..Default::default()
+    };
     let grid = elementwise_grid(count, max_dim(ctx));
     Dispatch::new(ctx, &shader("channel_bias_grad"), &p, &[bias, features, grad], grid)
 }

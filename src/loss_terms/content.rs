@@ -1,7 +1,7 @@
 //! The content term at one layer (docs/MATHS.md, "Losses"): w_c / (C·H·W) · Σ (F − P)², P the content image's
 //! features at that layer.
 
-use super::{LossKind, LossTerm, Recorded, Site, TermSetup};
+use super::{GradientAt, LossKind, LossTerm, Recorded, Site, TermSetup};
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels::loss::{content_grad, reduce_sum, sq_diff_partials, sq_diff_sum};
@@ -75,13 +75,8 @@ impl LossTerm for ContentTerm {
     }
 
     /// 2·w_c / (C·H·W) · (F − P).
-    fn gradient(
-        &self,
-        ctx: &GpuContext,
-        features: &wgpu::Buffer,
-        grad: &wgpu::Buffer,
-        accumulate: bool,
-    ) -> Result<Vec<Dispatch>> {
+    fn gradient(&self, ctx: &GpuContext, at: GradientAt<'_>) -> Result<Vec<Dispatch>> {
+        let GradientAt { features, grad, accumulate } = at;
         let scale = 2.0 * self.weight / self.shape.floats() as f64;
         let n = self.shape.buffer_floats();
         Ok(vec![content_grad(ctx, n, scale, accumulate, features, &self.target, grad)?])

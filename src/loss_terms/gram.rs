@@ -2,7 +2,7 @@
 //! and A the blend of the style images' Grams, and the style images' blended statistics both style terms start
 //! from ([`StyleBlend`]).
 
-use super::{LossKind, LossSpec, LossTerm, Recorded, Site, StyleLoss, TermSetup};
+use super::{GradientAt, LossKind, LossSpec, LossTerm, Recorded, Site, StyleLoss, TermSetup};
 use crate::error::Result;
 use crate::gaussian::{w2_target, W2Target};
 use crate::gpu::{Dispatch, GpuContext};
@@ -132,13 +132,8 @@ impl LossTerm for GramTerm {
     }
 
     /// 4·w_s / (C²·C·H·W) · (G − A)·F, through F's ReLU mask.
-    fn gradient(
-        &self,
-        ctx: &GpuContext,
-        features: &wgpu::Buffer,
-        grad: &wgpu::Buffer,
-        accumulate: bool,
-    ) -> Result<Vec<Dispatch>> {
+    fn gradient(&self, ctx: &GpuContext, at: GradientAt<'_>) -> Result<Vec<Dispatch>> {
+        let GradientAt { features, grad, accumulate } = at;
         let s = self.shape;
         let c = s.channels;
         let scale = 4.0 * self.weight / ((c * c) as f64 * s.floats() as f64);

@@ -73,15 +73,17 @@ pub struct Recorded {
 /// One term of the loss: what it reads, the dispatches of its scalar, and its gradient.
 pub trait LossTerm {
     fn recorded(&self) -> &Recorded;
-    /// The dispatches adding the term's gradient into `grad` at its site (`features`: what it reads there);
-    /// `accumulate`: whether `grad` already holds a value (else the first term overwrites it).
-    fn gradient(
-        &self,
-        ctx: &GpuContext,
-        features: &wgpu::Buffer,
-        grad: &wgpu::Buffer,
-        accumulate: bool,
-    ) -> Result<Vec<Dispatch>>;
+    /// The dispatches adding the term's gradient at its site.
+    fn gradient(&self, ctx: &GpuContext, at: GradientAt<'_>) -> Result<Vec<Dispatch>>;
+}
+
+/// Where a term's gradient goes: what the term reads at its site (the features, or the image x), the gradient it
+/// adds into, and whether that already holds a value (else the first term overwrites it).
+#[derive(Clone, Copy)]
+pub struct GradientAt<'a> {
+    pub features: &'a wgpu::Buffer,
+    pub grad: &'a wgpu::Buffer,
+    pub accumulate: bool,
 }
 
 /// Scratch the terms share: the reductions' partials and the Gram kernels' (each reduction finishes before the
@@ -238,7 +240,8 @@ impl LossTerms {
         let mut image_gradients = Vec::new();
         if let Some(grad_x) = network.grad_image() {
             let tv = tv::TvTerm::new(&setup, terms.len())?;
-            image_gradients.extend(tv.gradient(ctx, network.image(), grad_x, true)?);
+            let at = GradientAt { features: network.image(), grad: grad_x, accumulate: true };
+            image_gradients.extend(tv.gradient(ctx, at)?);
             terms.push(Box::new(tv));
         }
         Ok(Self { spec: spec.clone(), terms, scratch, image_gradients, bytes })
@@ -270,7 +273,7 @@ impl LossTerms {
         let mut accumulate = !site.first_writes;
         let mut out = Vec::new();
         for t in self.terms.iter().filter(|t| t.recorded().site == Site::Relu(site.layer)) {
-            out.extend(t.gradient(ctx, site.features, site.grad, accumulate)?);
+            out.extend(t.gradient(ctx, GradientAt { features: site.features, grad: site.grad, accumulate })?);
             accumulate = true;
         }
         Ok(out)

@@ -1,7 +1,7 @@
 //! The total-variation term on the image (docs/MATHS.md, "Losses"): its gradient kernel writes the loss's
 //! per-workgroup partials as a by-product, so its scalar is their sum, recorded after the gradient.
 
-use super::{LossKind, LossTerm, Recorded, Site, TermSetup};
+use super::{GradientAt, LossKind, LossTerm, Recorded, Site, TermSetup};
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels::loss::{reduce_sum, tv_loss_grad, tv_partials};
@@ -37,14 +37,9 @@ impl LossTerm for TvTerm {
     }
 
     /// `features` is the image x itself.
-    fn gradient(
-        &self,
-        ctx: &GpuContext,
-        x: &wgpu::Buffer,
-        grad: &wgpu::Buffer,
-        accumulate: bool,
-    ) -> Result<Vec<Dispatch>> {
+    fn gradient(&self, ctx: &GpuContext, at: GradientAt<'_>) -> Result<Vec<Dispatch>> {
+        let GradientAt { features: x, grad, accumulate } = at;
         let (h, w) = (self.height, self.width);
-        Ok(vec![tv_loss_grad(ctx, h, w, self.weight, accumulate, x, grad, &self.partials)?])
+        Ok(vec![tv_loss_grad(ctx, (h, w), self.weight, accumulate, x, grad, &self.partials)?])
     }
 }

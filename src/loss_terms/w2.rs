@@ -2,7 +2,7 @@
 //! Gaussian fits (mean and covariance) of the image's features and the style images' blend, with the matrix
 //! square root by Newton–Schulz iterations on the GPU (`kernels::w2`).
 
-use super::{LossKind, LossTerm, Recorded, Site, TermSetup};
+use super::{GradientAt, LossKind, LossTerm, Recorded, Site, TermSetup};
 use crate::error::Result;
 use crate::gaussian::W2Target;
 use crate::gpu::{Dispatch, GpuContext};
@@ -139,8 +139,8 @@ impl W2Term {
         let mut out = kernels::gram::gram(ctx, gram_kernel, c, frame, features, gram_partials, &self.gram)?;
         out.push(channel_mean(ctx, c, frame, features, &self.mean)?);
         out.push(covariance(ctx, c, self.ridge, &self.gram, &self.mean, &self.cov)?);
-        out.push(matmul(ctx, self.matmul, c, one, 0.0, (&self.cov, &self.sqrt_target), &self.p, scalars)?);
-        out.push(matmul(ctx, self.matmul, c, one, 0.0, (&self.sqrt_target, &self.p), &self.m, scalars)?);
+        out.push(matmul(ctx, self.matmul, c, (one, 0.0), (&self.cov, &self.sqrt_target), &self.p, scalars)?);
+        out.push(matmul(ctx, self.matmul, c, (one, 0.0), (&self.sqrt_target, &self.p), &self.m, scalars)?);
         let norm = (scalars, self.norm_slot as usize);
         out.extend(kernels::vector::dot(
             ctx,
@@ -158,14 +158,13 @@ impl W2Term {
                 ctx,
                 self.matmul,
                 c,
-                Alpha::constant(-0.5),
-                1.5,
+                (Alpha::constant(-0.5), 1.5),
                 (&self.z[now], &self.y[now]),
                 &self.p,
                 scalars,
             )?);
-            out.push(matmul(ctx, self.matmul, c, one, 0.0, (&self.y[now], &self.p), &self.y[next], scalars)?);
-            out.push(matmul(ctx, self.matmul, c, one, 0.0, (&self.p, &self.z[now]), &self.z[next], scalars)?);
+            out.push(matmul(ctx, self.matmul, c, (one, 0.0), (&self.y[now], &self.p), &self.y[next], scalars)?);
+            out.push(matmul(ctx, self.matmul, c, (one, 0.0), (&self.p, &self.z[now]), &self.z[next], scalars)?);
         }
         Ok(out)
     }
@@ -191,13 +190,8 @@ impl LossTerm for W2Term {
 
     /// dL/dF: K = (I − T·M^−½·T) / C with M^−½ = Z / ‖M‖_F^½, then 2w/N · K·F (the style gradient kernel
     /// with K for G − A and zeros for A) and the per-channel bias, both through F's ReLU mask.
-    fn gradient(
-        &self,
-        ctx: &GpuContext,
-        features: &wgpu::Buffer,
-        grad: &wgpu::Buffer,
-        accumulate: bool,
-    ) -> Result<Vec<Dispatch>> {
+    fn gradient(&self, ctx: &GpuContext, at: GradientAt<'_>) -> Result<Vec<Dispatch>> {
+        let GradientAt { features, grad, accumulate } = at;
         use kernels::w2::{channel_bias_grad, matmul, mean_grad};
         let (c, frame, weight) = (self.shape.channels, self.shape.frame(), self.weight);
         let (zeros, scalars, variant) = (&self.zeros, &self.scalars, self.style_grad_variant);
@@ -208,8 +202,8 @@ impl LossTerm for W2Term {
         let io = kernels::loss::StyleGradIo { gram: &self.k, target: zeros, features, grad };
         let kernel = kernels::loss::StyleGradKernel::f32(variant)?;
         let mut out = vec![
-            matmul(ctx, self.matmul, c, Alpha::constant(1.0), 0.0, (t, z), &self.p, scalars)?,
-            matmul(ctx, self.matmul, c, scaled, inv_c, (&self.p, t), &self.k, scalars)?,
+            matmul(ctx, self.matmul, c, (Alpha::constant(1.0), 0.0), (t, z), &self.p, scalars)?,
+            matmul(ctx, self.matmul, c, (scaled, inv_c), (&self.p, t), &self.k, scalars)?,
         ];
         out.extend(kernels::loss::style_grad(ctx, kernel, (c, frame), 2.0 * weight / n, accumulate, io)?);
         out.push(mean_grad(ctx, c, weight / n, &self.k, (&self.mean, &self.target_mean), &self.bias)?);

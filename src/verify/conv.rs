@@ -12,7 +12,7 @@ pub fn conv3x3(ctx: &GpuContext, s: ConvShape, relu: bool, variant: ConvVariant,
     let x = random(&mut g, cin * h * w, 1.0);
     let wt = random(&mut g, cout * cin * 9, (3.0 / (cin as f64 * 9.0)).sqrt());
     let b = random(&mut g, cout, 0.5);
-    let expect = r::conv3x3(&x, cin, h, w, &wt, &b, cout, relu);
+    let expect = r::conv3x3(&x, (cin, h, w), &wt, &b, cout, relu);
     let what = format!("conv3x3 ({variant:?}) {cin}->{cout} {h}x{w} relu={relu}");
     let run = || -> Result<wgpu::Buffer> {
         let wf = kernels::conv::forward_weights(variant, &to_f32(&wt), cin, cout);
@@ -70,7 +70,7 @@ pub fn conv3x3_backward_data(
     let x = random(&mut g, cin * h * w, 1.0);
     let wt = random(&mut g, cout * cin * 9, (3.0 / (cin as f64 * 9.0)).sqrt());
     let b = random(&mut g, cout, 0.5);
-    let y = r::conv3x3(&x, cin, h, w, &wt, &b, cout, true);
+    let y = r::conv3x3(&x, (cin, h, w), &wt, &b, cout, true);
     let gy = random(&mut g, cout * h * w, 1.0);
     // The input's own forward values (as if it were a ReLU output) for the fused mask.
     let mask = random(&mut g, cin * h * w, 1.0);
@@ -105,8 +105,9 @@ pub fn conv3x3_backward_data(
     if !finite_differences {
         return vs_ref;
     }
-    let loss =
-        |x: &[f64]| -> f64 { r::conv3x3(x, cin, h, w, &wt, &b, cout, true).iter().zip(&gy).map(|(a, b)| a * b).sum() };
+    let loss = |x: &[f64]| -> f64 {
+        r::conv3x3(x, (cin, h, w), &wt, &b, cout, true).iter().zip(&gy).map(|(a, b)| a * b).sum()
+    };
     let eps = 1e-5;
     let fd: Vec<f64> = (0..x.len())
         .map(|i| {

@@ -110,9 +110,9 @@ pub fn tv(ctx: &GpuContext, h: usize, w: usize, seed: u64) -> Check {
     let run = || -> Result<(wgpu::Buffer, wgpu::Buffer, Vec<f32>)> {
         let (xb, gacc, gover) = (io.framed(&x, 3, frame)?, io.framed(&prior, 3, frame)?, io.framed_out(3, frame)?);
         let (pb, lb) = (io.out(parts)?, io.out(1)?);
-        let d1 = kernels::loss::tv_loss_grad(ctx, h, w, wt, true, &xb, &gacc, &pb)?;
+        let d1 = kernels::loss::tv_loss_grad(ctx, (h, w), wt, true, &xb, &gacc, &pb)?;
         let red = kernels::loss::reduce_sum(ctx, parts, 0, 1.0, &pb, &lb)?;
-        let d2 = kernels::loss::tv_loss_grad(ctx, h, w, wt, false, &xb, &gover, &pb)?;
+        let d2 = kernels::loss::tv_loss_grad(ctx, (h, w), wt, false, &xb, &gover, &pb)?;
         ctx.run(&[&d1, &red, &d2])?;
         Ok((gacc, gover, io.read(&lb, 1)?))
     };

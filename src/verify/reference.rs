@@ -5,7 +5,14 @@
 //! two-loop recursion, not the search. Tensors are CHW `f64` slices.
 
 /// 3x3 convolution, stride 1, zero pad 1, + bias, optional ReLU. `w` is OIHW.
-pub fn conv3x3(x: &[f64], cin: usize, h: usize, wd: usize, w: &[f64], b: &[f64], cout: usize, relu: bool) -> Vec<f64> {
+pub fn conv3x3(
+    x: &[f64],
+    (cin, h, wd): (usize, usize, usize),
+    w: &[f64],
+    b: &[f64],
+    cout: usize,
+    relu: bool,
+) -> Vec<f64> {
     assert_eq!(x.len(), cin * h * wd);
     assert_eq!(w.len(), cout * cin * 9);
     let mut out = vec![0.0; cout * h * wd];
@@ -36,7 +43,6 @@ pub fn conv3x3(x: &[f64], cin: usize, h: usize, wd: usize, w: &[f64], b: &[f64],
 }
 
 /// Gradient w.r.t. the input of conv3x3+ReLU: `gy` is the gradient w.r.t. the post-ReLU output `y`.
-#[allow(clippy::too_many_arguments)]
 pub fn conv3x3_backward_data(
     gy: &[f64],
     y: &[f64],
@@ -344,7 +350,7 @@ impl RefNet {
         let mut shapes = Vec::new();
         for (i, (_, cin, cout, wt, b)) in self.convs.iter().enumerate().take(up_to + 1) {
             assert_eq!(*cin, ch);
-            cur = conv3x3(&cur, *cin, hh, ww, wt, b, *cout, true);
+            cur = conv3x3(&cur, (*cin, hh, ww), wt, b, *cout, true);
             ch = *cout;
             relu.push(cur.clone());
             shapes.push((ch, hh, ww));
@@ -359,7 +365,6 @@ impl RefNet {
 
     /// Total loss of image x (mean-subtracted, CHW 3 x h x w) for content targets (conv index, P) and style
     /// targets (conv index, A), with weights (w_c, w_s, w_tv). Returns (content, style, tv).
-    #[allow(clippy::too_many_arguments)]
     pub fn losses<S: StyleTarget>(
         &self,
         x: &[f64],
@@ -384,7 +389,6 @@ impl RefNet {
     }
 
     /// Losses (content, style, tv) and dL/dx by the chain rule through the reference primitives.
-    #[allow(clippy::too_many_arguments)]
     pub fn loss_and_gradient<S: StyleTarget>(
         &self,
         x: &[f64],

@@ -51,7 +51,7 @@ pub fn matmul(ctx: &GpuContext, variant: MatmulVariant, c: usize, seed: u64) -> 
     for (what, alpha, beta, alpha_value) in cases {
         let run = || -> Result<Vec<f32>> {
             let (ab, bb, ob, sb) = (io.buf(&a)?, io.buf(&b)?, io.out(c * c)?, io.buf(&slots)?);
-            ctx.run(&[&kernels::w2::matmul(ctx, variant, c, alpha, beta, (&ab, &bb), &ob, &sb)?])?;
+            ctx.run(&[&kernels::w2::matmul(ctx, variant, c, (alpha, beta), (&ab, &bb), &ob, &sb)?])?;
             io.read(&ob, c * c)
         };
         let expect: Vec<f64> =
@@ -102,7 +102,7 @@ pub fn newton_schulz(ctx: &GpuContext, variant: MatmulVariant, c: usize, seed: u
         let start = kernels::w2::sqrtm_start(ctx, c, &mb, (&slots, 0), (&y, &z))?;
         ctx.run(&[&norm[0], &norm[1], &start])?;
         for _ in 0..iterations {
-            let mm = |alpha, beta, a, b, out| kernels::w2::matmul(ctx, variant, c, alpha, beta, (a, b), out, &slots);
+            let mm = |alpha, beta, a, b, out| kernels::w2::matmul(ctx, variant, c, (alpha, beta), (a, b), out, &slots);
             let step = [
                 mm(Alpha::constant(-0.5), 1.5, &z, &y, &p)?,
                 mm(Alpha::constant(1.0), 0.0, &y, &p, &y2)?,

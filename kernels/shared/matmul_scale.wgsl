@@ -1,21 +1,9 @@
-// The parameters and the product's scale shared by matmul.wgsl and matmul_cpu.wgsl:
+// The product's scale shared by matmul.wgsl and matmul_cpu.wgsl (their uniform: src/kernels/w2.rs, MatmulParams):
 //   out = alpha · A·B + beta · I,    alpha = scale · slots[alpha_slot]^alpha_power (scale alone when NONE)
 // The kernel file binds a (1), b (2) and out (3) in its own element type; binding 4 is the scalars array.
 
-struct Params {
-    size: u32,
-    alpha_slot: u32,
-    scale: f32,
-    alpha_power: f32,
-    beta: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 const NONE: u32 = 0xffffffffu;
 
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(4) var<storage, read> slots: array<f32>;
 
 fn product_scale() -> f32 {
