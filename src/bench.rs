@@ -23,7 +23,7 @@ use crate::planar::PlanarImage;
 pub use crate::stylizer::{memory_plan, MemoryItem};
 use crate::stylizer::{Precision, StyleOptions, Stylizer};
 use crate::vgg;
-use crate::weights::{InputConvention, Vgg16Weights, VGG16_CONV_LAYERS};
+use neural_style_weights::{InputConvention, Vgg16Weights, VGG16_CONV_LAYERS};
 
 /// Side of the microbenchmarks' image (`benches/kernels.rs`); default 512.
 pub const SIZE_ENV: &str = "NEURAL_STYLE_BENCH_SIZE";

@@ -1,6 +1,6 @@
 //! One error type for the library: every failure a user can cause or meet has a readable one-line message.
 
-use crate::weights::WeightsError;
+use neural_style_weights::WeightsError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -561,7 +561,7 @@ pub fn output_dir(path: &Path) -> &Path {
 /// writer, shared with the weights: `neural_style_weights::write_atomic`). On failure the temporary file is
 /// removed and `path` is untouched.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::weights::write_atomic(path, bytes)
+    neural_style_weights::write_atomic(path, bytes)
         .map_err(|e| Error::Io(format!("cannot write '{}': {}", path.display(), io_reason(&e))))
 }
 
@@ -572,8 +572,8 @@ pub fn write_image_atomic(path: &Path, img: &PlanarImage) -> Result<()> {
     write_bytes_atomic(path, &bytes)
 }
 
-/// The path of the frame saved after iteration `iter` by `--save-every`: `<stem>_<iter>.<ext>` beside `output`.
-pub fn frame_path(output: &Path, iter: usize) -> PathBuf {
+/// The path of the snapshot saved after iteration `iter` by `--save-every`: `<stem>_<iter>.<ext>` beside `output`.
+pub fn snapshot_path(output: &Path, iter: usize) -> PathBuf {
     let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
     let name = match output.extension() {
         Some(ext) => format!("{stem}_{iter}.{}", ext.to_string_lossy()),
@@ -810,9 +810,9 @@ mod tests {
     }
 
     #[test]
-    fn frame_paths() {
-        assert_eq!(frame_path(Path::new("dir/out.png"), 100), PathBuf::from("dir/out_100.png"));
-        assert_eq!(frame_path(Path::new("a.b.jpg"), 0), PathBuf::from("a.b_0.jpg"));
+    fn snapshot_paths() {
+        assert_eq!(snapshot_path(Path::new("dir/out.png"), 100), PathBuf::from("dir/out_100.png"));
+        assert_eq!(snapshot_path(Path::new("a.b.jpg"), 0), PathBuf::from("a.b_0.jpg"));
     }
 
     #[test]

@@ -41,7 +41,7 @@ use crate::schedule::{iterations_per_scale, scale_sizes};
 use crate::setup_stage::SetupStage;
 use crate::stylizer::{Init, Optimizer, StyleOptions, Stylizer};
 use crate::vgg::{self, MIN_SIDE};
-use crate::weights::Vgg16Weights;
+use neural_style_weights::Vgg16Weights;
 
 /// The job's size and length after the defaults that depend on the adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use crate::kernels::gram::GramKernel;
 use crate::kernels::{self, pool::PoolShape, AdapterFacts};
 use crate::plan::{Plan, PlanSpec, Step, TensorId};
 use crate::vgg::{self, Pooling};
-use crate::weights::Vgg16Weights;
+use neural_style_weights::Vgg16Weights;
 
 /// One conv layer's weights on the GPU, in the layouts of the forward and backward-data kernels chosen for
 /// this adapter (the choice depends on the channel counts and the adapter, not the image size).
@@ -389,7 +389,7 @@ impl Network {
             }
             Step::ClearFrame { tensor } => {
                 let s = plan.shape(tensor);
-                kernels::frame::clear_frame(ctx, s.channels, s.frame(), self.buffer(tensor))
+                kernels::frame_clear::clear_frame(ctx, s.channels, s.frame(), self.buffer(tensor))
             }
         }
     }

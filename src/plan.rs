@@ -366,7 +366,7 @@ fn assign_slots(tensors: &mut [Tensor], forward: &[Step], tapped: &[TensorId], b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::weights::VGG16_CONV_LAYERS;
+    use neural_style_weights::VGG16_CONV_LAYERS;
 
     fn spec(width: usize, height: usize, taps: &[usize], backward: bool) -> PlanSpec {
         PlanSpec {

@@ -35,8 +35,8 @@ use crate::plan::Plan;
 use crate::planar::PlanarImage;
 pub use crate::setup_stage::SetupStage;
 pub use crate::vgg::{add_mean, subtract_mean, Pooling};
-use crate::weights::{Vgg16Weights, CAFFE_MEAN_RGB, VGG16_CONV_LAYERS};
 use crate::{defaults, vgg};
+use neural_style_weights::{Vgg16Weights, CAFFE_MEAN_RGB, VGG16_CONV_LAYERS};
 
 /// Where the optimisation starts.
 #[derive(Clone, Debug, PartialEq, Default)]

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::planar::PlanarImage;
-use crate::weights::CAFFE_MEAN_RGB;
+use neural_style_weights::CAFFE_MEAN_RGB;
 
 /// Pooling used after relu1_2, relu2_2, relu3_3, relu4_3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -85,8 +85,8 @@ pub fn largest_fitting_side(width: usize, height: usize, max_binding: u64) -> us
 /// VGG16-shaped weights with He-scaled uniform values from a ChaCha8 generator seeded by `seed` (benchmarks,
 /// where the speed does not depend on the values, and the tests and the self-test, which compare with the
 /// reference on the same weights).
-pub fn random_weights(seed: u64) -> crate::weights::Vgg16Weights {
-    use crate::weights::{ConvWeights, InputConvention, Vgg16Weights, VGG16_CONV_LAYERS};
+pub fn random_weights(seed: u64) -> neural_style_weights::Vgg16Weights {
+    use neural_style_weights::{ConvWeights, InputConvention, Vgg16Weights, VGG16_CONV_LAYERS};
     use rand::{Rng, SeedableRng};
     let mut g = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut uniform =
@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn shapes_follow_floor_pooling() {
-        let couts: Vec<usize> = crate::weights::VGG16_CONV_LAYERS.iter().map(|l| l.2).collect();
+        let couts: Vec<usize> = neural_style_weights::VGG16_CONV_LAYERS.iter().map(|l| l.2).collect();
         let s = layer_shapes(&couts, 33, 17);
         assert_eq!(s[0], (64, 33, 17));
         assert_eq!(s[2], (128, 16, 8));

@@ -154,7 +154,7 @@ pub struct StyleArgs {
     /// Output image; the format comes from the extension (.png, .jpg, .webp, .tiff, .bmp, ...).
     #[arg(short = 'o', long, value_name = "PATH", default_value = "out.png")]
     pub output: PathBuf,
-    /// Replace the output (and --save-every frames) when they already exist.
+    /// Replace the output (and --save-every snapshots) when they already exist.
     #[arg(long)]
     pub overwrite: bool,
     /// Longest side of the output, in pixels (at least 16) [default: 512; 256 on a CPU adapter].
@@ -201,7 +201,7 @@ pub struct StyleArgs {
     #[arg(long, value_name = "N")]
     pub lbfgs_max_evals: Option<usize>,
     /// Write the moving average of the iterates with this decay (bias-corrected, restarted at each scale;
-    /// crowsonkb's 0.99) instead of the last iterate, also for frames and the preview [default: the last
+    /// crowsonkb's 0.99) instead of the last iterate, also for snapshots and the preview [default: the last
     /// iterate].
     #[arg(long, value_name = "D")]
     pub avg_decay: Option<f64>,
@@ -258,7 +258,7 @@ pub struct StyleArgs {
     /// VGG16 weights file (default: the shipped weights).
     #[arg(long, value_name = "PATH")]
     pub weights: Option<PathBuf>,
-    /// Bits per channel of the output (and frames): 8, or 16 for .png and .tiff.
+    /// Bits per channel of the output (and snapshots): 8, or 16 for .png and .tiff.
     #[arg(long, value_name = "BITS", default_value_t = 8)]
     pub output_depth: u32,
     /// Live preview in a browser: serve a page on [ADDR:]PORT (default address 127.0.0.1; port 0: any free

@@ -18,7 +18,7 @@ use super::web::{self, WebPreview};
 use super::{CliError, StyleArgs};
 
 /// Iterations slower than this keep a host copy of every iterate (Ctrl-C then never waits for the GPU).
-const SNAPSHOT_EVERY_ITERATION_ABOVE: Duration = Duration::from_millis(250);
+const KEEP_EVERY_ITERATE_ABOVE: Duration = Duration::from_millis(250);
 
 fn runtime(msg: impl Into<String>) -> CliError {
     CliError::Runtime(msg.into())
@@ -78,7 +78,7 @@ pub struct CliObserver<'r> {
     web: &'r WebPreview,
     rescue: &'r Rescue,
     /// Keep every iterate on the host (a CPU adapter, or iterations slower than 250 ms).
-    snapshot_each: bool,
+    keep_each: bool,
     /// Test hook: destroy the device before this update, to exercise the device-lost path for real.
     lose_device_at: Option<usize>,
     /// Whether this iteration's losses are printed (decided with the read).
@@ -108,7 +108,7 @@ impl<'r> CliObserver<'r> {
             log,
             web,
             rescue,
-            snapshot_each: ctx.info.device_type == wgpu::DeviceType::Cpu,
+            keep_each: ctx.info.device_type == wgpu::DeviceType::Cpu,
             lose_device_at,
             print_now: false,
             last_tick: Instant::now(),
@@ -166,7 +166,7 @@ impl<'r> CliObserver<'r> {
         self.progress.start();
     }
 
-    fn saves_frame(&self, k: usize) -> bool {
+    fn saves_snapshot(&self, k: usize) -> bool {
         self.args.save_every > 0 && k.is_multiple_of(self.args.save_every)
     }
 
@@ -186,11 +186,11 @@ impl<'r> CliObserver<'r> {
         // Measured after the read-back: that is when the iteration is known to be done.
         let secs = self.last_tick.elapsed();
         self.last_tick = Instant::now();
-        self.snapshot_each |= secs > SNAPSHOT_EVERY_ITERATION_ABOVE;
+        self.keep_each |= secs > KEEP_EVERY_ITERATE_ABOVE;
         self.progress.inc(done, secs.as_secs_f64());
-        if self.saves_frame(k) {
-            let f = image_io::frame_path(&self.args.output, k);
-            self.rescue.writer.write(&f, self.rescue.last().expect("read back for the frame").1)?;
+        if self.saves_snapshot(k) {
+            let f = image_io::snapshot_path(&self.args.output, k);
+            self.rescue.writer.write(&f, self.rescue.last().expect("read back for the snapshot").1)?;
         }
         Ok(())
     }
@@ -205,7 +205,7 @@ impl Observer for CliObserver<'_> {
     }
 
     fn wants_image(&mut self, k: usize) -> bool {
-        self.print_now || self.saves_frame(k) || self.snapshot_each
+        self.print_now || self.saves_snapshot(k) || self.keep_each
     }
 
     fn wants_final_losses(&mut self) -> bool {

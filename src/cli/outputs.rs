@@ -82,18 +82,18 @@ pub fn check_outputs(a: &StyleArgs, iterations: usize, weights: &Path) -> Result
     }
     if a.save_every > 0 && iterations / a.save_every <= MAX_FRAME_PRECHECK {
         for k in (a.save_every..=iterations).step_by(a.save_every) {
-            let f = image_io::frame_path(out, k);
+            let f = image_io::snapshot_path(out, k);
             for (what, p) in &ins {
                 if same_file(&f, p) {
                     return Err(runtime(format!(
-                        "--save-every frame '{}' would overwrite {what}; choose another --output",
+                        "--save-every snapshot '{}' would overwrite {what}; choose another --output",
                         f.display()
                     )));
                 }
             }
             if f.exists() && !a.overwrite {
                 return Err(runtime(format!(
-                    "--save-every frame '{}' already exists; pass --overwrite to replace it",
+                    "--save-every snapshot '{}' already exists; pass --overwrite to replace it",
                     f.display()
                 )));
             }

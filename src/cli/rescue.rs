@@ -22,7 +22,7 @@ pub struct Writer {
 impl Writer {
     pub fn write(&self, path: &Path, img: PlanarImage) -> Result<(), CliError> {
         let img = match &self.original_colors {
-            // A frame of an earlier coarse-to-fine scale takes its colours from the content at its own size.
+            // A snapshot of an earlier coarse-to-fine scale takes its colours from the content at its own size.
             Some(content) if (content.width, content.height) != (img.width, img.height) => {
                 image_io::original_colors(&img, &image_io::resize_exact(content, img.width, img.height))
             }
@@ -43,23 +43,23 @@ pub struct Rescue {
     pub output: PathBuf,
     /// The output's size: an image of an earlier coarse-to-fine scale (after Ctrl-C) is resized to it.
     pub size: (usize, usize),
-    snapshot: Mutex<Option<(usize, PlanarImage)>>,
+    kept: Mutex<Option<(usize, PlanarImage)>>,
     /// Held while the output is written; `true` once the main thread has written it.
     written: Mutex<bool>,
 }
 
 pub static RESCUE: OnceLock<Rescue> = OnceLock::new();
 
-/// How long Ctrl-C waits for the loop to stop by itself before the last snapshot is written from the handler.
+/// How long Ctrl-C waits for the loop to stop by itself before the last kept image is written from the handler.
 const CTRL_C_GRACE: Duration = Duration::from_millis(1500);
 
 impl Rescue {
     pub fn new(writer: Writer, output: PathBuf, size: (usize, usize)) -> Self {
-        Self { writer, output, size, snapshot: Mutex::new(None), written: Mutex::new(false) }
+        Self { writer, output, size, kept: Mutex::new(None), written: Mutex::new(false) }
     }
 
     pub fn keep(&self, iteration: usize, img: PlanarImage) {
-        *self.snapshot.lock().unwrap() = Some((iteration, img));
+        *self.kept.lock().unwrap() = Some((iteration, img));
     }
 
     /// `img` at the output's size (Lanczos; only an interrupted coarse-to-fine run needs it).
@@ -72,7 +72,7 @@ impl Rescue {
     }
 
     pub fn last(&self) -> Option<(usize, PlanarImage)> {
-        self.snapshot.lock().unwrap().clone()
+        self.kept.lock().unwrap().clone()
     }
 
     /// Writes the final image from the main thread (unless the Ctrl-C path already did and is exiting).
@@ -83,8 +83,8 @@ impl Rescue {
         Ok(())
     }
 
-    /// The Ctrl-C path when the loop did not stop in time: write the snapshot, exit 130.
-    fn write_snapshot_and_exit(&self) -> ! {
+    /// The Ctrl-C path when the loop did not stop in time: write the last kept image, exit 130.
+    fn write_kept_and_exit(&self) -> ! {
         let written = self.written.lock().unwrap();
         if !*written {
             match self.last() {
@@ -112,7 +112,7 @@ pub fn install_ctrlc(interrupted: &'static AtomicBool) {
         std::thread::spawn(|| {
             std::thread::sleep(CTRL_C_GRACE);
             match RESCUE.get() {
-                Some(r) => r.write_snapshot_and_exit(),
+                Some(r) => r.write_kept_and_exit(),
                 None => {
                     eprintln!("interrupted during setup: nothing written");
                     std::process::exit(super::EXIT_INTERRUPTED as i32)

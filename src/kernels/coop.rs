@@ -135,7 +135,7 @@ pub fn first_free_binding(wgsl: &str) -> u32 {
 
 /// `kernel` (conv3x3, conv3x3_backward_data, gram, style_grad) on the cooperative-matrix core, or on its twin.
 pub fn gemm_shader(kernel: &'static str, config: CoopConfig, twin: bool) -> Result<Shader> {
-    let not_gemm = || crate::Error::Validation(format!("{kernel} has no cooperative-matrix variant"));
+    let not_gemm = || crate::error::Error::Validation(format!("{kernel} has no cooperative-matrix variant"));
     let own = super::source(kernel).ok_or_else(not_gemm)?;
     let params = config.template_params(first_free_binding(&own), twin);
     let core = super::render_source(shared::GEMM_COOP, "gemm_coop", &params);

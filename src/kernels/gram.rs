@@ -139,7 +139,9 @@ impl<'a> GramKernel<'a> {
 
     /// The kernel of an f32 variant (a tensor-core variant needs its ranges: an error here).
     pub fn f32(variant: GramVariant) -> Result<Self> {
-        Self::of(variant, || Err(crate::Error::Validation("the tensor-core Gram needs its operand range".into())))
+        Self::of(variant, || {
+            Err(crate::error::Error::Validation("the tensor-core Gram needs its operand range".into()))
+        })
     }
 }
 

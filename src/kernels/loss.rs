@@ -206,7 +206,7 @@ impl StyleGradKernel<'_> {
             StyleGradVariant::Tiled => Ok(Self::Tiled),
             StyleGradVariant::Cpu => Ok(Self::Cpu),
             StyleGradVariant::Coop { .. } => {
-                Err(crate::Error::Validation("the tensor-core style gradient needs its operand ranges".into()))
+                Err(crate::error::Error::Validation("the tensor-core style gradient needs its operand ranges".into()))
             }
         }
     }

@@ -20,12 +20,12 @@
 
 pub mod adam;
 pub mod affine;
-pub mod average;
 pub mod conv;
 pub mod coop;
-pub mod frame;
+pub mod frame_clear;
 pub mod gram;
 pub mod grid;
+pub mod image_average;
 pub mod loss;
 pub mod peak;
 pub mod pool;
@@ -84,10 +84,10 @@ pub fn registry() -> impl Iterator<Item = &'static Kernel> {
     let modules: [&'static [Kernel]; 12] = [
         adam::KERNELS,
         affine::KERNELS,
-        average::KERNELS,
+        image_average::KERNELS,
         conv::KERNELS,
         coop::KERNELS,
-        frame::KERNELS,
+        frame_clear::KERNELS,
         gram::KERNELS,
         loss::KERNELS,
         peak::KERNELS,

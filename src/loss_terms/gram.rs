@@ -150,6 +150,6 @@ impl LossTerm for GramTerm {
 }
 
 /// A tensor-core Gram term in a network without operand ranges (a bug: they are made together).
-fn no_ranges() -> crate::Error {
-    crate::Error::Validation("a tensor-core Gram term in a network without operand ranges".into())
+fn no_ranges() -> crate::error::Error {
+    crate::error::Error::Validation("a tensor-core Gram term in a network without operand ranges".into())
 }

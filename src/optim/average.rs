@@ -28,13 +28,13 @@ impl ImageAverage {
     pub fn new(ctx: &GpuContext, count: usize, decay: f64, x: &wgpu::Buffer) -> Result<Self> {
         let biased = ctx.storage_buffer("average b", count)?;
         let average = ctx.storage_buffer("average", count)?;
-        let dispatch = kernels::average::image_average(ctx, count, decay, x, &biased, &average)?;
+        let dispatch = kernels::image_average::image_average(ctx, count, decay, x, &biased, &average)?;
         Ok(Self { count, decay, taken: 0, dispatch, average, _biased: biased })
     }
 
     /// Sets the constants for taking in the next image; call before recording the dispatch.
     pub fn prepare_next(&mut self, ctx: &GpuContext) {
-        kernels::average::set_update(ctx, &self.dispatch, self.count, self.decay, self.taken);
+        kernels::image_average::set_update(ctx, &self.dispatch, self.count, self.decay, self.taken);
         self.taken += 1;
     }
 

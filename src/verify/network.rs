@@ -3,7 +3,7 @@
 use super::*;
 
 /// The reference network for the same weights.
-pub fn ref_net(w: &crate::weights::Vgg16Weights, avg_pool: bool) -> r::RefNet {
+pub fn ref_net(w: &neural_style_weights::Vgg16Weights, avg_pool: bool) -> r::RefNet {
     let (s, o) = w.convention.input_affine();
     let identity = s == [1.0; 3] && o == [0.0; 3];
     r::RefNet {
@@ -24,7 +24,7 @@ pub fn random_image(seed: u64, w: usize, h: usize) -> crate::PlanarImage {
 /// A complete style problem on random weights and images: two styles (one at another size, blended 3:1),
 /// initialised away from the content so every loss term and its gradient are non-zero.
 pub struct Problem {
-    pub weights: crate::weights::Vgg16Weights,
+    pub weights: neural_style_weights::Vgg16Weights,
     pub content: crate::PlanarImage,
     pub styles: Vec<crate::PlanarImage>,
     pub opts: crate::StyleOptions,
@@ -146,7 +146,7 @@ pub fn full_iterations_avg_torchvision(ctx: &GpuContext, w: usize, h: usize, ste
     let mut p = Problem::new(w, h, seed);
     p.pooling_avg = true;
     p.opts.pooling = crate::Pooling::Avg;
-    p.weights.convention = crate::weights::InputConvention::Torchvision;
+    p.weights.convention = neural_style_weights::InputConvention::Torchvision;
     full_iterations_of(ctx, p, steps, F32_NETWORK_TOL)
 }
 

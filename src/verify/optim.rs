@@ -36,11 +36,11 @@ pub fn image_average(ctx: &GpuContext, n: usize, seed: u64) -> Check {
     let images: Vec<Vec<f64>> = (0..4).map(|_| random(&mut g, n, 120.0)).collect();
     let run = || -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
         let (xb, bb, ab) = (io.out(n)?, io.out(n)?, io.out(n)?);
-        let d = kernels::average::image_average(ctx, n, decay, &xb, &bb, &ab)?;
+        let d = kernels::image_average::image_average(ctx, n, decay, &xb, &bb, &ab)?;
         let mut out = Vec::new();
         for (t, x) in images.iter().enumerate() {
             ctx.queue.write_buffer(&xb, 0, bytemuck::cast_slice(&to_f32(x)));
-            kernels::average::set_update(ctx, &d, n, decay, t as u64);
+            kernels::image_average::set_update(ctx, &d, n, decay, t as u64);
             ctx.run(&[&d])?;
             out.push((io.read(&bb, n)?, io.read(&ab, n)?));
         }
