@@ -420,17 +420,24 @@ pub struct IterationReport {
     pub profile: Profile,
 }
 
-/// `neural-style bench`: full style iterations (content relu4_2 + 5 Gram style losses + TV, backward to the
-/// image, Adam) on random `size` x `size` images.
-pub fn run(args: &BenchArgs) -> Result<IterationReport> {
+/// The adapter and the weights of a bench (random weights unless a file is given: the speed does not depend on
+/// the values), after checking the arguments.
+fn open(args: &BenchArgs) -> Result<(GpuContext, Vgg16Weights, String)> {
     if args.iterations == 0 {
         return Err(Error::InvalidOption("bench needs at least one iteration".into()));
     }
     let ctx = GpuContext::new(&GpuOptions { adapter: args.adapter.clone(), ..Default::default() })?;
-    let (weights, weights_desc) = match &args.weights {
+    let (weights, desc) = match &args.weights {
         Some(p) => (Vgg16Weights::load(p)?, p.display().to_string()),
-        None => (crate::vgg::random_weights(0), "random (seed 0)".to_string()),
+        None => (vgg::random_weights(0), "random (seed 0)".to_string()),
     };
+    Ok((ctx, weights, desc))
+}
+
+/// `neural-style bench`: full style iterations (content relu4_2 + 5 Gram style losses + TV, backward to the
+/// image, Adam) on random `size` x `size` images.
+pub fn run(args: &BenchArgs) -> Result<IterationReport> {
+    let (ctx, weights, weights_desc) = open(args)?;
     let (w, h) = (args.size, args.size);
     let content = random_image(1, w, h);
     let style = random_image(2, w, h);
@@ -574,6 +581,124 @@ fn profile_iteration(ctx: &GpuContext, s: &mut Stylizer<'_>, clock: Clock, timer
         },
         total_ms: round(profiled_total, 4),
         kernels,
+    })
+}
+
+/// One scale of a timed job.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ScaleTiming {
+    pub side: usize,
+    pub width: usize,
+    pub height: usize,
+    pub iterations: usize,
+    /// The scale's setup: the network plan, the style targets, the first image.
+    pub setup_ms: f64,
+    /// Wall time of the scale's iterations (and its hand-over read-back), over its iterations.
+    pub ms_per_iter: f64,
+}
+
+/// `neural-style bench --min-scale`: a whole coarse-to-fine job on random images, as a run paints it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct JobReport {
+    pub bench: &'static str,
+    pub size: usize,
+    pub adapter: String,
+    pub backend: String,
+    pub device_type: String,
+    pub weights: String,
+    pub style_loss: &'static str,
+    pub iterations: usize,
+    pub min_scale: usize,
+    pub scales: Vec<ScaleTiming>,
+    /// Wall time of the whole job, setup of every scale and the final read-back included.
+    pub total_ms: f64,
+    pub losses_finite: bool,
+}
+
+/// Times each scale of a job from the events it reports.
+struct ScaleClock {
+    scales: Vec<ScaleTiming>,
+    /// When the current scale's setup, and then its loop, began.
+    setup_start: Instant,
+    loop_start: Instant,
+    final_losses: Option<crate::loss_terms::Losses>,
+}
+
+impl ScaleClock {
+    /// Closes the current scale's loop time.
+    fn close(&mut self) {
+        if let Some(s) = self.scales.last_mut() {
+            s.ms_per_iter = round(self.loop_start.elapsed().as_secs_f64() * 1e3 / s.iterations.max(1) as f64, 3);
+        }
+    }
+}
+
+impl crate::job::Observer for ScaleClock {
+    type Error = std::convert::Infallible;
+
+    fn wants_final_losses(&mut self) -> bool {
+        true
+    }
+
+    fn event(&mut self, event: crate::job::Event<'_>) -> std::result::Result<(), Self::Error> {
+        use crate::job::Event;
+        match event {
+            Event::Scale { scale, .. } => {
+                self.close();
+                self.setup_start = Instant::now();
+                let (width, height) = (scale.content.width, scale.content.height);
+                let iterations = scale.iterations;
+                let side = scale.side;
+                self.scales.push(ScaleTiming { side, width, height, iterations, setup_ms: 0.0, ms_per_iter: 0.0 });
+            }
+            Event::Ready { .. } => {
+                if let Some(s) = self.scales.last_mut() {
+                    s.setup_ms = round(self.setup_start.elapsed().as_secs_f64() * 1e3, 1);
+                }
+                self.loop_start = Instant::now();
+            }
+            Event::FinalLosses(r) => self.final_losses = Some(*r.losses),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// `neural-style bench --min-scale PX`: the whole job, coarse to fine from `min_scale` to `args.size`, with
+/// `args.iterations` iterations in all (the scales' shares as a run's), timed scale by scale.
+pub fn run_job(args: &BenchArgs, min_scale: usize) -> Result<JobReport> {
+    use crate::job::{Job, JobImages, JobOptions, JobSize};
+    let (ctx, weights, weights_desc) = open(args)?;
+    let (w, h) = (args.size, args.size);
+    let images = JobImages::new(random_image(1, w, h), vec![random_image(2, w, h)]);
+    let size =
+        JobSize { image_size: args.size, iterations: args.iterations, min_scale: Some(min_scale), cpu_defaults: false };
+    let mut options = JobOptions::new(size);
+    options.style.precision = args.precision;
+    options.style.style_loss = args.style_loss;
+    options.style.style_weight = crate::defaults::style_weight(args.style_loss);
+    let job = Job::plan(images, options)?;
+    let now = Instant::now();
+    let mut clock = ScaleClock { scales: Vec::new(), setup_start: now, loop_start: now, final_losses: None };
+    let started = Instant::now();
+    let painted = job.run(&ctx, &weights, &mut clock, &Default::default()).map_err(|f| f.into_error())?;
+    clock.close();
+    let total_ms = round(started.elapsed().as_secs_f64() * 1e3, 1);
+    let finite =
+        clock.final_losses.is_some_and(|l| l.total.is_finite()) && painted.image.data.iter().all(|v| v.is_finite());
+    Ok(JobReport {
+        bench: "job",
+        size: args.size,
+        adapter: ctx.adapter_name().to_string(),
+        backend: format!("{:?}", ctx.info.backend),
+        device_type: format!("{:?}", ctx.info.device_type),
+        weights: weights_desc,
+        style_loss: if args.style_loss == crate::StyleLoss::W2 { "w2" } else { "gram" },
+        iterations: args.iterations,
+        min_scale,
+        scales: clock.scales,
+        total_ms,
+        losses_finite: finite,
     })
 }
 

@@ -482,3 +482,21 @@ fn device_lost_mid_run_keeps_the_last_good_image() {
     assert_eq!(out.dimensions(), (24, 18));
     no_temp_files(d);
 }
+
+/// `bench --min-scale` times a whole coarse-to-fine job: one JSON line with each scale (sizes by √2, the first
+/// with two shares of the iterations), and finite losses at the end.
+#[test]
+fn bench_times_a_coarse_to_fine_job_scale_by_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["bench", "--size", "40", "--iterations", "4", "--min-scale", "20"]);
+    assert_ok(&o);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON line");
+    assert_eq!(report["bench"], "job");
+    let scales = report["scales"].as_array().unwrap();
+    let sides: Vec<u64> = scales.iter().map(|s| s["side"].as_u64().unwrap()).collect();
+    assert_eq!(sides, [20, 28, 40]);
+    let iterations: Vec<u64> = scales.iter().map(|s| s["iterations"].as_u64().unwrap()).collect();
+    assert_eq!(iterations, [2, 1, 1]);
+    assert!(scales.iter().all(|s| s["ms_per_iter"].as_f64().unwrap() > 0.0 && s["setup_ms"].as_f64().unwrap() > 0.0));
+    assert_eq!(report["losses_finite"], true);
+}

@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// The style distance, as for a style run (w2 adds its Newton–Schulz square roots to every iteration).
     #[arg(long, value_enum, default_value_t = StyleLossArg::Gram)]
     pub style_loss: StyleLossArg,
+    /// Time a whole coarse-to-fine job instead, from this smallest scale up to --size, with --iterations in all
+    /// (a run's shares per scale): setup and ms per iteration of each scale, and the total.
+    #[arg(long, value_name = "PX")]
+    pub min_scale: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -95,8 +95,11 @@ fn bench(args: &BenchArgs) -> Result<Outcome, CliError> {
         precision: args.precision.into(),
         style_loss: args.style_loss.into(),
     };
-    let report = neural_style::bench::run(&lib_args)?;
-    let line = serde_json::to_string(&report).map_err(|e| CliError::Runtime(format!("bench report: {e}")))?;
+    let line = match args.min_scale {
+        Some(min) => serde_json::to_string(&neural_style::bench::run_job(&lib_args, min)?),
+        None => serde_json::to_string(&neural_style::bench::run(&lib_args)?),
+    };
+    let line = line.map_err(|e| CliError::Runtime(format!("bench report: {e}")))?;
     println!("{line}");
     Ok(Outcome::Done)
 }
