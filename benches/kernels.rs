@@ -21,6 +21,7 @@ use neural_style::kernels::conv::ConvShape;
 use neural_style::kernels::gram::GramVariant;
 use neural_style::kernels::loss::StyleGradVariant;
 use neural_style::kernels::{self, pool::PoolShape, AdapterFacts, Dispatch};
+use neural_style::tensor::Tensor;
 use neural_style::vgg::{self, POOL_AFTER, RELU_NAMES};
 use neural_style::weights::VGG16_CONV_LAYERS;
 use serde_json::{json, Value};
@@ -173,7 +174,7 @@ fn gram_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, (c, h, w): (us
         let partial = data.output(kernels::gram::partial_len(v, c, frame));
         let g = data.output(c * c);
         let kernel = kernels::gram::GramKernel::f32(v).unwrap();
-        let ds = kernels::gram::gram(ctx, kernel, c, frame, &f, &partial, &g).unwrap();
+        let ds = kernels::gram::gram(ctx, kernel, Tensor::new(&f, c, frame), &partial, &g).unwrap();
         let first = dispatches.len();
         let count = ds.len();
         dispatches.extend(ds);
@@ -197,8 +198,9 @@ fn gram_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, (c, h, w): (us
         let g = data.random(c * c, 1.0);
         let grad = data.output(frame.buffer_floats(c));
         let kernel = kernels::loss::StyleGradKernel::f32(v).unwrap();
-        let io = kernels::loss::StyleGradIo { gram: &g, target: &target, features: &f, grad: &grad };
-        dispatches.extend(kernels::loss::style_grad(ctx, kernel, (c, frame), 1e-3, false, io).unwrap());
+        let io =
+            kernels::loss::StyleGradIo { gram: &g, target: &target, features: Tensor::new(&f, c, frame), grad: &grad };
+        dispatches.extend(kernels::loss::style_grad(ctx, kernel, 1e-3, false, io).unwrap());
         let label = variant_label("style_grad", v, v == chosen);
         let bytes = 4.0 * (2 * c * c + 2 * c * frame.plane()) as f64;
         measures.push(measure(label, &[dispatches.len() - 1], 2.0 * (c * c * n) as f64, bytes));

@@ -34,6 +34,7 @@ pub mod schedule;
 pub mod selftest;
 pub mod setup_stage;
 pub mod stylizer;
+pub mod tensor;
 pub mod verify;
 pub mod vgg;
 

@@ -9,6 +9,7 @@ use crate::kernels::conv::{BackwardIo, ConvKernel, ConvShape, ConvVariant, Forwa
 use crate::kernels::gram::GramKernel;
 use crate::kernels::{self, pool::PoolShape, AdapterFacts};
 use crate::plan::{Plan, PlanSpec, Step, TensorId};
+use crate::tensor::Tensor;
 use crate::vgg::{self, Pooling};
 use neural_style_weights::Vgg16Weights;
 
@@ -324,7 +325,7 @@ impl Network {
             let ranges = self.coop_ranges.as_ref().ok_or_else(no_ranges)?;
             Ok((&ranges.buffer, ranges.slot()))
         })?;
-        kernels::gram::gram(ctx, kernel, channels, frame, features, partial, gram)
+        kernels::gram::gram(ctx, kernel, Tensor::new(features, channels, frame), partial, gram)
     }
 
     /// A tensor-core conv's operand scales: the weights' fixed range, and `tensor`'s measured by a `max_abs`
@@ -389,7 +390,7 @@ impl Network {
             }
             Step::ClearFrame { tensor } => {
                 let s = plan.shape(tensor);
-                kernels::frame_clear::clear_frame(ctx, s.channels, s.frame(), self.buffer(tensor))
+                kernels::frame_clear::clear_frame(ctx, Tensor::new(self.buffer(tensor), s.channels, s.frame()))
             }
         }
     }
@@ -432,7 +433,7 @@ pub fn grams(
         let mut d = network.gram_dispatches(ctx, variant, (c, s.frame()), network.relu(l), &partial, &g)?;
         let mean = if means {
             let m = ctx.storage_buffer("channel means", c)?;
-            d.push(kernels::w2::channel_mean(ctx, c, s.frame(), network.relu(l), &m)?);
+            d.push(kernels::w2::channel_mean(ctx, Tensor::new(network.relu(l), c, s.frame()), &m)?);
             Some(m)
         } else {
             None

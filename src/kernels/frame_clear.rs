@@ -9,6 +9,7 @@ use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
+use crate::tensor::Tensor;
 
 uniform! {
     struct ClearParams {
@@ -31,7 +32,8 @@ pub fn frame_elements(frame: Frame) -> usize {
 }
 
 /// Zeroes the frame of the `channels` planes of `tensor` at `frame`.
-pub fn clear_frame(ctx: &GpuContext, channels: usize, frame: Frame, tensor: &wgpu::Buffer) -> Result<Dispatch> {
+pub fn clear_frame(ctx: &GpuContext, tensor: Tensor<'_>) -> Result<Dispatch> {
+    let (channels, frame) = (tensor.channels, tensor.frame);
     let per_channel = frame_elements(frame);
     let p = ClearParams {
         channels: channels as u32,
@@ -42,7 +44,13 @@ pub fn clear_frame(ctx: &GpuContext, channels: usize, frame: Frame, tensor: &wgp
         per_channel: per_channel as u32,
         ..Default::default()
     };
-    Dispatch::new(ctx, &shader("frame_clear"), &p, &[tensor], elementwise_grid(channels * per_channel, max_dim(ctx)))
+    Dispatch::new(
+        ctx,
+        &shader("frame_clear"),
+        &p,
+        &[tensor.buffer],
+        elementwise_grid(channels * per_channel, max_dim(ctx)),
+    )
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
+use crate::tensor::Tensor;
 
 /// Which kernel computes a Gram matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,17 +146,17 @@ impl<'a> GramKernel<'a> {
     }
 }
 
-/// The dispatches computing `gram = F Fᵀ / (C·H·W)` for `features` (`channels` planes at `frame`) with `kernel`,
+/// The dispatches computing `gram = F Fᵀ / (C·H·W)` for `features` with `kernel`,
 /// using `partial` (at least [`partial_len`] floats) as scratch.
 pub fn gram(
     ctx: &GpuContext,
     kernel: GramKernel<'_>,
-    channels: usize,
-    frame: Frame,
-    features: &wgpu::Buffer,
+    features: Tensor<'_>,
     partial: &wgpu::Buffer,
     gram: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
+    let (channels, frame) = (features.channels, features.frame);
+    let features = features.buffer;
     let scale = (1.0 / (channels as f64 * (frame.height * frame.width) as f64)) as f32;
     match kernel {
         GramKernel::Cpu => {

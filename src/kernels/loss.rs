@@ -13,6 +13,7 @@ use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
+use crate::tensor::Tensor;
 
 uniform! {
     struct CountParams {
@@ -212,12 +213,12 @@ impl StyleGradKernel<'_> {
     }
 }
 
-/// The style gradient's buffers: G, the target A, the features F (C framed planes) and the gradient it adds to.
+/// The style gradient's operands: G, the target A, the features F and the gradient it adds to (framed like F).
 #[derive(Clone, Copy)]
 pub struct StyleGradIo<'a> {
     pub gram: &'a wgpu::Buffer,
     pub target: &'a wgpu::Buffer,
-    pub features: &'a wgpu::Buffer,
+    pub features: Tensor<'a>,
     pub grad: &'a wgpu::Buffer,
 }
 
@@ -226,14 +227,14 @@ pub struct StyleGradIo<'a> {
 pub fn style_grad(
     ctx: &GpuContext,
     kernel: StyleGradKernel<'_>,
-    (channels, frame): (usize, Frame),
     scale: f64,
     accumulate: bool,
     io: StyleGradIo<'_>,
 ) -> Result<Vec<Dispatch>> {
+    let (channels, frame) = (io.features.channels, io.features.frame);
     // N: each channel's data rows as they lie in the frame (their zero columns give zero gradients).
     let pixels = frame.height * frame.stride;
-    let bufs = [io.gram, io.target, io.features, io.grad];
+    let bufs = [io.gram, io.target, io.features.buffer, io.grad];
     let tiled_params = |pixel_tiles| StyleParams {
         channels: channels as u32,
         pixels: pixels as u32,

@@ -12,8 +12,8 @@ use super::Kernel;
 use super::grid::{elementwise_grid, grid_2d, GEMM_TILE};
 use super::{max_dim, shader, AdapterFacts, Dispatch};
 use crate::error::Result;
-use crate::frame::Frame;
 use crate::gpu::GpuContext;
+use crate::tensor::Tensor;
 
 /// A slot of a scalars array, or none (the same marker as L-BFGS's axpys).
 pub use super::vector::NONE;
@@ -29,13 +29,9 @@ uniform! {
 }
 
 /// `mean[c]` = the mean of channel c's data pixels of `features` (framed at `frame`).
-pub fn channel_mean(
-    ctx: &GpuContext,
-    channels: usize,
-    frame: Frame,
-    features: &wgpu::Buffer,
-    mean: &wgpu::Buffer,
-) -> Result<Dispatch> {
+pub fn channel_mean(ctx: &GpuContext, features: Tensor<'_>, mean: &wgpu::Buffer) -> Result<Dispatch> {
+    let (channels, frame) = (features.channels, features.frame);
+    let features = features.buffer;
     let p = MeanParams {
         channels: channels as u32,
         pixels: (frame.height * frame.stride) as u32,
@@ -271,12 +267,12 @@ pub(super) const KERNELS: &[Kernel] = &[
 /// `grad[c, p] += bias[c]` where `features[c, p] > 0` (framed at `frame`).
 pub fn channel_bias_grad(
     ctx: &GpuContext,
-    channels: usize,
-    frame: Frame,
     bias: &wgpu::Buffer,
-    features: &wgpu::Buffer,
+    features: Tensor<'_>,
     grad: &wgpu::Buffer,
 ) -> Result<Dispatch> {
+    let (channels, frame) = (features.channels, features.frame);
+    let features = features.buffer;
     let count = frame.buffer_floats(channels);
     let p = BiasParams {
         count: count as u32,

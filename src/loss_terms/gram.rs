@@ -15,6 +15,7 @@ use crate::network::{self, GpuNet};
 use crate::plan::Shape;
 use crate::planar::PlanarImage;
 use crate::setup_stage::SetupStage;
+use crate::tensor::Tensor;
 
 /// The GPU buffers one Gram term allocates: the target A and the image's G.
 pub fn buffers(shape: Shape) -> [(&'static str, usize); 2] {
@@ -107,7 +108,7 @@ impl GramTerm {
             Some((ranges, (features_slot, _))) => Ok((ranges, *features_slot)),
             None => Err(no_ranges()),
         })?;
-        let after_forward = gram(ctx, kernel, c, frame, features, gp, &gram_buffer)?;
+        let after_forward = gram(ctx, kernel, Tensor::new(features, c, frame), gp, &gram_buffer)?;
         let scale = spec.style_weight / (c * c) as f64;
         let scalar = vec![
             sq_diff_sum(ctx, c * c, &gram_buffer, &target, &scratch.partials)?,
@@ -144,8 +145,9 @@ impl LossTerm for GramTerm {
             }
             (variant, _) => StyleGradKernel::f32(variant)?,
         };
+        let features = Tensor::new(features, c, s.frame());
         let io = StyleGradIo { gram: &self.gram, target: &self.target, features, grad };
-        style_grad(ctx, kernel, (c, s.frame()), scale, accumulate, io)
+        style_grad(ctx, kernel, scale, accumulate, io)
     }
 }
 

@@ -11,6 +11,7 @@ use crate::kernels::loss::StyleGradVariant;
 use crate::kernels::w2::Alpha;
 use crate::kernels::{self, AdapterFacts};
 use crate::plan::Shape;
+use crate::tensor::Tensor;
 
 /// Newton–Schulz iterations of the W2 terms' matrix square root (fixed: docs/MATHS.md says why).
 pub const W2_NEWTON_SCHULZ_ITERATIONS: usize = 20;
@@ -136,8 +137,9 @@ impl W2Term {
         let (c, frame, scalars) = (self.shape.channels, self.shape.frame(), &self.scalars);
         let one = Alpha::constant(1.0);
         let gram_kernel = kernels::gram::GramKernel::f32(w2_gram_variant(facts))?;
-        let mut out = kernels::gram::gram(ctx, gram_kernel, c, frame, features, gram_partials, &self.gram)?;
-        out.push(channel_mean(ctx, c, frame, features, &self.mean)?);
+        let features = Tensor::new(features, c, frame);
+        let mut out = kernels::gram::gram(ctx, gram_kernel, features, gram_partials, &self.gram)?;
+        out.push(channel_mean(ctx, features, &self.mean)?);
         out.push(covariance(ctx, c, self.ridge, &self.gram, &self.mean, &self.cov)?);
         out.push(matmul(ctx, self.matmul, c, (one, 0.0), (&self.cov, &self.sqrt_target), &self.p, scalars)?);
         out.push(matmul(ctx, self.matmul, c, (one, 0.0), (&self.sqrt_target, &self.p), &self.m, scalars)?);
@@ -199,15 +201,16 @@ impl LossTerm for W2Term {
         let inv_c = 1.0 / c as f32;
         let scaled = Alpha { scale: -inv_c, slot: self.norm_slot, power: -0.25 };
         let (t, z) = (&self.sqrt_target, &self.z[W2_RESULT]);
+        let features = Tensor::new(features, c, frame);
         let io = kernels::loss::StyleGradIo { gram: &self.k, target: zeros, features, grad };
         let kernel = kernels::loss::StyleGradKernel::f32(variant)?;
         let mut out = vec![
             matmul(ctx, self.matmul, c, (Alpha::constant(1.0), 0.0), (t, z), &self.p, scalars)?,
             matmul(ctx, self.matmul, c, (scaled, inv_c), (&self.p, t), &self.k, scalars)?,
         ];
-        out.extend(kernels::loss::style_grad(ctx, kernel, (c, frame), 2.0 * weight / n, accumulate, io)?);
+        out.extend(kernels::loss::style_grad(ctx, kernel, 2.0 * weight / n, accumulate, io)?);
         out.push(mean_grad(ctx, c, weight / n, &self.k, (&self.mean, &self.target_mean), &self.bias)?);
-        out.push(channel_bias_grad(ctx, c, frame, &self.bias, features, grad)?);
+        out.push(channel_bias_grad(ctx, &self.bias, features, grad)?);
         Ok(out)
     }
 }

@@ -15,7 +15,7 @@ pub fn run_gram(
     let gb = io.out(c * c)?;
     let ranges = ctx.storage_buffer("ranges", 1)?;
     let kernel = kernels::gram::GramKernel::of(variant, || Ok((&ranges, 0)))?;
-    let d = kernels::gram::gram(ctx, kernel, c, frame, features, &partial, &gb)?;
+    let d = kernels::gram::gram(ctx, kernel, Tensor::new(features, c, frame), &partial, &gb)?;
     ctx.run(&d.iter().collect::<Vec<_>>())?;
     io.read(&gb, c * c)
 }

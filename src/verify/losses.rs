@@ -78,8 +78,8 @@ pub fn style_grad(ctx: &GpuContext, c: usize, h: usize, w: usize, variant: Style
             _ => StyleGradKernel::f32(variant)?,
         };
         for (accumulate, grad) in [(false, &ob), (true, &accb)] {
-            let sio = StyleGradIo { gram: &gramb, target: &ab, features: &fb, grad };
-            ds.extend(kernels::loss::style_grad(ctx, kernel, (c, frame), scale, accumulate, sio)?);
+            let sio = StyleGradIo { gram: &gramb, target: &ab, features: Tensor::new(&fb, c, frame), grad };
+            ds.extend(kernels::loss::style_grad(ctx, kernel, scale, accumulate, sio)?);
         }
         ctx.run(&ds.iter().collect::<Vec<_>>())?;
         Ok((ob, accb))

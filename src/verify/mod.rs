@@ -27,6 +27,7 @@ use crate::kernels::gram::GramVariant;
 use crate::kernels::loss::{StyleGradIo, StyleGradKernel, StyleGradVariant};
 use crate::kernels::w2::MatmulVariant;
 use crate::kernels::{self, pool::PoolShape};
+use crate::tensor::Tensor;
 use reference as r;
 
 /// Default relative tolerance of the f32 kernels against the f64 reference.

@@ -88,7 +88,7 @@ pub fn frame_clear(ctx: &GpuContext, c: usize, h: usize, w: usize, seed: u64) ->
     let dirty = to_f32(&random(&mut g, frame.buffer_floats(c), 1.0));
     let run = || -> Result<Vec<f32>> {
         let b = ctx.buffer_from("dirty", &dirty)?;
-        let d = kernels::frame_clear::clear_frame(ctx, c, frame, &b)?;
+        let d = kernels::frame_clear::clear_frame(ctx, Tensor::new(&b, c, frame))?;
         ctx.run(&[&d])?;
         ctx.read_all(&b)
     };

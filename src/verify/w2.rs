@@ -11,7 +11,7 @@ pub fn channel_mean(ctx: &GpuContext, c: usize, h: usize, w: usize, seed: u64) -
     let f: Vec<f64> = random(&mut g, c * h * w, 3.0).iter().map(|v| v.max(0.0)).collect();
     let run = || -> Result<Vec<f32>> {
         let (fb, mb) = (io.framed(&f, c, frame)?, io.out(c)?);
-        ctx.run(&[&kernels::w2::channel_mean(ctx, c, frame, &fb, &mb)?])?;
+        ctx.run(&[&kernels::w2::channel_mean(ctx, Tensor::new(&fb, c, frame), &mb)?])?;
         io.read(&mb, c)
     };
     compare(&format!("channel_mean {c}x{h}x{w}"), &run().map_err(gpu_err)?, &r::moments(&f, c, h * w).0, RTOL)
@@ -189,7 +189,7 @@ pub fn channel_bias_grad(ctx: &GpuContext, c: usize, h: usize, w: usize, seed: u
     let what = format!("channel_bias_grad {c}x{h}x{w}");
     let run = || -> Result<wgpu::Buffer> {
         let (bb, fb, gb) = (io.buf(&bias)?, io.framed(&f, c, frame)?, io.framed(&prior, c, frame)?);
-        ctx.run(&[&kernels::w2::channel_bias_grad(ctx, c, frame, &bb, &fb, &gb)?])?;
+        ctx.run(&[&kernels::w2::channel_bias_grad(ctx, &bb, Tensor::new(&fb, c, frame), &gb)?])?;
         Ok(gb)
     };
     let gb = run().map_err(gpu_err)?;
