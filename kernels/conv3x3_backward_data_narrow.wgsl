@@ -1,6 +1,6 @@
 // Backward-data of conv3x3 for a NARROW result (at most 4 channels: conv1_1's image gradient, 3 channels).
 // Same maths as conv3x3_backward_data.wgsl,
-//   grad_in[ci, p] = (mask_src[ci, p] > 0 if mask_output) * sum_{c, tap} w[c*9 + tap, ci] * grad_out[c, p + off(tap)]
+//   grad_in[ci, p] = (mask_src[ci, p] > 0 if epilogue) * sum_{c, tap} w[c*9 + tap, ci] * grad_out[c, p + off(tap)]
 // but the tiled kernel pads the result's channels to a 64-row tile: with 3 rows, 95% of its work is padding.
 // Here one thread owns one pixel and all (≤ 4) result channels as a vec4; the weights (vec4 per (c, tap), zero
 // padded) are staged in workgroup memory 64 input channels at a time, and neighbouring threads read

@@ -593,7 +593,11 @@ pub struct ScaleTiming {
     pub iterations: usize,
     /// The scale's setup: the network plan, the style targets, the first image.
     pub setup_ms: f64,
-    /// Wall time of the scale's iterations (and its hand-over read-back), over its iterations.
+    /// Iterations made (L-BFGS may stop a scale early; Adam makes them all).
+    pub iterations_done: usize,
+    /// Wall time of the scale's iterations, over the iterations made: until the hand-over to the next scale has
+    /// been read back, or at the last scale until its last image has (the final scoring pass left out, unless
+    /// L-BFGS stopped the job early).
     pub ms_per_iter: f64,
 }
 
@@ -622,13 +626,17 @@ struct ScaleClock {
     setup_start: Instant,
     loop_start: Instant,
     final_losses: Option<crate::loss_terms::Losses>,
+    /// The job's iterations: the image after the last one is read back, so its time is known.
+    last: usize,
+    closed: bool,
 }
 
 impl ScaleClock {
-    /// Closes the current scale's loop time.
-    fn close(&mut self) {
+    /// Closes the current scale's loop time `ms` after its loop began.
+    fn close(&mut self, ms: f64) {
+        self.closed = true;
         if let Some(s) = self.scales.last_mut() {
-            s.ms_per_iter = round(self.loop_start.elapsed().as_secs_f64() * 1e3 / s.iterations.max(1) as f64, 3);
+            s.ms_per_iter = round(ms / s.iterations_done.max(1) as f64, 3);
         }
     }
 }
@@ -640,16 +648,30 @@ impl crate::job::Observer for ScaleClock {
         true
     }
 
+    fn wants_image(&mut self, iteration: usize) -> bool {
+        iteration == self.last
+    }
+
     fn event(&mut self, event: crate::job::Event<'_>) -> std::result::Result<(), Self::Error> {
         use crate::job::Event;
         match event {
             Event::Scale { scale, .. } => {
-                self.close();
+                self.close(self.loop_start.elapsed().as_secs_f64() * 1e3);
+                self.closed = false;
                 self.setup_start = Instant::now();
                 let (width, height) = (scale.content.width, scale.content.height);
                 let iterations = scale.iterations;
                 let side = scale.side;
-                self.scales.push(ScaleTiming { side, width, height, iterations, setup_ms: 0.0, ms_per_iter: 0.0 });
+                let timing = ScaleTiming {
+                    side,
+                    width,
+                    height,
+                    iterations,
+                    setup_ms: 0.0,
+                    iterations_done: 0,
+                    ms_per_iter: 0.0,
+                };
+                self.scales.push(timing);
             }
             Event::Ready { .. } => {
                 if let Some(s) = self.scales.last_mut() {
@@ -657,7 +679,20 @@ impl crate::job::Observer for ScaleClock {
                 }
                 self.loop_start = Instant::now();
             }
-            Event::FinalLosses(r) => self.final_losses = Some(*r.losses),
+            Event::Iteration { image, .. } => {
+                if let Some(s) = self.scales.last_mut() {
+                    s.iterations_done += 1;
+                }
+                if image.is_some() {
+                    self.close(self.loop_start.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            Event::FinalLosses(r) => {
+                if !self.closed {
+                    self.close(self.loop_start.elapsed().as_secs_f64() * 1e3);
+                }
+                self.final_losses = Some(*r.losses);
+            }
             _ => {}
         }
         Ok(())
@@ -679,10 +714,11 @@ pub fn run_job(args: &BenchArgs, min_scale: usize) -> Result<JobReport> {
     options.style.style_weight = crate::defaults::style_weight(args.style_loss);
     let job = Job::plan(images, options)?;
     let now = Instant::now();
-    let mut clock = ScaleClock { scales: Vec::new(), setup_start: now, loop_start: now, final_losses: None };
+    let last = args.iterations;
+    let mut clock =
+        ScaleClock { scales: Vec::new(), setup_start: now, loop_start: now, final_losses: None, last, closed: false };
     let started = Instant::now();
     let painted = job.run(&ctx, &weights, &mut clock, &Default::default()).map_err(|f| f.into_error())?;
-    clock.close();
     let total_ms = round(started.elapsed().as_secs_f64() * 1e3, 1);
     let finite =
         clock.final_losses.is_some_and(|l| l.total.is_finite()) && painted.image.data.iter().all(|v| v.is_finite());

@@ -186,7 +186,7 @@ pub enum Event<'e> {
     /// The scale is set up; the loop starts. At the first scale, the initial image (what a stop before the
     /// first update can save).
     Ready { index: usize, initial_image: Option<&'e PlanarImage> },
-    /// The update of this iteration is about to be recorded.
+    /// The update of this iteration is about to be recorded (L-BFGS may still stop without making it).
     Update { iteration: usize },
     /// The losses of an iterate, read back because the observer wanted them (L-BFGS: always).
     Losses(IterationLosses<'e>),
@@ -255,9 +255,10 @@ pub struct Painted {
 /// Why a job failed.
 #[derive(Debug)]
 pub enum Failure<E> {
-    /// Before the first update (the images, the options, the setup of a scale).
+    /// Before the first update: the images, the options, the setup of the first scale.
     Setup(Error),
-    /// The GPU failed after `iteration` updates.
+    /// The GPU (or the setup of a later scale) failed after `iteration` updates: the image of the last update
+    /// read back is still good.
     Gpu { iteration: usize, error: Error },
     /// The observer returned an error.
     Observer(E),
@@ -308,30 +309,36 @@ struct Count {
     done: usize,
 }
 
-fn too_small(what: &str, img: &PlanarImage, how: &str) -> Result<()> {
+/// Refuses an image under 16 px on a side: `message(width, height)` says which and how to fix it.
+fn too_small(img: &PlanarImage, message: impl FnOnce(usize, usize) -> String) -> Result<()> {
     if img.width < MIN_SIDE || img.height < MIN_SIDE {
-        return Err(Error::InvalidOption(format!(
-            "{what} becomes {}x{} px {how}; both sides must be at least {MIN_SIDE} px",
-            img.width, img.height
-        )));
+        return Err(Error::InvalidOption(message(img.width, img.height)));
     }
     Ok(())
 }
 
 impl Job {
-    /// Checks the options and every scale's images (no GPU work): the content at the job's size, the style images
+    /// Checks every scale's images (no GPU work; the options are checked when the first scale is set up): the
+    /// content at the job's size, the style images
     /// at `style_scale` of it, and the coarse-to-fine scales from `min_scale` (sizes by √2, the first with two
     /// shares of the iterations). Each scale's style images are resized from the originals, never above their
     /// own size, except at the last scale, which matches a single-scale run.
     pub fn plan(images: JobImages, options: JobOptions) -> Result<Job> {
         let size = options.size;
         let style_side = options.style_side();
+        let after_resizing = |what: &str, hint: &str| {
+            let what = what.to_string();
+            let hint = hint.to_string();
+            move |w, h| {
+                format!("{what} becomes {w}x{h} px after resizing; both sides must be at least {MIN_SIDE} px ({hint})")
+            }
+        };
         let content = image_io::resize_longest(&images.content, size.image_size);
-        too_small(images.name(0), &content, "after resizing (raise --image-size)")?;
+        too_small(&content, after_resizing(images.name(0), "raise --image-size"))?;
         let mut styles = Vec::with_capacity(images.styles.len());
         for (i, s) in images.styles.iter().enumerate() {
             let s = image_io::resize_longest(s, style_side);
-            too_small(images.name(i + 1), &s, "after resizing (raise --style-scale or --image-size)")?;
+            too_small(&s, after_resizing(images.name(i + 1), "raise --style-scale or --image-size"))?;
             styles.push(s);
         }
         let sides = match size.min_scale {
@@ -346,16 +353,24 @@ impl Job {
                 scales.push(Scale { side, iterations, content, styles, style_side });
                 break;
             }
-            let how = format!("at the {side} px scale of coarse to fine (raise --min-scale)");
             let c = image_io::resize_longest(&images.content, side);
-            too_small(images.name(0), &c, &how)?;
+            too_small(&c, |w, h| {
+                format!(
+                    "coarse to fine: at the {side} px scale the content would be {w}x{h} px; both sides must be at \
+                     least {MIN_SIDE} px (raise --min-scale)"
+                )
+            })?;
             let own = images.styles.iter().map(|s| s.width.max(s.height)).min().unwrap_or(usize::MAX);
             let scale_style_side = image_io::style_longest_side(side, options.style_scale).min(own);
             let mut s = Vec::with_capacity(images.styles.len());
-            for (k, style) in images.styles.iter().enumerate() {
+            for style in &images.styles {
                 let r = image_io::resize_longest(style, scale_style_side);
-                let how = format!("at the {side} px scale of coarse to fine (raise --min-scale or --style-scale)");
-                too_small(images.name(k + 1), &r, &how)?;
+                too_small(&r, |w, h| {
+                    format!(
+                        "coarse to fine: at the {side} px scale a style image would be {w}x{h} px; both sides must \
+                         be at least {MIN_SIDE} px (raise --min-scale or --style-scale)"
+                    )
+                })?;
                 s.push(r);
             }
             scales.push(Scale { side, iterations, content: c, styles: s, style_side: scale_style_side });
@@ -427,7 +442,10 @@ impl Job {
         loop {
             let scale = &self.scales[index];
             observer.event(Event::Scale { index, count: count_of_scales, scale }).map_err(Failure::Observer)?;
-            let mut stylizer = self.set_up(ctx, weights, index, carry.take(), observer)?;
+            let mut stylizer = match self.set_up(ctx, weights, index, carry.take(), observer) {
+                Err(Failure::Setup(error)) if index > 0 => return Err(Failure::Gpu { iteration: count.offset, error }),
+                made => made?,
+            };
             let scale_start = stylizer.iteration();
             self.run_scale(&mut stylizer, scale, &mut count, observer, stop)?;
             let stopped = stop.load(Ordering::SeqCst);
@@ -598,7 +616,7 @@ mod tests {
         // A wide content image: 64 px tall at 256, 32 at 128, 16 at 64: the 45 px scale is under 16 px tall.
         let size = JobSize::resolve(Some(256), Some(10), Some(40), gpu);
         let e = Job::plan(JobImages::new(flat(1600, 100), vec![flat(64, 64)]), JobOptions::new(size)).err().unwrap();
-        assert!(e.to_string().contains("the content image becomes 45x3 px at the 45 px scale"), "{e}");
+        assert!(e.to_string().starts_with("coarse to fine: at the 45 px scale the content would be 45x3 px"), "{e}");
         let mut images = JobImages::new(flat(64, 64), vec![flat(64, 64), flat(100, 10)]);
         images.names[2] = "style image 'thin.png'".into();
         let size = JobSize::resolve(Some(64), Some(10), None, gpu);

@@ -1,7 +1,8 @@
 //! The library API: a [`Stylizer`] holds everything one style-transfer problem needs on the GPU and steps the
 //! optimiser. It asks [`crate::network`] for the network's plan at the content size, adds the loss terms
-//! ([`crate::losses`]) where the plan taps the network, and the optimiser ([`crate::optim`]) on the image: data
-//! flows image → plan → kernels → losses → optimiser. The CLI is a thin layer over this.
+//! ([`crate::loss_terms`]) where the plan taps the network, and the optimiser ([`crate::optim`]) on the image:
+//! data flows image → plan → kernels → losses → optimiser. The whole painting (scales, hand-over between them)
+//! is [`crate::job`], on which the CLI is a thin layer.
 //!
 //! ```no_run
 //! # fn main() -> neural_style::Result<()> {

@@ -11,7 +11,7 @@ use neural_style::kernels::{self, pool::PoolShape};
 use neural_style::verify as check;
 use neural_style::verify::reference as r;
 
-/// Every case of `kernel` in the shared list (`conformance::cases`, the list `neural-style selftest` runs at its
+/// Every case of `kernel` in the shared list (`verify::cases`, the list `neural-style selftest` runs at its
 /// quick scale).
 fn all_cases(kernel: &str) {
     let worst = check::run_kernel(ctx(), check::Scale::Full, kernel).unwrap_or_else(|e| panic!("{e}"));

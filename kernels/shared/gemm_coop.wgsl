@@ -44,18 +44,8 @@ const LD: u32 = TILE + {{ PAD }}u; // staged row length
 const NO_SLOT: u32 = 0xffffffffu;
 
 // Each operand's largest magnitude: max(the entry `slot` of coop_ranges (NO_SLOT: none), `largest`) · `bound`.
-// (The weights are static: largest only. G − A is bounded by 2 · max(max|G|, max|A|).)
-struct CoopScales {
-    slot_a: u32,
-    slot_b: u32,
-    largest_a: f32,
-    largest_b: f32,
-    bound_a: f32,
-    bound_b: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
+// (The weights are static: largest only. G − A is bounded by 2 · max(max|G|, max|A|).) `CoopScales` is
+// src/kernels/coop.rs's ScaleParams, composed after this core.
 @group(0) @binding({{ B0 }}) var<storage, read> coop_ranges: array<u32>;
 @group(0) @binding({{ B0 + 1 }}) var<uniform> coop_scales: CoopScales;
 

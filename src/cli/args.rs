@@ -201,7 +201,8 @@ pub struct StyleArgs {
     /// L-BFGS: history pairs kept on the GPU (2 x N image-sized vectors).
     #[arg(long, visible_alias = "lbfgs-num-correction", value_name = "N", default_value_t = defaults::LBFGS_HISTORY)]
     pub lbfgs_history: usize,
-    /// L-BFGS: cap on evaluations of the loss and its gradient in the whole run [default: 1.25 x iterations].
+    /// L-BFGS: cap on evaluations of the loss and its gradient at each scale [default: 1.25 x the scale's
+    /// iterations].
     #[arg(long, value_name = "N")]
     pub lbfgs_max_evals: Option<usize>,
     /// Write the moving average of the iterates with this decay (bias-corrected, restarted at each scale;

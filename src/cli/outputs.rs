@@ -7,8 +7,8 @@ use neural_style::image_io;
 
 use super::{CliError, StyleArgs};
 
-/// Frames beyond this many are not checked one by one before the run (`--save-every 1 --iterations 10^9`).
-const MAX_FRAME_PRECHECK: usize = 100_000;
+/// Snapshots beyond this many are not checked one by one before the run (`--save-every 1 --iterations 10^9`).
+const MAX_SNAPSHOT_PRECHECK: usize = 100_000;
 
 fn runtime(msg: impl Into<String>) -> CliError {
     CliError::Runtime(msg.into())
@@ -80,7 +80,7 @@ pub fn check_outputs(a: &StyleArgs, iterations: usize, weights: &Path) -> Result
         };
         return Err(runtime(format!("cannot write output '{shown}': {reason}")));
     }
-    if a.save_every > 0 && iterations / a.save_every <= MAX_FRAME_PRECHECK {
+    if a.save_every > 0 && iterations / a.save_every <= MAX_SNAPSHOT_PRECHECK {
         for k in (a.save_every..=iterations).step_by(a.save_every) {
             let f = image_io::snapshot_path(out, k);
             for (what, p) in &ins {

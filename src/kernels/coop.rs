@@ -138,7 +138,8 @@ pub fn gemm_shader(kernel: &'static str, config: CoopConfig, twin: bool) -> Resu
     let not_gemm = || crate::error::Error::Validation(format!("{kernel} has no cooperative-matrix variant"));
     let own = super::source(kernel).ok_or_else(not_gemm)?;
     let params = config.template_params(first_free_binding(&own), twin);
-    let core = super::render_source(shared::GEMM_COOP, "gemm_coop", &params);
+    // The core's scale uniform is ScaleParams, declared once (below) like every kernel's.
+    let core = super::render_source(shared::GEMM_COOP, "gemm_coop", &params) + &ScaleParams::wgsl_named("CoopScales");
     let name = format!("{kernel}/{}/{config:?}", if twin { "coop-twin" } else { "coop" });
     Ok(Shader::new(name, compose_with_core(kernel, &core).ok_or_else(not_gemm)?))
 }

@@ -316,8 +316,14 @@ pub(crate) mod tests {
             let params = (k.params)();
             let fields: Vec<(&str, &str)> =
                 params.lines().filter_map(|l| l.trim().strip_suffix(',')?.split_once(": ")).collect();
-            let rust: Vec<(&str, String)> =
-                fields.iter().map(|(n, t)| (*n, t.replace("vec4<f32>", "[f32; 4]"))).collect();
+            // WGSL's vec4<T> back to Rust's [T; 4].
+            let rust: Vec<(&str, String)> = fields
+                .iter()
+                .map(|(n, t)| match t.strip_prefix("vec4<").and_then(|t| t.strip_suffix('>')) {
+                    Some(scalar) => (*n, format!("[{scalar}; 4]")),
+                    None => (*n, t.to_string()),
+                })
+                .collect();
             let rust: Vec<(&str, &str)> = rust.iter().map(|(n, t)| (*n, t.as_str())).collect();
             uniform::check_layout(&rust).unwrap_or_else(|e| panic!("{}: {e}", k.name));
             assert!(!k.wgsl.contains("struct Params"), "{}: declares its uniform by hand", k.name);

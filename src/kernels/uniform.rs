@@ -16,10 +16,17 @@ macro_rules! uniform {
         }
 
         impl $name {
-            /// The WGSL declaration of this uniform, as `struct Params`.
+            /// The WGSL declaration of this uniform, as `struct Params` (a kernel's binding 0).
             #[allow(dead_code)]
             pub fn wgsl() -> String {
+                Self::wgsl_named("Params")
+            }
+
+            /// The WGSL declaration of this uniform as `struct $wgsl_name`.
+            #[allow(dead_code)]
+            pub fn wgsl_named(wgsl_name: &str) -> String {
                 $crate::kernels::uniform::wgsl_struct(
+                    wgsl_name,
                     &[$((stringify!($field), stringify!($ty))),*],
                     $crate::kernels::uniform::padding(0 $(+ std::mem::size_of::<$ty>() / 4)*),
                 )
@@ -44,11 +51,11 @@ pub fn wgsl_type(rust: &str) -> Option<String> {
     }
 }
 
-/// `struct Params { name: type, ..., _pad0: u32, ... }` in WGSL. The uniform's layout rules hold by
+/// `struct <name> { name: type, ..., _pad0: u32, ... }` in WGSL. The uniform's layout rules hold by
 /// construction for scalars; a 4-vector after a number of scalars that is not a multiple of 4 would be placed
 /// differently by WGSL than by `#[repr(C)]`, so [`check_layout`] refuses it (every uniform is checked in tests).
-pub fn wgsl_struct(fields: &[(&str, &str)], padding: usize) -> String {
-    let mut s = String::from("struct Params {\n");
+pub fn wgsl_struct(name: &str, fields: &[(&str, &str)], padding: usize) -> String {
+    let mut s = format!("struct {name} {{\n");
     for (name, ty) in fields {
         let ty = wgsl_type(ty).unwrap_or_else(|| ty.to_string());
         s.push_str(&format!("    {name}: {ty},\n"));

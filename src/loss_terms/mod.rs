@@ -187,7 +187,6 @@ impl LossSpec {
 
 /// The loss terms of one problem on the GPU, in slot order.
 pub struct LossTerms {
-    spec: LossSpec,
     terms: Vec<Box<dyn LossTerm>>,
     scratch: Scratch,
     /// The image terms' gradients (TV), recorded after the backward pass.
@@ -244,7 +243,7 @@ impl LossTerms {
             image_gradients.extend(tv.gradient(ctx, at)?);
             terms.push(Box::new(tv));
         }
-        Ok(Self { spec: spec.clone(), terms, scratch, image_gradients, bytes })
+        Ok(Self { terms, scratch, image_gradients, bytes })
     }
 
     /// After the forward pass: what the scalars and the gradients read (the Grams, W2's square roots).
@@ -279,9 +278,9 @@ impl LossTerms {
         Ok(out)
     }
 
-    /// The slot kinds, in slot order.
+    /// The slot kinds, in slot order (a term's slot is its place in the list).
     pub fn slot_kinds(&self) -> Vec<LossKind> {
-        self.spec.slots()
+        self.terms.iter().map(|t| t.recorded().kind).collect()
     }
 
     /// The loss slots (one f32 each), for reading back.
@@ -292,7 +291,7 @@ impl LossTerms {
     /// Sums slot values (read back from [`LossTerms::slots_buffer`]) into the losses.
     pub fn total(&self, slot_values: &[f32]) -> Losses {
         let mut l = Losses::default();
-        for (k, v) in self.spec.slots().iter().zip(slot_values) {
+        for (k, v) in self.slot_kinds().iter().zip(slot_values) {
             let v = f64::from(*v);
             match k {
                 LossKind::Content => l.content += v,
@@ -307,10 +306,5 @@ impl LossTerms {
     /// Bytes of the buffers the terms allocated (= [`LossSpec::buffers`]).
     pub fn bytes(&self) -> u64 {
         self.bytes
-    }
-
-    /// Scratch the reductions share (TV's partials live here too).
-    pub fn partials(&self) -> &wgpu::Buffer {
-        &self.scratch.partials
     }
 }

@@ -136,21 +136,6 @@ impl Adam {
         self.step += 1;
         kernels::adam::set_step(ctx, &self.dispatch, self.count, self.learning_rate, self.step);
     }
-
-    /// The first and second moments (framed like x).
-    pub fn moments(&self) -> &[wgpu::Buffer; 2] {
-        &self.moments
-    }
-
-    /// Continues from `step` updates already made (coarse-to-fine hands the state to the next scale).
-    pub fn continue_from(&mut self, step: u64) {
-        self.step = step;
-    }
-
-    /// Updates done (counting the one prepared).
-    pub fn steps(&self) -> u64 {
-        self.step
-    }
 }
 
 impl ImageOptimizer for Adam {

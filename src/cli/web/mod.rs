@@ -3,7 +3,7 @@
 //! iteration, speed, ETA, adapter, size, scale, thumbnails of the content and style images, and a "stop and
 //! save" button that does what Ctrl-C does.
 //!
-//! # API (used from `run.rs`)
+//! # API (used from `run.rs` and `observer.rs`)
 //!
 //! [`WebPreview`] is a handle; without `--web` it is [`WebPreview::start`]`(None, ..)` and every method does
 //! nothing, so the call sites need no `if`.
