@@ -224,8 +224,8 @@ fn pool_case(ctx: &GpuContext, data: &mut Data<'_>, layer: usize, (c, h, w): (us
     let y = data.output(fout.buffer_floats(c));
     let gy = data.framed(c, fout, 1.0);
     let gx = data.output(fin.buffer_floats(c));
-    let d_fwd = kernels::pool::maxpool2x2(ctx, s, &x, &y).unwrap();
-    let d_bwd = kernels::pool::maxpool2x2_backward(ctx, s, &x, &gy, &gx).unwrap();
+    let d_fwd = kernels::pool::pool2x2(ctx, neural_style::Pooling::Max, s, &x, &y).unwrap();
+    let d_bwd = kernels::pool::pool2x2_backward(ctx, neural_style::Pooling::Max, s, &x, (&gy, &gx)).unwrap();
     Case {
         layer: RELU_NAMES[layer].to_string(),
         shape: json!({"channels": c, "height": h, "width": w}),

@@ -362,20 +362,14 @@ impl Network {
             }
             Step::Pool { layer, input, output } => {
                 let (i, o) = (self.buffer(input), self.buffer(output));
-                match net.pooling {
-                    Pooling::Max => kernels::pool::maxpool2x2(ctx, pool_shape(layer), i, o),
-                    Pooling::Avg => kernels::pool::avgpool2x2(ctx, pool_shape(layer), i, o),
-                }
+                kernels::pool::pool2x2(ctx, net.pooling, pool_shape(layer), i, o)
             }
             Step::Conv { .. } | Step::ConvBackward { .. } | Step::LossGradient { .. } => {
                 Err(Error::Validation(format!("{step:?} is recorded by its own builder")))
             }
             Step::PoolBackward { layer, input, grad_out, grad_in } => {
                 let (i, g, gi) = (self.buffer(input), self.buffer(grad_out), self.buffer(grad_in));
-                match net.pooling {
-                    Pooling::Max => kernels::pool::maxpool2x2_backward(ctx, pool_shape(layer), i, g, gi),
-                    Pooling::Avg => kernels::pool::avgpool2x2_backward(ctx, pool_shape(layer), i, g, gi),
-                }
+                kernels::pool::pool2x2_backward(ctx, net.pooling, pool_shape(layer), i, (g, gi))
             }
             Step::InputAffineBackward { grad_out, grad_in } => {
                 let (scale, _) = net.input_affine.ok_or_else(no_affine)?;

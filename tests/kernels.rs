@@ -54,9 +54,9 @@ fn pool_backward_matches_finite_differences() {
     for avg in [false, true] {
         let gxb = ctx().buffer_from("gx", &fin.frame(&vec![f32::NAN; c * h * w], c)).unwrap();
         let d = if avg {
-            kernels::pool::avgpool2x2_backward(ctx(), s, &xb, &gyb, &gxb).unwrap()
+            kernels::pool::pool2x2_backward(ctx(), neural_style::Pooling::Avg, s, &xb, (&gyb, &gxb)).unwrap()
         } else {
-            kernels::pool::maxpool2x2_backward(ctx(), s, &xb, &gyb, &gxb).unwrap()
+            kernels::pool::pool2x2_backward(ctx(), neural_style::Pooling::Max, s, &xb, (&gyb, &gxb)).unwrap()
         };
         ctx().run(&[&d]).unwrap();
         let loss = |x: &[f64]| -> f64 {

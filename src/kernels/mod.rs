@@ -46,6 +46,8 @@ pub(crate) mod shared {
     pub const MATMUL_SCALE: &str = include_str!("../../kernels/shared/matmul_scale.wgsl");
     pub const PARTIAL_SUMS: &str = include_str!("../../kernels/shared/partial_sums.wgsl");
     pub const POOL2X2: &str = include_str!("../../kernels/shared/pool2x2.wgsl");
+    pub const POOL2X2_FORWARD: &str = include_str!("../../kernels/shared/pool2x2_forward.wgsl");
+    pub const POOL2X2_BACKWARD: &str = include_str!("../../kernels/shared/pool2x2_backward.wgsl");
     /// A template (see [`super::coop`]).
     pub const GEMM_COOP: &str = include_str!("../../kernels/shared/gemm_coop.wgsl");
 }

@@ -2,7 +2,7 @@
 //! `avgpool2x2_backward`, on framed tensors ([`crate::frame`]). One variant serves every adapter: they move
 //! little data next to the convolutions.
 
-use super::shared::{ELEMENTWISE, POOL2X2};
+use super::shared::{ELEMENTWISE, POOL2X2, POOL2X2_BACKWARD, POOL2X2_FORWARD};
 use super::uniform::uniform;
 use super::Kernel;
 
@@ -11,6 +11,7 @@ use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
+use crate::vgg::Pooling;
 
 uniform! {
     struct PoolParams {
@@ -28,31 +29,25 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    Kernel::plain(
-        "maxpool2x2",
-        include_str!("../../kernels/maxpool2x2.wgsl"),
-        &[POOL2X2, ELEMENTWISE],
-        PoolParams::wgsl,
-    ),
+    Kernel::plain("maxpool2x2", include_str!("../../kernels/maxpool2x2.wgsl"), FORWARD, PoolParams::wgsl),
+    Kernel::plain("avgpool2x2", include_str!("../../kernels/avgpool2x2.wgsl"), FORWARD, PoolParams::wgsl),
     Kernel::plain(
         "maxpool2x2_backward",
         include_str!("../../kernels/maxpool2x2_backward.wgsl"),
-        &[POOL2X2, ELEMENTWISE],
-        PoolParams::wgsl,
-    ),
-    Kernel::plain(
-        "avgpool2x2",
-        include_str!("../../kernels/avgpool2x2.wgsl"),
-        &[POOL2X2, ELEMENTWISE],
+        BACKWARD,
         PoolParams::wgsl,
     ),
     Kernel::plain(
         "avgpool2x2_backward",
         include_str!("../../kernels/avgpool2x2_backward.wgsl"),
-        &[POOL2X2, ELEMENTWISE],
+        BACKWARD,
         PoolParams::wgsl,
     ),
 ];
+
+/// The pieces each pooling kernel is composed with: the indexing, its pass, the elementwise entry point.
+const FORWARD: &[&str] = &[POOL2X2, POOL2X2_FORWARD, ELEMENTWISE];
+const BACKWARD: &[&str] = &[POOL2X2, POOL2X2_BACKWARD, ELEMENTWISE];
 
 /// Input shape (C, H, W) of a pooling layer; the output is (C, H/2, W/2) rounded down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,37 +81,36 @@ impl PoolShape {
     }
 }
 
-pub fn maxpool2x2(ctx: &GpuContext, s: PoolShape, input: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<Dispatch> {
-    let groups = elementwise_grid(s.channels * s.out_height() * s.out_width(), max_dim(ctx));
-    Dispatch::new(ctx, &shader("maxpool2x2"), &s.params(), &[input, output], groups)
-}
-
-/// `input` is the forward input, a ReLU output: the arg-max is recomputed (the forward stores nothing) and the
-/// gradient passes only where it is > 0 (the ReLU's backward, fused).
-pub fn maxpool2x2_backward(
+/// 2x2/2 pooling of `input` into `output`, by `pooling`'s kernel.
+pub fn pool2x2(
     ctx: &GpuContext,
+    pooling: Pooling,
     s: PoolShape,
     input: &wgpu::Buffer,
-    grad_out: &wgpu::Buffer,
-    grad_in: &wgpu::Buffer,
+    output: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let groups = elementwise_grid(s.channels * s.height * s.width, max_dim(ctx));
-    Dispatch::new(ctx, &shader("maxpool2x2_backward"), &s.params(), &[input, grad_out, grad_in], groups)
-}
-
-pub fn avgpool2x2(ctx: &GpuContext, s: PoolShape, input: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<Dispatch> {
+    let kernel = match pooling {
+        Pooling::Max => "maxpool2x2",
+        Pooling::Avg => "avgpool2x2",
+    };
     let groups = elementwise_grid(s.channels * s.out_height() * s.out_width(), max_dim(ctx));
-    Dispatch::new(ctx, &shader("avgpool2x2"), &s.params(), &[input, output], groups)
+    Dispatch::new(ctx, &shader(kernel), &s.params(), &[input, output], groups)
 }
 
-/// `input` is the forward input, a ReLU output: the gradient passes only where it is > 0.
-pub fn avgpool2x2_backward(
+/// The gradient w.r.t. the pooling's input. `input` is the forward input, a ReLU output: max pooling recomputes
+/// its arg-max from it (the forward stores nothing), and the gradient passes only where it is > 0 (the ReLU's
+/// backward, fused).
+pub fn pool2x2_backward(
     ctx: &GpuContext,
+    pooling: Pooling,
     s: PoolShape,
     input: &wgpu::Buffer,
-    grad_out: &wgpu::Buffer,
-    grad_in: &wgpu::Buffer,
+    (grad_out, grad_in): (&wgpu::Buffer, &wgpu::Buffer),
 ) -> Result<Dispatch> {
+    let kernel = match pooling {
+        Pooling::Max => "maxpool2x2_backward",
+        Pooling::Avg => "avgpool2x2_backward",
+    };
     let groups = elementwise_grid(s.channels * s.height * s.width, max_dim(ctx));
-    Dispatch::new(ctx, &shader("avgpool2x2_backward"), &s.params(), &[input, grad_out, grad_in], groups)
+    Dispatch::new(ctx, &shader(kernel), &s.params(), &[input, grad_out, grad_in], groups)
 }

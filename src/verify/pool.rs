@@ -1,6 +1,7 @@
 //! Max and average pooling, forward and backward.
 
 use super::*;
+use crate::vgg::Pooling;
 
 /// Max or average pooling, forward and backward (with the input ReLU's mask fused: no gradient where the input
 /// is ≤ 0). With `ties`, values come from a small set so the first-in-row-major arg-max rule is exercised. Max
@@ -21,9 +22,15 @@ pub fn pool(ctx: &GpuContext, s: PoolShape, avg: bool, ties: bool, seed: u64) ->
         let (xb, ob, gyb, gxb) =
             (io.framed(&x, c, fin)?, io.framed_out(c, fout)?, io.framed(&gy, c, fout)?, io.framed_out(c, fin)?);
         let (f, b) = if avg {
-            (kernels::pool::avgpool2x2(ctx, s, &xb, &ob)?, kernels::pool::avgpool2x2_backward(ctx, s, &xb, &gyb, &gxb)?)
+            (
+                kernels::pool::pool2x2(ctx, Pooling::Avg, s, &xb, &ob)?,
+                kernels::pool::pool2x2_backward(ctx, Pooling::Avg, s, &xb, (&gyb, &gxb))?,
+            )
         } else {
-            (kernels::pool::maxpool2x2(ctx, s, &xb, &ob)?, kernels::pool::maxpool2x2_backward(ctx, s, &xb, &gyb, &gxb)?)
+            (
+                kernels::pool::pool2x2(ctx, Pooling::Max, s, &xb, &ob)?,
+                kernels::pool::pool2x2_backward(ctx, Pooling::Max, s, &xb, (&gyb, &gxb))?,
+            )
         };
         ctx.run(&[&f, &b])?;
         Ok((ob, gxb))
