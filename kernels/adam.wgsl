@@ -2,11 +2,6 @@
 //   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;  x -= step_size * m / (sqrt(v) / bc2_sqrt + eps)
 // with step_size = lr / (1 - b1^t) and bc2_sqrt = sqrt(1 - b2^t), computed on the host in f64 for each t.
 
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> m: array<f32>;
-@group(0) @binding(3) var<storage, read_write> v: array<f32>;
-@group(0) @binding(4) var<storage, read> grad: array<f32>;
-
 fn element_count() -> u32 {
     return params.count;
 }

@@ -6,10 +6,6 @@
 
 const NONE: u32 = 0xffffffffu;
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read> slots: array<f32>;
-
 fn element_count() -> u32 {
     return params.count;
 }

@@ -3,9 +3,6 @@
 // Caffe mean) into the input convention of torchvision-style weights; backward (offset 0) it scales the gradient
 // back. Not dispatched at all for Caffe-convention weights (the identity).
 
-@group(0) @binding(1) var<storage, read> input: array<f32>;
-@group(0) @binding(2) var<storage, read_write> output: array<f32>;
-
 fn element_count() -> u32 {
     return 3u * params.height * params.width;
 }

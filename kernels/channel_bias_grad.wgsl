@@ -2,10 +2,6 @@
 // Wasserstein-2"): grad[c, p] += bias[c] where F[c, p] > 0. Over the whole framed buffer: the frame's F is zero,
 // so the frame's gradient stays zero.
 
-@group(0) @binding(1) var<storage, read> bias: array<f32>;
-@group(0) @binding(2) var<storage, read> features: array<f32>;
-@group(0) @binding(3) var<storage, read_write> grad: array<f32>;
-
 fn element_count() -> u32 {
     return params.count;
 }

@@ -3,9 +3,6 @@
 // nothing), each invocation a strided subset in order, then a fixed tree: reruns are bit-identical. For the
 // Wasserstein-2 style loss (docs/MATHS.md).
 
-@group(0) @binding(1) var<storage, read> features: array<f32>;
-@group(0) @binding(2) var<storage, read_write> mean: array<f32>;
-
 @compute @workgroup_size(256, 1, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,

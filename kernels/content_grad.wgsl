@@ -2,10 +2,6 @@
 // scale = 2 * w_c / (C*H*W). With accumulate = 1 it adds to what other taps already wrote. F is a ReLU output
 // and the ReLU's backward is fused: nothing passes where F = 0 (the gradient buffer holds dL/d(pre-ReLU)).
 
-@group(0) @binding(1) var<storage, read> features: array<f32>;
-@group(0) @binding(2) var<storage, read> target_features: array<f32>;
-@group(0) @binding(3) var<storage, read_write> grad: array<f32>;
-
 fn element_count() -> u32 {
     return params.count;
 }

@@ -4,11 +4,6 @@
 // tiled loop); this file is the epilogue. Weights are pre-transposed at load to K x Cout so a tile of them is
 // one contiguous row per k. Tensors are framed CHW (src/frame.rs).
 
-@group(0) @binding(1) var<storage, read> input: array<f32>;
-@group(0) @binding(2) var<storage, read> weights: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> output: array<f32>;
-
 fn store_c(tile: GemmTile, m: u32, n: u32, value: f32) {
     if (m < params.cout && n < params.height * params.width) {
         var v = value + bias[m];

@@ -9,10 +9,6 @@
 // is ready for the next backward step.
 
 // The convolution's input here is grad_out; the shared im2col loader calls it `input`.
-@group(0) @binding(1) var<storage, read> input: array<f32>;
-@group(0) @binding(2) var<storage, read> weights: array<f32>;
-@group(0) @binding(3) var<storage, read> mask_src: array<f32>;
-@group(0) @binding(4) var<storage, read_write> grad_in: array<f32>;
 
 fn store_c(tile: GemmTile, m: u32, n: u32, value: f32) {
     if (m < params.cout && n < params.height * params.width) {

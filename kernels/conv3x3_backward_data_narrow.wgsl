@@ -7,11 +7,6 @@
 // neighbouring pixels of grad_out, which the cache shares across the 9 taps. Framed CHW (src/frame.rs): the
 // zero frame supplies the padding, no tap is bounds-checked.
 
-@group(0) @binding(1) var<storage, read> grad_out: array<f32>;
-@group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>; // [cin*9] of vec4 (result channels)
-@group(0) @binding(3) var<storage, read> mask_src: array<f32>;
-@group(0) @binding(4) var<storage, read_write> grad_in: array<f32>;
-
 const CHUNK: u32 = 64u; // input channels staged per round
 var<workgroup> w_tile: array<vec4<f32>, 576>; // CHUNK * 9
 

@@ -3,8 +3,6 @@
 // the tensor's buffer also holds tensors of another frame (which leave their data where this frame has zeros);
 // every other buffer keeps its frame zero from allocation. One invocation per frame element.
 
-@group(0) @binding(1) var<storage, read_write> tensor: array<f32>;
-
 fn element_count() -> u32 {
     return params.channels * params.per_channel;
 }

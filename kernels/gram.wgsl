@@ -7,9 +7,6 @@
 // symmetric); gram_reduce mirrors the rest. The tiled loop is shared/gemm_tiled.wgsl with A = B = Fᵀ, staged
 // 16 consecutive pixels of one channel per 16 invocations.
 
-@group(0) @binding(1) var<storage, read> features: array<f32>;
-@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
-
 const LOADS_ALONG_K: bool = true;
 
 fn gemm_tile(wg: vec3<u32>, nwg: vec3<u32>) -> GemmTile {

@@ -2,9 +2,6 @@
 // scale = 1 / (C*H*W). Elements in tiles below the diagonal (never computed) are read mirrored, so G is exactly
 // symmetric. One thread per element of G.
 
-@group(0) @binding(1) var<storage, read> partial: array<f32>;
-@group(0) @binding(2) var<storage, read_write> gram: array<f32>;
-
 fn element_count() -> u32 {
     return params.channels * params.channels;
 }

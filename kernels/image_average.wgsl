@@ -5,10 +5,6 @@
 //                                      restarting)
 // The optimiser never reads b or a; the run writes a.
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> biased: array<f32>;
-@group(0) @binding(3) var<storage, read_write> average: array<f32>;
-
 fn element_count() -> u32 {
     return params.count;
 }

@@ -5,10 +5,6 @@
 // neither A nor B. The tiled loop is shared/gemm_tiled.wgsl with its A operand = this A transposed; Params,
 // the scalars' binding and the scale are shared/matmul_scale.wgsl.
 
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
 // 64 invocations read 64 consecutive columns of B's row k (A's reads are strided: the matrices are small).
 const LOADS_ALONG_K: bool = false;
 

@@ -5,10 +5,6 @@
 // layer; the wrapper uses matmul.wgsl otherwise). k runs in ascending order, one fma per k: reruns are
 // bit-identical. The scalars' binding and the scale are shared/matmul_scale.wgsl.
 
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
-
 @compute @workgroup_size(64, 1, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,

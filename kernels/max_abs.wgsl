@@ -4,9 +4,6 @@
 // does not depend on the order (max is exact). The entry must be zero before (zero_u32.wgsl runs first in an
 // iteration).
 
-@group(0) @binding(1) var<storage, read> values: array<f32>;
-@group(0) @binding(2) var<storage, read_write> ranges: array<atomic<u32>>;
-
 const ITEMS: u32 = 16u;
 var<workgroup> largest: array<f32, 256>;
 

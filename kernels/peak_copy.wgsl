@@ -2,9 +2,6 @@
 // (read + write). Buffers should be far larger than the last-level cache (the host uses 256 MiB where the
 // adapter's binding limit allows).
 
-@group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
-
 fn element_count() -> u32 {
     return params.count;
 }

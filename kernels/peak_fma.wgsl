@@ -6,9 +6,6 @@
 // mul and add come from the uniform so nothing folds; with |mul| < 1 the chain contracts to add / (1 - mul),
 // so the values stay finite (and never denormal) for any iteration count.
 
-@group(0) @binding(1) var<storage, read> seeds: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-
 fn element_count() -> u32 {
     return params.count;
 }

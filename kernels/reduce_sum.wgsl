@@ -1,9 +1,6 @@
 // Final reduction of per-workgroup partial sums into one loss slot: losses[slot] = scale * sum(partials).
 // One workgroup; each thread adds a strided subset in order, then a fixed tree: deterministic.
 
-@group(0) @binding(1) var<storage, read> partials: array<f32>;
-@group(0) @binding(2) var<storage, read_write> losses: array<f32>;
-
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(local_invocation_index) li: u32) {
     var s = 0.0;

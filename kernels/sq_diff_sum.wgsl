@@ -2,10 +2,6 @@
 // of (a - b)^2. The content loss (F vs P) and the style loss (G vs A) use it; reduce_sum.wgsl finishes the sum.
 // The loop and the fixed-order tree are shared/partial_sums.wgsl.
 
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> partials: array<f32>;
-
 fn term_count() -> u32 {
     return params.count;
 }

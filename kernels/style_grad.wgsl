@@ -12,11 +12,6 @@ fn at(c: u32, n: u32) -> u32 {
     return HEAD + c * params.plane + params.stride + n;
 }
 
-@group(0) @binding(1) var<storage, read> gram: array<f32>;
-@group(0) @binding(2) var<storage, read> target_gram: array<f32>;
-@group(0) @binding(3) var<storage, read> features: array<f32>;
-@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
-
 const LOADS_ALONG_K: bool = false;
 
 fn gemm_tile(wg: vec3<u32>, nwg: vec3<u32>) -> GemmTile {

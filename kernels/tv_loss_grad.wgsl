@@ -4,10 +4,6 @@
 // (i,j-1), as the lower neighbour of (i-1,j)): no atomics. grad (+)= dL/dx; partials[g] = the workgroup's
 // share of L_tv (the terms anchored at its pixels), finished by reduce_sum.wgsl.
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> partials: array<f32>;
-
 @compute @workgroup_size(256, 1, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,

@@ -2,10 +2,6 @@
 //   cov[i, j] = C·G[i, j] − mean[i]·mean[j] + ridge·δ_ij
 // from the Gram G = F·Fᵀ / (C·N) (so C·G is the second raw moment F·Fᵀ / N) and the channel means.
 
-@group(0) @binding(1) var<storage, read> gram: array<f32>;
-@group(0) @binding(2) var<storage, read> mean: array<f32>;
-@group(0) @binding(3) var<storage, read_write> cov: array<f32>;
-
 fn element_count() -> u32 {
     return params.channels * params.channels;
 }

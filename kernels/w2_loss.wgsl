@@ -3,13 +3,6 @@
 // with tr √M = ‖M‖_F^½ · tr Y (Y the Newton–Schulz iterate for M / ‖M‖_F; slots[norm_slot] = ‖M‖_F²) and
 // tr Σ̂_t from the host. One workgroup, a strided sum in order and a fixed tree: bit-identical reruns.
 
-@group(0) @binding(1) var<storage, read> mean: array<f32>;
-@group(0) @binding(2) var<storage, read> target_mean: array<f32>;
-@group(0) @binding(3) var<storage, read> cov: array<f32>;
-@group(0) @binding(4) var<storage, read> y: array<f32>;
-@group(0) @binding(5) var<storage, read> slots: array<f32>;
-@group(0) @binding(6) var<storage, read_write> losses: array<f32>;
-
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(local_invocation_index) li: u32) {
     let c = params.channels;

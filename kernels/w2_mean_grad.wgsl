@@ -2,11 +2,6 @@
 //   bias[i] = w / N · ( 2 (mean[i] − target_mean[i]) / C − 2 Σ_j K[i, j] · mean[j] )
 // dL/dF = 2w/N · K·F (style_grad with K) + bias·1ᵀ (channel_bias_grad), K = (I − T·M^−½·T) / C.
 
-@group(0) @binding(1) var<storage, read> k: array<f32>;
-@group(0) @binding(2) var<storage, read> mean: array<f32>;
-@group(0) @binding(3) var<storage, read> target_mean: array<f32>;
-@group(0) @binding(4) var<storage, read_write> bias: array<f32>;
-
 fn element_count() -> u32 {
     return params.channels;
 }

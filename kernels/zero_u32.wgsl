@@ -1,8 +1,6 @@
 // Zeroes the first `count` words of a buffer: the operand ranges of shared/gemm_coop.wgsl, at the start of
 // every iteration (max_abs.wgsl only ever raises them).
 
-@group(0) @binding(1) var<storage, read_write> words: array<u32>;
-
 fn element_count() -> u32 {
     return params.count;
 }

@@ -3,7 +3,7 @@
 
 use super::shared::ELEMENTWISE;
 use super::uniform::uniform;
-use super::Kernel;
+use super::{Binding, Kernel};
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
@@ -28,6 +28,7 @@ pub(super) const KERNELS: &[Kernel] = &[Kernel::plain(
     include_str!("../../kernels/channel_affine.wgsl"),
     &[ELEMENTWISE],
     AffineParams::wgsl,
+    &[Binding::read("input", "array<f32>"), Binding::read_write("output", "array<f32>")],
 )];
 
 pub fn channel_affine(

@@ -11,7 +11,7 @@
 
 use super::shared::{CONV3X3_IM2COL, GEMM_TILED};
 use super::uniform::uniform;
-use super::Kernel;
+use super::{Binding, Kernel};
 
 use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::gemm_grid_with;
@@ -231,18 +231,36 @@ pub(super) const KERNELS: &[Kernel] = &[
         include_str!("../../kernels/conv3x3.wgsl"),
         &[CONV3X3_IM2COL, GEMM_TILED],
         TiledParams::wgsl,
+        &[
+            Binding::read("input", "array<f32>"),
+            Binding::read("weights", "array<f32>"),
+            Binding::read("bias", "array<f32>"),
+            Binding::read_write("output", "array<f32>"),
+        ],
     ),
     Kernel::plain(
         "conv3x3_backward_data",
         include_str!("../../kernels/conv3x3_backward_data.wgsl"),
         &[CONV3X3_IM2COL, GEMM_TILED],
         TiledParams::wgsl,
+        &[
+            Binding::read("input", "array<f32>"),
+            Binding::read("weights", "array<f32>"),
+            Binding::read("mask_src", "array<f32>"),
+            Binding::read_write("grad_in", "array<f32>"),
+        ],
     ),
     Kernel::plain(
         "conv3x3_backward_data_narrow",
         include_str!("../../kernels/conv3x3_backward_data_narrow.wgsl"),
         &[],
         TiledParams::wgsl,
+        &[
+            Binding::read("grad_out", "array<f32>"),
+            Binding::read("weights", "array<vec4<f32>>"), /* [cin*9] of vec4 (result channels) */
+            Binding::read("mask_src", "array<f32>"),
+            Binding::read_write("grad_in", "array<f32>"),
+        ],
     ),
     Kernel::template("conv3x3_cpu", include_str!("../../kernels/conv3x3_cpu.wgsl"), CpuParams::wgsl),
 ];

@@ -9,7 +9,7 @@
 
 use super::shared::{ELEMENTWISE, GEMM_TILED};
 use super::uniform::uniform;
-use super::Kernel;
+use super::{Binding, Kernel};
 
 use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::{elementwise_grid, grid_2d, GEMM_TILE, MAX_GROUPS_PER_DIM};
@@ -81,8 +81,20 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    Kernel::plain("gram", include_str!("../../kernels/gram.wgsl"), &[GEMM_TILED], GramParams::wgsl),
-    Kernel::plain("gram_reduce", include_str!("../../kernels/gram_reduce.wgsl"), &[ELEMENTWISE], ReduceParams::wgsl),
+    Kernel::plain(
+        "gram",
+        include_str!("../../kernels/gram.wgsl"),
+        &[GEMM_TILED],
+        GramParams::wgsl,
+        &[Binding::read("features", "array<f32>"), Binding::read_write("partial", "array<f32>")],
+    ),
+    Kernel::plain(
+        "gram_reduce",
+        include_str!("../../kernels/gram_reduce.wgsl"),
+        &[ELEMENTWISE],
+        ReduceParams::wgsl,
+        &[Binding::read("partial", "array<f32>"), Binding::read_write("gram", "array<f32>")],
+    ),
     Kernel::template("gram_cpu", include_str!("../../kernels/gram_cpu.wgsl"), CpuParams::wgsl),
 ];
 

@@ -4,7 +4,7 @@
 
 use super::shared::ELEMENTWISE;
 use super::uniform::uniform;
-use super::Kernel;
+use super::{Binding, Kernel};
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
@@ -26,6 +26,11 @@ pub(super) const KERNELS: &[Kernel] = &[Kernel::plain(
     include_str!("../../kernels/image_average.wgsl"),
     &[ELEMENTWISE],
     AverageParams::wgsl,
+    &[
+        Binding::read("x", "array<f32>"),
+        Binding::read_write("biased", "array<f32>"),
+        Binding::read_write("average", "array<f32>"),
+    ],
 )];
 
 /// The constants of update `t` (t = 0 takes in the first image and restarts the average).

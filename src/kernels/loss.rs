@@ -5,7 +5,7 @@
 
 use super::shared::{ELEMENTWISE, GEMM_TILED, PARTIAL_SUMS, WORKGROUP_SUM};
 use super::uniform::uniform;
-use super::Kernel;
+use super::{Binding, Kernel};
 
 use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::{elementwise_grid, gemm_grid, gemm_grid_with, grid_2d, ELEMENTWISE_GROUP};
@@ -79,12 +79,54 @@ pub(super) const KERNELS: &[Kernel] = &[
         include_str!("../../kernels/sq_diff_sum.wgsl"),
         &[PARTIAL_SUMS, WORKGROUP_SUM],
         CountParams::wgsl,
+        &[
+            Binding::read("a", "array<f32>"),
+            Binding::read("b", "array<f32>"),
+            Binding::read_write("partials", "array<f32>"),
+        ],
     ),
-    Kernel::plain("reduce_sum", include_str!("../../kernels/reduce_sum.wgsl"), &[WORKGROUP_SUM], ReduceParams::wgsl),
-    Kernel::plain("content_grad", include_str!("../../kernels/content_grad.wgsl"), &[ELEMENTWISE], ContentParams::wgsl),
-    Kernel::plain("style_grad", include_str!("../../kernels/style_grad.wgsl"), &[GEMM_TILED], StyleParams::wgsl),
+    Kernel::plain(
+        "reduce_sum",
+        include_str!("../../kernels/reduce_sum.wgsl"),
+        &[WORKGROUP_SUM],
+        ReduceParams::wgsl,
+        &[Binding::read("partials", "array<f32>"), Binding::read_write("losses", "array<f32>")],
+    ),
+    Kernel::plain(
+        "content_grad",
+        include_str!("../../kernels/content_grad.wgsl"),
+        &[ELEMENTWISE],
+        ContentParams::wgsl,
+        &[
+            Binding::read("features", "array<f32>"),
+            Binding::read("target_features", "array<f32>"),
+            Binding::read_write("grad", "array<f32>"),
+        ],
+    ),
+    Kernel::plain(
+        "style_grad",
+        include_str!("../../kernels/style_grad.wgsl"),
+        &[GEMM_TILED],
+        StyleParams::wgsl,
+        &[
+            Binding::read("gram", "array<f32>"),
+            Binding::read("target_gram", "array<f32>"),
+            Binding::read("features", "array<f32>"),
+            Binding::read_write("grad", "array<f32>"),
+        ],
+    ),
     Kernel::template("style_grad_cpu", include_str!("../../kernels/style_grad_cpu.wgsl"), StyleCpuParams::wgsl),
-    Kernel::plain("tv_loss_grad", include_str!("../../kernels/tv_loss_grad.wgsl"), &[WORKGROUP_SUM], TvParams::wgsl),
+    Kernel::plain(
+        "tv_loss_grad",
+        include_str!("../../kernels/tv_loss_grad.wgsl"),
+        &[WORKGROUP_SUM],
+        TvParams::wgsl,
+        &[
+            Binding::read("x", "array<f32>"),
+            Binding::read_write("grad", "array<f32>"),
+            Binding::read_write("partials", "array<f32>"),
+        ],
+    ),
 ];
 
 /// Elements one `sq_diff_sum` workgroup reduces (256 threads x 16).

@@ -1,13 +1,14 @@
 //! The kernels: one thin host wrapper per WGSL kernel in `kernels/`, the WGSL each one is composed of, and the
 //! choice of variant and tiling.
 //!
-//! - WGSL: every kernel has its own file in `kernels/` (its bindings and what is specific to it); what several
-//!   kernels share lives once in `kernels/shared/` (the tiled GEMM core, the im2col operands of a 3x3 conv, the
-//!   elementwise entry point, the workgroup sum, the pooling indexing).
-//! - Declared once: each wrapper module registers its kernels ([`Kernel`]: name, WGSL, shared pieces, uniform),
-//!   and each uniform is one [`uniform::uniform!`] declaration that gives both the Rust struct and the WGSL
-//!   `struct Params`. One composition ([`compose`]) puts the frame's `HEAD` constants, the uniform at binding 0,
-//!   the kernel's own source, its shared pieces and (tensor cores) the cooperative-matrix core together; the
+//! - WGSL: every kernel has its own file in `kernels/` (what is specific to it); what several kernels share lives
+//!   once in `kernels/shared/` (the tiled GEMM core, the im2col operands of a 3x3 conv, the elementwise entry
+//!   point, the workgroup sum, the pooling passes).
+//! - Declared once: each wrapper module registers its kernels ([`Kernel`]: name, WGSL, shared pieces, uniform,
+//!   storage buffers in the order the wrapper binds them), and each uniform is one [`uniform::uniform!`]
+//!   declaration that gives both the Rust struct and the WGSL `struct Params`. One composition ([`compose`])
+//!   puts the frame's `HEAD` constants, the uniform at binding 0, the buffers at 1.., the kernel's own source,
+//!   its shared pieces and (tensor cores) the cooperative-matrix core together; the
 //!   CPU-adapter kernels are minijinja templates rendered first. Adding a kernel: its WGSL, a line in its
 //!   wrapper's `KERNELS` with its wrapper function, and its cases in `src/verify/`.
 //! - Variants: each wrapper picks its WGSL variant and tiling with a pure function of the shape and the
@@ -15,8 +16,9 @@
 //! - Wrappers build [`Dispatch`]es (pipeline, uniform, bind group, grid) once per plan; the plan records them
 //!   every iteration.
 //!
-//! Binding convention in every kernel: binding 0 is the uniform `params`, bindings 1.. are the storage buffers in
-//! the order the wrapper's arguments list them.
+//! Binding convention in every kernel: binding 0 is the uniform `params`, bindings 1.. the storage buffers of its
+//! registration, in the order the wrapper passes them (a mismatch is a validation error when the dispatch is
+//! built).
 
 pub mod adam;
 pub mod affine;
@@ -54,14 +56,16 @@ pub(crate) mod shared {
 
 /// A kernel as its wrapper registers it: its name (the file stem in `kernels/`), its own WGSL, the shared pieces
 /// composed with it, whether its WGSL is a template (rendered per variant: the register blocks of the
-/// CPU-adapter kernels are unrolled by minijinja, so the compiler sees straight-line code), and its uniform
-/// ([`uniform::uniform!`]).
+/// CPU-adapter kernels are unrolled by minijinja, so the compiler sees straight-line code), its uniform
+/// ([`uniform::uniform!`], binding 0) and its storage buffers (bindings 1.., in the order the wrapper passes
+/// them to [`Dispatch::new`]; a template declares its own).
 pub struct Kernel {
     pub name: &'static str,
     pub wgsl: &'static str,
     pub shared: &'static [&'static str],
     pub template: bool,
     pub params: fn() -> String,
+    pub bindings: &'static [Binding],
 }
 
 impl Kernel {
@@ -71,13 +75,31 @@ impl Kernel {
         wgsl: &'static str,
         shared: &'static [&'static str],
         params: fn() -> String,
+        bindings: &'static [Binding],
     ) -> Self {
-        Self { name, wgsl, shared, template: false, params }
+        Self { name, wgsl, shared, template: false, params, bindings }
     }
 
     /// A template kernel.
     pub const fn template(name: &'static str, wgsl: &'static str, params: fn() -> String) -> Self {
-        Self { name, wgsl, shared: &[], template: true, params }
+        Self { name, wgsl, shared: &[], template: true, params, bindings: &[] }
+    }
+}
+
+/// A storage buffer of a kernel: its name in the WGSL, whether the kernel writes it, its WGSL type.
+pub struct Binding {
+    pub name: &'static str,
+    pub writes: bool,
+    pub ty: &'static str,
+}
+
+impl Binding {
+    pub const fn read(name: &'static str, ty: &'static str) -> Self {
+        Self { name, writes: false, ty }
+    }
+
+    pub const fn read_write(name: &'static str, ty: &'static str) -> Self {
+        Self { name, writes: true, ty }
     }
 }
 
@@ -127,6 +149,10 @@ fn compose(kernel: &Kernel, own: &str, core: Option<&str>) -> String {
     s.push_str(&format!("const HEAD: u32 = {}u;\nconst HEAD4: u32 = {}u;\n", Frame::HEAD, Frame::HEAD / 4));
     s.push_str(&(kernel.params)());
     s.push_str("@group(0) @binding(0) var<uniform> params: Params;\n");
+    for (i, b) in kernel.bindings.iter().enumerate() {
+        let access = if b.writes { "read_write" } else { "read" };
+        s.push_str(&format!("@group(0) @binding({}) var<storage, {access}> {}: {};\n", i + 1, b.name, b.ty));
+    }
     s.extend(own.lines().filter(|l| !is_enable(l)).map(|l| format!("{l}\n")));
     let pieces = kernel.shared.iter().filter(|p| core.is_empty() || **p != shared::GEMM_TILED);
     for p in pieces {

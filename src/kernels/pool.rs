@@ -29,19 +29,21 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    Kernel::plain("maxpool2x2", include_str!("../../kernels/maxpool2x2.wgsl"), FORWARD, PoolParams::wgsl),
-    Kernel::plain("avgpool2x2", include_str!("../../kernels/avgpool2x2.wgsl"), FORWARD, PoolParams::wgsl),
+    Kernel::plain("maxpool2x2", include_str!("../../kernels/maxpool2x2.wgsl"), FORWARD, PoolParams::wgsl, &[]),
+    Kernel::plain("avgpool2x2", include_str!("../../kernels/avgpool2x2.wgsl"), FORWARD, PoolParams::wgsl, &[]),
     Kernel::plain(
         "maxpool2x2_backward",
         include_str!("../../kernels/maxpool2x2_backward.wgsl"),
         BACKWARD,
         PoolParams::wgsl,
+        &[],
     ),
     Kernel::plain(
         "avgpool2x2_backward",
         include_str!("../../kernels/avgpool2x2_backward.wgsl"),
         BACKWARD,
         PoolParams::wgsl,
+        &[],
     ),
 ];
 

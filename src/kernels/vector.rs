@@ -4,7 +4,7 @@
 
 use super::shared::{ELEMENTWISE, PARTIAL_SUMS, WORKGROUP_SUM};
 use super::uniform::uniform;
-use super::Kernel;
+use super::{Binding, Kernel};
 
 use super::grid::{elementwise_grid, grid_2d};
 use super::{loss, max_dim, shader, Dispatch};
@@ -94,8 +94,23 @@ pub(super) const KERNELS: &[Kernel] = &[
         include_str!("../../kernels/dot_sum.wgsl"),
         &[PARTIAL_SUMS, WORKGROUP_SUM],
         DotParams::wgsl,
+        &[
+            Binding::read("a", "array<f32>"),
+            Binding::read("b", "array<f32>"),
+            Binding::read_write("partials", "array<f32>"),
+        ],
     ),
-    Kernel::plain("axpy_slots", include_str!("../../kernels/axpy_slots.wgsl"), &[ELEMENTWISE], AxpyParams::wgsl),
+    Kernel::plain(
+        "axpy_slots",
+        include_str!("../../kernels/axpy_slots.wgsl"),
+        &[ELEMENTWISE],
+        AxpyParams::wgsl,
+        &[
+            Binding::read("x", "array<f32>"),
+            Binding::read_write("y", "array<f32>"),
+            Binding::read("slots", "array<f32>"),
+        ],
+    ),
 ];
 
 fn axpy_params(count: usize, keep: bool, c: Coefficient) -> AxpyParams {
