@@ -3,7 +3,7 @@
 
 use super::shared::ELEMENTWISE;
 use super::uniform::uniform;
-use super::{Binding, Kernel};
+use super::{kernel, Kernel};
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
@@ -26,18 +26,7 @@ uniform! {
 }
 
 /// The kernels this module wraps.
-pub(super) const KERNELS: &[Kernel] = &[Kernel::plain(
-    "adam",
-    include_str!("../../kernels/adam.wgsl"),
-    &[ELEMENTWISE],
-    AdamParams::wgsl,
-    &[
-        Binding::read_write("x", "array<f32>"),
-        Binding::read_write("m", "array<f32>"),
-        Binding::read_write("v", "array<f32>"),
-        Binding::read("grad", "array<f32>"),
-    ],
-)];
+pub(super) const KERNELS: &[Kernel] = &[kernel!("adam", &[ELEMENTWISE], AdamParams, "mut x; mut m; mut v; grad")];
 
 fn params(count: usize, lr: f64, t: u64) -> AdamParams {
     let t = t.max(1) as i32;

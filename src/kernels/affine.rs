@@ -3,7 +3,7 @@
 
 use super::shared::ELEMENTWISE;
 use super::uniform::uniform;
-use super::{Binding, Kernel};
+use super::{kernel, Kernel};
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
@@ -23,13 +23,7 @@ uniform! {
 }
 
 /// The kernels this module wraps.
-pub(super) const KERNELS: &[Kernel] = &[Kernel::plain(
-    "channel_affine",
-    include_str!("../../kernels/channel_affine.wgsl"),
-    &[ELEMENTWISE],
-    AffineParams::wgsl,
-    &[Binding::read("input", "array<f32>"), Binding::read_write("output", "array<f32>")],
-)];
+pub(super) const KERNELS: &[Kernel] = &[kernel!("channel_affine", &[ELEMENTWISE], AffineParams, "input; mut output")];
 
 pub fn channel_affine(
     ctx: &GpuContext,

@@ -11,7 +11,7 @@
 
 use super::shared::{CONV3X3_IM2COL, GEMM_TILED};
 use super::uniform::uniform;
-use super::{Binding, Kernel};
+use super::{kernel, template, Kernel};
 
 use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::gemm_grid_with;
@@ -226,43 +226,20 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    Kernel::plain(
-        "conv3x3",
-        include_str!("../../kernels/conv3x3.wgsl"),
-        &[CONV3X3_IM2COL, GEMM_TILED],
-        TiledParams::wgsl,
-        &[
-            Binding::read("input", "array<f32>"),
-            Binding::read("weights", "array<f32>"),
-            Binding::read("bias", "array<f32>"),
-            Binding::read_write("output", "array<f32>"),
-        ],
-    ),
-    Kernel::plain(
+    kernel!("conv3x3", &[CONV3X3_IM2COL, GEMM_TILED], TiledParams, "input; weights; bias; mut output"),
+    kernel!(
         "conv3x3_backward_data",
-        include_str!("../../kernels/conv3x3_backward_data.wgsl"),
         &[CONV3X3_IM2COL, GEMM_TILED],
-        TiledParams::wgsl,
-        &[
-            Binding::read("input", "array<f32>"),
-            Binding::read("weights", "array<f32>"),
-            Binding::read("mask_src", "array<f32>"),
-            Binding::read_write("grad_in", "array<f32>"),
-        ],
+        TiledParams,
+        "input; weights; mask_src; mut grad_in"
     ),
-    Kernel::plain(
+    kernel!(
         "conv3x3_backward_data_narrow",
-        include_str!("../../kernels/conv3x3_backward_data_narrow.wgsl"),
         &[],
-        TiledParams::wgsl,
-        &[
-            Binding::read("grad_out", "array<f32>"),
-            Binding::read("weights", "array<vec4<f32>>"), /* [cin*9] of vec4 (result channels) */
-            Binding::read("mask_src", "array<f32>"),
-            Binding::read_write("grad_in", "array<f32>"),
-        ],
+        TiledParams,
+        "grad_out; weights: array<vec4<f32>>; mask_src; mut grad_in"
     ),
-    Kernel::template("conv3x3_cpu", include_str!("../../kernels/conv3x3_cpu.wgsl"), CpuParams::wgsl),
+    template!("conv3x3_cpu", CpuParams),
 ];
 
 /// The CPU kernel's dispatch (`channels` result channels per invocation) over the forward or backward-data pass

@@ -6,7 +6,7 @@
 
 use super::shared::ELEMENTWISE;
 use super::uniform::uniform;
-use super::{Binding, Kernel};
+use super::{kernel, Kernel};
 
 use super::grid::{elementwise_grid, grid_2d};
 use super::{compose_with_core, max_dim, shader, shared, AdapterFacts, Dispatch, TemplateValue};
@@ -210,20 +210,8 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    Kernel::plain(
-        "max_abs",
-        include_str!("../../kernels/max_abs.wgsl"),
-        &[],
-        MaxAbsParams::wgsl,
-        &[Binding::read("values", "array<f32>"), Binding::read_write("ranges", "array<atomic<u32>>")],
-    ),
-    Kernel::plain(
-        "zero_u32",
-        include_str!("../../kernels/zero_u32.wgsl"),
-        &[ELEMENTWISE],
-        MaxAbsParams::wgsl,
-        &[Binding::read_write("words", "array<u32>")],
-    ),
+    kernel!("max_abs", &[], MaxAbsParams, "values; mut ranges: array<atomic<u32>>"),
+    kernel!("zero_u32", &[ELEMENTWISE], MaxAbsParams, "mut words: array<u32>"),
 ];
 
 /// Values one `max_abs` workgroup reads.

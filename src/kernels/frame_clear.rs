@@ -2,7 +2,7 @@
 
 use super::shared::ELEMENTWISE;
 use super::uniform::uniform;
-use super::{Binding, Kernel};
+use super::{kernel, Kernel};
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
@@ -23,13 +23,7 @@ uniform! {
 }
 
 /// The kernels this module wraps.
-pub(super) const KERNELS: &[Kernel] = &[Kernel::plain(
-    "frame_clear",
-    include_str!("../../kernels/frame_clear.wgsl"),
-    &[ELEMENTWISE],
-    ClearParams::wgsl,
-    &[Binding::read_write("tensor", "array<f32>")],
-)];
+pub(super) const KERNELS: &[Kernel] = &[kernel!("frame_clear", &[ELEMENTWISE], ClearParams, "mut tensor")];
 
 /// Frame elements per channel (everything of a plane but its data pixels).
 pub fn frame_elements(frame: Frame) -> usize {

@@ -9,7 +9,7 @@
 
 use super::shared::{ELEMENTWISE, GEMM_TILED};
 use super::uniform::uniform;
-use super::{Binding, Kernel};
+use super::{kernel, template, Kernel};
 
 use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::{elementwise_grid, grid_2d, GEMM_TILE, MAX_GROUPS_PER_DIM};
@@ -81,21 +81,9 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    Kernel::plain(
-        "gram",
-        include_str!("../../kernels/gram.wgsl"),
-        &[GEMM_TILED],
-        GramParams::wgsl,
-        &[Binding::read("features", "array<f32>"), Binding::read_write("partial", "array<f32>")],
-    ),
-    Kernel::plain(
-        "gram_reduce",
-        include_str!("../../kernels/gram_reduce.wgsl"),
-        &[ELEMENTWISE],
-        ReduceParams::wgsl,
-        &[Binding::read("partial", "array<f32>"), Binding::read_write("gram", "array<f32>")],
-    ),
-    Kernel::template("gram_cpu", include_str!("../../kernels/gram_cpu.wgsl"), CpuParams::wgsl),
+    kernel!("gram", &[GEMM_TILED], GramParams, "features; mut partial"),
+    kernel!("gram_reduce", &[ELEMENTWISE], ReduceParams, "partial; mut gram"),
+    template!("gram_cpu", CpuParams),
 ];
 
 /// How `gram.wgsl` splits the K dimension (`k` = the data rows as they lie in the frame): (splits, K per split).

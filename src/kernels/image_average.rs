@@ -4,7 +4,7 @@
 
 use super::shared::ELEMENTWISE;
 use super::uniform::uniform;
-use super::{Binding, Kernel};
+use super::{kernel, Kernel};
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
@@ -21,17 +21,8 @@ uniform! {
 }
 
 /// The kernels this module wraps.
-pub(super) const KERNELS: &[Kernel] = &[Kernel::plain(
-    "image_average",
-    include_str!("../../kernels/image_average.wgsl"),
-    &[ELEMENTWISE],
-    AverageParams::wgsl,
-    &[
-        Binding::read("x", "array<f32>"),
-        Binding::read_write("biased", "array<f32>"),
-        Binding::read_write("average", "array<f32>"),
-    ],
-)];
+pub(super) const KERNELS: &[Kernel] =
+    &[kernel!("image_average", &[ELEMENTWISE], AverageParams, "x; mut biased; mut average")];
 
 /// The constants of update `t` (t = 0 takes in the first image and restarts the average).
 fn params(count: usize, decay: f64, t: u64) -> AverageParams {

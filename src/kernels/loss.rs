@@ -5,7 +5,7 @@
 
 use super::shared::{ELEMENTWISE, GEMM_TILED, PARTIAL_SUMS, WORKGROUP_SUM};
 use super::uniform::uniform;
-use super::{Binding, Kernel};
+use super::{kernel, template, Kernel};
 
 use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::{elementwise_grid, gemm_grid, gemm_grid_with, grid_2d, ELEMENTWISE_GROUP};
@@ -74,59 +74,12 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    Kernel::plain(
-        "sq_diff_sum",
-        include_str!("../../kernels/sq_diff_sum.wgsl"),
-        &[PARTIAL_SUMS, WORKGROUP_SUM],
-        CountParams::wgsl,
-        &[
-            Binding::read("a", "array<f32>"),
-            Binding::read("b", "array<f32>"),
-            Binding::read_write("partials", "array<f32>"),
-        ],
-    ),
-    Kernel::plain(
-        "reduce_sum",
-        include_str!("../../kernels/reduce_sum.wgsl"),
-        &[WORKGROUP_SUM],
-        ReduceParams::wgsl,
-        &[Binding::read("partials", "array<f32>"), Binding::read_write("losses", "array<f32>")],
-    ),
-    Kernel::plain(
-        "content_grad",
-        include_str!("../../kernels/content_grad.wgsl"),
-        &[ELEMENTWISE],
-        ContentParams::wgsl,
-        &[
-            Binding::read("features", "array<f32>"),
-            Binding::read("target_features", "array<f32>"),
-            Binding::read_write("grad", "array<f32>"),
-        ],
-    ),
-    Kernel::plain(
-        "style_grad",
-        include_str!("../../kernels/style_grad.wgsl"),
-        &[GEMM_TILED],
-        StyleParams::wgsl,
-        &[
-            Binding::read("gram", "array<f32>"),
-            Binding::read("target_gram", "array<f32>"),
-            Binding::read("features", "array<f32>"),
-            Binding::read_write("grad", "array<f32>"),
-        ],
-    ),
-    Kernel::template("style_grad_cpu", include_str!("../../kernels/style_grad_cpu.wgsl"), StyleCpuParams::wgsl),
-    Kernel::plain(
-        "tv_loss_grad",
-        include_str!("../../kernels/tv_loss_grad.wgsl"),
-        &[WORKGROUP_SUM],
-        TvParams::wgsl,
-        &[
-            Binding::read("x", "array<f32>"),
-            Binding::read_write("grad", "array<f32>"),
-            Binding::read_write("partials", "array<f32>"),
-        ],
-    ),
+    kernel!("sq_diff_sum", &[PARTIAL_SUMS, WORKGROUP_SUM], CountParams, "a; b; mut partials"),
+    kernel!("reduce_sum", &[WORKGROUP_SUM], ReduceParams, "partials; mut losses"),
+    kernel!("content_grad", &[ELEMENTWISE], ContentParams, "features; target_features; mut grad"),
+    kernel!("style_grad", &[GEMM_TILED], StyleParams, "gram; target_gram; features; mut grad"),
+    template!("style_grad_cpu", StyleCpuParams),
+    kernel!("tv_loss_grad", &[WORKGROUP_SUM], TvParams, "x; mut grad; mut partials"),
 ];
 
 /// Elements one `sq_diff_sum` workgroup reduces (256 threads x 16).

@@ -58,49 +58,61 @@ pub(crate) mod shared {
 /// composed with it, whether its WGSL is a template (rendered per variant: the register blocks of the
 /// CPU-adapter kernels are unrolled by minijinja, so the compiler sees straight-line code), its uniform
 /// ([`uniform::uniform!`], binding 0) and its storage buffers (bindings 1.., in the order the wrapper passes
-/// them to [`Dispatch::new`]; a template declares its own).
+/// them to [`Dispatch::new`]: `"a; mut b; c: array<vec4<f32>>"`, `mut` for one the kernel writes, `array<f32>`
+/// unless a type is given; a template declares its own).
 pub struct Kernel {
     pub name: &'static str,
     pub wgsl: &'static str,
     pub shared: &'static [&'static str],
     pub template: bool,
     pub params: fn() -> String,
-    pub bindings: &'static [Binding],
+    pub buffers: &'static str,
 }
 
-impl Kernel {
-    /// A plain kernel.
-    pub const fn plain(
-        name: &'static str,
-        wgsl: &'static str,
-        shared: &'static [&'static str],
-        params: fn() -> String,
-        bindings: &'static [Binding],
-    ) -> Self {
-        Self { name, wgsl, shared, template: false, params, bindings }
-    }
-
-    /// A template kernel.
-    pub const fn template(name: &'static str, wgsl: &'static str, params: fn() -> String) -> Self {
-        Self { name, wgsl, shared: &[], template: true, params, bindings: &[] }
-    }
+/// Registers plain kernel `kernels/$name.wgsl`: `kernel!("name", &[shared pieces], Uniform, "buffers")`.
+macro_rules! kernel {
+    ($name:literal, $shared:expr, $params:ty, $buffers:literal) => {
+        $crate::kernels::Kernel {
+            name: $name,
+            wgsl: include_str!(concat!("../../kernels/", $name, ".wgsl")),
+            shared: $shared,
+            template: false,
+            params: <$params>::wgsl,
+            buffers: $buffers,
+        }
+    };
 }
+pub(crate) use kernel;
 
-/// A storage buffer of a kernel: its name in the WGSL, whether the kernel writes it, its WGSL type.
-pub struct Binding {
-    pub name: &'static str,
-    pub writes: bool,
-    pub ty: &'static str,
+/// Registers template kernel `kernels/$name.wgsl` (it declares its own buffers): `template!("name", Uniform)`.
+macro_rules! template {
+    ($name:literal, $params:ty) => {
+        $crate::kernels::Kernel {
+            name: $name,
+            wgsl: include_str!(concat!("../../kernels/", $name, ".wgsl")),
+            shared: &[],
+            template: true,
+            params: <$params>::wgsl,
+            buffers: "",
+        }
+    };
 }
+pub(crate) use template;
 
-impl Binding {
-    pub const fn read(name: &'static str, ty: &'static str) -> Self {
-        Self { name, writes: false, ty }
+/// The WGSL declarations of `buffers` (see [`Kernel`]) at bindings 1...
+fn buffer_bindings(buffers: &str) -> String {
+    let declared = buffers.split(';').map(str::trim).filter(|b| !b.is_empty());
+    let mut s = String::new();
+    for (i, b) in declared.enumerate() {
+        let (access, b) = match b.strip_prefix("mut ") {
+            Some(b) => ("read_write", b),
+            None => ("read", b),
+        };
+        // A name alone is an array of f32, the most common buffer.
+        let declaration = if b.contains(':') { b.to_string() } else { format!("{b}: array<f32>") };
+        s.push_str(&format!("@group(0) @binding({}) var<storage, {access}> {declaration};\n", i + 1));
     }
-
-    pub const fn read_write(name: &'static str, ty: &'static str) -> Self {
-        Self { name, writes: true, ty }
-    }
+    s
 }
 
 /// Every kernel, as each wrapper module registers its own.
@@ -149,10 +161,7 @@ fn compose(kernel: &Kernel, own: &str, core: Option<&str>) -> String {
     s.push_str(&format!("const HEAD: u32 = {}u;\nconst HEAD4: u32 = {}u;\n", Frame::HEAD, Frame::HEAD / 4));
     s.push_str(&(kernel.params)());
     s.push_str("@group(0) @binding(0) var<uniform> params: Params;\n");
-    for (i, b) in kernel.bindings.iter().enumerate() {
-        let access = if b.writes { "read_write" } else { "read" };
-        s.push_str(&format!("@group(0) @binding({}) var<storage, {access}> {}: {};\n", i + 1, b.name, b.ty));
-    }
+    s.push_str(&buffer_bindings(kernel.buffers));
     s.extend(own.lines().filter(|l| !is_enable(l)).map(|l| format!("{l}\n")));
     let pieces = kernel.shared.iter().filter(|p| core.is_empty() || **p != shared::GEMM_TILED);
     for p in pieces {

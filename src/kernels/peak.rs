@@ -4,7 +4,7 @@
 
 use super::shared::ELEMENTWISE;
 use super::uniform::uniform;
-use super::{Binding, Kernel};
+use super::{kernel, Kernel};
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
@@ -31,20 +31,8 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    Kernel::plain(
-        "peak_fma",
-        include_str!("../../kernels/peak_fma.wgsl"),
-        &[ELEMENTWISE],
-        FmaParams::wgsl,
-        &[Binding::read("seeds", "array<f32>"), Binding::read_write("out", "array<f32>")],
-    ),
-    Kernel::plain(
-        "peak_copy",
-        include_str!("../../kernels/peak_copy.wgsl"),
-        &[ELEMENTWISE],
-        CopyParams::wgsl,
-        &[Binding::read("src", "array<vec4<f32>>"), Binding::read_write("dst", "array<vec4<f32>>")],
-    ),
+    kernel!("peak_fma", &[ELEMENTWISE], FmaParams, "seeds; mut out"),
+    kernel!("peak_copy", &[ELEMENTWISE], CopyParams, "src: array<vec4<f32>>; mut dst: array<vec4<f32>>"),
 ];
 
 /// `out[i]` = the sum of 32 chains `a = fma(a, mul, add)` run `4 * iters` times from `seeds[i] + 0.125 * k`

@@ -4,7 +4,7 @@
 
 use super::shared::{ELEMENTWISE, POOL2X2, POOL2X2_BACKWARD, POOL2X2_FORWARD};
 use super::uniform::uniform;
-use super::Kernel;
+use super::{kernel, Kernel};
 
 use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
@@ -29,22 +29,10 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    Kernel::plain("maxpool2x2", include_str!("../../kernels/maxpool2x2.wgsl"), FORWARD, PoolParams::wgsl, &[]),
-    Kernel::plain("avgpool2x2", include_str!("../../kernels/avgpool2x2.wgsl"), FORWARD, PoolParams::wgsl, &[]),
-    Kernel::plain(
-        "maxpool2x2_backward",
-        include_str!("../../kernels/maxpool2x2_backward.wgsl"),
-        BACKWARD,
-        PoolParams::wgsl,
-        &[],
-    ),
-    Kernel::plain(
-        "avgpool2x2_backward",
-        include_str!("../../kernels/avgpool2x2_backward.wgsl"),
-        BACKWARD,
-        PoolParams::wgsl,
-        &[],
-    ),
+    kernel!("maxpool2x2", FORWARD, PoolParams, ""),
+    kernel!("avgpool2x2", FORWARD, PoolParams, ""),
+    kernel!("maxpool2x2_backward", BACKWARD, PoolParams, ""),
+    kernel!("avgpool2x2_backward", BACKWARD, PoolParams, ""),
 ];
 
 /// The pieces each pooling kernel is composed with: the indexing, its pass, the elementwise entry point.

@@ -4,7 +4,7 @@
 
 use super::shared::{ELEMENTWISE, PARTIAL_SUMS, WORKGROUP_SUM};
 use super::uniform::uniform;
-use super::{Binding, Kernel};
+use super::{kernel, Kernel};
 
 use super::grid::{elementwise_grid, grid_2d};
 use super::{loss, max_dim, shader, Dispatch};
@@ -89,28 +89,8 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    Kernel::plain(
-        "dot_sum",
-        include_str!("../../kernels/dot_sum.wgsl"),
-        &[PARTIAL_SUMS, WORKGROUP_SUM],
-        DotParams::wgsl,
-        &[
-            Binding::read("a", "array<f32>"),
-            Binding::read("b", "array<f32>"),
-            Binding::read_write("partials", "array<f32>"),
-        ],
-    ),
-    Kernel::plain(
-        "axpy_slots",
-        include_str!("../../kernels/axpy_slots.wgsl"),
-        &[ELEMENTWISE],
-        AxpyParams::wgsl,
-        &[
-            Binding::read("x", "array<f32>"),
-            Binding::read_write("y", "array<f32>"),
-            Binding::read("slots", "array<f32>"),
-        ],
-    ),
+    kernel!("dot_sum", &[PARTIAL_SUMS, WORKGROUP_SUM], DotParams, "a; b; mut partials"),
+    kernel!("axpy_slots", &[ELEMENTWISE], AxpyParams, "x; mut y; slots"),
 ];
 
 fn axpy_params(count: usize, keep: bool, c: Coefficient) -> AxpyParams {

@@ -7,7 +7,7 @@
 
 use super::shared::{ELEMENTWISE, GEMM_TILED, MATMUL_SCALE, WORKGROUP_SUM};
 use super::uniform::uniform;
-use super::{Binding, Kernel};
+use super::{kernel, Kernel};
 
 use super::grid::{elementwise_grid, grid_2d, GEMM_TILE};
 use super::{max_dim, shader, AdapterFacts, Dispatch};
@@ -239,91 +239,19 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    Kernel::plain(
-        "channel_mean",
-        include_str!("../../kernels/channel_mean.wgsl"),
-        &[WORKGROUP_SUM],
-        MeanParams::wgsl,
-        &[Binding::read("features", "array<f32>"), Binding::read_write("mean", "array<f32>")],
-    ),
-    Kernel::plain(
-        "w2_covariance",
-        include_str!("../../kernels/w2_covariance.wgsl"),
-        &[ELEMENTWISE],
-        CovarianceParams::wgsl,
-        &[
-            Binding::read("gram", "array<f32>"),
-            Binding::read("mean", "array<f32>"),
-            Binding::read_write("cov", "array<f32>"),
-        ],
-    ),
-    Kernel::plain(
-        "matmul",
-        include_str!("../../kernels/matmul.wgsl"),
-        &[MATMUL_SCALE, GEMM_TILED],
-        MatmulParams::wgsl,
-        &[Binding::read("a", "array<f32>"), Binding::read("b", "array<f32>"), Binding::read_write("out", "array<f32>")],
-    ),
-    Kernel::plain(
+    kernel!("channel_mean", &[WORKGROUP_SUM], MeanParams, "features; mut mean"),
+    kernel!("w2_covariance", &[ELEMENTWISE], CovarianceParams, "gram; mean; mut cov"),
+    kernel!("matmul", &[MATMUL_SCALE, GEMM_TILED], MatmulParams, "a; b; mut out"),
+    kernel!(
         "matmul_cpu",
-        include_str!("../../kernels/matmul_cpu.wgsl"),
         &[MATMUL_SCALE],
-        MatmulParams::wgsl,
-        &[
-            Binding::read("a", "array<vec4<f32>>"),
-            Binding::read("b", "array<vec4<f32>>"),
-            Binding::read_write("out", "array<vec4<f32>>"),
-        ],
+        MatmulParams,
+        "a: array<vec4<f32>>; b: array<vec4<f32>>; mut out: array<vec4<f32>>"
     ),
-    Kernel::plain(
-        "sqrtm_start",
-        include_str!("../../kernels/sqrtm_start.wgsl"),
-        &[ELEMENTWISE],
-        StartParams::wgsl,
-        &[
-            Binding::read("m", "array<f32>"),
-            Binding::read("slots", "array<f32>"),
-            Binding::read_write("y", "array<f32>"),
-            Binding::read_write("z", "array<f32>"),
-        ],
-    ),
-    Kernel::plain(
-        "w2_loss",
-        include_str!("../../kernels/w2_loss.wgsl"),
-        &[WORKGROUP_SUM],
-        LossParams::wgsl,
-        &[
-            Binding::read("mean", "array<f32>"),
-            Binding::read("target_mean", "array<f32>"),
-            Binding::read("cov", "array<f32>"),
-            Binding::read("y", "array<f32>"),
-            Binding::read("slots", "array<f32>"),
-            Binding::read_write("losses", "array<f32>"),
-        ],
-    ),
-    Kernel::plain(
-        "w2_mean_grad",
-        include_str!("../../kernels/w2_mean_grad.wgsl"),
-        &[ELEMENTWISE],
-        MeanGradParams::wgsl,
-        &[
-            Binding::read("k", "array<f32>"),
-            Binding::read("mean", "array<f32>"),
-            Binding::read("target_mean", "array<f32>"),
-            Binding::read_write("bias", "array<f32>"),
-        ],
-    ),
-    Kernel::plain(
-        "channel_bias_grad",
-        include_str!("../../kernels/channel_bias_grad.wgsl"),
-        &[ELEMENTWISE],
-        BiasParams::wgsl,
-        &[
-            Binding::read("bias", "array<f32>"),
-            Binding::read("features", "array<f32>"),
-            Binding::read_write("grad", "array<f32>"),
-        ],
-    ),
+    kernel!("sqrtm_start", &[ELEMENTWISE], StartParams, "m; slots; mut y; mut z"),
+    kernel!("w2_loss", &[WORKGROUP_SUM], LossParams, "mean; target_mean; cov; y; slots; mut losses"),
+    kernel!("w2_mean_grad", &[ELEMENTWISE], MeanGradParams, "k; mean; target_mean; mut bias"),
+    kernel!("channel_bias_grad", &[ELEMENTWISE], BiasParams, "bias; features; mut grad"),
 ];
 
 /// `grad[c, p] += bias[c]` where `features[c, p] > 0` (framed at `frame`).
