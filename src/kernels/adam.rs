@@ -51,7 +51,7 @@ pub fn adam(
     v: &wgpu::Buffer,
     grad: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    Dispatch::new(ctx, &shader("adam"), &params(count, lr, 1), &[x, m, v, grad], elementwise_grid(count, max_dim(ctx)))
+    Dispatch::new(ctx, &shader("adam")?, &params(count, lr, 1), &[x, m, v, grad], elementwise_grid(count, max_dim(ctx)))
 }
 
 /// Rewrites the constants of `dispatch` (built by [`adam`]) for step `t` (1-based). Queue writes land before

@@ -43,5 +43,5 @@ pub fn channel_affine(
         ..Default::default()
     };
     let groups = elementwise_grid(3 * frame.height * frame.width, max_dim(ctx));
-    Dispatch::new(ctx, &shader("channel_affine"), &p, &[input, output], groups)
+    Dispatch::new(ctx, &shader("channel_affine")?, &p, &[input, output], groups)
 }

@@ -256,7 +256,7 @@ fn cpu_dispatch(
     let rows = cpu_rows(frame.height);
     let chunks_per_row = frame.width.div_ceil(8);
     let chunks = chunks_per_row * frame.height.div_ceil(rows);
-    let shader = cpu_shader(channels, rows, backward);
+    let shader = cpu_shader(channels, rows, backward)?;
     let p = CpuParams {
         cin: inputs as u32,
         cout: outputs as u32,
@@ -345,7 +345,7 @@ pub fn conv3x3(
         ConvKernel::Tiled => {
             let (groups, pixel_tiles) = gemm_grid(shape.cout, shape.height * shape.width, max_dim(ctx));
             let params = tiled_params(shape.cin, shape.cout, frame, pixel_tiles, relu);
-            Dispatch::new(ctx, &shader("conv3x3"), &params, &bufs, groups)
+            Dispatch::new(ctx, &shader("conv3x3")?, &params, &bufs, groups)
         }
         ConvKernel::Narrow => Err(Error::Validation("the narrow conv kernel is backward-data only".into())),
         ConvKernel::Coop { config, twin, operands } => {
@@ -398,12 +398,12 @@ pub fn conv3x3_backward_data(
             let pixel_groups = (shape.height * shape.width).div_ceil(ELEMENTWISE_GROUP);
             let (x, y) = grid_2d(pixel_groups, max_dim(ctx));
             let params = tiled_params(shape.cout, shape.cin, frame, pixel_groups as u32, masked);
-            Dispatch::new(ctx, &shader("conv3x3_backward_data_narrow"), &params, &bufs, [x, y, 1])
+            Dispatch::new(ctx, &shader("conv3x3_backward_data_narrow")?, &params, &bufs, [x, y, 1])
         }
         ConvKernel::Tiled => {
             let (groups, pixel_tiles) = gemm_grid(shape.cin, shape.height * shape.width, max_dim(ctx));
             let params = tiled_params(shape.cout, shape.cin, frame, pixel_tiles, masked);
-            Dispatch::new(ctx, &shader("conv3x3_backward_data"), &params, &bufs, groups)
+            Dispatch::new(ctx, &shader("conv3x3_backward_data")?, &params, &bufs, groups)
         }
         ConvKernel::Coop { config, twin, operands } => {
             let (groups, pixel_tiles) =
@@ -418,7 +418,7 @@ pub fn conv3x3_backward_data(
 }
 
 /// The CPU template rendered for `channels` per invocation, `rows` rows, forward or backward.
-fn cpu_shader(channels: usize, rows: usize, backward: bool) -> crate::gpu::Shader {
+fn cpu_shader(channels: usize, rows: usize, backward: bool) -> Result<crate::gpu::Shader> {
     render(
         "conv3x3_cpu",
         &[
@@ -428,20 +428,20 @@ fn cpu_shader(channels: usize, rows: usize, backward: bool) -> crate::gpu::Shade
             ("BACKWARD", TemplateValue::Bool(backward)),
         ],
     )
-    .trusted(true)
+    .map(|s| s.trusted(true))
 }
 
 /// Every rendering of the CPU template the choices can make (unit tests validate each with naga).
-pub fn cpu_renderings() -> Vec<crate::gpu::Shader> {
+pub fn cpu_renderings() -> Result<Vec<crate::gpu::Shader>> {
     let mut v = Vec::new();
     for channels in [4, 8] {
         for rows in [1, 2, 4] {
             for backward in [false, true] {
-                v.push(cpu_shader(channels, rows, backward));
+                v.push(cpu_shader(channels, rows, backward)?);
             }
         }
     }
-    v
+    Ok(v)
 }
 
 /// The largest element index the CPU kernel reads from its input for a conv with `inputs` input channels at
@@ -553,7 +553,7 @@ mod tests {
 
     #[test]
     fn every_cpu_rendering_validates_with_naga() {
-        for shader in cpu_renderings() {
+        for shader in cpu_renderings().unwrap() {
             crate::kernels::tests::validate(&shader.name, &shader.wgsl);
         }
     }

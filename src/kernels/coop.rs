@@ -139,7 +139,7 @@ pub fn gemm_shader(kernel: &'static str, config: CoopConfig, twin: bool) -> Resu
     let own = super::source(kernel).ok_or_else(not_gemm)?;
     let params = config.template_params(first_free_binding(&own), twin);
     // The core's scale uniform is ScaleParams, declared once (below) like every kernel's.
-    let core = super::render_source(shared::GEMM_COOP, "gemm_coop", &params) + &ScaleParams::wgsl_named("CoopScales");
+    let core = super::render_source(shared::GEMM_COOP, "gemm_coop", &params)? + &ScaleParams::wgsl_named("CoopScales");
     let name = format!("{kernel}/{}/{config:?}", if twin { "coop-twin" } else { "coop" });
     Ok(Shader::new(name, compose_with_core(kernel, &core).ok_or_else(not_gemm)?))
 }
@@ -227,13 +227,13 @@ pub fn max_abs(
 ) -> Result<Dispatch> {
     let p = MaxAbsParams { count: count as u32, slot, ..Default::default() };
     let (x, y) = grid_2d(count.div_ceil(MAX_ABS_GROUP), max_dim(ctx));
-    Dispatch::new(ctx, &shader("max_abs"), &p, &[values, ranges], [x, y, 1])
+    Dispatch::new(ctx, &shader("max_abs")?, &p, &[values, ranges], [x, y, 1])
 }
 
 /// Zeroes the first `count` words of `ranges`.
 pub fn zero_ranges(ctx: &GpuContext, count: usize, ranges: &wgpu::Buffer) -> Result<Dispatch> {
     let p = MaxAbsParams { count: count as u32, slot: 0, ..Default::default() };
-    Dispatch::new(ctx, &shader("zero_u32"), &p, &[ranges], elementwise_grid(count, max_dim(ctx)))
+    Dispatch::new(ctx, &shader("zero_u32")?, &p, &[ranges], elementwise_grid(count, max_dim(ctx)))
 }
 
 #[cfg(test)]

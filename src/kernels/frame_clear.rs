@@ -45,7 +45,7 @@ pub fn clear_frame(ctx: &GpuContext, tensor: Tensor<'_>) -> Result<Dispatch> {
     };
     Dispatch::new(
         ctx,
-        &shader("frame_clear"),
+        &shader("frame_clear")?,
         &p,
         &[tensor.buffer],
         elementwise_grid(channels * per_channel, max_dim(ctx)),

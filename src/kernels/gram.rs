@@ -174,7 +174,7 @@ pub fn gram(
                 ..Default::default()
             };
             let (x, y) = grid_2d(pairs.div_ceil(CPU_WORKGROUP), max_dim(ctx));
-            Ok(vec![Dispatch::new(ctx, &cpu_shader(), &p, &[features, gram], [x, y, 1])?])
+            Ok(vec![Dispatch::new(ctx, &cpu_shader()?, &p, &[features, gram], [x, y, 1])?])
         }
         GramKernel::Tiled | GramKernel::Coop { .. } => {
             let k = k_len(frame);
@@ -199,7 +199,7 @@ pub fn gram(
                     let core = coop::gemm_shader("gram", config, twin)?;
                     out.push(Dispatch::new(ctx, &core, &p, &[features, partial, ranges, &uniform], grid)?);
                 }
-                _ => out.push(Dispatch::new(ctx, &shader("gram"), &p, &[features, partial], grid)?),
+                _ => out.push(Dispatch::new(ctx, &shader("gram")?, &p, &[features, partial], grid)?),
             }
             let r = ReduceParams {
                 channels: channels as u32,
@@ -209,16 +209,16 @@ pub fn gram(
                 ..Default::default()
             };
             let groups = elementwise_grid(channels * channels, max_dim(ctx));
-            out.push(Dispatch::new(ctx, &shader("gram_reduce"), &r, &[partial, gram], groups)?);
+            out.push(Dispatch::new(ctx, &shader("gram_reduce")?, &r, &[partial, gram], groups)?);
             Ok(out)
         }
     }
 }
 
 /// The CPU kernel's WGSL.
-pub fn cpu_shader() -> crate::gpu::Shader {
+pub fn cpu_shader() -> Result<crate::gpu::Shader> {
     render("gram_cpu", &[("B", TemplateValue::Int(CPU_BLOCK as u32)), ("WG", TemplateValue::Int(CPU_WORKGROUP as u32))])
-        .trusted(true)
+        .map(|s| s.trusted(true))
 }
 
 #[cfg(test)]
@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn cpu_rendering_validates_with_naga() {
-        let s = cpu_shader();
+        let s = cpu_shader().unwrap();
         crate::kernels::tests::validate(&s.name, &s.wgsl);
         assert_eq!(variant(&AdapterFacts::example_lavapipe()), GramVariant::Cpu);
         assert_eq!(variant(&AdapterFacts::example_gpu()), GramVariant::Tiled);

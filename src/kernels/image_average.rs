@@ -46,7 +46,7 @@ pub fn image_average(
     average: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let grid = elementwise_grid(count, max_dim(ctx));
-    Dispatch::new(ctx, &shader("image_average"), &params(count, decay, 0), &[x, biased, average], grid)
+    Dispatch::new(ctx, &shader("image_average")?, &params(count, decay, 0), &[x, biased, average], grid)
 }
 
 /// Rewrites the constants of `dispatch` (built by [`image_average`]) for update `t` (0 = the first image).

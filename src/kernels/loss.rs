@@ -101,7 +101,7 @@ pub fn sq_diff_sum(
     let (x, y) = grid_2d(sq_diff_partials(count), max_dim(ctx));
     Dispatch::new(
         ctx,
-        &shader("sq_diff_sum"),
+        &shader("sq_diff_sum")?,
         &CountParams { count: count as u32, ..Default::default() },
         &[a, b, partials],
         [x, y, 1],
@@ -118,7 +118,7 @@ pub fn reduce_sum(
     losses: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let p = ReduceParams { count: count as u32, slot: slot as u32, scale: scale as f32, ..Default::default() };
-    Dispatch::new(ctx, &shader("reduce_sum"), &p, &[partials, losses], [1, 1, 1])
+    Dispatch::new(ctx, &shader("reduce_sum")?, &p, &[partials, losses], [1, 1, 1])
 }
 
 /// `grad (+)= scale * (features − target)`.
@@ -133,7 +133,7 @@ pub fn content_grad(
 ) -> Result<Dispatch> {
     let p =
         ContentParams { count: count as u32, accumulate: accumulate as u32, scale: scale as f32, ..Default::default() };
-    Dispatch::new(ctx, &shader("content_grad"), &p, &[features, target, grad], elementwise_grid(count, max_dim(ctx)))
+    Dispatch::new(ctx, &shader("content_grad")?, &p, &[features, target, grad], elementwise_grid(count, max_dim(ctx)))
 }
 
 /// Which kernel computes a style gradient.
@@ -164,7 +164,7 @@ pub fn style_grad_variant(adapter: &AdapterFacts) -> StyleGradVariant {
 
 /// The CPU style gradient's WGSL for `channels` channels (read 4 columns of G − A at a time when they are a
 /// multiple of 4, as in every VGG layer).
-pub fn style_grad_cpu_shader(channels: usize) -> crate::gpu::Shader {
+pub fn style_grad_cpu_shader(channels: usize) -> Result<crate::gpu::Shader> {
     render(
         "style_grad_cpu",
         &[
@@ -174,7 +174,7 @@ pub fn style_grad_cpu_shader(channels: usize) -> crate::gpu::Shader {
             ("QUAD", TemplateValue::Bool(channels.is_multiple_of(4))),
         ],
     )
-    .trusted(true)
+    .map(|s| s.trusted(true))
 }
 
 /// A style-gradient kernel ready to record: the tensor-core arm carries its operands' ranges. A = G − target is
@@ -243,7 +243,7 @@ pub fn style_grad(
     match kernel {
         StyleGradKernel::Tiled => {
             let (groups, pixel_tiles) = gemm_grid(channels, pixels, max_dim(ctx));
-            Ok(vec![Dispatch::new(ctx, &shader("style_grad"), &tiled_params(pixel_tiles), &bufs, groups)?])
+            Ok(vec![Dispatch::new(ctx, &shader("style_grad")?, &tiled_params(pixel_tiles), &bufs, groups)?])
         }
         StyleGradKernel::Coop { config, twin, ranges, gram_slot, target_largest, features_slot } => {
             let (groups, pixel_tiles) = gemm_grid_with(config.tile(), channels, pixels, max_dim(ctx));
@@ -270,7 +270,7 @@ pub fn style_grad(
             };
             let (x, y) = grid_2d(chunks.div_ceil(STYLE_CPU_WORKGROUP), max_dim(ctx));
             let z = channels.div_ceil(STYLE_CPU_CHANNELS) as u32;
-            Ok(vec![Dispatch::new(ctx, &style_grad_cpu_shader(channels), &p, &bufs, [x, y, z])?])
+            Ok(vec![Dispatch::new(ctx, &style_grad_cpu_shader(channels)?, &p, &bufs, [x, y, z])?])
         }
     }
 }
@@ -302,7 +302,7 @@ pub fn tv_loss_grad(
     };
     Dispatch::new(
         ctx,
-        &shader("tv_loss_grad"),
+        &shader("tv_loss_grad")?,
         &p,
         &[x, grad, partials],
         elementwise_grid(3 * height * width, max_dim(ctx)),
@@ -316,7 +316,7 @@ mod tests {
     #[test]
     fn cpu_style_grad_validates_with_naga_and_is_chosen_on_cpus() {
         for channels in [64, 65] {
-            let s = style_grad_cpu_shader(channels);
+            let s = style_grad_cpu_shader(channels).unwrap();
             crate::kernels::tests::validate(&s.name, &s.wgsl);
         }
         assert_eq!(style_grad_variant(&AdapterFacts::example_lavapipe()), StyleGradVariant::Cpu);

@@ -35,6 +35,7 @@ pub mod uniform;
 pub mod vector;
 pub mod w2;
 
+use crate::error::{Error, Result};
 use crate::frame::Frame;
 pub use crate::gpu::Dispatch;
 use crate::gpu::{GpuContext, Shader};
@@ -173,12 +174,13 @@ fn compose(kernel: &Kernel, own: &str, core: Option<&str>) -> String {
 }
 
 /// Renders template `name` with `params`; the shader's name records them (`conv3x3_cpu/MR=8/ROWS=4/…`), so
-/// each rendering is its own cached pipeline. Panics on an unknown template or a template error: both are bugs
-/// of the wrapper (`name` is a constant there), and every rendering the wrappers use is rendered in the unit
-/// tests.
-pub fn render(name: &'static str, params: &[(&str, TemplateValue)]) -> Shader {
-    let kernel = find(name).filter(|k| k.template).unwrap_or_else(|| panic!("no template named {name}"));
-    let wgsl = compose(kernel, &render_source(kernel.wgsl, name, params), None);
+/// each rendering is its own cached pipeline. An unknown template or a template error is a bug of the wrapper
+/// (`name` is a constant there, and every rendering the wrappers use is rendered in the unit tests): an
+/// [`Error::Validation`].
+pub fn render(name: &'static str, params: &[(&str, TemplateValue)]) -> Result<Shader> {
+    let kernel =
+        find(name).filter(|k| k.template).ok_or_else(|| Error::Validation(format!("no template named {name}")))?;
+    let wgsl = compose(kernel, &render_source(kernel.wgsl, name, params)?, None);
     let mut label = name.to_string();
     for (k, v) in params {
         match v {
@@ -186,14 +188,15 @@ pub fn render(name: &'static str, params: &[(&str, TemplateValue)]) -> Shader {
             TemplateValue::Bool(b) => label.push_str(&format!("/{k}={b}")),
         }
     }
-    Shader::new(label, wgsl)
+    Ok(Shader::new(label, wgsl))
 }
 
 /// Renders template source `src` (named `name` in errors) with `params`.
-pub fn render_source(src: &str, name: &str, params: &[(&str, TemplateValue)]) -> String {
+pub fn render_source(src: &str, name: &str, params: &[(&str, TemplateValue)]) -> Result<String> {
+    let template_error = |e: minijinja::Error| Error::Validation(format!("template {name}: {e}"));
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.add_template(name, src).unwrap_or_else(|e| panic!("template {name}: {e}"));
+    env.add_template(name, src).map_err(template_error)?;
     let ctx: std::collections::BTreeMap<&str, minijinja::Value> = params
         .iter()
         .map(|&(k, v)| {
@@ -204,7 +207,7 @@ pub fn render_source(src: &str, name: &str, params: &[(&str, TemplateValue)]) ->
             (k, v)
         })
         .collect();
-    env.get_template(name).and_then(|t| t.render(&ctx)).unwrap_or_else(|e| panic!("template {name}: {e}"))
+    env.get_template(name).and_then(|t| t.render(&ctx)).map_err(template_error)
 }
 
 /// Plain kernel `kernel` composed with another GEMM core (`core`: rendered WGSL) in place of
@@ -221,9 +224,10 @@ pub fn source(name: &str) -> Option<String> {
 }
 
 /// The [`Shader`] of kernel `name` (a name from [`names`]; anything else is a bug in a wrapper, whose names are
-/// constants, and every one of them is compiled in the tests).
-pub fn shader(name: &'static str) -> Shader {
-    Shader::new(name, source(name).unwrap_or_else(|| panic!("no kernel named {name}")))
+/// constants, and every one of them is compiled in the tests: an [`Error::Validation`]).
+pub fn shader(name: &'static str) -> Result<Shader> {
+    let wgsl = source(name).ok_or_else(|| Error::Validation(format!("no kernel named {name}")))?;
+    Ok(Shader::new(name, wgsl))
 }
 
 /// What the variant choices may depend on, read off the adapter once. Plain data, so every choice is a pure

@@ -47,7 +47,7 @@ pub fn peak_fma(
     out: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let p = FmaParams { count: threads as u32, iters, mul, add, ..Default::default() };
-    Dispatch::new(ctx, &shader("peak_fma"), &p, &[seeds, out], elementwise_grid(threads, max_dim(ctx)))
+    Dispatch::new(ctx, &shader("peak_fma")?, &p, &[seeds, out], elementwise_grid(threads, max_dim(ctx)))
 }
 
 /// Floating-point operations of one [`peak_fma`] dispatch (an FMA counts 2).
@@ -58,7 +58,7 @@ pub fn fma_flops(threads: usize, iters: u32) -> f64 {
 /// `dst[0..4 * vec4s] = src[0..4 * vec4s]`, 16 bytes per thread. Both buffers hold at least `4 * vec4s` floats.
 pub fn peak_copy(ctx: &GpuContext, vec4s: usize, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Result<Dispatch> {
     let p = CopyParams { count: vec4s as u32, ..Default::default() };
-    Dispatch::new(ctx, &shader("peak_copy"), &p, &[src, dst], elementwise_grid(vec4s, max_dim(ctx)))
+    Dispatch::new(ctx, &shader("peak_copy")?, &p, &[src, dst], elementwise_grid(vec4s, max_dim(ctx)))
 }
 
 /// Bytes one [`peak_copy`] dispatch moves (read + write).

@@ -84,7 +84,7 @@ pub fn pool2x2(
         Pooling::Avg => "avgpool2x2",
     };
     let groups = elementwise_grid(s.channels * s.out_height() * s.out_width(), max_dim(ctx));
-    Dispatch::new(ctx, &shader(kernel), &s.params(), &[input, output], groups)
+    Dispatch::new(ctx, &shader(kernel)?, &s.params(), &[input, output], groups)
 }
 
 /// The gradient w.r.t. the pooling's input. `input` is the forward input, a ReLU output: max pooling recomputes
@@ -102,5 +102,5 @@ pub fn pool2x2_backward(
         Pooling::Avg => "avgpool2x2_backward",
     };
     let groups = elementwise_grid(s.channels * s.height * s.width, max_dim(ctx));
-    Dispatch::new(ctx, &shader(kernel), &s.params(), &[input, grad_out, grad_in], groups)
+    Dispatch::new(ctx, &shader(kernel)?, &s.params(), &[input, grad_out, grad_in], groups)
 }

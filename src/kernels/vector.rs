@@ -45,7 +45,7 @@ pub fn dot(
 ) -> Result<[Dispatch; 2]> {
     let p = DotParams { count: count as u32, abs_a: (reduction == Reduction::AbsSum) as u32, ..Default::default() };
     let (x, y) = grid_2d(dot_partials(count), max_dim(ctx));
-    let partial = Dispatch::new(ctx, &shader("dot_sum"), &p, &[a, b, partials], [x, y, 1])?;
+    let partial = Dispatch::new(ctx, &shader("dot_sum")?, &p, &[a, b, partials], [x, y, 1])?;
     let reduce = loss::reduce_sum(ctx, dot_partials(count), slot, 1.0, partials, slots)?;
     Ok([partial, reduce])
 }
@@ -116,7 +116,7 @@ pub fn axpy(
     slots: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let p = axpy_params(count, keep, c);
-    Dispatch::new(ctx, &shader("axpy_slots"), &p, &[x, y, slots], elementwise_grid(count, max_dim(ctx)))
+    Dispatch::new(ctx, &shader("axpy_slots")?, &p, &[x, y, slots], elementwise_grid(count, max_dim(ctx)))
 }
 
 /// Rewrites the coefficient of an [`axpy`] dispatch (before the submit that runs it).

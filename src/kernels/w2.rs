@@ -41,7 +41,7 @@ pub fn channel_mean(ctx: &GpuContext, features: Tensor<'_>, mean: &wgpu::Buffer)
         ..Default::default()
     };
     let (x, y) = grid_2d(channels, max_dim(ctx));
-    Dispatch::new(ctx, &shader("channel_mean"), &p, &[features, mean], [x, y, 1])
+    Dispatch::new(ctx, &shader("channel_mean")?, &p, &[features, mean], [x, y, 1])
 }
 
 uniform! {
@@ -68,7 +68,7 @@ pub fn covariance(
         ..Default::default()
     };
     let grid = elementwise_grid(channels * channels, max_dim(ctx));
-    Dispatch::new(ctx, &shader("w2_covariance"), &p, &[gram, mean, cov], grid)
+    Dispatch::new(ctx, &shader("w2_covariance")?, &p, &[gram, mean, cov], grid)
 }
 
 /// The scale of a [`matmul`]: `scale · slots[slot]^power`, or `scale` alone.
@@ -137,13 +137,13 @@ pub fn matmul(
     match variant {
         MatmulVariant::Tiled => {
             let tiles = size.div_ceil(GEMM_TILE) as u32;
-            Dispatch::new(ctx, &shader("matmul"), &p, &[a, b, out, slots], [tiles, tiles, 1])
+            Dispatch::new(ctx, &shader("matmul")?, &p, &[a, b, out, slots], [tiles, tiles, 1])
         }
         MatmulVariant::Cpu => {
             assert!(size.is_multiple_of(8), "matmul_cpu needs a size that is a multiple of 8, got {size}");
             let (x, y) = grid_2d((size / 8 * size / 8).div_ceil(CPU_WORKGROUP), max_dim(ctx));
             // Every index is in range: the blocks tile the C x C matrices exactly, and ids past them return.
-            let shader = shader("matmul_cpu").trusted(true);
+            let shader = shader("matmul_cpu")?.trusted(true);
             Dispatch::new(ctx, &shader, &p, &[a, b, out, slots], [x, y, 1])
         }
     }
@@ -165,7 +165,7 @@ pub fn sqrtm_start(
     (y, z): (&wgpu::Buffer, &wgpu::Buffer),
 ) -> Result<Dispatch> {
     let p = StartParams { size: size as u32, norm_slot, ..Default::default() };
-    Dispatch::new(ctx, &shader("sqrtm_start"), &p, &[m, slots, y, z], elementwise_grid(size * size, max_dim(ctx)))
+    Dispatch::new(ctx, &shader("sqrtm_start")?, &p, &[m, slots, y, z], elementwise_grid(size * size, max_dim(ctx)))
 }
 
 uniform! {
@@ -205,7 +205,7 @@ pub fn w2_loss(
         ..Default::default()
     };
     let buffers = [inputs.mean, inputs.target_mean, inputs.cov, inputs.y, inputs.scalars.0, losses];
-    Dispatch::new(ctx, &shader("w2_loss"), &p, &buffers, [1, 1, 1])
+    Dispatch::new(ctx, &shader("w2_loss")?, &p, &buffers, [1, 1, 1])
 }
 
 uniform! {
@@ -226,7 +226,7 @@ pub fn mean_grad(
 ) -> Result<Dispatch> {
     let p = MeanGradParams { channels: channels as u32, w_over_n: w_over_n as f32, ..Default::default() };
     let grid = elementwise_grid(channels, max_dim(ctx));
-    Dispatch::new(ctx, &shader("w2_mean_grad"), &p, &[k, mean, target_mean, bias], grid)
+    Dispatch::new(ctx, &shader("w2_mean_grad")?, &p, &[k, mean, target_mean, bias], grid)
 }
 
 uniform! {
@@ -271,7 +271,7 @@ pub fn channel_bias_grad(
         ..Default::default()
     };
     let grid = elementwise_grid(count, max_dim(ctx));
-    Dispatch::new(ctx, &shader("channel_bias_grad"), &p, &[bias, features, grad], grid)
+    Dispatch::new(ctx, &shader("channel_bias_grad")?, &p, &[bias, features, grad], grid)
 }
 
 #[cfg(test)]
