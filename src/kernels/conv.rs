@@ -338,24 +338,40 @@ pub fn conv3x3(
     relu: bool,
     io: ForwardIo<'_>,
 ) -> Result<Dispatch> {
-    let frame = shape.frame();
     let bufs = [io.input, io.weights, io.bias, io.output];
     match kernel {
         ConvKernel::Cpu { channels } => cpu_dispatch(ctx, (channels, false), shape, relu, &bufs),
-        ConvKernel::Tiled => {
-            let (groups, pixel_tiles) = gemm_grid(shape.cout, shape.height * shape.width, max_dim(ctx));
-            let params = tiled_params(shape.cin, shape.cout, frame, pixel_tiles, relu);
-            Dispatch::new(ctx, &shader("conv3x3")?, &params, &bufs, groups)
+        ConvKernel::Tiled | ConvKernel::Coop { .. } => {
+            gemm_conv(ctx, ("conv3x3", kernel), (shape.cin, shape.cout), shape, relu, bufs)
         }
         ConvKernel::Narrow => Err(Error::Validation("the narrow conv kernel is backward-data only".into())),
+    }
+}
+
+/// The implicit-GEMM conv `name` (f32 tiled, or on the tensor cores with `kernel`'s operands) reading `inputs`
+/// channels and writing `outputs` at `shape`'s size, with its epilogue (ReLU, or the input ReLU's mask) or not.
+fn gemm_conv(
+    ctx: &GpuContext,
+    (name, kernel): (&'static str, ConvKernel<'_>),
+    (inputs, outputs): (usize, usize),
+    shape: ConvShape,
+    epilogue: bool,
+    bufs: [&wgpu::Buffer; 4],
+) -> Result<Dispatch> {
+    let pixels = shape.height * shape.width;
+    match kernel {
         ConvKernel::Coop { config, twin, operands } => {
-            let (groups, pixel_tiles) =
-                gemm_grid_with(config.tile(), shape.cout, shape.height * shape.width, max_dim(ctx));
-            let params = tiled_params(shape.cin, shape.cout, frame, pixel_tiles, relu);
+            let (groups, pixel_tiles) = gemm_grid_with(config.tile(), outputs, pixels, max_dim(ctx));
+            let params = tiled_params(inputs, outputs, shape.frame(), pixel_tiles, epilogue);
             let uniform = coop::scale_uniform(ctx, operands.weights, operands.input);
-            let shader = coop::gemm_shader("conv3x3", config, twin)?;
-            let [i, w, b, o] = bufs;
-            Dispatch::new(ctx, &shader, &params, &[i, w, b, o, operands.ranges, &uniform], groups)
+            let shader = coop::gemm_shader(name, config, twin)?;
+            let [a, b, c, d] = bufs;
+            Dispatch::new(ctx, &shader, &params, &[a, b, c, d, operands.ranges, &uniform], groups)
+        }
+        _ => {
+            let (groups, pixel_tiles) = gemm_grid(outputs, pixels, max_dim(ctx));
+            let params = tiled_params(inputs, outputs, shape.frame(), pixel_tiles, epilogue);
+            Dispatch::new(ctx, &shader(name)?, &params, &bufs, groups)
         }
     }
 }
@@ -400,19 +416,8 @@ pub fn conv3x3_backward_data(
             let params = tiled_params(shape.cout, shape.cin, frame, pixel_groups as u32, masked);
             Dispatch::new(ctx, &shader("conv3x3_backward_data_narrow")?, &params, &bufs, [x, y, 1])
         }
-        ConvKernel::Tiled => {
-            let (groups, pixel_tiles) = gemm_grid(shape.cin, shape.height * shape.width, max_dim(ctx));
-            let params = tiled_params(shape.cout, shape.cin, frame, pixel_tiles, masked);
-            Dispatch::new(ctx, &shader("conv3x3_backward_data")?, &params, &bufs, groups)
-        }
-        ConvKernel::Coop { config, twin, operands } => {
-            let (groups, pixel_tiles) =
-                gemm_grid_with(config.tile(), shape.cin, shape.height * shape.width, max_dim(ctx));
-            let params = tiled_params(shape.cout, shape.cin, frame, pixel_tiles, masked);
-            let uniform = coop::scale_uniform(ctx, operands.weights, operands.input);
-            let shader = coop::gemm_shader("conv3x3_backward_data", config, twin)?;
-            let [g, w, m, gi] = bufs;
-            Dispatch::new(ctx, &shader, &params, &[g, w, m, gi, operands.ranges, &uniform], groups)
+        ConvKernel::Tiled | ConvKernel::Coop { .. } => {
+            gemm_conv(ctx, ("conv3x3_backward_data", kernel), (shape.cout, shape.cin), shape, masked, bufs)
         }
     }
 }
