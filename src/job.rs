@@ -185,14 +185,14 @@ pub enum Event<'e> {
     Setup(SetupStage),
     /// The scale is set up; the loop starts. At the first scale, the initial image (what a stop before the
     /// first update can save).
-    Ready { index: usize, initial_image: Option<&'e PlanarImage> },
+    Ready { index: usize, initial_image: Option<PlanarImage> },
     /// The update of this iteration is about to be recorded (L-BFGS may still stop without making it).
     Update { iteration: usize },
     /// The losses of an iterate, read back because the observer wanted them (L-BFGS: always).
     Losses(IterationLosses<'e>),
     /// An iteration is done: `iteration` updates made in all (counting the earlier scales' iterations in full),
     /// `done` of them by this run; the losses read back for it and the image when the observer wanted it.
-    Iteration { iteration: usize, done: usize, losses: Option<(usize, &'e Losses)>, image: Option<&'e PlanarImage> },
+    Iteration { iteration: usize, done: usize, losses: Option<(usize, &'e Losses)>, image: Option<PlanarImage> },
     /// The optimiser stopped at this scale before its iterations were done (L-BFGS's stopping rules).
     OptimizerStopped { at: usize, why: String },
     /// The losses of the image the job writes (one more forward pass, made when the observer wants them).
@@ -326,19 +326,16 @@ impl Job {
     pub fn plan(images: JobImages, options: JobOptions) -> Result<Job> {
         let size = options.size;
         let style_side = options.style_side();
-        let after_resizing = |what: &str, hint: &str| {
-            let what = what.to_string();
-            let hint = hint.to_string();
-            move |w, h| {
-                format!("{what} becomes {w}x{h} px after resizing; both sides must be at least {MIN_SIDE} px ({hint})")
-            }
+        let after_resizing = |what: &str, (w, h): (usize, usize), hint: &str| {
+            format!("{what} becomes {w}x{h} px after resizing; both sides must be at least {MIN_SIDE} px ({hint})")
         };
         let content = image_io::resize_longest(&images.content, size.image_size);
-        too_small(&content, after_resizing(images.name(0), "raise --image-size"))?;
+        too_small(&content, |w, h| after_resizing(images.name(0), (w, h), "raise --image-size"))?;
         let mut styles = Vec::with_capacity(images.styles.len());
         for (i, s) in images.styles.iter().enumerate() {
             let s = image_io::resize_longest(s, style_side);
-            too_small(&s, after_resizing(images.name(i + 1), "raise --style-scale or --image-size"))?;
+            let hint = "raise --style-scale or --image-size";
+            too_small(&s, |w, h| after_resizing(images.name(i + 1), (w, h), hint))?;
             styles.push(s);
         }
         let sides = match size.min_scale {
@@ -490,7 +487,7 @@ impl Job {
             stylizer.resume(&c.handover.resized(c.from, to))?;
         }
         let initial = if index == 0 { Some(stylizer.image()?) } else { None };
-        observer.event(Event::Ready { index, initial_image: initial.as_ref() }).map_err(Failure::Observer)?;
+        observer.event(Event::Ready { index, initial_image: initial }).map_err(Failure::Observer)?;
         Ok(stylizer)
     }
 
@@ -532,7 +529,7 @@ impl Job {
             let k = ended(stylizer);
             let image = if observer.wants_image(k) { Some(at(k, stylizer.image())?) } else { None };
             let losses = losses.as_ref().map(|l| (i, l));
-            let event = Event::Iteration { iteration: k, done: count.done, losses, image: image.as_ref() };
+            let event = Event::Iteration { iteration: k, done: count.done, losses, image };
             observer.event(event).map_err(Failure::Observer)?;
             if stylizer.stopped().is_some() {
                 break;

@@ -310,14 +310,13 @@ impl Network {
         ConvShape { cin: net.convs[layer].cin, cout: s.channels, height: s.height, width: s.width }
     }
 
-    /// The Gram of `features` (`channels` planes at `frame`) with `variant`'s kernels (a tensor-core Gram measures
+    /// The Gram of `features` with `variant`'s kernels (a tensor-core Gram measures
     /// its operand's range first, into a fresh entry of this network's ranges).
     pub fn gram_dispatches(
         &self,
         ctx: &GpuContext,
         variant: kernels::gram::GramVariant,
-        (channels, frame): (usize, Frame),
-        features: &wgpu::Buffer,
+        features: Tensor<'_>,
         partial: &wgpu::Buffer,
         gram: &wgpu::Buffer,
     ) -> Result<Vec<Dispatch>> {
@@ -325,7 +324,7 @@ impl Network {
             let ranges = self.coop_ranges.as_ref().ok_or_else(no_ranges)?;
             Ok((&ranges.buffer, ranges.slot()))
         })?;
-        kernels::gram::gram(ctx, kernel, Tensor::new(features, channels, frame), partial, gram)
+        kernels::gram::gram(ctx, kernel, features, partial, gram)
     }
 
     /// A tensor-core conv's operand scales: the weights' fixed range, and `tensor`'s measured by a `max_abs`
@@ -424,10 +423,11 @@ pub fn grams(
         let c = s.channels;
         let partial = ctx.storage_buffer("gram partial", kernels::gram::partial_len(variant, c, s.frame()))?;
         let g = ctx.storage_buffer("gram", c * c)?;
-        let mut d = network.gram_dispatches(ctx, variant, (c, s.frame()), network.relu(l), &partial, &g)?;
+        let features = Tensor::new(network.relu(l), c, s.frame());
+        let mut d = network.gram_dispatches(ctx, variant, features, &partial, &g)?;
         let mean = if means {
             let m = ctx.storage_buffer("channel means", c)?;
-            d.push(kernels::w2::channel_mean(ctx, Tensor::new(network.relu(l), c, s.frame()), &m)?);
+            d.push(kernels::w2::channel_mean(ctx, features, &m)?);
             Some(m)
         } else {
             None

@@ -16,14 +16,4 @@ impl<'a> Tensor<'a> {
     pub fn new(buffer: &'a wgpu::Buffer, channels: usize, frame: Frame) -> Self {
         Self { buffer, channels, frame }
     }
-
-    /// Floats of its buffer, frame included.
-    pub fn buffer_floats(&self) -> usize {
-        self.frame.buffer_floats(self.channels)
-    }
-
-    /// Data values (C·H·W).
-    pub fn floats(&self) -> usize {
-        self.channels * self.frame.height * self.frame.width
-    }
 }

@@ -116,9 +116,9 @@ impl<'r> CliObserver<'r> {
     }
 
     /// The first scale is ready: the initial image is what Ctrl-C can save; the preview and the run's line.
-    fn started(&mut self, initial: &PlanarImage) {
+    fn started(&mut self, initial: PlanarImage) {
         let (a, job, ctx) = (self.args, self.job, self.ctx);
-        self.rescue.keep(0, initial.clone());
+        self.rescue.keep(0, initial);
         let (content, styles) = (job.content(), job.styles());
         let (fw, fh) = (content.width, content.height);
         let size = job.options().size;
@@ -176,12 +176,12 @@ impl<'r> CliObserver<'r> {
         k: usize,
         done: usize,
         losses: Option<(usize, &neural_style::Losses)>,
-        image: Option<&PlanarImage>,
+        image: Option<PlanarImage>,
     ) -> Result<(), CliError> {
         self.web.publish_progress(k, losses);
         if let Some(img) = image {
-            self.web.offer_image(k, img);
-            self.rescue.keep(k, img.clone());
+            self.web.offer_image(k, &img);
+            self.rescue.keep(k, img);
         }
         // Measured after the read-back: that is when the iteration is known to be done.
         let secs = self.last_tick.elapsed();

@@ -3,15 +3,20 @@
 
 use super::*;
 
+/// A seeded conv problem of shape `s`: input, weights at VGG's scale, biases.
+fn conv_data(g: &mut rand_chacha::ChaCha8Rng, s: ConvShape) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let x = random(g, s.cin * s.height * s.width, 1.0);
+    let wt = random(g, s.cout * s.cin * 9, (3.0 / (s.cin as f64 * 9.0)).sqrt());
+    (x, wt, random(g, s.cout, 0.5))
+}
+
 /// conv3x3 forward (+ bias, ± ReLU) with `variant`'s kernel.
 pub fn conv3x3(ctx: &GpuContext, s: ConvShape, relu: bool, variant: ConvVariant, seed: u64) -> Check {
     let io = Io { ctx };
     let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
     let frame = s.frame();
     let mut g = rng(seed);
-    let x = random(&mut g, cin * h * w, 1.0);
-    let wt = random(&mut g, cout * cin * 9, (3.0 / (cin as f64 * 9.0)).sqrt());
-    let b = random(&mut g, cout, 0.5);
+    let (x, wt, b) = conv_data(&mut g, s);
     let expect = r::conv3x3(&x, (cin, h, w), &wt, &b, cout, relu);
     let what = format!("conv3x3 ({variant:?}) {cin}->{cout} {h}x{w} relu={relu}");
     let run = || -> Result<wgpu::Buffer> {
@@ -67,9 +72,7 @@ pub fn conv3x3_backward_data(
     let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
     let frame = s.frame();
     let mut g = rng(seed);
-    let x = random(&mut g, cin * h * w, 1.0);
-    let wt = random(&mut g, cout * cin * 9, (3.0 / (cin as f64 * 9.0)).sqrt());
-    let b = random(&mut g, cout, 0.5);
+    let (x, wt, b) = conv_data(&mut g, s);
     let y = r::conv3x3(&x, (cin, h, w), &wt, &b, cout, true);
     let gy = random(&mut g, cout * h * w, 1.0);
     // The input's own forward values (as if it were a ReLU output) for the fused mask.
