@@ -3,13 +3,9 @@
 // nothing), each invocation a strided subset in order, then a fixed tree: reruns are bit-identical. For the
 // Wasserstein-2 style loss (docs/MATHS.md).
 
-@compute @workgroup_size(256, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let c = wg.x + wg.y * nwg.x;
+const GROUP_SIZE: u32 = 256u;
+
+fn workgroup_main(c: u32, li: u32, z: u32) {
     // Uniform per workgroup, so every invocation of a running workgroup reaches the barriers.
     if (c >= params.channels) {
         return;

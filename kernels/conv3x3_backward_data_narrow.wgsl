@@ -10,17 +10,13 @@
 const CHUNK: u32 = 64u; // input channels staged per round
 var<workgroup> w_tile: array<vec4<f32>, 576>; // CHUNK * 9
 
-@compute @workgroup_size(256, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let group = wg.x + wg.y * nwg.x;
+const GROUP_SIZE: u32 = 256u;
+
+fn workgroup_main(group: u32, li: u32, z: u32) {
     if (group >= params.pixel_groups) {
         return;
     }
-    let p = group * 256u + li;
+    let p = group * GROUP_SIZE + li;
     let inside = p < params.height * params.width;
     let y = p / params.width;
     let x = p % params.width;

@@ -27,13 +27,10 @@
 {% endif %}
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
 
-@compute @workgroup_size({{ WG }}, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let invocation = (wg.x + wg.y * nwg.x) * {{ WG }}u + li;
+const GROUP_SIZE: u32 = {{ WG }}u;
+
+fn workgroup_main(group: u32, li: u32, z: u32) {
+    let invocation = group * GROUP_SIZE + li;
     let block = invocation / params.chunks; // output channels block * MR ..
     let chunk = invocation % params.chunks;
     if (block * {{ MR }}u >= params.cout) {

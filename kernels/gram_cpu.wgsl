@@ -11,13 +11,10 @@
 @group(0) @binding(1) var<storage, read> features: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> gram: array<f32>;
 
-@compute @workgroup_size({{ WG }}, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let p = (wg.x + wg.y * nwg.x) * {{ WG }}u + li;
+const GROUP_SIZE: u32 = {{ WG }}u;
+
+fn workgroup_main(group: u32, li: u32, z: u32) {
+    let p = group * GROUP_SIZE + li;
     if (p >= params.pairs) {
         return;
     }

@@ -5,15 +5,12 @@
 // layer; the wrapper uses matmul.wgsl otherwise). k runs in ascending order, one fma per k: reruns are
 // bit-identical. The scalars' binding and the scale are shared/matmul_scale.wgsl.
 
-@compute @workgroup_size(64, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+const GROUP_SIZE: u32 = 64u;
+
+fn workgroup_main(group: u32, li: u32, z: u32) {
     let c4 = params.size / 4u;
     let col_blocks = params.size / 8u;
-    let id = (wg.x + wg.y * nwg.x) * 64u + li;
+    let id = group * GROUP_SIZE + li;
     if (id >= col_blocks * col_blocks) {
         return;
     }

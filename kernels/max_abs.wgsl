@@ -7,13 +7,9 @@
 const ITEMS: u32 = 16u;
 var<workgroup> largest: array<f32, 256>;
 
-@compute @workgroup_size(256, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let group = wg.x + wg.y * nwg.x;
+const GROUP_SIZE: u32 = 256u;
+
+fn workgroup_main(group: u32, li: u32, z: u32) {
     var m = 0.0;
     for (var r = 0u; r < ITEMS; r++) {
         let idx = (group * ITEMS + r) * 256u + li;

@@ -20,18 +20,15 @@
 @group(0) @binding(3) var<storage, read> features: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> grad: array<vec4<f32>>;
 
-@compute @workgroup_size({{ WG }}, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let chunk = (wg.x + wg.y * nwg.x) * {{ WG }}u + li;
+const GROUP_SIZE: u32 = {{ WG }}u;
+
+fn workgroup_main(group: u32, li: u32, z: u32) {
+    let chunk = group * GROUP_SIZE + li;
     if (chunk >= params.chunks) {
         return;
     }
     let c = params.channels;
-    let m0 = wg.z * {{ MR }}u;
+    let m0 = z * {{ MR }}u;
     // The first of the lane's NV vec4s, within a channel's data rows (which start one frame row down).
     let n = chunk * {{ NV }}u;
     let data = HEAD4 + params.stride4 + n;

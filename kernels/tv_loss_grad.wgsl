@@ -4,14 +4,10 @@
 // (i,j-1), as the lower neighbour of (i-1,j)): no atomics. grad (+)= dL/dx; partials[g] = the workgroup's
 // share of L_tv (the terms anchored at its pixels), finished by reduce_sum.wgsl.
 
-@compute @workgroup_size(256, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let group = wg.x + wg.y * nwg.x;
-    let idx = group * 256u + li;
+const GROUP_SIZE: u32 = 256u;
+
+fn workgroup_main(group: u32, li: u32, z: u32) {
+    let idx = group * GROUP_SIZE + li;
     let h = params.height;
     let w = params.width;
     let plane = h * w;

@@ -1,4 +1,4 @@
-// Shared entry point of the two-pass sums: one partial sum per workgroup, partials[g] = Σ term(idx) over the
+// Shared body of the two-pass sums (the entry point is shared/grid_entry.wgsl): one partial sum per workgroup, partials[g] = Σ term(idx) over the
 // workgroup's 4096 indices (each invocation adds 16 strided terms in order, then a fixed tree in workgroup
 // memory: reruns are bit-identical); reduce_sum.wgsl adds the partials. The kernel file defines
 //   fn term_count() -> u32          how many terms there are
@@ -8,13 +8,9 @@
 
 const TERMS_PER_INVOCATION: u32 = 16u;
 
-@compute @workgroup_size(256, 1, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let group = wg.x + wg.y * nwg.x;
+const GROUP_SIZE: u32 = 256u;
+
+fn workgroup_main(group: u32, li: u32, z: u32) {
     let base = group * 256u * TERMS_PER_INVOCATION;
     var s = 0.0;
     for (var r = 0u; r < TERMS_PER_INVOCATION; r++) {

@@ -9,7 +9,7 @@
 //!
 //! All read and write framed CHW tensors ([`crate::frame`]).
 
-use super::shared::{CONV3X3_IM2COL, GEMM_TILED};
+use super::shared::{CONV3X3_IM2COL, GEMM_TILED, GRID_ENTRY};
 use super::uniform::uniform;
 use super::{kernel, template, Kernel};
 
@@ -235,11 +235,11 @@ pub(super) const KERNELS: &[Kernel] = &[
     ),
     kernel!(
         "conv3x3_backward_data_narrow",
-        &[],
+        &[GRID_ENTRY],
         TiledParams,
         "grad_out; weights: array<vec4<f32>>; mask_src; mut grad_in"
     ),
-    template!("conv3x3_cpu", CpuParams),
+    template!("conv3x3_cpu", &[GRID_ENTRY], CpuParams),
 ];
 
 /// The CPU kernel's dispatch (`channels` result channels per invocation) over the forward or backward-data pass

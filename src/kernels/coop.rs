@@ -4,7 +4,7 @@
 //! two small kernels it needs: `max_abs.wgsl` (an operand's largest magnitude, for the f16 scaling) and
 //! `zero_u32.wgsl` (the ranges reset once per iteration).
 
-use super::shared::ELEMENTWISE;
+use super::shared::{ELEMENTWISE, GRID_ENTRY};
 use super::uniform::uniform;
 use super::{kernel, Kernel};
 
@@ -210,7 +210,7 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    kernel!("max_abs", &[], MaxAbsParams, "values; mut ranges: array<atomic<u32>>"),
+    kernel!("max_abs", &[GRID_ENTRY], MaxAbsParams, "values; mut ranges: array<atomic<u32>>"),
     kernel!("zero_u32", &[ELEMENTWISE], MaxAbsParams, "mut words: array<u32>"),
 ];
 

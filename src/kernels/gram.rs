@@ -7,7 +7,7 @@
 //!
 //! Both sum in a fixed order (no float atomics), so reruns are bit-identical.
 
-use super::shared::{ELEMENTWISE, GEMM_TILED};
+use super::shared::{ELEMENTWISE, GEMM_TILED, GRID_ENTRY};
 use super::uniform::uniform;
 use super::{kernel, template, Kernel};
 
@@ -83,7 +83,7 @@ uniform! {
 pub(super) const KERNELS: &[Kernel] = &[
     kernel!("gram", &[GEMM_TILED], GramParams, "features; mut partial"),
     kernel!("gram_reduce", &[ELEMENTWISE], ReduceParams, "partial; mut gram"),
-    template!("gram_cpu", CpuParams),
+    template!("gram_cpu", &[GRID_ENTRY], CpuParams),
 ];
 
 /// How `gram.wgsl` splits the K dimension (`k` = the data rows as they lie in the frame): (splits, K per split).

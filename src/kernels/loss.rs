@@ -3,7 +3,7 @@
 //! adapters), `tv_loss_grad`. Feature maps and the image are framed ([`crate::frame`]); the elementwise
 //! kernels run over whole buffers, whose frames are zero on both sides and so add nothing.
 
-use super::shared::{ELEMENTWISE, GEMM_TILED, PARTIAL_SUMS, WORKGROUP_SUM};
+use super::shared::{ELEMENTWISE, GEMM_TILED, GRID_ENTRY, PARTIAL_SUMS, WORKGROUP_SUM};
 use super::uniform::uniform;
 use super::{kernel, template, Kernel};
 
@@ -78,8 +78,8 @@ pub(super) const KERNELS: &[Kernel] = &[
     kernel!("reduce_sum", &[WORKGROUP_SUM], ReduceParams, "partials; mut losses"),
     kernel!("content_grad", &[ELEMENTWISE], ContentParams, "features; target_features; mut grad"),
     kernel!("style_grad", &[GEMM_TILED], StyleParams, "gram; target_gram; features; mut grad"),
-    template!("style_grad_cpu", StyleCpuParams),
-    kernel!("tv_loss_grad", &[WORKGROUP_SUM], TvParams, "x; mut grad; mut partials"),
+    template!("style_grad_cpu", &[GRID_ENTRY], StyleCpuParams),
+    kernel!("tv_loss_grad", &[GRID_ENTRY, WORKGROUP_SUM], TvParams, "x; mut grad; mut partials"),
 ];
 
 /// Elements one `sq_diff_sum` workgroup reduces (256 threads x 16).

@@ -44,10 +44,19 @@ use crate::gpu::{GpuContext, Shader};
 pub(crate) mod shared {
     pub const GEMM_TILED: &str = include_str!("../../kernels/shared/gemm_tiled.wgsl");
     pub const CONV3X3_IM2COL: &str = include_str!("../../kernels/shared/conv3x3_im2col.wgsl");
-    pub const ELEMENTWISE: &str = include_str!("../../kernels/shared/elementwise.wgsl");
+    /// The entry point of the kernels whose workgroups are numbered along one line (its own piece, and part of
+    /// [`ELEMENTWISE`] and [`PARTIAL_SUMS`]).
+    pub const GRID_ENTRY: &str = include_str!("../../kernels/shared/grid_entry.wgsl");
+    pub const ELEMENTWISE: &str = concat!(
+        include_str!("../../kernels/shared/grid_entry.wgsl"),
+        include_str!("../../kernels/shared/elementwise.wgsl")
+    );
     pub const WORKGROUP_SUM: &str = include_str!("../../kernels/shared/workgroup_sum.wgsl");
     pub const MATMUL_SCALE: &str = include_str!("../../kernels/shared/matmul_scale.wgsl");
-    pub const PARTIAL_SUMS: &str = include_str!("../../kernels/shared/partial_sums.wgsl");
+    pub const PARTIAL_SUMS: &str = concat!(
+        include_str!("../../kernels/shared/grid_entry.wgsl"),
+        include_str!("../../kernels/shared/partial_sums.wgsl")
+    );
     pub const POOL2X2: &str = include_str!("../../kernels/shared/pool2x2.wgsl");
     pub const POOL2X2_FORWARD: &str = include_str!("../../kernels/shared/pool2x2_forward.wgsl");
     pub const POOL2X2_BACKWARD: &str = include_str!("../../kernels/shared/pool2x2_backward.wgsl");
@@ -85,13 +94,14 @@ macro_rules! kernel {
 }
 pub(crate) use kernel;
 
-/// Registers template kernel `kernels/$name.wgsl` (it declares its own buffers): `template!("name", Uniform)`.
+/// Registers template kernel `kernels/$name.wgsl` (it declares its own buffers):
+/// `template!("name", &[shared pieces], Uniform)`.
 macro_rules! template {
-    ($name:literal, $params:ty) => {
+    ($name:literal, $shared:expr, $params:ty) => {
         $crate::kernels::Kernel {
             name: $name,
             wgsl: include_str!(concat!("../../kernels/", $name, ".wgsl")),
-            shared: &[],
+            shared: $shared,
             template: true,
             params: <$params>::wgsl,
             buffers: "",

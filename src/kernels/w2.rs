@@ -5,7 +5,7 @@
 //! the K·F part is [`super::loss::style_grad`] with K in place of G − A). All matrices are dense row-major
 //! C x C; feature maps are framed ([`crate::frame`]).
 
-use super::shared::{ELEMENTWISE, GEMM_TILED, MATMUL_SCALE, WORKGROUP_SUM};
+use super::shared::{ELEMENTWISE, GEMM_TILED, GRID_ENTRY, MATMUL_SCALE, WORKGROUP_SUM};
 use super::uniform::uniform;
 use super::{kernel, Kernel};
 
@@ -239,12 +239,12 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    kernel!("channel_mean", &[WORKGROUP_SUM], MeanParams, "features; mut mean"),
+    kernel!("channel_mean", &[GRID_ENTRY, WORKGROUP_SUM], MeanParams, "features; mut mean"),
     kernel!("w2_covariance", &[ELEMENTWISE], CovarianceParams, "gram; mean; mut cov"),
     kernel!("matmul", &[MATMUL_SCALE, GEMM_TILED], MatmulParams, "a; b; mut out"),
     kernel!(
         "matmul_cpu",
-        &[MATMUL_SCALE],
+        &[GRID_ENTRY, MATMUL_SCALE],
         MatmulParams,
         "a: array<vec4<f32>>; b: array<vec4<f32>>; mut out: array<vec4<f32>>"
     ),
