@@ -123,12 +123,7 @@ fn multiple_styles_with_blend_weights_and_jpeg_output() {
 fn original_colors_keeps_the_content_chroma() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // Content already at the target size (32 px): used as is, so its chroma can be compared pixel by pixel.
-    let content = image::RgbImage::from_fn(32, 32, |x, y| {
-        image::Rgb([(90 + x * 2) as u8, (110 + y * 2) as u8, (100 + (x + y)) as u8])
-    });
-    save(d, "content.png", &DynamicImage::ImageRgb8(content.clone()), ImageFormat::Png);
-    save(d, "style.png", &DynamicImage::ImageRgb8(stripes(32, 32)), ImageFormat::Png);
+    let content = save_chroma_pair(d);
     let o = run(
         d,
         &["content.png", "style.png", "--image-size", "32", "--iterations", "3", "--original-colors", "-o", "o.tiff"],

@@ -52,12 +52,7 @@ fn sixteen_bit_png_tiff_and_frames() {
 fn sixteen_bit_with_original_colors_keeps_the_chroma_finely() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // Mid-range colours at the target size (32 px): nothing is clamped, the content is used as is.
-    let content = image::RgbImage::from_fn(32, 32, |x, y| {
-        image::Rgb([(90 + x * 2) as u8, (110 + y * 2) as u8, (100 + (x + y)) as u8])
-    });
-    save(d, "content.png", &DynamicImage::ImageRgb8(content.clone()), ImageFormat::Png);
-    save(d, "style.png", &DynamicImage::ImageRgb8(stripes(32, 32)), ImageFormat::Png);
+    let content = save_chroma_pair(d);
     let args = ["content.png", "style.png", "--image-size", "32", "--iterations", "3", "--original-colors"];
     let mut a16 = args.to_vec();
     a16.extend(["--output-depth", "16", "-o", "o16.tiff"]);

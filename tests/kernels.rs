@@ -64,15 +64,7 @@ fn pool_backward_matches_finite_differences() {
             let p = if avg { r::avgpool2x2(&x, c, h, w) } else { r::maxpool2x2(&x, c, h, w) };
             p.iter().zip(&rr).map(|(a, b)| a * b).sum()
         };
-        let eps = 1e-6;
-        let fd: Vec<f64> = (0..x.len())
-            .map(|i| {
-                let (mut p, mut m) = (x.clone(), x.clone());
-                p[i] += eps;
-                m[i] -= eps;
-                (loss(&p) - loss(&m)) / (2.0 * eps)
-            })
-            .collect();
+        let fd = r::central_differences(&x, 1e-6, loss);
         let gpu = fin.unframe(&ctx().read_all(&gxb).unwrap(), c);
         assert_close(&format!("pool backward avg={avg} vs finite differences"), &gpu, &fd, 1e-4);
     }

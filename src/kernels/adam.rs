@@ -9,6 +9,7 @@ use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
+use wgpu::Buffer;
 
 pub const BETA1: f64 = 0.9;
 pub const BETA2: f64 = 0.999;
@@ -46,10 +47,10 @@ pub fn adam(
     ctx: &GpuContext,
     count: usize,
     lr: f64,
-    x: &wgpu::Buffer,
-    m: &wgpu::Buffer,
-    v: &wgpu::Buffer,
-    grad: &wgpu::Buffer,
+    x: &Buffer,
+    m: &Buffer,
+    v: &Buffer,
+    grad: &Buffer,
 ) -> Result<Dispatch> {
     Dispatch::new(ctx, &shader("adam")?, &params(count, lr, 1), &[x, m, v, grad], elementwise_grid(count, max_dim(ctx)))
 }

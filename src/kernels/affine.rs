@@ -10,6 +10,7 @@ use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
+use wgpu::Buffer;
 
 uniform! {
     struct AffineParams {
@@ -30,8 +31,8 @@ pub fn channel_affine(
     frame: Frame,
     scale: [f32; 3],
     offset: [f32; 3],
-    input: &wgpu::Buffer,
-    output: &wgpu::Buffer,
+    input: &Buffer,
+    output: &Buffer,
 ) -> Result<Dispatch> {
     let p = AffineParams {
         height: frame.height as u32,

@@ -20,6 +20,7 @@ use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
+use wgpu::Buffer;
 
 /// Shape of one 3x3 convolution on a CHW image (`cin` channels in, `cout` out).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -249,7 +250,7 @@ fn cpu_dispatch(
     (channels, backward): (usize, bool),
     shape: ConvShape,
     epilogue: bool,
-    buffers: &[&wgpu::Buffer],
+    buffers: &[&Buffer],
 ) -> Result<Dispatch> {
     let (inputs, outputs) = if backward { (shape.cout, shape.cin) } else { (shape.cin, shape.cout) };
     let frame = shape.frame();
@@ -279,7 +280,7 @@ fn cpu_dispatch(
 /// operand's largest magnitude comes from (A: the weights, fixed; B: the input or gradient, measured).
 #[derive(Clone, Copy, Debug)]
 pub struct CoopOperands<'a> {
-    pub ranges: &'a wgpu::Buffer,
+    pub ranges: &'a Buffer,
     pub weights: OperandRange,
     pub input: OperandRange,
 }
@@ -314,20 +315,20 @@ impl<'a> ConvKernel<'a> {
 /// The buffers of a forward conv: `weights` in the variant's [`forward_weights`] layout.
 #[derive(Clone, Copy)]
 pub struct ForwardIo<'a> {
-    pub input: &'a wgpu::Buffer,
-    pub weights: &'a wgpu::Buffer,
-    pub bias: &'a wgpu::Buffer,
-    pub output: &'a wgpu::Buffer,
+    pub input: &'a Buffer,
+    pub weights: &'a Buffer,
+    pub bias: &'a Buffer,
+    pub output: &'a Buffer,
 }
 
 /// The buffers of a backward-data conv: `weights` in the variant's [`backward_weights`] layout; `mask_src` the
 /// conv's input when it is a ReLU output (the mask is fused).
 #[derive(Clone, Copy)]
 pub struct BackwardIo<'a> {
-    pub grad_out: &'a wgpu::Buffer,
-    pub weights: &'a wgpu::Buffer,
-    pub mask_src: Option<&'a wgpu::Buffer>,
-    pub grad_in: &'a wgpu::Buffer,
+    pub grad_out: &'a Buffer,
+    pub weights: &'a Buffer,
+    pub mask_src: Option<&'a Buffer>,
+    pub grad_in: &'a Buffer,
 }
 
 /// `output = relu?(conv3x3(input, weights) + bias)` with `kernel`.
@@ -356,7 +357,7 @@ fn gemm_conv(
     (inputs, outputs): (usize, usize),
     shape: ConvShape,
     epilogue: bool,
-    bufs: [&wgpu::Buffer; 4],
+    bufs: [&Buffer; 4],
 ) -> Result<Dispatch> {
     let pixels = shape.height * shape.width;
     match kernel {

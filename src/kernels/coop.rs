@@ -12,6 +12,7 @@ use super::grid::{elementwise_grid, grid_2d};
 use super::{compose_with_core, max_dim, shader, shared, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::Result;
 use crate::gpu::{GpuContext, Shader};
+use wgpu::Buffer;
 
 /// The tiling of the cooperative-matrix core.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -218,20 +219,14 @@ pub(super) const KERNELS: &[Kernel] = &[
 const MAX_ABS_GROUP: usize = 256 * 16;
 
 /// `ranges[slot] = max(ranges[slot], max |values[0..count]|)` (as f32 bits).
-pub fn max_abs(
-    ctx: &GpuContext,
-    count: usize,
-    slot: u32,
-    values: &wgpu::Buffer,
-    ranges: &wgpu::Buffer,
-) -> Result<Dispatch> {
+pub fn max_abs(ctx: &GpuContext, count: usize, slot: u32, values: &Buffer, ranges: &Buffer) -> Result<Dispatch> {
     let p = MaxAbsParams { count: count as u32, slot, ..Default::default() };
     let (x, y) = grid_2d(count.div_ceil(MAX_ABS_GROUP), max_dim(ctx));
     Dispatch::new(ctx, &shader("max_abs")?, &p, &[values, ranges], [x, y, 1])
 }
 
 /// Zeroes the first `count` words of `ranges`.
-pub fn zero_ranges(ctx: &GpuContext, count: usize, ranges: &wgpu::Buffer) -> Result<Dispatch> {
+pub fn zero_ranges(ctx: &GpuContext, count: usize, ranges: &Buffer) -> Result<Dispatch> {
     let p = MaxAbsParams { count: count as u32, slot: 0, ..Default::default() };
     Dispatch::new(ctx, &shader("zero_u32")?, &p, &[ranges], elementwise_grid(count, max_dim(ctx)))
 }

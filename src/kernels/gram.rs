@@ -18,6 +18,7 @@ use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
 use crate::tensor::Tensor;
+use wgpu::Buffer;
 
 /// Which kernel computes a Gram matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,12 +123,12 @@ pub fn partial_len(variant: GramVariant, channels: usize, frame: Frame) -> usize
 pub enum GramKernel<'a> {
     Tiled,
     Cpu,
-    Coop { config: CoopConfig, twin: bool, ranges: &'a wgpu::Buffer, slot: u32 },
+    Coop { config: CoopConfig, twin: bool, ranges: &'a Buffer, slot: u32 },
 }
 
 impl<'a> GramKernel<'a> {
     /// `variant` as a kernel; a tensor-core variant takes (ranges, entry) from `range` (called only for it).
-    pub fn of(variant: GramVariant, range: impl FnOnce() -> Result<(&'a wgpu::Buffer, u32)>) -> Result<Self> {
+    pub fn of(variant: GramVariant, range: impl FnOnce() -> Result<(&'a Buffer, u32)>) -> Result<Self> {
         Ok(match variant {
             GramVariant::Tiled => GramKernel::Tiled,
             GramVariant::Cpu => GramKernel::Cpu,
@@ -152,8 +153,8 @@ pub fn gram(
     ctx: &GpuContext,
     kernel: GramKernel<'_>,
     features: Tensor<'_>,
-    partial: &wgpu::Buffer,
-    gram: &wgpu::Buffer,
+    partial: &Buffer,
+    gram: &Buffer,
 ) -> Result<Vec<Dispatch>> {
     let (channels, frame) = (features.channels, features.frame);
     let features = features.buffer;

@@ -10,6 +10,7 @@ use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
+use wgpu::Buffer;
 
 uniform! {
     struct AverageParams {
@@ -41,9 +42,9 @@ pub fn image_average(
     ctx: &GpuContext,
     count: usize,
     decay: f64,
-    x: &wgpu::Buffer,
-    biased: &wgpu::Buffer,
-    average: &wgpu::Buffer,
+    x: &Buffer,
+    biased: &Buffer,
+    average: &Buffer,
 ) -> Result<Dispatch> {
     let grid = elementwise_grid(count, max_dim(ctx));
     Dispatch::new(ctx, &shader("image_average")?, &params(count, decay, 0), &[x, biased, average], grid)

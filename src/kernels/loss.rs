@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
 use crate::tensor::Tensor;
+use wgpu::Buffer;
 
 uniform! {
     struct CountParams {
@@ -91,13 +92,7 @@ pub fn sq_diff_partials(count: usize) -> usize {
 }
 
 /// `partials[g] = Σ (a − b)²` over group g's elements.
-pub fn sq_diff_sum(
-    ctx: &GpuContext,
-    count: usize,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    partials: &wgpu::Buffer,
-) -> Result<Dispatch> {
+pub fn sq_diff_sum(ctx: &GpuContext, count: usize, a: &Buffer, b: &Buffer, partials: &Buffer) -> Result<Dispatch> {
     let (x, y) = grid_2d(sq_diff_partials(count), max_dim(ctx));
     Dispatch::new(
         ctx,
@@ -114,8 +109,8 @@ pub fn reduce_sum(
     count: usize,
     slot: usize,
     scale: f64,
-    partials: &wgpu::Buffer,
-    losses: &wgpu::Buffer,
+    partials: &Buffer,
+    losses: &Buffer,
 ) -> Result<Dispatch> {
     let p = ReduceParams { count: count as u32, slot: slot as u32, scale: scale as f32, ..Default::default() };
     Dispatch::new(ctx, &shader("reduce_sum")?, &p, &[partials, losses], [1, 1, 1])
@@ -127,9 +122,9 @@ pub fn content_grad(
     count: usize,
     scale: f64,
     accumulate: bool,
-    features: &wgpu::Buffer,
-    target: &wgpu::Buffer,
-    grad: &wgpu::Buffer,
+    features: &Buffer,
+    target: &Buffer,
+    grad: &Buffer,
 ) -> Result<Dispatch> {
     let p =
         ContentParams { count: count as u32, accumulate: accumulate as u32, scale: scale as f32, ..Default::default() };
@@ -185,14 +180,7 @@ pub fn style_grad_cpu_shader(channels: usize) -> Result<crate::gpu::Shader> {
 pub enum StyleGradKernel<'a> {
     Tiled,
     Cpu,
-    Coop {
-        config: CoopConfig,
-        twin: bool,
-        ranges: &'a wgpu::Buffer,
-        gram_slot: u32,
-        target_largest: f32,
-        features_slot: u32,
-    },
+    Coop { config: CoopConfig, twin: bool, ranges: &'a Buffer, gram_slot: u32, target_largest: f32, features_slot: u32 },
 }
 
 impl StyleGradKernel<'_> {
@@ -211,10 +199,10 @@ impl StyleGradKernel<'_> {
 /// The style gradient's operands: G, the target A, the features F and the gradient it adds to (framed like F).
 #[derive(Clone, Copy)]
 pub struct StyleGradIo<'a> {
-    pub gram: &'a wgpu::Buffer,
-    pub target: &'a wgpu::Buffer,
+    pub gram: &'a Buffer,
+    pub target: &'a Buffer,
     pub features: Tensor<'a>,
-    pub grad: &'a wgpu::Buffer,
+    pub grad: &'a Buffer,
 }
 
 /// `grad (+)= scale * (gram − target) · features` (C x C times the C framed planes at `frame`), the ReLU mask
@@ -286,9 +274,9 @@ pub fn tv_loss_grad(
     (height, width): (usize, usize),
     weight: f64,
     accumulate: bool,
-    x: &wgpu::Buffer,
-    grad: &wgpu::Buffer,
-    partials: &wgpu::Buffer,
+    x: &Buffer,
+    grad: &Buffer,
+    partials: &Buffer,
 ) -> Result<Dispatch> {
     let frame = Frame::new(height, width);
     let p = TvParams {

@@ -10,6 +10,7 @@ use super::grid::elementwise_grid;
 use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
+use wgpu::Buffer;
 
 /// FMAs one thread of `peak_fma` runs per loop trip (8 vec4 chains x 4 rounds).
 pub const FMA_PER_TRIP: u64 = 128;
@@ -43,8 +44,8 @@ pub fn peak_fma(
     iters: u32,
     mul: f32,
     add: f32,
-    seeds: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    seeds: &Buffer,
+    out: &Buffer,
 ) -> Result<Dispatch> {
     let p = FmaParams { count: threads as u32, iters, mul, add, ..Default::default() };
     Dispatch::new(ctx, &shader("peak_fma")?, &p, &[seeds, out], elementwise_grid(threads, max_dim(ctx)))
@@ -56,7 +57,7 @@ pub fn fma_flops(threads: usize, iters: u32) -> f64 {
 }
 
 /// `dst[0..4 * vec4s] = src[0..4 * vec4s]`, 16 bytes per thread. Both buffers hold at least `4 * vec4s` floats.
-pub fn peak_copy(ctx: &GpuContext, vec4s: usize, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Result<Dispatch> {
+pub fn peak_copy(ctx: &GpuContext, vec4s: usize, src: &Buffer, dst: &Buffer) -> Result<Dispatch> {
     let p = CopyParams { count: vec4s as u32, ..Default::default() };
     Dispatch::new(ctx, &shader("peak_copy")?, &p, &[src, dst], elementwise_grid(vec4s, max_dim(ctx)))
 }

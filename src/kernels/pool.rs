@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
 use crate::vgg::Pooling;
+use wgpu::Buffer;
 
 uniform! {
     struct PoolParams {
@@ -72,13 +73,7 @@ impl PoolShape {
 }
 
 /// 2x2/2 pooling of `input` into `output`, by `pooling`'s kernel.
-pub fn pool2x2(
-    ctx: &GpuContext,
-    pooling: Pooling,
-    s: PoolShape,
-    input: &wgpu::Buffer,
-    output: &wgpu::Buffer,
-) -> Result<Dispatch> {
+pub fn pool2x2(ctx: &GpuContext, pooling: Pooling, s: PoolShape, input: &Buffer, output: &Buffer) -> Result<Dispatch> {
     let kernel = match pooling {
         Pooling::Max => "maxpool2x2",
         Pooling::Avg => "avgpool2x2",
@@ -94,8 +89,8 @@ pub fn pool2x2_backward(
     ctx: &GpuContext,
     pooling: Pooling,
     s: PoolShape,
-    input: &wgpu::Buffer,
-    (grad_out, grad_in): (&wgpu::Buffer, &wgpu::Buffer),
+    input: &Buffer,
+    (grad_out, grad_in): (&Buffer, &Buffer),
 ) -> Result<Dispatch> {
     let kernel = match pooling {
         Pooling::Max => "maxpool2x2_backward",

@@ -10,6 +10,7 @@ use super::grid::{elementwise_grid, grid_2d};
 use super::{loss, max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
+use wgpu::Buffer;
 
 /// Partials a dot product of `count` elements writes (the length the partials buffer needs): `dot_sum` and
 /// `sq_diff_sum` share their entry point (shared/partial_sums.wgsl), so this is the same count.
@@ -39,9 +40,9 @@ pub fn dot(
     ctx: &GpuContext,
     reduction: Reduction,
     count: usize,
-    (a, b): (&wgpu::Buffer, &wgpu::Buffer),
-    partials: &wgpu::Buffer,
-    (slots, slot): (&wgpu::Buffer, usize),
+    (a, b): (&Buffer, &Buffer),
+    partials: &Buffer,
+    (slots, slot): (&Buffer, usize),
 ) -> Result<[Dispatch; 2]> {
     let p = DotParams { count: count as u32, abs_a: (reduction == Reduction::AbsSum) as u32, ..Default::default() };
     let (x, y) = grid_2d(dot_partials(count), max_dim(ctx));
@@ -111,9 +112,9 @@ pub fn axpy(
     count: usize,
     keep: bool,
     c: Coefficient,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
-    slots: &wgpu::Buffer,
+    x: &Buffer,
+    y: &Buffer,
+    slots: &Buffer,
 ) -> Result<Dispatch> {
     let p = axpy_params(count, keep, c);
     Dispatch::new(ctx, &shader("axpy_slots")?, &p, &[x, y, slots], elementwise_grid(count, max_dim(ctx)))

@@ -14,6 +14,7 @@ use super::{max_dim, shader, AdapterFacts, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::tensor::Tensor;
+use wgpu::Buffer;
 
 /// A slot of a scalars array, or none (the same marker as L-BFGS's axpys).
 pub use super::vector::NONE;
@@ -29,7 +30,7 @@ uniform! {
 }
 
 /// `mean[c]` = the mean of channel c's data pixels of `features` (framed at `frame`).
-pub fn channel_mean(ctx: &GpuContext, features: Tensor<'_>, mean: &wgpu::Buffer) -> Result<Dispatch> {
+pub fn channel_mean(ctx: &GpuContext, features: Tensor<'_>, mean: &Buffer) -> Result<Dispatch> {
     let (channels, frame) = (features.channels, features.frame);
     let features = features.buffer;
     let p = MeanParams {
@@ -57,9 +58,9 @@ pub fn covariance(
     ctx: &GpuContext,
     channels: usize,
     ridge: f64,
-    gram: &wgpu::Buffer,
-    mean: &wgpu::Buffer,
-    cov: &wgpu::Buffer,
+    gram: &Buffer,
+    mean: &Buffer,
+    cov: &Buffer,
 ) -> Result<Dispatch> {
     let p = CovarianceParams {
         channels: channels as u32,
@@ -122,9 +123,9 @@ pub fn matmul(
     variant: MatmulVariant,
     size: usize,
     (alpha, beta): (Alpha, f32),
-    (a, b): (&wgpu::Buffer, &wgpu::Buffer),
-    out: &wgpu::Buffer,
-    slots: &wgpu::Buffer,
+    (a, b): (&Buffer, &Buffer),
+    out: &Buffer,
+    slots: &Buffer,
 ) -> Result<Dispatch> {
     let p = MatmulParams {
         size: size as u32,
@@ -160,9 +161,9 @@ uniform! {
 pub fn sqrtm_start(
     ctx: &GpuContext,
     size: usize,
-    m: &wgpu::Buffer,
-    (slots, norm_slot): (&wgpu::Buffer, u32),
-    (y, z): (&wgpu::Buffer, &wgpu::Buffer),
+    m: &Buffer,
+    (slots, norm_slot): (&Buffer, u32),
+    (y, z): (&Buffer, &Buffer),
 ) -> Result<Dispatch> {
     let p = StartParams { size: size as u32, norm_slot, ..Default::default() };
     Dispatch::new(ctx, &shader("sqrtm_start")?, &p, &[m, slots, y, z], elementwise_grid(size * size, max_dim(ctx)))
@@ -194,7 +195,7 @@ pub fn w2_loss(
     channels: usize,
     (weight, target_trace): (f64, f64),
     inputs: LossInputs<'_>,
-    (losses, loss_slot): (&wgpu::Buffer, usize),
+    (losses, loss_slot): (&Buffer, usize),
 ) -> Result<Dispatch> {
     let p = LossParams {
         channels: channels as u32,
@@ -220,9 +221,9 @@ pub fn mean_grad(
     ctx: &GpuContext,
     channels: usize,
     w_over_n: f64,
-    k: &wgpu::Buffer,
-    (mean, target_mean): (&wgpu::Buffer, &wgpu::Buffer),
-    bias: &wgpu::Buffer,
+    k: &Buffer,
+    (mean, target_mean): (&Buffer, &Buffer),
+    bias: &Buffer,
 ) -> Result<Dispatch> {
     let p = MeanGradParams { channels: channels as u32, w_over_n: w_over_n as f32, ..Default::default() };
     let grid = elementwise_grid(channels, max_dim(ctx));
@@ -255,12 +256,7 @@ pub(super) const KERNELS: &[Kernel] = &[
 ];
 
 /// `grad[c, p] += bias[c]` where `features[c, p] > 0` (framed at `frame`).
-pub fn channel_bias_grad(
-    ctx: &GpuContext,
-    bias: &wgpu::Buffer,
-    features: Tensor<'_>,
-    grad: &wgpu::Buffer,
-) -> Result<Dispatch> {
+pub fn channel_bias_grad(ctx: &GpuContext, bias: &Buffer, features: Tensor<'_>, grad: &Buffer) -> Result<Dispatch> {
     let (channels, frame) = (features.channels, features.frame);
     let features = features.buffer;
     let count = frame.buffer_floats(channels);

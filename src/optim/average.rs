@@ -5,6 +5,7 @@
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels;
+use wgpu::Buffer;
 
 /// The average of the iterates of one image of `count` floats.
 pub struct ImageAverage {
@@ -25,7 +26,7 @@ impl ImageAverage {
     }
 
     /// An empty average of `x`; the first [`ImageAverage::prepare_next`] + dispatch takes in the first image.
-    pub fn new(ctx: &GpuContext, count: usize, decay: f64, x: &wgpu::Buffer) -> Result<Self> {
+    pub fn new(ctx: &GpuContext, count: usize, decay: f64, x: &Buffer) -> Result<Self> {
         let biased = ctx.storage_buffer("average b", count)?;
         let average = ctx.storage_buffer("average", count)?;
         let dispatch = kernels::image_average::image_average(ctx, count, decay, x, &biased, &average)?;
@@ -39,7 +40,7 @@ impl ImageAverage {
     }
 
     /// The average (framed like x), valid once an image was taken in.
-    pub fn average(&self) -> &wgpu::Buffer {
+    pub fn average(&self) -> &Buffer {
         &self.average
     }
 }

@@ -12,6 +12,7 @@ use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels::coop::{max_abs, zero_ranges};
 use crate::kernels::vector::{axpy, dot, dot_partials, set_coefficient, Coefficient, Reduction};
 use crate::loss_terms::Losses;
+use wgpu::Buffer;
 
 /// Pairs with yᵀs at or below this are not kept.
 pub const CURVATURE_EPS: f64 = 1e-10;
@@ -149,8 +150,8 @@ impl Lbfgs {
         count: usize,
         history: usize,
         max_evals: usize,
-        x: &wgpu::Buffer,
-        grad: &wgpu::Buffer,
+        x: &Buffer,
+        grad: &Buffer,
     ) -> Result<Self> {
         if history == 0 {
             return Err(Error::InvalidOption("--lbfgs-history must be at least 1".into()));
@@ -164,9 +165,8 @@ impl Lbfgs {
         let slots = ctx.storage_buffer("lbfgs scalars", slot_count(m))?;
         let ranges = ctx.storage_buffer("lbfgs ranges", 2)?;
         let c = Coefficient::constant;
-        let dot2 = |a: &wgpu::Buffer, b: &wgpu::Buffer, slot: usize| {
-            dot(ctx, Reduction::Dot, count, (a, b), &partials, (&slots, slot))
-        };
+        let dot2 =
+            |a: &Buffer, b: &Buffer, slot: usize| dot(ctx, Reduction::Dot, count, (a, b), &partials, (&slots, slot));
         let mut pairs = Vec::with_capacity(m + 1);
         for j in 0..=m {
             let (s, y) = (vector("lbfgs s")?, vector("lbfgs y")?);

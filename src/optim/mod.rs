@@ -14,6 +14,7 @@ use crate::gpu::{Dispatch, GpuContext};
 use crate::image_io::{self, Resample};
 use crate::kernels;
 use crate::loss_terms::Losses;
+use wgpu::Buffer;
 
 /// What an optimiser's iteration asks of the problem it optimises (the [`crate::Stylizer`] answers): evaluations
 /// of the loss and its gradient at the image buffer's x, recorded with the optimiser's own dispatches.
@@ -116,13 +117,7 @@ impl Adam {
     }
 
     /// Zeroed moments; the update reads `grad` and writes `x`.
-    pub fn new(
-        ctx: &GpuContext,
-        count: usize,
-        learning_rate: f64,
-        x: &wgpu::Buffer,
-        grad: &wgpu::Buffer,
-    ) -> Result<Self> {
+    pub fn new(ctx: &GpuContext, count: usize, learning_rate: f64, x: &Buffer, grad: &Buffer) -> Result<Self> {
         let zeros = vec![0.0f32; count];
         let m = ctx.buffer_from("adam m", &zeros)?;
         let v = ctx.buffer_from("adam v", &zeros)?;

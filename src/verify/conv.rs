@@ -111,15 +111,7 @@ pub fn conv3x3_backward_data(
     let loss = |x: &[f64]| -> f64 {
         r::conv3x3(x, (cin, h, w), &wt, &b, cout, true).iter().zip(&gy).map(|(a, b)| a * b).sum()
     };
-    let eps = 1e-5;
-    let fd: Vec<f64> = (0..x.len())
-        .map(|i| {
-            let (mut p, mut m) = (x.clone(), x.clone());
-            p[i] += eps;
-            m[i] -= eps;
-            (loss(&p) - loss(&m)) / (2.0 * eps)
-        })
-        .collect();
+    let fd = r::central_differences(&x, 1e-5, loss);
     both(vs_ref, compare(&format!("{what} vs finite differences"), &plain, &fd, tol.max(1e-3)))
 }
 

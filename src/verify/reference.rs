@@ -83,6 +83,19 @@ pub fn conv3x3_backward_data(
 }
 
 /// ReLU backward: `g` where `y > 0`, else 0.
+/// Central differences of `loss` at `x`, one coordinate at a time with step `eps`: the gradient checks' ground
+/// truth for the analytic gradients.
+pub fn central_differences(x: &[f64], eps: f64, loss: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    (0..x.len())
+        .map(|i| {
+            let (mut p, mut m) = (x.to_vec(), x.to_vec());
+            p[i] += eps;
+            m[i] -= eps;
+            (loss(&p) - loss(&m)) / (2.0 * eps)
+        })
+        .collect()
+}
+
 pub fn relu_mask(g: &[f64], y: &[f64]) -> Vec<f64> {
     g.iter().zip(y).map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }).collect()
 }

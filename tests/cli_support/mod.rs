@@ -101,21 +101,21 @@ pub fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     c.into_inner()
 }
 
+/// Writes `content.png`, a 32 px ramp of mid-range colours (at the target size of `--image-size 32`, so it is used
+/// as is and nothing is clamped: its chroma can be compared pixel by pixel), and `style.png`, stripes, into `d`;
+/// returns the content.
+pub fn save_chroma_pair(d: &Path) -> RgbImage {
+    let content =
+        RgbImage::from_fn(32, 32, |x, y| image::Rgb([(90 + x * 2) as u8, (110 + y * 2) as u8, (100 + (x + y)) as u8]));
+    save(d, "content.png", &DynamicImage::ImageRgb8(content.clone()), ImageFormat::Png);
+    save(d, "style.png", &DynamicImage::ImageRgb8(stripes(32, 32)), ImageFormat::Png);
+    content
+}
+
 pub fn save(dir: &Path, name: &str, img: &DynamicImage, format: ImageFormat) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, encode(img, format)).unwrap();
     p
-}
-
-pub fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
@@ -123,7 +123,7 @@ fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
     let mut body = kind.to_vec();
     body.extend_from_slice(data);
     out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32(&body).to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
 }
 
 /// zlib stream with stored (uncompressed) deflate blocks.
