@@ -50,6 +50,9 @@ pub struct BenchArgs {
     pub precision: Precision,
     /// The style distance (W2 adds its square roots to every iteration).
     pub style_loss: crate::StyleLoss,
+    /// Free canvas around the image (StyleOptions::margin): 0 times the network at exactly `size`, as the
+    /// PyTorch peer runs it; a run's default margin makes each iteration work on a canvas 2·margin px wider.
+    pub margin: usize,
 }
 
 impl Default for BenchArgs {
@@ -61,6 +64,7 @@ impl Default for BenchArgs {
             weights: None,
             precision: Precision::Auto,
             style_loss: crate::StyleLoss::Gram,
+            margin: 0,
         }
     }
 }
@@ -325,10 +329,11 @@ pub fn default_layers() -> (Vec<usize>, Vec<usize>) {
     (spec.content_layers, spec.style_layers)
 }
 
-/// Planned bytes ([`memory_plan`]) for a square image with the default options and Caffe weights on a GPU.
+/// Planned bytes ([`memory_plan`]) for a square image with the default options and Caffe weights on a GPU, with
+/// no margin: the network at exactly `side`² (a run paints on a canvas 2·margin wider, docs/MATHS.md).
 pub fn planned_bytes_square(side: usize) -> u64 {
-    let plan = memory_plan(side, side, &StyleOptions::default(), false, &AdapterFacts::example_gpu())
-        .expect("default options are valid");
+    let opts = StyleOptions { margin: Some(0), ..Default::default() };
+    let plan = memory_plan(side, side, &opts, false, &AdapterFacts::example_gpu()).expect("default options are valid");
     plan.iter().map(|i| i.bytes).sum()
 }
 
@@ -389,6 +394,8 @@ pub struct IterationReport {
     pub size: usize,
     pub width: usize,
     pub height: usize,
+    /// The canvas is this much wider on every side (the network runs at width + 2·margin).
+    pub margin: usize,
     pub adapter: String,
     pub backend: String,
     pub device_type: String,
@@ -442,8 +449,13 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     let content = random_image(1, w, h);
     let style = random_image(2, w, h);
     let style_weight = crate::defaults::style_weight(args.style_loss);
-    let opts =
-        StyleOptions { precision: args.precision, style_loss: args.style_loss, style_weight, ..Default::default() };
+    let opts = StyleOptions {
+        precision: args.precision,
+        style_loss: args.style_loss,
+        style_weight,
+        margin: Some(args.margin),
+        ..Default::default()
+    };
     let setup = Instant::now();
     let mut precision = String::new();
     let mut s = Stylizer::with_progress(&ctx, &weights, &content, std::slice::from_ref(&style), &opts, &mut |stage| {
@@ -493,13 +505,15 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     let facts = &s.net().facts;
     let planned: u64 =
         memory_plan(w, h, &opts, weights.convention != InputConvention::Caffe, facts)?.iter().map(|i| i.bytes).sum();
-    let flops = conv_flops_per_iteration(w, h);
+    let (cw, ch) = s.canvas().size();
+    let flops = conv_flops_per_iteration(cw, ch);
     let driver = format!("{} {}", ctx.info.driver, ctx.info.driver_info).trim().to_string();
     Ok(IterationReport {
         bench: "iteration",
         size: args.size,
         width: w,
         height: h,
+        margin: args.margin,
         adapter: ctx.adapter_name().to_string(),
         backend: format!("{:?}", ctx.info.backend),
         device_type: format!("{:?}", ctx.info.device_type),
@@ -613,6 +627,8 @@ pub struct JobReport {
     pub style_loss: &'static str,
     pub iterations: usize,
     pub min_scale: usize,
+    /// The margin of every scale's canvas.
+    pub margin: usize,
     pub scales: Vec<ScaleTiming>,
     /// Wall time of the whole job, setup of every scale and the final read-back included.
     pub total_ms: f64,
@@ -712,6 +728,7 @@ pub fn run_job(args: &BenchArgs, min_scale: usize) -> Result<JobReport> {
     options.style.precision = args.precision;
     options.style.style_loss = args.style_loss;
     options.style.style_weight = crate::defaults::style_weight(args.style_loss);
+    options.style.margin = Some(args.margin);
     let job = Job::plan(images, options)?;
     let now = Instant::now();
     let last = args.iterations;
@@ -732,6 +749,7 @@ pub fn run_job(args: &BenchArgs, min_scale: usize) -> Result<JobReport> {
         style_loss: if args.style_loss == crate::StyleLoss::W2 { "w2" } else { "gram" },
         iterations: args.iterations,
         min_scale,
+        margin: args.margin,
         scales: clock.scales,
         total_ms,
         losses_finite: finite,
@@ -770,7 +788,11 @@ mod tests {
         let (c, s) = default_layers();
         assert_eq!(c, vec![8]);
         assert_eq!(s, vec![0, 2, 4, 7, 10]);
-        let plan = memory_plan(64, 64, &StyleOptions::default(), false, &AdapterFacts::example_gpu()).unwrap();
+        let no_margin = StyleOptions { margin: Some(0), ..Default::default() };
+        let plan = memory_plan(64, 64, &no_margin, false, &AdapterFacts::example_gpu()).unwrap();
+        // The default margin (8 px at 64 px) plans the 80x80 canvas.
+        let with_margin = memory_plan(64, 64, &StyleOptions::default(), false, &AdapterFacts::example_gpu()).unwrap();
+        assert_eq!(with_margin, memory_plan(80, 80, &no_margin, false, &AdapterFacts::example_gpu()).unwrap());
         let get = |what: &str| plan.iter().find(|i| i.what.starts_with(what)).unwrap().bytes;
         let p = 64 * 64u64;
         // The content target is a framed copy of relu4_2 (8x8: 12 floats per row, 10 rows).
@@ -799,7 +821,7 @@ mod tests {
         assert_eq!(get("network"), net.bytes());
         // torchvision weights add the network input and its gradient, but both die early enough that their
         // slots grow into ones the plan needs anyway: no extra bytes.
-        let affine = memory_plan(64, 64, &StyleOptions::default(), true, &AdapterFacts::example_gpu()).unwrap();
+        let affine = memory_plan(64, 64, &no_margin, true, &AdapterFacts::example_gpu()).unwrap();
         assert_eq!(affine.iter().map(|i| i.bytes).sum::<u64>(), plan.iter().map(|i| i.bytes).sum::<u64>());
     }
 

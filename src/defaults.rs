@@ -22,6 +22,19 @@ pub const STYLE_LAYERS: &[&str] = &["relu1_1", "relu2_1", "relu3_1", "relu4_1", 
 pub const STYLE_SCALE: f64 = 1.0;
 /// L-BFGS's history pairs (torch's and jcjohnson's).
 pub const LBFGS_HISTORY: usize = 100;
+/// The free canvas around a `width` x `height` image on every side, cropped away at the end: 1/32 of the longest
+/// side, at least 8 px — far enough out that the frame the convs' zero padding makes the style loss paint falls
+/// outside the picture (docs/MATHS.md, "Edges: the margin"; the study behind the numbers in docs/PERFORMANCE.md,
+/// "Edges": 4 px sufficed at 128 px and not at 256, 8 px at both) — and less than the shorter side, which the
+/// reflection needs.
+pub fn margin(width: usize, height: usize) -> usize {
+    let wanted = width.max(height).div_ceil(MARGIN_FRACTION).max(MIN_MARGIN);
+    wanted.min(width.min(height).saturating_sub(1))
+}
+/// The default margin is 1/MARGIN_FRACTION of the longest side ...
+pub const MARGIN_FRACTION: usize = 32;
+/// ... and at least this many pixels.
+pub const MIN_MARGIN: usize = 8;
 /// The smallest scale of a coarse-to-fine run (crowsonkb's style-transfer-pytorch: 128 px).
 pub const MIN_SCALE: usize = 128;
 

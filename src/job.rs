@@ -372,6 +372,9 @@ impl Job {
             }
             scales.push(Scale { side, iterations, content: c, styles: s, style_side: scale_style_side });
         }
+        for scale in &scales {
+            options.style.canvas(scale.content.width, scale.content.height)?;
+        }
         let mut options = options;
         // An init image of any size starts the job at the content's size.
         let out = scales.last().expect("at least one scale");

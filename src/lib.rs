@@ -10,6 +10,8 @@
 //!   variant; [`gpu`]: the wgpu context (adapter choice, limits, typed errors, pipelines from WGSL source).
 //! - [`loss_terms`]: the content, style and TV terms; [`optim`]: the optimiser on the image.
 //! - [`stylizer`]: one style problem at one size on the GPU: build a [`Stylizer`], step it, read the image.
+//! - [`canvas`]: the image inside the optimised canvas (a margin that keeps the zero padding's edge out of the
+//!   picture).
 //! - [`job`]: the whole painting (scales, hand-over between them, caps, averaging) reported to an observer;
 //!   [`defaults`]: every default in one place.
 //! - [`verify`]: the f64 CPU reference and the GPU-vs-reference checks, family by family, that the tests and
@@ -17,6 +19,7 @@
 //!   and the benchmarks.
 
 pub mod bench;
+pub mod canvas;
 pub mod defaults;
 pub mod error;
 pub mod frame;

@@ -123,7 +123,7 @@ pub fn check_binding_limit(ctx: &GpuContext, plan: &Plan) -> Result<()> {
             largest >> 20,
             ctx.adapter_name(),
             limit >> 20,
-            vgg::largest_fitting_side(w, h, limit)
+            vgg::largest_fitting_side(w, h, limit, |_, _| 0)
         )));
     }
     Ok(())

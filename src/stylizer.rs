@@ -23,6 +23,7 @@
 //! # }
 //! ```
 
+use crate::canvas::Canvas;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels::AdapterFacts;
@@ -75,6 +76,9 @@ pub struct StyleOptions {
     pub style_loss: StyleLoss,
     /// Decay of the image average the run writes (docs/MATHS.md, "Image averaging"); None: the last iterate.
     pub average_decay: Option<f64>,
+    /// Pixels of free canvas around the image on every side, cropped away at the end (docs/MATHS.md, "Edges: the
+    /// margin"); 0 optimises the image itself; None: [`defaults::margin`] for the image's size.
+    pub margin: Option<usize>,
 }
 
 /// What updates the image (docs/MATHS.md, "Optimiser").
@@ -122,7 +126,20 @@ impl Default for StyleOptions {
             optimizer: Optimizer::Adam,
             style_loss: StyleLoss::Gram,
             average_decay: None,
+            margin: None,
         }
+    }
+}
+
+impl StyleOptions {
+    /// The margin of a `width` x `height` image: as given, else the default for its size.
+    pub fn margin_for(&self, width: usize, height: usize) -> usize {
+        self.margin.unwrap_or_else(|| defaults::margin(width, height))
+    }
+
+    /// The canvas of a `width` x `height` image (an error when the margin is too wide for it).
+    pub fn canvas(&self, width: usize, height: usize) -> Result<Canvas> {
+        Canvas::new(width, height, self.margin_for(width, height))
     }
 }
 
@@ -190,6 +207,8 @@ fn check_options(o: &StyleOptions) -> Result<()> {
 /// Neural style transfer state for one content image: the network plan, the loss terms, the optimiser.
 pub struct Stylizer<'a> {
     ctx: &'a GpuContext,
+    /// The image inside the optimised canvas.
+    canvas: Canvas,
     net: GpuNet,
     network: Network,
     losses: LossTerms,
@@ -204,8 +223,9 @@ pub struct Stylizer<'a> {
 }
 
 impl<'a> Stylizer<'a> {
-    /// Plans the network at the content size, computes the targets (the content features, the style Grams at
-    /// each style image's own size) and sets up the optimiser at the initial image.
+    /// Plans the network at the size of the content's canvas (the content plus [`StyleOptions::margin`] on every
+    /// side), computes the targets (the content features on the canvas, the style Grams at each style image's own
+    /// size) and sets up the optimiser at the initial image.
     pub fn new(
         ctx: &'a GpuContext,
         weights: &Vgg16Weights,
@@ -227,8 +247,9 @@ impl<'a> Stylizer<'a> {
         on_stage: &mut dyn FnMut(SetupStage),
     ) -> Result<Self> {
         check_options(opts)?;
-        let (w, h) = (content.width, content.height);
-        vgg::check_size(w, h)?;
+        vgg::check_size(content.width, content.height)?;
+        let canvas = opts.canvas(content.width, content.height)?;
+        let (w, h) = canvas.size();
         for s in styles {
             vgg::check_size(s.width, s.height)?;
         }
@@ -243,7 +264,7 @@ impl<'a> Stylizer<'a> {
         on_stage(SetupStage::Weights);
         let net = GpuNet::with_facts(ctx, weights, opts.pooling, facts)?;
         let mut network = Network::new(ctx, &net, net.plan_spec(w, h, &spec.taps(), true))?;
-        let content_x = subtract_mean(content);
+        let content_x = canvas.pad(&subtract_mean(content), 3);
         let weighted: Vec<(PlanarImage, f64)> = styles.iter().cloned().zip(blend).collect();
         let losses = LossTerms::new(ctx, &net, &network, &spec, &content_x, &weighted, on_stage)?;
         network.build_backward(ctx, &net, |site| losses.gradient_dispatches(ctx, site))?;
@@ -274,13 +295,13 @@ impl<'a> Stylizer<'a> {
         let x0: Vec<f32> = match &opts.init {
             Init::Content => content_x,
             Init::Image(img) => {
-                if (img.width, img.height) != (w, h) {
+                if (img.width, img.height) != (content.width, content.height) {
                     return Err(Error::InvalidOption(format!(
-                        "init image is {}x{}, must be the content size {w}x{h}",
-                        img.width, img.height
+                        "init image is {}x{}, must be the content size {}x{}",
+                        img.width, img.height, content.width, content.height
                     )));
                 }
-                subtract_mean(img)
+                canvas.pad(&subtract_mean(img), 3)
             }
             Init::Random => random_init(3 * w * h, opts.seed),
         };
@@ -294,7 +315,7 @@ impl<'a> Stylizer<'a> {
         let average_bytes = average.as_ref().map_or(0, |_| 4 * ImageAverage::buffer_floats(count) as u64);
         let bytes = net.bytes + network.bytes() + losses.bytes() + optimizer_bytes + average_bytes;
         let losses_staging = ctx.staging_buffer("losses readback", losses.slot_kinds().len());
-        Ok(Self { ctx, net, network, losses, optimizer, average, losses_staging, in_flight: None, bytes })
+        Ok(Self { ctx, canvas, net, network, losses, optimizer, average, losses_staging, in_flight: None, bytes })
     }
 
     /// All dispatches of one iteration of an optimiser with a fused update (Adam) in order, the image average's
@@ -362,15 +383,20 @@ impl<'a> Stylizer<'a> {
         self.optimizer.evaluations()
     }
 
-    /// The optimiser's state for the next coarse-to-fine scale (dense CHW planes, like [`Stylizer::x`]).
+    /// The optimiser's state for the next coarse-to-fine scale (dense CHW planes of the image, like
+    /// [`Stylizer::x`]: the margin's part is not handed over).
     pub fn handover(&self) -> Result<Handover> {
-        self.optimizer.handover(self.ctx, self.network.image_frame())
+        let mut h = self.optimizer.handover(self.ctx, self.network.image_frame())?;
+        h.planes.iter_mut().for_each(|p| p.values = self.canvas.crop(&p.values, 3));
+        Ok(h)
     }
 
     /// Continues from an earlier scale's [`Stylizer::handover`], resized to this image
-    /// ([`Handover::resized`]).
+    /// ([`Handover::resized`]); the margin's state is the image's reflected, as its pixels are.
     pub fn resume(&mut self, handover: &Handover) -> Result<()> {
-        self.optimizer.resume(self.ctx, self.network.image_frame(), handover)
+        let mut h = handover.clone();
+        h.planes.iter_mut().for_each(|p| p.values = self.canvas.pad(&p.values, 3));
+        self.optimizer.resume(self.ctx, self.network.image_frame(), &h)
     }
 
     /// The accepted step lengths t so far, one per iteration (L-BFGS; None with Adam).
@@ -393,15 +419,22 @@ impl<'a> Stylizer<'a> {
         Ok(PlanarImage::new(w, h, data))
     }
 
-    /// The mean-subtracted variable x itself, the optimiser's current iterate (dense CHW).
+    /// The image's part of the mean-subtracted variable x, the optimiser's current iterate (dense CHW).
     pub fn x(&self) -> Result<Vec<f32>> {
+        Ok(self.canvas.crop(&self.canvas_x()?, 3))
+    }
+
+    /// The whole canvas's x, margin included (dense CHW, [`Stylizer::canvas`]'s size).
+    pub fn canvas_x(&self) -> Result<Vec<f32>> {
         Ok(self.network.image_frame().unframe(&self.ctx.read_all(self.network.image())?, 3))
     }
 
     /// What [`Stylizer::image`] holds, mean-subtracted (dense CHW): the average when averaging, else x.
     pub fn output_x(&self) -> Result<Vec<f32>> {
         match &self.average {
-            Some(a) => Ok(self.network.image_frame().unframe(&self.ctx.read_all(a.average())?, 3)),
+            Some(a) => {
+                Ok(self.canvas.crop(&self.network.image_frame().unframe(&self.ctx.read_all(a.average())?, 3), 3))
+            }
             None => self.x(),
         }
     }
@@ -422,7 +455,8 @@ impl<'a> Stylizer<'a> {
         Ok(read.expect("losses requested"))
     }
 
-    /// The gradient of the total loss w.r.t. x at the current image (runs forward + backward, no update).
+    /// The gradient of the total loss w.r.t. the canvas's x, margin included, at the current image (runs forward
+    /// + backward, no update).
     pub fn gradient(&mut self) -> Result<Vec<f32>> {
         let n = &self.network;
         self.ctx.submit_and_wait(self.ctx.encode(loss_and_gradient(n, &self.losses, false)).finish())?;
@@ -431,9 +465,14 @@ impl<'a> Stylizer<'a> {
         Ok(n.image_frame().unframe(&framed, 3))
     }
 
-    /// (width, height) of the optimised image.
+    /// (width, height) of the image (the canvas without its margin).
     pub fn size(&self) -> (usize, usize) {
-        (self.network.plan.spec.width, self.network.plan.spec.height)
+        (self.canvas.width, self.canvas.height)
+    }
+
+    /// The image inside the optimised canvas.
+    pub fn canvas(&self) -> Canvas {
+        self.canvas
     }
 
     /// Bytes of GPU buffers this stylizer allocated (weights, activations, gradients, targets, scratch,
@@ -442,7 +481,7 @@ impl<'a> Stylizer<'a> {
         self.bytes
     }
 
-    /// The network's plan at the content size.
+    /// The network's plan at the canvas's size.
     pub fn plan(&self) -> &Plan {
         &self.network.plan
     }
@@ -633,21 +672,41 @@ fn first_use_check(ctx: &GpuContext, config: crate::kernels::coop::CoopConfig) -
     r
 }
 
-/// Refuses, before anything is allocated, an image whose largest tensor exceeds what the adapter can bind,
-/// naming the largest `--image-size` that fits (the same check [`Stylizer::new`] makes).
-pub fn check_fits(ctx: &GpuContext, width: usize, height: usize) -> Result<()> {
+/// Refuses, before anything is allocated, an image whose largest tensor exceeds what the adapter can bind when it
+/// is painted on a canvas `margin(width, height)` px wider on every side (0 for a style image), naming the largest
+/// `--image-size` that fits with that margin (the check [`Stylizer::new`] makes on the canvas's plan).
+pub fn check_fits(
+    ctx: &GpuContext,
+    width: usize,
+    height: usize,
+    margin: impl Fn(usize, usize) -> usize + Copy,
+) -> Result<()> {
     vgg::check_size(width, height)?;
+    let m = margin(width, height);
     let convs: Vec<(usize, usize)> = VGG16_CONV_LAYERS.iter().map(|&(_, i, o)| (i, o)).collect();
     let spec = crate::plan::PlanSpec {
-        width,
-        height,
+        width: width + 2 * m,
+        height: height + 2 * m,
         convs,
         pooling: Pooling::Max,
         input_affine: false,
         taps: vec![0],
         backward: true,
     };
-    crate::network::check_binding_limit(ctx, &Plan::new(spec))
+    let largest = Plan::new(spec).largest_tensor_bytes();
+    let limit = ctx.limits.max_storage_buffer_binding_size;
+    if largest <= limit {
+        return Ok(());
+    }
+    let canvas = if m > 0 { format!(" (with its {m} px margin)") } else { String::new() };
+    Err(Error::OutOfMemory(format!(
+        ": a {width}x{height} image{canvas} needs {} MiB activations but {} binds at most {} MiB; the largest size \
+         that fits is --image-size {}",
+        largest >> 20,
+        ctx.adapter_name(),
+        limit >> 20,
+        vgg::largest_fitting_side(width, height, limit, margin)
+    )))
 }
 
 /// The loss terms' layers and weights from the options (unknown layer names are an error).
@@ -671,8 +730,8 @@ pub struct MemoryItem {
 
 /// The GPU buffers a [`Stylizer`] allocates for a `width` x `height` content image with these options on an
 /// adapter with these facts, from the shapes alone: the same accounting as [`Stylizer::gpu_bytes`] (one source
-/// of truth: both come from the network's [`Plan`] and the loss terms' [`LossSpec::buffers`]).
-/// `input_affine`: torchvision-convention weights.
+/// of truth: both come from the network's [`Plan`] and the loss terms' [`LossSpec::buffers`]). Everything is
+/// the size of the image's canvas ([`StyleOptions::margin`]). `input_affine`: torchvision-convention weights.
 pub fn memory_plan(
     width: usize,
     height: usize,
@@ -680,6 +739,7 @@ pub fn memory_plan(
     input_affine: bool,
     facts: &AdapterFacts,
 ) -> Result<Vec<MemoryItem>> {
+    let (width, height) = opts.canvas(width, height)?.size();
     let spec = loss_spec(opts)?;
     let convs: Vec<(usize, usize)> = VGG16_CONV_LAYERS.iter().map(|&(_, i, o)| (i, o)).collect();
     let mut taps = spec.taps();

@@ -64,17 +64,25 @@ pub fn check_size(width: usize, height: usize) -> Result<()> {
     Ok(())
 }
 
-/// The largest longest-side (keeping `width:height`) whose biggest activation fits `max_binding` bytes.
-/// The largest tensor is conv1's output (64 channels at full size, in its frame: [`crate::frame`]).
-pub fn largest_fitting_side(width: usize, height: usize, max_binding: u64) -> usize {
+/// The largest longest-side (keeping `width:height`) whose biggest activation fits `max_binding` bytes when the
+/// image is painted on a canvas `margin(width, height)` px wider on every side (docs/MATHS.md, "Edges: the
+/// margin"). The largest tensor is conv1's output (64 channels at the canvas's size, in its frame:
+/// [`crate::frame`]).
+pub fn largest_fitting_side(
+    width: usize,
+    height: usize,
+    max_binding: u64,
+    margin: impl Fn(usize, usize) -> usize,
+) -> usize {
     let (long, short) = (width.max(height), width.min(height));
-    // The image resized so its longest side is `side` (as image_io::target_size rounds).
+    // The image resized so its longest side is `side` (as image_io::target_size rounds), on its canvas.
     let fits = |side: usize| {
         let other = ((short as f64 * side as f64 / long as f64).round() as usize).max(1);
-        let frame = if width >= height { Frame::new(other, side) } else { Frame::new(side, other) };
-        4 * frame.buffer_floats(64) as u64 <= max_binding
+        let (w, h) = if width >= height { (side, other) } else { (other, side) };
+        let m = margin(w, h);
+        4 * Frame::new(h + 2 * m, w + 2 * m).buffer_floats(64) as u64 <= max_binding
     };
-    // 64 channels x long x short x 4 bytes ≤ max_binding bounds it from above; the frame only adds.
+    // 64 channels x long x short x 4 bytes ≤ max_binding bounds it from above; the frame and the margin only add.
     let mut side = ((max_binding as f64 / (256.0 * short as f64 / long as f64)).sqrt().ceil() as usize).max(MIN_SIDE);
     while side > MIN_SIDE && !fits(side) {
         side -= 1;
@@ -122,10 +130,15 @@ mod tests {
     #[test]
     fn largest_fitting_side_fits() {
         let limit = 128u64 << 20;
-        let s = largest_fitting_side(1000, 500, limit);
+        let s = largest_fitting_side(1000, 500, limit, |_, _| 0);
         let bytes = |side: usize| 4 * Frame::new((side as f64 * 0.5).round() as usize, side).buffer_floats(64) as u64;
         assert!(bytes(s) <= limit);
         assert!(bytes(s + 1) > limit);
+        // With a margin of 10 px the canvas must fit: a smaller image.
+        let m = largest_fitting_side(1000, 500, limit, |_, _| 10);
+        let canvas =
+            |side: usize| 4 * Frame::new((side as f64 * 0.5).round() as usize + 20, side + 20).buffer_floats(64) as u64;
+        assert!(canvas(m) <= limit && canvas(m + 1) > limit && m < s);
         assert_eq!(relu_index("relu4_2"), Some(8));
         assert_eq!(relu_index("relu5_2"), None);
     }

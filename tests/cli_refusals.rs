@@ -265,7 +265,8 @@ fn image_size_beyond_the_adapter_names_the_largest_that_fits() {
     let ctx = neural_style::gpu::GpuContext::new(&Default::default()).expect("an adapter");
     let limit = ctx.limits.max_storage_buffer_binding_size;
     drop(ctx);
-    let largest = neural_style::vgg::largest_fitting_side(40, 30, limit);
+    let margin = |w, h| neural_style::defaults::margin(w, h);
+    let largest = neural_style::vgg::largest_fitting_side(40, 30, limit, margin);
     let size = (largest + 8).to_string();
     let e =
         assert_refused(dir.path(), &["content.png", "style43.png", "--image-size", &size], Some(1), "out of memory");

@@ -149,6 +149,36 @@ fn total_gradient_matches_finite_differences() {
     assert_finite_differences(&gpu, &x0, total, 24, 99);
 }
 
+/// The canvas (docs/MATHS.md, "Edges: the margin"): the engine's margin against the reference's own reflection,
+/// the losses and dL/dx of the whole canvas and three Adam iterations, at an odd size and a margin that is
+/// neither a power of two nor small against the image.
+#[test]
+fn the_canvas_with_a_margin_matches_reference() {
+    let worst =
+        verify::network::full_iterations_with_margin(ctx(), (21, 17), 5, 3, 30).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("canvas with margin 5: max error {worst:.2e}");
+}
+
+/// dL/dx on the canvas, margin pixels included, against finite differences of the reference loss.
+#[test]
+fn the_canvas_gradient_matches_finite_differences() {
+    let (w, h, margin) = (18, 16, 3);
+    let mut p = Problem::new(w, h, 11);
+    p.opts.margin = Some(margin);
+    let mut s = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &p.opts).unwrap();
+    let gpu = s.gradient().unwrap();
+    let x0 = to_f64(&s.canvas_x().unwrap());
+    let q = p.on_canvas(margin);
+    let net = ref_net(&q.weights, false);
+    let (content, style) = q.reference_targets(&net);
+    let (cw, ch) = (w + 2 * margin, h + 2 * margin);
+    let total = |x: &[f64]| {
+        let (a, b, t) = net.losses(x, ch, cw, &content, &style, q.loss_weights());
+        a + b + t
+    };
+    assert_finite_differences(&gpu, &x0, total, 24, 98);
+}
+
 /// The GPU's dL/dx at `samples` random pixels of `x0` against central finite differences (step 1e-3) of the
 /// reference loss `total`: within 1e-2 of the difference plus 1e-3 of the gradient's rms.
 fn assert_finite_differences(gpu: &[f32], x0: &[f64], total: impl Fn(&[f64]) -> f64, samples: usize, seed: u64) {

@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// (a run's shares per scale): setup and ms per iteration of each scale, and the total.
     #[arg(long, value_name = "PX")]
     pub min_scale: Option<usize>,
+    /// Free canvas around the image, as a run's --margin [default: 0, the network at exactly --size, as PyTorch's
+    /// peer runs it; a run's default is 8].
+    #[arg(long, value_name = "PX", default_value_t = 0)]
+    pub margin: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -236,6 +240,12 @@ pub struct StyleArgs {
     /// Pooling after relu1_2, relu2_2, relu3_3 and relu4_3.
     #[arg(long, value_enum, default_value_t = PoolingArg::Max)]
     pub pooling: PoolingArg,
+    /// Paint on a canvas PX wider on every side (the content reflected into it) and crop it away: the network's
+    /// zero padding makes the style loss paint a dark frame along the canvas's edge, which then lies outside the
+    /// picture. 0 paints the image itself, with that frame, as versions before 0.3 did [default: 1/32 of the
+    /// longest side at each scale, at least 8].
+    #[arg(long, value_name = "PX")]
+    pub margin: Option<usize>,
     /// Comma-separated content layers (relu1_1 ... relu5_1).
     #[arg(long, value_name = "LAYERS", value_delimiter = ',', default_values = defaults::CONTENT_LAYERS)]
     pub content_layers: Vec<String>,
@@ -343,6 +353,7 @@ impl StyleArgs {
             seed: self.seed,
             average_decay: self.avg_decay,
             style_loss: self.style_loss.into(),
+            margin: self.margin,
         };
         JobOptions { style, size, style_scale: self.style_scale, lbfgs_max_evals: self.lbfgs_max_evals }
     }

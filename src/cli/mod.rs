@@ -94,6 +94,7 @@ fn bench(args: &BenchArgs) -> Result<Outcome, CliError> {
         weights: args.weights.clone(),
         precision: args.precision.into(),
         style_loss: args.style_loss.into(),
+        margin: args.margin,
     };
     let line = match args.min_scale {
         Some(min) => serde_json::to_string(&neural_style::bench::run_job(&lib_args, min)?),

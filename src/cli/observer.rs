@@ -152,8 +152,14 @@ impl<'r> CliObserver<'r> {
         if style.style_loss == StyleLoss::W2 {
             average_text.push_str(", Wasserstein-2 style loss");
         }
+        // The margin at the job's size (each coarser scale has its own).
+        let margin_text = match style.canvas(fw, fh).map(|c| c.margin) {
+            Ok(m) if m > 0 => format!(" painted on a canvas with a {m} px margin (cropped; --margin 0 for none)"),
+            _ => String::new(),
+        };
         self.stages.line(format!(
-            "{fw}x{fh}, {} style image{} ({style_side} px longest side), {} iterations{scales_text}{average_text}{}",
+            "{fw}x{fh}{margin_text}, {} style image{} ({style_side} px longest side), {} iterations{scales_text}\
+             {average_text}{}",
             styles.len(),
             if styles.len() == 1 { "" } else { "s" },
             size.iterations,

@@ -102,8 +102,10 @@ fn prepare(a: &StyleArgs, stages: &Stages) -> Result<Prepared, CliError> {
     };
     let job = Job::plan(images, a.job_options(size, init)).map_err(|e| runtime(e.to_string()))?;
     let weights = Vgg16Weights::load(&weights_path).map_err(|e| CliError::from(neural_style::Error::from(e)))?;
-    for img in std::iter::once(job.content()).chain(job.styles()) {
-        neural_style::stylizer::check_fits(&ctx, img.width, img.height)?;
+    let (content, style) = (job.content(), &job.options().style);
+    neural_style::stylizer::check_fits(&ctx, content.width, content.height, |w, h| style.margin_for(w, h))?;
+    for s in job.styles() {
+        neural_style::stylizer::check_fits(&ctx, s.width, s.height, |_, _| 0)?;
     }
     stages.line(format!("adapter: {} ({:?}, {:?})", ctx.adapter_name(), ctx.info.device_type, ctx.info.backend));
     if size.cpu_defaults {

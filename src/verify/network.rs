@@ -23,6 +23,7 @@ pub fn random_image(seed: u64, w: usize, h: usize) -> crate::PlanarImage {
 
 /// A complete style problem on random weights and images: two styles (one at another size, blended 3:1),
 /// initialised away from the content so every loss term and its gradient are non-zero.
+#[derive(Clone)]
 pub struct Problem {
     pub weights: neural_style_weights::Vgg16Weights,
     pub content: crate::PlanarImage,
@@ -38,6 +39,8 @@ impl Problem {
             init: crate::Init::Image(random_image(seed + 3, w, h)),
             // The f32 kernels: the tensor-core path is checked with its own tolerance (full_iterations_f16).
             precision: crate::Precision::F32,
+            // The image itself: the canvas has its own check (full_iterations_with_margin).
+            margin: Some(0),
             ..Default::default()
         };
         Self {
@@ -99,6 +102,28 @@ impl Problem {
         out
     }
 
+    /// The same problem on its canvas with `margin`: the content and the init image reflected into it by the
+    /// reference ([`r::reflect_pad`]), painted with no further margin.
+    pub fn on_canvas(&self, margin: usize) -> Problem {
+        let pad = |img: &crate::PlanarImage| {
+            let (w, h) = (img.width, img.height);
+            let data = r::reflect_pad(&to_f64(&img.data), 3, h, w, margin).iter().map(|&v| v as f32).collect();
+            crate::PlanarImage::new(w + 2 * margin, h + 2 * margin, data)
+        };
+        let mut opts = self.opts.clone();
+        if let crate::Init::Image(img) = &opts.init {
+            opts.init = crate::Init::Image(pad(img));
+        }
+        opts.margin = Some(0);
+        Problem {
+            weights: self.weights.clone(),
+            content: pad(&self.content),
+            styles: self.styles.clone(),
+            opts,
+            pooling_avg: self.pooling_avg,
+        }
+    }
+
     pub fn loss_weights(&self) -> (f64, f64, f64) {
         let o = &self.opts;
         (f64::from(o.content_weight), f64::from(o.style_weight), f64::from(o.tv_weight))
@@ -109,7 +134,8 @@ impl Problem {
 /// `steps` Adam iterations whose logged losses must follow the reference's own trajectory (losses, not pixels:
 /// Adam's first steps are ±lr wherever the gradient's sign is close to a tie, so single pixels may differ).
 pub fn full_iterations(ctx: &GpuContext, w: usize, h: usize, steps: usize, seed: u64) -> Check {
-    full_iterations_of(ctx, Problem::new(w, h, seed), steps, F32_NETWORK_TOL)
+    let p = Problem::new(w, h, seed);
+    full_iterations_of(ctx, p.clone(), p, steps, F32_NETWORK_TOL)
 }
 
 /// Tolerances of a whole iteration, relative as in [`compare`]: dL/dx per element (None: only as a whole,
@@ -138,7 +164,7 @@ pub const F16_NETWORK_TOL: NetworkTolerance = NetworkTolerance { gradient: None,
 pub fn full_iterations_f16(ctx: &GpuContext, w: usize, h: usize, seed: u64, precision: crate::Precision) -> Check {
     let mut p = Problem::new(w, h, seed);
     p.opts.precision = precision;
-    full_iterations_of(ctx, p, 1, F16_NETWORK_TOL)
+    full_iterations_of(ctx, p.clone(), p, 1, F16_NETWORK_TOL)
 }
 
 /// As [`full_iterations`] with average pooling and torchvision-convention weights (the input affine map).
@@ -147,16 +173,55 @@ pub fn full_iterations_avg_torchvision(ctx: &GpuContext, w: usize, h: usize, ste
     p.pooling_avg = true;
     p.opts.pooling = crate::Pooling::Avg;
     p.weights.convention = neural_style_weights::InputConvention::Torchvision;
-    full_iterations_of(ctx, p, steps, F32_NETWORK_TOL)
+    full_iterations_of(ctx, p.clone(), p, steps, F32_NETWORK_TOL)
 }
 
-fn full_iterations_of(ctx: &GpuContext, p: Problem, steps: usize, tol: NetworkTolerance) -> Check {
-    let (w, h) = (p.content.width, p.content.height);
-    let net = ref_net(&p.weights, p.pooling_avg);
-    let (content, style) = p.reference_targets(&net);
-    let lw = p.loss_weights();
+/// As [`full_iterations`] on a canvas with `margin` (docs/MATHS.md, "Edges: the margin"): the GPU paints the
+/// problem with the margin; the reference paints [`Problem::on_canvas`], the same problem reflected by its own
+/// code, with none. The losses and dL/dx of the whole canvas, then `steps` Adam iterations, must agree; and what
+/// the stylizer hands out (x, the image, the optimiser's state) must be the canvas's inner part.
+pub fn full_iterations_with_margin(
+    ctx: &GpuContext,
+    (w, h): (usize, usize),
+    margin: usize,
+    steps: usize,
+    seed: u64,
+) -> Check {
+    let mut p = Problem::new(w, h, seed);
+    p.opts.margin = Some(margin);
+    let on_canvas = p.on_canvas(margin);
+    let worst = full_iterations_of(ctx, p.clone(), on_canvas.clone(), steps, F32_NETWORK_TOL)?;
     let mut s = crate::Stylizer::new(ctx, &p.weights, &p.content, &p.styles, &p.opts).map_err(gpu_err)?;
-    let mut x = to_f64(&s.x().map_err(gpu_err)?);
+    let crate::Init::Image(init) = &on_canvas.opts.init else { unreachable!("Problem starts from an image") };
+    if s.canvas_x().map_err(gpu_err)? != crate::stylizer::subtract_mean(init) {
+        return Err("the canvas does not start as the init image reflected into the margin".into());
+    }
+    s.step(false).map_err(gpu_err)?;
+    let canvas = to_f64(&s.canvas_x().map_err(gpu_err)?);
+    let (cw, ch) = (w + 2 * margin, h + 2 * margin);
+    let inner: Vec<f64> =
+        (0..3 * h * w).map(|i| canvas[((i / (h * w)) * ch + margin + (i / w) % h) * cw + margin + i % w]).collect();
+    if to_f64(&s.x().map_err(gpu_err)?) != inner || s.size() != (w, h) {
+        return Err("the stylizer's x is not the inner part of its canvas".into());
+    }
+    let image = s.image().map_err(gpu_err)?;
+    if (image.width, image.height) != (w, h) {
+        return Err(format!("the image is {}x{}, not the content's {w}x{h}", image.width, image.height));
+    }
+    let handover = s.handover().map_err(gpu_err)?;
+    if handover.planes.iter().any(|p| p.values.len() != 3 * w * h) {
+        return Err("the optimiser's handover is not image-sized".into());
+    }
+    Ok(worst)
+}
+
+fn full_iterations_of(ctx: &GpuContext, p: Problem, reference: Problem, steps: usize, tol: NetworkTolerance) -> Check {
+    let (w, h) = (reference.content.width, reference.content.height);
+    let net = ref_net(&reference.weights, reference.pooling_avg);
+    let (content, style) = reference.reference_targets(&net);
+    let lw = reference.loss_weights();
+    let mut s = crate::Stylizer::new(ctx, &p.weights, &p.content, &p.styles, &p.opts).map_err(gpu_err)?;
+    let mut x = to_f64(&s.canvas_x().map_err(gpu_err)?);
     let gpu_grad = s.gradient().map_err(gpu_err)?;
     let (_, ref_grad) = net.loss_and_gradient(&x, h, w, &content, &style, lw);
     let what = "dL/dx of the whole network";

@@ -224,6 +224,28 @@ pub fn style_loss(f: &[f64], a: &[f64], c: usize, n: usize, weight: f64) -> (f64
     (loss, grad)
 }
 
+/// The canvas of docs/MATHS.md, "Edges: the margin": `c` planes of `h` x `w` inside a margin of `m` on every
+/// side, filled by mirroring about the edge pixels (canvas index −k holds image index k). Written as a periodic
+/// fold (period 2(n − 1)), not as the engine's two-sided test.
+pub fn reflect_pad(x: &[f64], c: usize, h: usize, w: usize, m: usize) -> Vec<f64> {
+    let fold = |i: isize, n: usize| -> usize {
+        let period = 2 * (n as isize - 1);
+        let k = (i).rem_euclid(period);
+        (if k < n as isize { k } else { period - k }) as usize
+    };
+    let (ch, cw) = (h + 2 * m, w + 2 * m);
+    let mut out = vec![0.0; c * ch * cw];
+    for k in 0..c {
+        for y in 0..ch {
+            for x0 in 0..cw {
+                let (sy, sx) = (fold(y as isize - m as isize, h), fold(x0 as isize - m as isize, w));
+                out[(k * ch + y) * cw + x0] = x[(k * h + sy) * w + sx];
+            }
+        }
+    }
+    out
+}
+
 /// TV loss (w/2)·Σ_{c, i<H−1, j<W−1} [(x_ij − x_i,j+1)² + (x_ij − x_i+1,j)²] and its gradient.
 pub fn tv_loss(x: &[f64], h: usize, w: usize, weight: f64) -> (f64, Vec<f64>) {
     let mut loss = 0.0;
