@@ -121,7 +121,17 @@ def paint(content, style, method, iters):
         xc = F.pad(x, (m, m, m, m), mode="reflect") if tied else x
         f = features(xc, pad, pad_layers, partial)
         cut = method.get("cut", 0)
-        if cut:
+        mw = method.get("margin_gram_weight")
+        if mw is not None:
+            lc = 5 * ((f[CONTENT] - P) ** 2).mean()
+            ls = 0
+            for k in STYLE:
+                wts = mw + (1 - mw) * interior_mask(f[k], STRIDE[k], m)
+                _, c, hh, ww = f[k].shape
+                g = (f[k] * wts.sqrt()).reshape(c, hh * ww)
+                ls = ls + ((g @ g.t() / (c * wts.sum()) - A[k]) ** 2).mean()
+            ls = 100 * ls
+        elif cut:
             masks = {k: interior_mask(f[k], STRIDE[k], cut) for k in STYLE}
             lc = 5 * ((f[CONTENT] - P) ** 2).mean()
             ls = 100 * sum(((gram(f[k], masks[k]) - A[k]) ** 2).mean() for k in STYLE)
@@ -180,6 +190,7 @@ METHODS = {
     "cut16": {"cut": 16, "style_cut": 16},
     "margin4": {"margin": 4},
     "margin8_stylecut8": {"margin": 8, "style_cut": 8},
+    "margin8_w25": {"margin": 8, "margin_gram_weight": 0.25},
     "margin16_reflectpad": {"margin": 16, "pad": "reflect"},
 }
 
