@@ -159,6 +159,8 @@ def edge_metrics(img):
     """img: 3xHxW 0..255. Returns per side (top, bottom, left, right): (a) the three outer rows' means over the
     mean of rows 8..16 in; (b) the largest jump of a row mean from its neighbours' average in rows 1..23 over the
     largest in the interior (rows 24..H-25)."""
+    if min(img.shape[1:]) < 50:
+        sys.exit("edge-study: the bars need at least 50 px on each side (24 px near each edge and an interior)")
     lum = img.mean(0).double()  # H x W
     res = {}
     for side, prof in [("top", lum.mean(1)), ("bottom", lum.mean(1).flip(0)),
