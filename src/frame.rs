@@ -85,11 +85,18 @@ impl Frame {
 
     /// A framed buffer's contents (at least `channels` planes) → dense CHW.
     pub fn unframe(&self, framed: &[f32], channels: usize) -> Vec<f32> {
-        let mut out = Vec::with_capacity(channels * self.height * self.width);
+        self.unframe_inset(framed, channels, 0)
+    }
+
+    /// As [`Frame::unframe`], only the pixels at least `inset` from every side: (H − 2·inset) x (W − 2·inset)
+    /// per channel (a painting's image inside its canvas, [`crate::canvas`]), in one copy.
+    pub fn unframe_inset(&self, framed: &[f32], channels: usize, inset: usize) -> Vec<f32> {
+        let (h, w) = (self.height - 2 * inset, self.width - 2 * inset);
+        let mut out = Vec::with_capacity(channels * h * w);
         for c in 0..channels {
-            for y in 0..self.height {
-                let at = self.index(c, y, 0);
-                out.extend_from_slice(&framed[at..at + self.width]);
+            for y in inset..inset + h {
+                let at = self.index(c, y, inset);
+                out.extend_from_slice(&framed[at..at + w]);
             }
         }
         out
@@ -126,5 +133,10 @@ mod tests {
         assert_eq!(data, dense.len());
         assert!(framed.iter().enumerate().all(|(i, &v)| f.is_data(i) == (v != 0.0)));
         assert_eq!(framed[f.index(1, 4, 6)], dense.last().copied().unwrap());
+        // The pixels 2 in from every side: rows 2..3 and columns 2..5 of each channel.
+        let d = &dense;
+        let inner: Vec<f32> =
+            (0..2).flat_map(|c| (2..3).flat_map(move |y| (2..5).map(move |x| d[(c * 5 + y) * 7 + x]))).collect();
+        assert_eq!(f.unframe_inset(&framed, 2, 2), inner);
     }
 }

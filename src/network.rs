@@ -111,19 +111,27 @@ pub fn weight_bytes(convs: &[(usize, usize)], facts: &AdapterFacts) -> u64 {
         .sum()
 }
 
-/// Refuses a plan whose largest tensor exceeds what the adapter can bind, naming the largest size that fits.
-pub fn check_binding_limit(ctx: &GpuContext, plan: &Plan) -> Result<()> {
+/// Refuses a plan whose largest tensor exceeds what the adapter can bind, naming the largest size that fits. The
+/// plan is for a `w` x `h` image painted on a canvas `margin(w, h)` px wider on every side (docs/MATHS.md, "Edges:
+/// the margin"), and the size named is the largest whose canvas fits.
+pub fn check_binding_limit(
+    ctx: &GpuContext,
+    plan: &Plan,
+    (w, h): (usize, usize),
+    margin: impl Fn(usize, usize) -> usize,
+) -> Result<()> {
     let largest = plan.largest_tensor_bytes();
     let limit = ctx.limits.max_storage_buffer_binding_size;
     if largest > limit {
-        let (w, h) = (plan.spec.width, plan.spec.height);
+        let m = (plan.spec.width - w) / 2;
+        let canvas = if m > 0 { format!(" (with its {m} px margin)") } else { String::new() };
         return Err(Error::OutOfMemory(format!(
-            ": a {w}x{h} image needs {} MiB activations but {} binds at most {} MiB; the largest size that fits \
-             is --image-size {}",
+            ": a {w}x{h} image{canvas} needs {} MiB activations but {} binds at most {} MiB; the largest size that \
+             fits is --image-size {}",
             largest >> 20,
             ctx.adapter_name(),
             limit >> 20,
-            vgg::largest_fitting_side(w, h, limit, |_, _| 0)
+            vgg::largest_fitting_side(w, h, limit, margin)
         )));
     }
     Ok(())
@@ -183,7 +191,8 @@ impl Network {
     pub fn new(ctx: &GpuContext, net: &GpuNet, spec: PlanSpec) -> Result<Self> {
         vgg::check_size(spec.width, spec.height)?;
         let plan = Plan::new(spec);
-        check_binding_limit(ctx, &plan)?;
+        let size = (plan.spec.width, plan.spec.height);
+        check_binding_limit(ctx, &plan, size, |_, _| 0)?;
         // Buffers start zeroed (wgpu guarantees it): the frames are zero and no kernel writes them.
         let buffers = plan
             .slots

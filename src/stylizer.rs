@@ -249,6 +249,8 @@ impl<'a> Stylizer<'a> {
         check_options(opts)?;
         vgg::check_size(content.width, content.height)?;
         let canvas = opts.canvas(content.width, content.height)?;
+        // Refused here, naming the image and its margin, rather than by the network, which sees only the canvas.
+        check_fits(ctx, content.width, content.height, |w, h| opts.margin_for(w, h))?;
         let (w, h) = canvas.size();
         for s in styles {
             vgg::check_size(s.width, s.height)?;
@@ -386,17 +388,15 @@ impl<'a> Stylizer<'a> {
     /// The optimiser's state for the next coarse-to-fine scale (dense CHW planes of the image, like
     /// [`Stylizer::x`]: the margin's part is not handed over).
     pub fn handover(&self) -> Result<Handover> {
-        let mut h = self.optimizer.handover(self.ctx, self.network.image_frame())?;
-        h.planes.iter_mut().for_each(|p| p.values = self.canvas.crop(&p.values, 3));
-        Ok(h)
+        let canvas = self.optimizer.handover(self.ctx, self.network.image_frame())?;
+        Ok(canvas.map_planes(|p| self.canvas.crop(&p.values, 3)))
     }
 
     /// Continues from an earlier scale's [`Stylizer::handover`], resized to this image
     /// ([`Handover::resized`]); the margin's state is the image's reflected, as its pixels are.
     pub fn resume(&mut self, handover: &Handover) -> Result<()> {
-        let mut h = handover.clone();
-        h.planes.iter_mut().for_each(|p| p.values = self.canvas.pad(&p.values, 3));
-        self.optimizer.resume(self.ctx, self.network.image_frame(), &h)
+        let on_canvas = handover.map_planes(|p| self.canvas.pad(&p.values, 3));
+        self.optimizer.resume(self.ctx, self.network.image_frame(), &on_canvas)
     }
 
     /// The accepted step lengths t so far, one per iteration (L-BFGS; None with Adam).
@@ -421,7 +421,12 @@ impl<'a> Stylizer<'a> {
 
     /// The image's part of the mean-subtracted variable x, the optimiser's current iterate (dense CHW).
     pub fn x(&self) -> Result<Vec<f32>> {
-        Ok(self.canvas.crop(&self.canvas_x()?, 3))
+        self.read_image(self.network.image())
+    }
+
+    /// The image's part of a canvas-framed buffer (x or the average), read back in one copy.
+    fn read_image(&self, framed: &wgpu::Buffer) -> Result<Vec<f32>> {
+        Ok(self.network.image_frame().unframe_inset(&self.ctx.read_all(framed)?, 3, self.canvas.margin))
     }
 
     /// The whole canvas's x, margin included (dense CHW, [`Stylizer::canvas`]'s size).
@@ -432,9 +437,7 @@ impl<'a> Stylizer<'a> {
     /// What [`Stylizer::image`] holds, mean-subtracted (dense CHW): the average when averaging, else x.
     pub fn output_x(&self) -> Result<Vec<f32>> {
         match &self.average {
-            Some(a) => {
-                Ok(self.canvas.crop(&self.network.image_frame().unframe(&self.ctx.read_all(a.average())?, 3), 3))
-            }
+            Some(a) => self.read_image(a.average()),
             None => self.x(),
         }
     }
@@ -673,14 +676,9 @@ fn first_use_check(ctx: &GpuContext, config: crate::kernels::coop::CoopConfig) -
 }
 
 /// Refuses, before anything is allocated, an image whose largest tensor exceeds what the adapter can bind when it
-/// is painted on a canvas `margin(width, height)` px wider on every side (0 for a style image), naming the largest
-/// `--image-size` that fits with that margin (the check [`Stylizer::new`] makes on the canvas's plan).
-pub fn check_fits(
-    ctx: &GpuContext,
-    width: usize,
-    height: usize,
-    margin: impl Fn(usize, usize) -> usize + Copy,
-) -> Result<()> {
+/// is painted on a canvas `margin(width, height)` px wider on every side (`|_, _| 0` for a style image), naming
+/// the largest `--image-size` that fits with that margin.
+pub fn check_fits(ctx: &GpuContext, width: usize, height: usize, margin: impl Fn(usize, usize) -> usize) -> Result<()> {
     vgg::check_size(width, height)?;
     let m = margin(width, height);
     let convs: Vec<(usize, usize)> = VGG16_CONV_LAYERS.iter().map(|&(_, i, o)| (i, o)).collect();
@@ -693,20 +691,7 @@ pub fn check_fits(
         taps: vec![0],
         backward: true,
     };
-    let largest = Plan::new(spec).largest_tensor_bytes();
-    let limit = ctx.limits.max_storage_buffer_binding_size;
-    if largest <= limit {
-        return Ok(());
-    }
-    let canvas = if m > 0 { format!(" (with its {m} px margin)") } else { String::new() };
-    Err(Error::OutOfMemory(format!(
-        ": a {width}x{height} image{canvas} needs {} MiB activations but {} binds at most {} MiB; the largest size \
-         that fits is --image-size {}",
-        largest >> 20,
-        ctx.adapter_name(),
-        limit >> 20,
-        vgg::largest_fitting_side(width, height, limit, margin)
-    )))
+    crate::network::check_binding_limit(ctx, &Plan::new(spec), (width, height), margin)
 }
 
 /// The loss terms' layers and weights from the options (unknown layer names are an error).

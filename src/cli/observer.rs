@@ -153,9 +153,9 @@ impl<'r> CliObserver<'r> {
             average_text.push_str(", Wasserstein-2 style loss");
         }
         // The margin at the job's size (each coarser scale has its own).
-        let margin_text = match style.canvas(fw, fh).map(|c| c.margin) {
-            Ok(m) if m > 0 => format!(" painted on a canvas with a {m} px margin (cropped; --margin 0 for none)"),
-            _ => String::new(),
+        let margin_text = match style.margin_for(fw, fh) {
+            0 => String::new(),
+            m => format!(" painted on a canvas with a {m} px margin (cropped; --margin 0 for none)"),
         };
         self.stages.line(format!(
             "{fw}x{fh}{margin_text}, {} style image{} ({style_side} px longest side), {} iterations{scales_text}\

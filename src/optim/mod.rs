@@ -85,17 +85,18 @@ pub struct HandoverPlane {
 impl Handover {
     /// The planes resized from `from` to `to` (width, height).
     pub fn resized(&self, from: (usize, usize), to: (usize, usize)) -> Handover {
-        let planes = self
-            .planes
-            .iter()
-            .map(|p| {
-                let mut values = image_io::resample_planes(&p.values, 3, from, to, p.resample);
-                if let Some(f) = p.floor {
-                    values.iter_mut().for_each(|v| *v = v.max(f));
-                }
-                HandoverPlane { values, ..*p }
-            })
-            .collect();
+        self.map_planes(|p| {
+            let mut values = image_io::resample_planes(&p.values, 3, from, to, p.resample);
+            if let Some(f) = p.floor {
+                values.iter_mut().for_each(|v| *v = v.max(f));
+            }
+            values
+        })
+    }
+
+    /// Each plane's values replaced by `f` of the plane (its resampling and floor kept).
+    pub fn map_planes(&self, f: impl Fn(&HandoverPlane) -> Vec<f32>) -> Handover {
+        let planes = self.planes.iter().map(|p| HandoverPlane { values: f(p), ..*p }).collect();
         Handover { planes, steps: self.steps }
     }
 }

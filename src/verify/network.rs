@@ -135,7 +135,7 @@ impl Problem {
 /// Adam's first steps are ±lr wherever the gradient's sign is close to a tie, so single pixels may differ).
 pub fn full_iterations(ctx: &GpuContext, w: usize, h: usize, steps: usize, seed: u64) -> Check {
     let p = Problem::new(w, h, seed);
-    full_iterations_of(ctx, p.clone(), p, steps, F32_NETWORK_TOL)
+    Ok(full_iterations_of(ctx, p.clone(), p, steps, F32_NETWORK_TOL)?.0)
 }
 
 /// Tolerances of a whole iteration, relative as in [`compare`]: dL/dx per element (None: only as a whole,
@@ -164,7 +164,7 @@ pub const F16_NETWORK_TOL: NetworkTolerance = NetworkTolerance { gradient: None,
 pub fn full_iterations_f16(ctx: &GpuContext, w: usize, h: usize, seed: u64, precision: crate::Precision) -> Check {
     let mut p = Problem::new(w, h, seed);
     p.opts.precision = precision;
-    full_iterations_of(ctx, p.clone(), p, 1, F16_NETWORK_TOL)
+    Ok(full_iterations_of(ctx, p.clone(), p, 1, F16_NETWORK_TOL)?.0)
 }
 
 /// As [`full_iterations`] with average pooling and torchvision-convention weights (the input affine map).
@@ -173,7 +173,7 @@ pub fn full_iterations_avg_torchvision(ctx: &GpuContext, w: usize, h: usize, ste
     p.pooling_avg = true;
     p.opts.pooling = crate::Pooling::Avg;
     p.weights.convention = neural_style_weights::InputConvention::Torchvision;
-    full_iterations_of(ctx, p.clone(), p, steps, F32_NETWORK_TOL)
+    Ok(full_iterations_of(ctx, p.clone(), p, steps, F32_NETWORK_TOL)?.0)
 }
 
 /// As [`full_iterations`] on a canvas with `margin` (docs/MATHS.md, "Edges: the margin"): the GPU paints the
@@ -190,13 +190,8 @@ pub fn full_iterations_with_margin(
     let mut p = Problem::new(w, h, seed);
     p.opts.margin = Some(margin);
     let on_canvas = p.on_canvas(margin);
-    let worst = full_iterations_of(ctx, p.clone(), on_canvas.clone(), steps, F32_NETWORK_TOL)?;
-    let mut s = crate::Stylizer::new(ctx, &p.weights, &p.content, &p.styles, &p.opts).map_err(gpu_err)?;
-    let crate::Init::Image(init) = &on_canvas.opts.init else { unreachable!("Problem starts from an image") };
-    if s.canvas_x().map_err(gpu_err)? != crate::stylizer::subtract_mean(init) {
-        return Err("the canvas does not start as the init image reflected into the margin".into());
-    }
-    s.step(false).map_err(gpu_err)?;
+    // The stylizer after its steps (it started from the reference's reflected init: checked there).
+    let (worst, mut s) = full_iterations_of(ctx, p, on_canvas, steps, F32_NETWORK_TOL)?;
     let canvas = to_f64(&s.canvas_x().map_err(gpu_err)?);
     let (cw, ch) = (w + 2 * margin, h + 2 * margin);
     let inner: Vec<f64> =
@@ -215,13 +210,26 @@ pub fn full_iterations_with_margin(
     Ok(worst)
 }
 
-fn full_iterations_of(ctx: &GpuContext, p: Problem, reference: Problem, steps: usize, tol: NetworkTolerance) -> Check {
+/// The GPU paints `p`, the reference paints `reference` (the same problem, or `p` on its canvas); the stylizer is
+/// handed back after its steps with the worst error.
+fn full_iterations_of(
+    ctx: &GpuContext,
+    p: Problem,
+    reference: Problem,
+    steps: usize,
+    tol: NetworkTolerance,
+) -> Result<(f64, crate::Stylizer<'_>), String> {
     let (w, h) = (reference.content.width, reference.content.height);
     let net = ref_net(&reference.weights, reference.pooling_avg);
     let (content, style) = reference.reference_targets(&net);
     let lw = reference.loss_weights();
     let mut s = crate::Stylizer::new(ctx, &p.weights, &p.content, &p.styles, &p.opts).map_err(gpu_err)?;
-    let mut x = to_f64(&s.canvas_x().map_err(gpu_err)?);
+    let x0 = s.canvas_x().map_err(gpu_err)?;
+    let crate::Init::Image(init) = &reference.opts.init else { unreachable!("a Problem starts from an image") };
+    if x0 != crate::stylizer::subtract_mean(init) {
+        return Err("the GPU's x does not start as the reference's initial image (on its canvas)".into());
+    }
+    let mut x = to_f64(&x0);
     let gpu_grad = s.gradient().map_err(gpu_err)?;
     let (_, ref_grad) = net.loss_and_gradient(&x, h, w, &content, &style, lw);
     let what = "dL/dx of the whole network";
@@ -252,7 +260,7 @@ fn full_iterations_of(ctx: &GpuContext, p: Problem, reference: Problem, steps: u
         }
         r::adam_step(&mut x, &mut m, &mut v, &g, f64::from(p.opts.learning_rate), t as u64);
     }
-    Ok(worst)
+    Ok((worst, s))
 }
 
 /// L-BFGS on the GPU against the f64 reference ([`r::lbfgs`] on the reference network): `iterations`
