@@ -423,8 +423,66 @@ pub struct IterationReport {
     pub dispatches_per_logged_iter: usize,
     /// Wall time per iteration over `iterations` submitted back to back with one wait at the end.
     pub steady_ms_per_iter: f64,
+    /// Times the host blocked on the GPU per iteration in that steady loop (Adam, losses not read).
+    pub host_waits_per_iter: f64,
+    /// ... and per iteration with the losses read every iteration (a run with `--log`).
+    pub host_waits_per_logged_iter: f64,
+    /// The same count for L-BFGS, from a short run of its own.
+    pub lbfgs: LbfgsWaits,
     pub losses_finite: bool,
     pub profile: Profile,
+}
+
+/// Host waits of L-BFGS (each evaluation of its line search needs the loss and gᵀd on the host).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LbfgsWaits {
+    pub history: usize,
+    pub iterations: usize,
+    pub evaluations: usize,
+    pub host_waits: u64,
+    pub host_waits_per_iter: f64,
+    /// Waits per iteration beyond one per evaluation (the direction's).
+    pub host_waits_per_iter_besides_evaluations: f64,
+    pub ms_per_iter: f64,
+}
+
+/// L-BFGS iterations after its first, on a stylizer of its own; the first also evaluates x0.
+const LBFGS_WAIT_ITERATIONS: usize = 3;
+
+/// Counts the host waits of [`LBFGS_WAIT_ITERATIONS`] L-BFGS iterations (history 5: the count does not depend
+/// on it, the memory does), after one iteration to start the history.
+fn lbfgs_waits(
+    ctx: &GpuContext,
+    weights: &Vgg16Weights,
+    content: &PlanarImage,
+    style: &PlanarImage,
+    opts: &StyleOptions,
+) -> Result<LbfgsWaits> {
+    let history = 5;
+    let opts = StyleOptions { optimizer: crate::Optimizer::Lbfgs { history, max_evals: usize::MAX }, ..opts.clone() };
+    let mut s = Stylizer::new(ctx, weights, content, std::slice::from_ref(style), &opts)?;
+    s.step(false)?;
+    let (waits, evals, iterations) = (ctx.host_waits(), s.evaluations().unwrap_or(0), s.iteration());
+    let t = Instant::now();
+    for _ in 0..LBFGS_WAIT_ITERATIONS {
+        s.step(false)?;
+    }
+    ctx.wait(None)?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let iterations = s.iteration() - iterations;
+    let evaluations = s.evaluations().unwrap_or(0) - evals;
+    // The closing wait above is the bench's, not L-BFGS's.
+    let host_waits = ctx.host_waits() - waits - 1;
+    let per = |n: f64| if iterations == 0 { 0.0 } else { round(n / iterations as f64, 3) };
+    Ok(LbfgsWaits {
+        history,
+        iterations,
+        evaluations,
+        host_waits,
+        host_waits_per_iter: per(host_waits as f64),
+        host_waits_per_iter_besides_evaluations: per(host_waits as f64 - evaluations as f64),
+        ms_per_iter: per(ms),
+    })
 }
 
 /// The adapter and the weights of a bench (random weights unless a file is given: the speed does not depend on
@@ -492,16 +550,24 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
 
     // Steady state, as a run goes: every iteration submitted as the engine does (one kept in flight), one wait
     // at the end, divided; includes the gaps between submissions that a per-iteration timer leaves out.
-    let steady = Instant::now();
+    let (steady, waits) = (Instant::now(), ctx.host_waits());
     for _ in 0..args.iterations {
         s.step(false)?;
     }
     ctx.wait(None)?;
     let steady_ms = steady.elapsed().as_secs_f64() * 1e3 / args.iterations as f64;
+    // The closing wait is the bench's: a run's next iteration would take its place.
+    let waits_per_iter = (ctx.host_waits() - waits - 1) as f64 / args.iterations as f64;
+    let waits = ctx.host_waits();
+    for _ in 0..args.iterations {
+        s.step(true)?;
+    }
+    let logged_waits_per_iter = (ctx.host_waits() - waits) as f64 / args.iterations as f64;
 
     let profile = profile_iteration(&ctx, &mut s, clock, &timer)?;
 
     let losses = s.losses()?;
+    let lbfgs = lbfgs_waits(&ctx, &weights, &content, &style, &opts)?;
     let facts = &s.net().facts;
     let planned: u64 =
         memory_plan(w, h, &opts, weights.convention != InputConvention::Caffe, facts)?.iter().map(|i| i.bytes).sum();
@@ -537,6 +603,9 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
         dispatches_per_iter: dispatch_count,
         dispatches_per_logged_iter: logged_dispatch_count,
         steady_ms_per_iter: round(steady_ms, 4),
+        host_waits_per_iter: round(waits_per_iter, 3),
+        host_waits_per_logged_iter: round(logged_waits_per_iter, 3),
+        lbfgs,
         losses_finite: losses.total.is_finite(),
         profile,
     })

@@ -25,13 +25,13 @@
 
 use crate::canvas::Canvas;
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, GpuContext};
+use crate::gpu::{Dispatch, GpuContext, Read};
 use crate::kernels::AdapterFacts;
 pub use crate::loss_terms::StyleLoss;
 use crate::loss_terms::{LossSpec, LossTerms, Losses};
 use crate::network::{self, GpuNet, Network};
 use crate::optim::average::ImageAverage;
-use crate::optim::lbfgs::{self, Lbfgs};
+use crate::optim::lbfgs::{self, Evaluated, Lbfgs};
 use crate::optim::{Adam, Handover, ImageOptimizer, Problem};
 use crate::plan::Plan;
 use crate::planar::PlanarImage;
@@ -215,8 +215,6 @@ pub struct Stylizer<'a> {
     optimizer: Box<dyn ImageOptimizer>,
     /// The average of the iterates, which the run writes (when asked for).
     average: Option<ImageAverage>,
-    /// Where the loss slots are copied for reading back (created once).
-    losses_staging: wgpu::Buffer,
     /// The last iteration submitted without a read-back, not yet waited for.
     in_flight: Option<wgpu::SubmissionIndex>,
     bytes: u64,
@@ -316,8 +314,7 @@ impl<'a> Stylizer<'a> {
         ctx.check()?;
         let average_bytes = average.as_ref().map_or(0, |_| 4 * ImageAverage::buffer_floats(count) as u64);
         let bytes = net.bytes + network.bytes() + losses.bytes() + optimizer_bytes + average_bytes;
-        let losses_staging = ctx.staging_buffer("losses readback", losses.slot_kinds().len());
-        Ok(Self { ctx, canvas, net, network, losses, optimizer, average, losses_staging, in_flight: None, bytes })
+        Ok(Self { ctx, canvas, net, network, losses, optimizer, average, in_flight: None, bytes })
     }
 
     /// All dispatches of one iteration of an optimiser with a fused update (Adam) in order, the image average's
@@ -358,7 +355,6 @@ impl<'a> Stylizer<'a> {
             ctx: self.ctx,
             network: &self.network,
             losses: &self.losses,
-            staging: &self.losses_staging,
             average: self.average.as_mut(),
             in_flight: &mut self.in_flight,
         };
@@ -371,7 +367,7 @@ impl<'a> Stylizer<'a> {
             return Ok(now); // the optimiser evaluated the current x last
         }
         let enc = self.ctx.encode(loss_only(&self.network, &self.losses));
-        let read = finish(self.ctx, &self.losses, &self.losses_staging, &mut self.in_flight, enc, true)?;
+        let read = finish(self.ctx, &self.losses, &mut self.in_flight, enc, true)?;
         Ok(read.expect("losses requested"))
     }
 
@@ -454,7 +450,7 @@ impl<'a> Stylizer<'a> {
         self.ctx.queue.submit([enc.finish()]);
         let mut enc = self.ctx.encode(loss_only(&self.network, &self.losses));
         enc.copy_buffer_to_buffer(&saved, 0, x, 0, bytes);
-        let read = finish(self.ctx, &self.losses, &self.losses_staging, &mut self.in_flight, enc, true)?;
+        let read = finish(self.ctx, &self.losses, &mut self.in_flight, enc, true)?;
         Ok(read.expect("losses requested"))
     }
 
@@ -517,18 +513,22 @@ struct Evaluation<'s> {
     ctx: &'s GpuContext,
     network: &'s Network,
     losses: &'s LossTerms,
-    staging: &'s wgpu::Buffer,
     average: Option<&'s mut ImageAverage>,
     in_flight: &'s mut Option<wgpu::SubmissionIndex>,
 }
 
 /// L-BFGS's evaluations: the caller's `before` dispatches, the forward pass with every loss scalar, the backward
-/// pass, the caller's `after`, in one submission, waited for.
+/// pass, the caller's `after`, in one submission, waited for once with the caller's `reads`.
 impl lbfgs::Evaluator for Evaluation<'_> {
-    fn evaluate(&mut self, before: &[&Dispatch], after: &[&Dispatch]) -> Result<Losses> {
+    fn evaluate(&mut self, before: &[&Dispatch], after: &[&Dispatch], reads: &[Read<'_>]) -> Result<Evaluated> {
         let evaluation = loss_and_gradient(self.network, self.losses, true);
         let enc = self.ctx.encode(before.iter().copied().chain(evaluation).chain(after.iter().copied()));
-        submit_and_read_losses(self.ctx, self.losses, self.staging, enc)
+        let n = self.losses.slot_kinds().len();
+        let mut all = vec![Read::new(self.losses.slots_buffer(), 0, n)];
+        all.extend_from_slice(reads);
+        let mut values = self.ctx.submit_and_read(enc, &all)?;
+        let losses = self.losses.total(&values.remove(0));
+        Ok(Evaluated { losses, reads: values })
     }
 }
 
@@ -546,7 +546,7 @@ impl<'s> Problem<'s> for Evaluation<'s> {
         list.push(update);
         list.extend(self.average.as_deref().map(|a| &a.dispatch));
         let enc = self.ctx.encode(list);
-        finish(self.ctx, self.losses, self.staging, self.in_flight, enc, read_losses)
+        finish(self.ctx, self.losses, self.in_flight, enc, read_losses)
     }
 
     fn accepted(&mut self) -> Result<()> {
@@ -563,7 +563,6 @@ impl<'s> Problem<'s> for Evaluation<'s> {
 fn finish(
     ctx: &GpuContext,
     losses: &LossTerms,
-    staging: &wgpu::Buffer,
     in_flight: &mut Option<wgpu::SubmissionIndex>,
     enc: wgpu::CommandEncoder,
     read_losses: bool,
@@ -576,7 +575,7 @@ fn finish(
         return Ok(None);
     }
     *in_flight = None; // mapping waits for everything submitted
-    Ok(Some(submit_and_read_losses(ctx, losses, staging, enc)?))
+    Ok(Some(submit_and_read_losses(ctx, losses, enc)?))
 }
 
 /// One evaluation of L and ∇L at the image buffer's x, in order: forward, the style Grams, the loss scalars
@@ -594,17 +593,11 @@ fn loss_and_gradient<'n>(network: &'n Network, losses: &'n LossTerms, read_losse
     list
 }
 
-/// Submits `enc` with a copy of the loss slots into `staging` (in the same submission), waits, and sums them.
-fn submit_and_read_losses(
-    ctx: &GpuContext,
-    losses: &LossTerms,
-    staging: &wgpu::Buffer,
-    mut enc: wgpu::CommandEncoder,
-) -> Result<Losses> {
+/// Submits `enc` with a copy of the loss slots (in the same submission), waits once, and sums them.
+fn submit_and_read_losses(ctx: &GpuContext, losses: &LossTerms, enc: wgpu::CommandEncoder) -> Result<Losses> {
     let n = losses.slot_kinds().len();
-    enc.copy_buffer_to_buffer(losses.slots_buffer(), 0, staging, 0, (n * 4) as u64);
-    ctx.queue.submit([enc.finish()]);
-    Ok(losses.total(&ctx.map_f32(staging, n)?))
+    let slots = ctx.submit_and_read(enc, &[Read::new(losses.slots_buffer(), 0, n)])?;
+    Ok(losses.total(&slots[0]))
 }
 
 /// The adapter facts the kernels are chosen with for `precision`, and a one-line note of the choice. With

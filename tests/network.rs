@@ -331,3 +331,38 @@ fn lbfgs_iterations_match_reference() {
     let worst = verify::network::lbfgs_iterations(ctx(), 20, 17, 6, 3, 30).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("L-BFGS iterations: max error {worst:.2e}");
 }
+
+/// The host blocks on the GPU at most once per Adam iteration (the previous iteration, with this one queued; the
+/// losses' read when they are asked for), and L-BFGS once per evaluation plus once for its direction. Counted on
+/// a context of its own: other tests share `ctx()`.
+#[test]
+fn host_waits_per_iteration_are_bounded() {
+    let ctx = neural_style::gpu::GpuContext::new(&Default::default()).unwrap();
+    let p = Problem::new(23, 18, 30);
+    let mut s = Stylizer::new(&ctx, &p.weights, &p.content, &p.styles, &p.opts).unwrap();
+    s.step(false).unwrap();
+    let waits = ctx.host_waits();
+    for _ in 0..5 {
+        s.step(false).unwrap();
+    }
+    assert_eq!(ctx.host_waits() - waits, 5, "Adam without reads");
+    let waits = ctx.host_waits();
+    for _ in 0..3 {
+        s.step(true).unwrap();
+    }
+    assert_eq!(ctx.host_waits() - waits, 3, "Adam reading its losses");
+
+    let opts = StyleOptions { optimizer: neural_style::Optimizer::Lbfgs { history: 3, max_evals: 100 }, ..p.opts };
+    let mut s = Stylizer::new(&ctx, &p.weights, &p.content, &p.styles, &opts).unwrap();
+    let waits = ctx.host_waits();
+    s.step(false).unwrap();
+    // The first iteration evaluates x0 too.
+    let first = s.evaluations().unwrap() + 1;
+    assert_eq!(ctx.host_waits() - waits, first as u64, "L-BFGS's first iteration");
+    let (waits, evaluations) = (ctx.host_waits(), s.evaluations().unwrap());
+    for _ in 0..4 {
+        s.step(false).unwrap();
+    }
+    let (iterations, evaluations) = (4, s.evaluations().unwrap() - evaluations);
+    assert_eq!(ctx.host_waits() - waits, (evaluations + iterations) as u64, "L-BFGS: {evaluations} evaluations");
+}

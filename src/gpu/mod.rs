@@ -6,6 +6,7 @@ mod adapter;
 mod pipeline;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +79,25 @@ pub struct GpuContext {
     /// Errors no scope caught (validation, OOM inside a submit); checked after each wait.
     uncaptured: Arc<Mutex<Option<wgpu::Error>>>,
     lost: Arc<Mutex<Option<String>>>,
+    /// Times the host has blocked on the GPU (each wait for a submission, each buffer map).
+    host_waits: AtomicU64,
+    /// The buffer results are read back through, kept and grown: a new one per read would cost an allocation
+    /// (50 MB for a 2048² image) and a map setup every time.
+    readback: Mutex<Option<wgpu::Buffer>>,
+}
+
+/// Part of a storage buffer to read back: `len` f32 from element `offset`.
+#[derive(Clone, Copy, Debug)]
+pub struct Read<'b> {
+    pub buffer: &'b wgpu::Buffer,
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl<'b> Read<'b> {
+    pub fn new(buffer: &'b wgpu::Buffer, offset: usize, len: usize) -> Self {
+        Self { buffer, offset, len }
+    }
 }
 
 impl GpuContext {
@@ -184,6 +204,8 @@ impl GpuContext {
             pipelines: Mutex::new(HashMap::new()),
             uncaptured,
             lost,
+            host_waits: AtomicU64::new(0),
+            readback: Mutex::new(None),
         })
     }
 
@@ -316,7 +338,9 @@ impl GpuContext {
         self.wait(Some(idx))
     }
 
+    /// Blocks until submission `idx` (None: everything submitted) has run; surfaces device loss and errors.
     pub fn wait(&self, idx: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        self.host_waits.fetch_add(1, Ordering::Relaxed);
         let res = self.device.poll(wgpu::PollType::Wait { submission_index: idx, timeout: None });
         self.check()?;
         res.map_err(|e| Error::DeviceLost(e.to_string()))?;
@@ -338,18 +362,49 @@ impl GpuContext {
         Ok(())
     }
 
-    /// A buffer the CPU can map to read results back (`COPY_DST | MAP_READ`).
-    pub fn staging_buffer(&self, label: &str, len: usize) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: (len.max(1) * 4) as u64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        })
+    /// How many times the host has blocked on the GPU so far ([`GpuContext::wait`], and each read, which waits
+    /// once for its copy and map).
+    pub fn host_waits(&self) -> u64 {
+        self.host_waits.load(Ordering::Relaxed)
+    }
+
+    /// Appends copies of `reads` to `enc`, submits it, waits once and returns each read's f32 in order. The copies
+    /// go through one staging buffer the context keeps (grown to the largest read so far).
+    pub fn submit_and_read(&self, mut enc: wgpu::CommandEncoder, reads: &[Read<'_>]) -> Result<Vec<Vec<f32>>> {
+        let total: usize = reads.iter().map(|r| r.len).sum();
+        if total == 0 {
+            return self.submit_and_wait(enc.finish()).map(|()| vec![Vec::new(); reads.len()]);
+        }
+        let mut slot = self.readback.lock().unwrap();
+        if slot.as_ref().is_none_or(|b| b.size() < (total * 4) as u64) {
+            *slot = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: (total.next_power_of_two() * 4) as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let staging = slot.as_ref().expect("created above");
+        let mut at = 0;
+        for r in reads.iter().filter(|r| r.len > 0) {
+            enc.copy_buffer_to_buffer(r.buffer, (r.offset * 4) as u64, staging, (at * 4) as u64, (r.len * 4) as u64);
+            at += r.len;
+        }
+        self.queue.submit([enc.finish()]);
+        let flat = self.map_f32(staging, total)?;
+        let mut rest = flat.as_slice();
+        Ok(reads
+            .iter()
+            .map(|r| {
+                let (this, next) = rest.split_at(r.len);
+                rest = next;
+                this.to_vec()
+            })
+            .collect())
     }
 
     /// Maps a staging buffer whose copy has been submitted, and returns its first `len` f32.
-    pub fn map_f32(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+    fn map_f32(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
         let slice = staging.slice(..(len * 4) as u64);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -366,16 +421,13 @@ impl GpuContext {
         Ok(out)
     }
 
-    /// Copies `len` f32 starting at element `offset` back to the CPU.
+    /// Copies `len` f32 starting at element `offset` back to the CPU (one wait).
     pub fn read_f32(&self, buf: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let staging = self.staging_buffer("readback", len);
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buf, (offset * 4) as u64, &staging, 0, (len * 4) as u64);
-        self.queue.submit([encoder.finish()]);
-        self.map_f32(&staging, len)
+        let enc = self.device.create_command_encoder(&Default::default());
+        Ok(self.submit_and_read(enc, &[Read::new(buf, offset, len)])?.remove(0))
     }
 
     /// Whole buffer as f32.

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 use super::line_search::{self, LineObjective};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, GpuContext};
+use crate::gpu::{Dispatch, GpuContext, Read};
 use crate::kernels::coop::{max_abs, zero_ranges};
 use crate::kernels::vector::{axpy, dot, dot_partials, set_coefficient, Coefficient, Reduction};
 use crate::loss_terms::Losses;
@@ -63,9 +63,16 @@ impl std::fmt::Display for Stop {
 }
 
 /// Runs the network at the current x (the one L-BFGS wrote into the image buffer): `before`, then forward,
-/// losses and backward (∇L into the gradient buffer), then `after`, in one submission.
+/// losses and backward (∇L into the gradient buffer), then `after`, in one submission, and reads the losses and
+/// `reads` back after it with one wait.
 pub trait Evaluator {
-    fn evaluate(&mut self, before: &[&Dispatch], after: &[&Dispatch]) -> Result<Losses>;
+    fn evaluate(&mut self, before: &[&Dispatch], after: &[&Dispatch], reads: &[Read<'_>]) -> Result<Evaluated>;
+}
+
+/// What an [`Evaluator`] read back: the losses, and each of the caller's reads.
+pub struct Evaluated {
+    pub losses: Losses,
+    pub reads: Vec<Vec<f32>>,
 }
 
 /// The dispatches of one history slot j.
@@ -270,72 +277,43 @@ impl Lbfgs {
         self.ring.len()
     }
 
-    fn scalars(&self, ctx: &GpuContext) -> Result<Vec<f64>> {
-        Ok(ctx.read_f32(&self.slots, 0, slot_count(self.history))?.into_iter().map(f64::from).collect())
-    }
-
-    fn ranges(&self, ctx: &GpuContext) -> Result<[f64; 2]> {
-        // max_abs stores the bits of a non-negative f32: read as f32, they are the value.
-        let r = ctx.read_f32(&self.ranges, 0, 2)?;
-        Ok([f64::from(r[0]), f64::from(r[1])])
-    }
-
-    /// One L-BFGS iteration (the first call also evaluates the initial x). Returns the losses of x BEFORE the
-    /// update, as Adam's step does; None once stopped (nothing is done then).
-    pub fn iteration(&mut self, ctx: &GpuContext, eval: &mut dyn Evaluator) -> Result<Option<Losses>> {
-        if self.stopped.is_some() {
-            return Ok(None);
+    /// The history with `pair` taken in (the oldest dropped when full), oldest first, and the pair H comes from.
+    fn ring_with(&self, pair: Option<usize>) -> (VecDeque<usize>, Option<usize>) {
+        let mut ring = self.ring.clone();
+        let Some(j) = pair else { return (ring, self.h_pair) };
+        if ring.len() == self.history {
+            ring.pop_front();
         }
-        let m = self.history;
-        let before = match self.current {
-            Some(l) => l,
-            None => {
-                // ∇L at x0 goes straight into g.
-                let l = eval.evaluate(&[], &[&self.stash_in[0], &self.stash_out[0]])?;
-                self.evals += 1;
-                self.current = Some(l);
-                l
-            }
-        };
+        ring.push_back(j);
+        (ring, Some(j))
+    }
 
-        // The candidate pair from the last step: s = t_prev·d (d still the last direction), y = g − g_prev; kept
-        // when yᵀs > 1e-10.
+    /// The search direction d from −g and the history with `pair` taken in, then gᵀd and max|d| (and on the
+    /// first iteration Σ|g|), in one submission after `before`, waited for once. Returns the scalar slots and
+    /// [max|g|, max|d|]. `pair` is the candidate made by `before`: its yᵀy is measured here; without it, H's
+    /// yᵀy is measured again (a rejected candidate's submission overwrote it; the same sum, so the same bits).
+    fn direction(&self, ctx: &GpuContext, before: &[&Dispatch], pair: Option<usize>) -> Result<(Vec<f64>, [f64; 2])> {
         let first = self.iterations == 0;
-        let mut new_pair = None;
-        if !first {
-            let j = (0..=m).find(|j| !self.ring.contains(j)).expect("one pair slot is always free");
-            set_coefficient(ctx, &self.pairs[j].make_s, self.count, false, Coefficient::constant(self.t_prev as f32));
-            let p = &self.pairs[j];
-            ctx.submit_and_wait(ctx.encode([&p.make_s, &p.make_y[0], &p.make_y[1], &p.ys[0], &p.ys[1]]).finish())?;
-            if self.scalars(ctx)?[j] > CURVATURE_EPS {
-                if self.ring.len() == m {
-                    self.ring.pop_front();
-                }
-                self.ring.push_back(j);
-                self.h_pair = Some(j);
-                new_pair = Some(j);
-            }
-            let h = match self.h_pair {
-                Some(j) => Coefficient::slots(1.0, Some(j), None, Some(slot_yy(m))),
-                None => Coefficient::constant(1.0),
-            };
-            set_coefficient(ctx, &self.scale_q_into_d, self.count, false, h);
-        }
-
-        // The direction: −g, then the two-loop recursion over the history.
-        let mut ds: Vec<&Dispatch> = vec![&self.zero_ranges, &self.g_max];
+        let (ring, h_pair) = self.ring_with(pair);
+        let h = match h_pair {
+            Some(j) => Coefficient::slots(1.0, Some(j), None, Some(slot_yy(self.history))),
+            None => Coefficient::constant(1.0),
+        };
+        let mut ds: Vec<&Dispatch> = before.to_vec();
+        ds.extend([&self.zero_ranges, &self.g_max]);
         if first {
             ds.push(&self.negate_g_into_d);
         } else {
-            if let Some(j) = new_pair {
+            set_coefficient(ctx, &self.scale_q_into_d, self.count, false, h);
+            if let Some(j) = h_pair {
                 ds.extend(&self.pairs[j].yy);
             }
             ds.push(&self.negate_g_into_q);
-            for &i in self.ring.iter().rev() {
+            for &i in ring.iter().rev() {
                 ds.extend(&self.pairs[i].first_loop);
             }
             ds.push(&self.scale_q_into_d);
-            for &i in &self.ring {
+            for &i in &ring {
                 ds.extend(&self.pairs[i].second_loop);
             }
         }
@@ -345,9 +323,61 @@ impl Lbfgs {
             ds.extend(&self.g_abs_sum);
         }
         ds.push(&self.save_x);
-        ctx.submit_and_wait(ctx.encode(ds).finish())?;
-        let scalars = self.scalars(ctx)?;
-        let [g_max, d_max] = self.ranges(ctx)?;
+        let reads = [Read::new(&self.slots, 0, slot_count(self.history)), Read::new(&self.ranges, 0, 2)];
+        let read = ctx.submit_and_read(ctx.encode(ds), &reads)?;
+        // max_abs stores the bits of a non-negative f32: read as f32, they are the value.
+        let [g_max, d_max] = [f64::from(read[1][0]), f64::from(read[1][1])];
+        Ok((read[0].iter().copied().map(f64::from).collect(), [g_max, d_max]))
+    }
+
+    /// One L-BFGS iteration (the first call also evaluates the initial x). Returns the losses of x BEFORE the
+    /// update, as Adam's step does; None once stopped (nothing is done then).
+    ///
+    /// The host waits once for the direction and once per evaluation of the line search: the candidate pair
+    /// (s, y) goes in the direction's submission, which assumes it is kept (nearly always); when yᵀs says it is
+    /// not, the direction is made again without it (one more wait). The step's own submission is not waited for.
+    pub fn iteration(&mut self, ctx: &GpuContext, eval: &mut dyn Evaluator) -> Result<Option<Losses>> {
+        if self.stopped.is_some() {
+            return Ok(None);
+        }
+        let m = self.history;
+        let before = match self.current {
+            Some(l) => l,
+            None => {
+                // ∇L at x0 goes straight into g.
+                let l = eval.evaluate(&[], &[&self.stash_in[0], &self.stash_out[0]], &[])?.losses;
+                self.evals += 1;
+                self.current = Some(l);
+                l
+            }
+        };
+
+        // The candidate pair from the last step: s = t_prev·d (d still the last direction), y = g − g_prev; kept
+        // when yᵀs > 1e-10.
+        let first = self.iterations == 0;
+        let candidate =
+            (!first).then(|| (0..=m).find(|j| !self.ring.contains(j)).expect("one pair slot is always free"));
+        let (scalars, [g_max, d_max]) = match candidate {
+            None => self.direction(ctx, &[], None)?,
+            Some(j) => {
+                set_coefficient(
+                    ctx,
+                    &self.pairs[j].make_s,
+                    self.count,
+                    false,
+                    Coefficient::constant(self.t_prev as f32),
+                );
+                let p = &self.pairs[j];
+                let make = [&p.make_s, &p.make_y[0], &p.make_y[1], &p.ys[0], &p.ys[1]];
+                let (scalars, ranges) = self.direction(ctx, &make, Some(j))?;
+                if scalars[j] > CURVATURE_EPS {
+                    (self.ring, self.h_pair) = self.ring_with(Some(j));
+                    (scalars, ranges)
+                } else {
+                    self.direction(ctx, &[], None)?
+                }
+            }
+        };
         if g_max <= TOLERANCE_GRAD {
             self.stopped = Some(Stop::GradientVanished);
             return Ok(Some(before));
@@ -367,14 +397,15 @@ impl Lbfgs {
         let losses = objective.losses;
         let p = accepted.point;
 
-        // x = x0 + t·d, g_prev = g, g = the accepted gradient.
+        // x = x0 + t·d, g_prev = g, g = the accepted gradient: queued, not waited for (the next submission
+        // runs after it).
         set_coefficient(ctx, &self.step_x, self.count, true, Coefficient::constant(p.t as f32));
         let mut ds = vec![&self.restore_x, &self.step_x, &self.save_g_prev];
         if p.id != 0 {
             let k = self.stash_ids.iter().position(|s| *s == Some(p.id)).expect("the accepted gradient is kept");
             ds.push(&self.stash_out[k]);
         }
-        ctx.submit_and_wait(ctx.encode(ds).finish())?;
+        ctx.queue.submit([ctx.encode(ds).finish()]);
         self.evals += accepted.evals;
         self.iterations += 1;
         self.t_prev = p.t;
@@ -457,9 +488,10 @@ impl LineObjective for Objective<'_, '_> {
         let k = l.stash_ids.iter().position(Option::is_none).expect("the line search keeps at most two gradients");
         l.stash_ids[k] = Some(id);
         set_coefficient(self.ctx, &l.step_x, l.count, true, Coefficient::constant(t as f32));
-        let losses =
-            self.eval.evaluate(&[&l.restore_x, &l.step_x], &[&l.grad_gtd[0], &l.grad_gtd[1], &l.stash_in[k]])?;
-        let gtd = f64::from(self.ctx.read_f32(&l.slots, slot_gtd(l.history), 1)?[0]);
+        let after = [&l.grad_gtd[0], &l.grad_gtd[1], &l.stash_in[k]];
+        let read = Read::new(&l.slots, slot_gtd(l.history), 1);
+        let Evaluated { losses, reads } = self.eval.evaluate(&[&l.restore_x, &l.step_x], &after, &[read])?;
+        let gtd = f64::from(reads[0][0]);
         self.losses.push(losses);
         Ok((losses.total, gtd))
     }
