@@ -51,6 +51,20 @@ pub fn cooperative_fragments(adapter: &wgpu::Adapter) -> Vec<u32> {
     sides
 }
 
+/// The most bytes one binding may hold, whatever the adapter reports: 2³¹ − 1 rounded down to whole f32. wgpu
+/// hands array lengths to shaders as u32 bytes and naga clamps indices with them; on Metal the binding limit is
+/// the device's largest buffer (often past 4 GiB), where those lengths would wrap and accesses land on the wrong
+/// elements. Below 2³¹ every element index also fits an i32.
+pub const MAX_BINDING_BYTES: u64 = (1 << 31) - 4;
+
+/// The device's limits as the engine uses them: storage bindings and buffers at most [`MAX_BINDING_BYTES`] (every
+/// buffer the engine makes is bound whole).
+pub fn engine_limits(mut limits: wgpu::Limits) -> wgpu::Limits {
+    limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(MAX_BINDING_BYTES);
+    limits.max_buffer_size = limits.max_buffer_size.min(MAX_BINDING_BYTES);
+    limits
+}
+
 /// Environment variable forcing the kernel family: `cpu` or `gpu`.
 pub const KERNELS_ENV: &str = "NEURAL_STYLE_KERNELS";
 
@@ -69,6 +83,7 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub features: wgpu::Features,
+    /// The device's limits with bindings clamped to [`MAX_BINDING_BYTES`] ([`engine_limits`]).
     pub limits: wgpu::Limits,
     /// The device type kernel variants are chosen for ([`GpuOptions::kernels_for`]; normally the adapter's).
     pub kernels_for: wgpu::DeviceType,
@@ -191,7 +206,7 @@ impl GpuContext {
                 *lost_sink.lock().unwrap() = Some(format!("{reason:?}: {msg}"));
             }
         });
-        let limits = device.limits();
+        let limits = engine_limits(device.limits());
         let kernels_for = kernels_for_env().unwrap_or(info.device_type);
         Ok(Self {
             device,
@@ -433,5 +448,27 @@ impl GpuContext {
     /// Whole buffer as f32.
     pub fn read_all(&self, buf: &wgpu::Buffer) -> Result<Vec<f32>> {
         self.read_f32(buf, 0, (buf.size() / 4) as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_are_clamped_below_two_gib_whatever_the_adapter_reports() {
+        // An Apple GPU reports its largest buffer (here 16 GiB) as its binding limit.
+        let metal = wgpu::Limits {
+            max_storage_buffer_binding_size: 16 << 30,
+            max_buffer_size: 16 << 30,
+            ..wgpu::Limits::default()
+        };
+        let l = engine_limits(metal);
+        assert_eq!(l.max_storage_buffer_binding_size, MAX_BINDING_BYTES);
+        assert_eq!(l.max_buffer_size, MAX_BINDING_BYTES);
+        assert!(MAX_BINDING_BYTES < 1 << 31 && MAX_BINDING_BYTES % 4 == 0);
+        // lavapipe's 128 MiB stays as it is.
+        let lavapipe = wgpu::Limits { max_storage_buffer_binding_size: 128 << 20, ..wgpu::Limits::default() };
+        assert_eq!(engine_limits(lavapipe).max_storage_buffer_binding_size, 128 << 20);
     }
 }

@@ -6,6 +6,7 @@ use super::uniform::uniform;
 use super::{kernel, Kernel};
 
 use super::grid::elementwise_grid;
+use super::uniform::u32_of;
 use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
@@ -32,7 +33,7 @@ pub(super) const KERNELS: &[Kernel] = &[kernel!("adam", &[ELEMENTWISE], AdamPara
 fn params(count: usize, lr: f64, t: u64) -> AdamParams {
     let t = t.max(1) as i32;
     AdamParams {
-        count: count as u32,
+        count: u32_of(count),
         step_size: (lr / (1.0 - BETA1.powi(t))) as f32,
         beta1: BETA1 as f32,
         beta2: BETA2 as f32,

@@ -6,6 +6,7 @@ use super::uniform::uniform;
 use super::{kernel, Kernel};
 
 use super::grid::elementwise_grid;
+use super::uniform::u32_of;
 use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::frame::Frame;
@@ -35,10 +36,10 @@ pub fn channel_affine(
     output: &Buffer,
 ) -> Result<Dispatch> {
     let p = AffineParams {
-        height: frame.height as u32,
-        width: frame.width as u32,
-        stride: frame.stride as u32,
-        plane: frame.plane() as u32,
+        height: u32_of(frame.height),
+        width: u32_of(frame.width),
+        stride: u32_of(frame.stride),
+        plane: u32_of(frame.plane()),
         scale: [scale[0], scale[1], scale[2], 0.0],
         offset: [offset[0], offset[1], offset[2], 0.0],
         ..Default::default()

@@ -16,6 +16,7 @@ use super::{kernel, template, Kernel};
 use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::gemm_grid_with;
 use super::grid::{gemm_grid, grid_2d, ELEMENTWISE_GROUP};
+use super::uniform::u32_of;
 use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
@@ -259,14 +260,14 @@ fn cpu_dispatch(
     let chunks = chunks_per_row * frame.height.div_ceil(rows);
     let shader = cpu_shader(channels, rows, backward)?;
     let p = CpuParams {
-        cin: inputs as u32,
-        cout: outputs as u32,
-        height: frame.height as u32,
-        width: frame.width as u32,
-        stride: frame.stride as u32,
-        plane: frame.plane() as u32,
-        chunks_per_row: chunks_per_row as u32,
-        chunks: chunks as u32,
+        cin: u32_of(inputs),
+        cout: u32_of(outputs),
+        height: u32_of(frame.height),
+        width: u32_of(frame.width),
+        stride: u32_of(frame.stride),
+        plane: u32_of(frame.plane()),
+        chunks_per_row: u32_of(chunks_per_row),
+        chunks: u32_of(chunks),
         epilogue: epilogue as u32,
         ..Default::default()
     };
@@ -379,12 +380,12 @@ fn gemm_conv(
 
 fn tiled_params(cin: usize, cout: usize, frame: Frame, pixel_groups: u32, epilogue: bool) -> TiledParams {
     TiledParams {
-        cin: cin as u32,
-        cout: cout as u32,
-        height: frame.height as u32,
-        width: frame.width as u32,
-        stride: frame.stride as u32,
-        plane: frame.plane() as u32,
+        cin: u32_of(cin),
+        cout: u32_of(cout),
+        height: u32_of(frame.height),
+        width: u32_of(frame.width),
+        stride: u32_of(frame.stride),
+        plane: u32_of(frame.plane()),
         pixel_groups,
         epilogue: epilogue as u32,
         ..Default::default()
@@ -414,7 +415,7 @@ pub fn conv3x3_backward_data(
             }
             let pixel_groups = (shape.height * shape.width).div_ceil(ELEMENTWISE_GROUP);
             let (x, y) = grid_2d(pixel_groups, max_dim(ctx));
-            let params = tiled_params(shape.cout, shape.cin, frame, pixel_groups as u32, masked);
+            let params = tiled_params(shape.cout, shape.cin, frame, u32_of(pixel_groups), masked);
             Dispatch::new(ctx, &shader("conv3x3_backward_data_narrow")?, &params, &bufs, [x, y, 1])
         }
         ConvKernel::Tiled | ConvKernel::Coop { .. } => {
@@ -428,9 +429,9 @@ fn cpu_shader(channels: usize, rows: usize, backward: bool) -> Result<crate::gpu
     render(
         "conv3x3_cpu",
         &[
-            ("MR", TemplateValue::Int(channels as u32)),
-            ("ROWS", TemplateValue::Int(rows as u32)),
-            ("WG", TemplateValue::Int(CPU_WORKGROUP as u32)),
+            ("MR", TemplateValue::Int(u32_of(channels))),
+            ("ROWS", TemplateValue::Int(u32_of(rows))),
+            ("WG", TemplateValue::Int(u32_of(CPU_WORKGROUP))),
             ("BACKWARD", TemplateValue::Bool(backward)),
         ],
     )

@@ -9,6 +9,7 @@ use super::uniform::uniform;
 use super::{kernel, Kernel};
 
 use super::grid::{elementwise_grid, grid_2d};
+use super::uniform::u32_of;
 use super::{compose_with_core, max_dim, shader, shared, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::Result;
 use crate::gpu::{GpuContext, Shader};
@@ -76,7 +77,7 @@ impl CoopConfig {
     }
 
     fn template_params(&self, first_binding: u32, twin: bool) -> Vec<(&'static str, TemplateValue)> {
-        let int = |v: usize| TemplateValue::Int(v as u32);
+        let int = |v: usize| TemplateValue::Int(u32_of(v));
         vec![
             ("F", int(self.fragment)),
             ("SG", int(self.subgroup)),
@@ -220,14 +221,14 @@ const MAX_ABS_GROUP: usize = 256 * 16;
 
 /// `ranges[slot] = max(ranges[slot], max |values[0..count]|)` (as f32 bits).
 pub fn max_abs(ctx: &GpuContext, count: usize, slot: u32, values: &Buffer, ranges: &Buffer) -> Result<Dispatch> {
-    let p = MaxAbsParams { count: count as u32, slot, ..Default::default() };
+    let p = MaxAbsParams { count: u32_of(count), slot, ..Default::default() };
     let (x, y) = grid_2d(count.div_ceil(MAX_ABS_GROUP), max_dim(ctx));
     Dispatch::new(ctx, &shader("max_abs")?, &p, &[values, ranges], [x, y, 1])
 }
 
 /// Zeroes the first `count` words of `ranges`.
 pub fn zero_ranges(ctx: &GpuContext, count: usize, ranges: &Buffer) -> Result<Dispatch> {
-    let p = MaxAbsParams { count: count as u32, slot: 0, ..Default::default() };
+    let p = MaxAbsParams { count: u32_of(count), slot: 0, ..Default::default() };
     Dispatch::new(ctx, &shader("zero_u32")?, &p, &[ranges], elementwise_grid(count, max_dim(ctx)))
 }
 

@@ -5,6 +5,7 @@ use super::uniform::uniform;
 use super::{kernel, Kernel};
 
 use super::grid::elementwise_grid;
+use super::uniform::u32_of;
 use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::frame::Frame;
@@ -35,12 +36,12 @@ pub fn clear_frame(ctx: &GpuContext, tensor: Tensor<'_>) -> Result<Dispatch> {
     let (channels, frame) = (tensor.channels, tensor.frame);
     let per_channel = frame_elements(frame);
     let p = ClearParams {
-        channels: channels as u32,
-        height: frame.height as u32,
-        width: frame.width as u32,
-        stride: frame.stride as u32,
-        rows: frame.rows as u32,
-        per_channel: per_channel as u32,
+        channels: u32_of(channels),
+        height: u32_of(frame.height),
+        width: u32_of(frame.width),
+        stride: u32_of(frame.stride),
+        rows: u32_of(frame.rows),
+        per_channel: u32_of(per_channel),
         ..Default::default()
     };
     Dispatch::new(

@@ -13,6 +13,7 @@ use super::{kernel, template, Kernel};
 
 use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::{elementwise_grid, grid_2d, GEMM_TILE, MAX_GROUPS_PER_DIM};
+use super::uniform::u32_of;
 use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::Result;
 use crate::frame::Frame;
@@ -164,13 +165,13 @@ pub fn gram(
             let blocks = channels.div_ceil(CPU_BLOCK);
             let pairs = blocks * (blocks + 1) / 2;
             let p = CpuParams {
-                channels: channels as u32,
-                blocks: blocks as u32,
-                pairs: pairs as u32,
-                height: frame.height as u32,
-                width4: frame.width.div_ceil(4) as u32,
-                stride4: (frame.stride / 4) as u32,
-                plane4: (frame.plane() / 4) as u32,
+                channels: u32_of(channels),
+                blocks: u32_of(blocks),
+                pairs: u32_of(pairs),
+                height: u32_of(frame.height),
+                width4: u32_of(frame.width.div_ceil(4)),
+                stride4: u32_of(frame.stride / 4),
+                plane4: u32_of(frame.plane() / 4),
                 scale,
                 ..Default::default()
             };
@@ -181,17 +182,17 @@ pub fn gram(
             let k = k_len(frame);
             let (splits, chunk) = gram_splits(channels, k);
             let tile = if let GramKernel::Coop { config, .. } = kernel { config.tile() } else { GEMM_TILE };
-            let t = channels.div_ceil(tile) as u32;
+            let t = u32_of(channels.div_ceil(tile));
             let p = GramParams {
-                channels: channels as u32,
-                pixels: k as u32,
-                chunk: chunk as u32,
-                splits: splits as u32,
-                plane: frame.plane() as u32,
-                stride: frame.stride as u32,
+                channels: u32_of(channels),
+                pixels: u32_of(k),
+                chunk: u32_of(chunk),
+                splits: u32_of(splits),
+                plane: u32_of(frame.plane()),
+                stride: u32_of(frame.stride),
                 ..Default::default()
             };
-            let grid = [t, t, splits as u32];
+            let grid = [t, t, u32_of(splits)];
             let mut out = Vec::with_capacity(3);
             match kernel {
                 GramKernel::Coop { config, twin, ranges, slot } => {
@@ -203,10 +204,10 @@ pub fn gram(
                 _ => out.push(Dispatch::new(ctx, &shader("gram")?, &p, &[features, partial], grid)?),
             }
             let r = ReduceParams {
-                channels: channels as u32,
-                splits: splits as u32,
+                channels: u32_of(channels),
+                splits: u32_of(splits),
                 scale,
-                tile: tile as u32,
+                tile: u32_of(tile),
                 ..Default::default()
             };
             let groups = elementwise_grid(channels * channels, max_dim(ctx));
@@ -218,8 +219,11 @@ pub fn gram(
 
 /// The CPU kernel's WGSL.
 pub fn cpu_shader() -> Result<crate::gpu::Shader> {
-    render("gram_cpu", &[("B", TemplateValue::Int(CPU_BLOCK as u32)), ("WG", TemplateValue::Int(CPU_WORKGROUP as u32))])
-        .map(|s| s.trusted(true))
+    render(
+        "gram_cpu",
+        &[("B", TemplateValue::Int(u32_of(CPU_BLOCK))), ("WG", TemplateValue::Int(u32_of(CPU_WORKGROUP)))],
+    )
+    .map(|s| s.trusted(true))
 }
 
 #[cfg(test)]

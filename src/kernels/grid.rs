@@ -4,6 +4,8 @@
 //! spread over two dimensions while each stays ≤ `max_compute_workgroups_per_dimension` (65,535): conv1 of a
 //! 2048x2048 image has 65,536 pixel tiles.
 
+use super::uniform::u32_of;
+
 /// Threads per workgroup of the elementwise kernels.
 pub const ELEMENTWISE_GROUP: usize = 256;
 /// Output tile (rows and columns) of the kernels on `shared/gemm_tiled.wgsl` (conv, Gram, style gradient).
@@ -18,7 +20,7 @@ pub fn grid_2d(groups: usize, max_per_dim: u32) -> (u32, u32) {
     let x = groups.min(max);
     let y = groups.div_ceil(x);
     assert!(y <= max, "{groups} workgroups do not fit a {max}x{max} grid");
-    (x as u32, y as u32)
+    (x as u32, y as u32) // both ≤ max_per_dim, a u32
 }
 
 /// Grid of an elementwise kernel over `count` elements (256 per group).
@@ -37,9 +39,9 @@ pub fn gemm_grid(rows: usize, pixels: usize, max_per_dim: u32) -> ([u32; 3], u32
 pub fn gemm_grid_with(tile: usize, rows: usize, pixels: usize, max_per_dim: u32) -> ([u32; 3], u32) {
     let pixel_tiles = pixels.div_ceil(tile);
     let (x, y) = grid_2d(pixel_tiles, max_per_dim);
-    let z = rows.div_ceil(tile) as u32;
+    let z = u32_of(rows.div_ceil(tile));
     assert!(z <= max_per_dim);
-    ([x, y, z], pixel_tiles as u32)
+    ([x, y, z], u32_of(pixel_tiles))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use super::uniform::uniform;
 use super::{kernel, Kernel};
 
 use super::grid::elementwise_grid;
+use super::uniform::u32_of;
 use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
@@ -29,8 +30,8 @@ pub(super) const KERNELS: &[Kernel] =
 fn params(count: usize, decay: f64, t: u64) -> AverageParams {
     let t = i32::try_from(t.saturating_add(1)).unwrap_or(i32::MAX);
     AverageParams {
-        count: count as u32,
-        restart: (t == 1) as u32,
+        count: u32_of(count),
+        restart: u32::from(t == 1),
         decay: decay as f32,
         correction: (1.0 / (1.0 - decay.powi(t))) as f32,
         ..Default::default()

@@ -9,6 +9,7 @@ use super::{kernel, template, Kernel};
 
 use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::{elementwise_grid, gemm_grid, gemm_grid_with, grid_2d, ELEMENTWISE_GROUP};
+use super::uniform::u32_of;
 use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::Result;
 use crate::frame::Frame;
@@ -97,7 +98,7 @@ pub fn sq_diff_sum(ctx: &GpuContext, count: usize, a: &Buffer, b: &Buffer, parti
     Dispatch::new(
         ctx,
         &shader("sq_diff_sum")?,
-        &CountParams { count: count as u32, ..Default::default() },
+        &CountParams { count: u32_of(count), ..Default::default() },
         &[a, b, partials],
         [x, y, 1],
     )
@@ -112,7 +113,7 @@ pub fn reduce_sum(
     partials: &Buffer,
     losses: &Buffer,
 ) -> Result<Dispatch> {
-    let p = ReduceParams { count: count as u32, slot: slot as u32, scale: scale as f32, ..Default::default() };
+    let p = ReduceParams { count: u32_of(count), slot: u32_of(slot), scale: scale as f32, ..Default::default() };
     Dispatch::new(ctx, &shader("reduce_sum")?, &p, &[partials, losses], [1, 1, 1])
 }
 
@@ -126,8 +127,12 @@ pub fn content_grad(
     target: &Buffer,
     grad: &Buffer,
 ) -> Result<Dispatch> {
-    let p =
-        ContentParams { count: count as u32, accumulate: accumulate as u32, scale: scale as f32, ..Default::default() };
+    let p = ContentParams {
+        count: u32_of(count),
+        accumulate: u32::from(accumulate),
+        scale: scale as f32,
+        ..Default::default()
+    };
     Dispatch::new(ctx, &shader("content_grad")?, &p, &[features, target, grad], elementwise_grid(count, max_dim(ctx)))
 }
 
@@ -163,9 +168,9 @@ pub fn style_grad_cpu_shader(channels: usize) -> Result<crate::gpu::Shader> {
     render(
         "style_grad_cpu",
         &[
-            ("MR", TemplateValue::Int(STYLE_CPU_CHANNELS as u32)),
-            ("NV", TemplateValue::Int(STYLE_CPU_VEC4S as u32)),
-            ("WG", TemplateValue::Int(STYLE_CPU_WORKGROUP as u32)),
+            ("MR", TemplateValue::Int(u32_of(STYLE_CPU_CHANNELS))),
+            ("NV", TemplateValue::Int(u32_of(STYLE_CPU_VEC4S))),
+            ("WG", TemplateValue::Int(u32_of(STYLE_CPU_WORKGROUP))),
             ("QUAD", TemplateValue::Bool(channels.is_multiple_of(4))),
         ],
     )
@@ -219,13 +224,13 @@ pub fn style_grad(
     let pixels = frame.height * frame.stride;
     let bufs = [io.gram, io.target, io.features.buffer, io.grad];
     let tiled_params = |pixel_tiles| StyleParams {
-        channels: channels as u32,
-        pixels: pixels as u32,
+        channels: u32_of(channels),
+        pixels: u32_of(pixels),
         pixel_tiles,
-        accumulate: accumulate as u32,
+        accumulate: u32::from(accumulate),
         scale: scale as f32,
-        plane: frame.plane() as u32,
-        stride: frame.stride as u32,
+        plane: u32_of(frame.plane()),
+        stride: u32_of(frame.stride),
         ..Default::default()
     };
     match kernel {
@@ -247,17 +252,17 @@ pub fn style_grad(
             let pixels4 = pixels / 4;
             let chunks = pixels4.div_ceil(STYLE_CPU_VEC4S);
             let p = StyleCpuParams {
-                channels: channels as u32,
-                pixels4: pixels4 as u32,
-                plane4: (frame.plane() / 4) as u32,
-                stride4: (frame.stride / 4) as u32,
-                chunks: chunks as u32,
-                accumulate: accumulate as u32,
+                channels: u32_of(channels),
+                pixels4: u32_of(pixels4),
+                plane4: u32_of(frame.plane() / 4),
+                stride4: u32_of(frame.stride / 4),
+                chunks: u32_of(chunks),
+                accumulate: u32::from(accumulate),
                 scale: scale as f32,
                 ..Default::default()
             };
             let (x, y) = grid_2d(chunks.div_ceil(STYLE_CPU_WORKGROUP), max_dim(ctx));
-            let z = channels.div_ceil(STYLE_CPU_CHANNELS) as u32;
+            let z = u32_of(channels.div_ceil(STYLE_CPU_CHANNELS));
             Ok(vec![Dispatch::new(ctx, &style_grad_cpu_shader(channels)?, &p, &bufs, [x, y, z])?])
         }
     }
@@ -280,12 +285,12 @@ pub fn tv_loss_grad(
 ) -> Result<Dispatch> {
     let frame = Frame::new(height, width);
     let p = TvParams {
-        height: height as u32,
-        width: width as u32,
-        accumulate: accumulate as u32,
+        height: u32_of(height),
+        width: u32_of(width),
+        accumulate: u32::from(accumulate),
         weight: weight as f32,
-        stride: frame.stride as u32,
-        plane: frame.plane() as u32,
+        stride: u32_of(frame.stride),
+        plane: u32_of(frame.plane()),
         ..Default::default()
     };
     Dispatch::new(

@@ -7,6 +7,7 @@ use super::uniform::uniform;
 use super::{kernel, Kernel};
 
 use super::grid::elementwise_grid;
+use super::uniform::u32_of;
 use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
@@ -47,7 +48,7 @@ pub fn peak_fma(
     seeds: &Buffer,
     out: &Buffer,
 ) -> Result<Dispatch> {
-    let p = FmaParams { count: threads as u32, iters, mul, add, ..Default::default() };
+    let p = FmaParams { count: u32_of(threads), iters, mul, add, ..Default::default() };
     Dispatch::new(ctx, &shader("peak_fma")?, &p, &[seeds, out], elementwise_grid(threads, max_dim(ctx)))
 }
 
@@ -58,7 +59,7 @@ pub fn fma_flops(threads: usize, iters: u32) -> f64 {
 
 /// `dst[0..4 * vec4s] = src[0..4 * vec4s]`, 16 bytes per thread. Both buffers hold at least `4 * vec4s` floats.
 pub fn peak_copy(ctx: &GpuContext, vec4s: usize, src: &Buffer, dst: &Buffer) -> Result<Dispatch> {
-    let p = CopyParams { count: vec4s as u32, ..Default::default() };
+    let p = CopyParams { count: u32_of(vec4s), ..Default::default() };
     Dispatch::new(ctx, &shader("peak_copy")?, &p, &[src, dst], elementwise_grid(vec4s, max_dim(ctx)))
 }
 

@@ -7,6 +7,7 @@ use super::uniform::uniform;
 use super::{kernel, Kernel};
 
 use super::grid::elementwise_grid;
+use super::uniform::u32_of;
 use super::{max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::frame::Frame;
@@ -58,15 +59,15 @@ impl PoolShape {
     fn params(&self) -> PoolParams {
         let (input, output) = (Frame::new(self.height, self.width), Frame::new(self.out_height(), self.out_width()));
         PoolParams {
-            channels: self.channels as u32,
-            height: self.height as u32,
-            width: self.width as u32,
-            out_height: self.out_height() as u32,
-            out_width: self.out_width() as u32,
-            stride: input.stride as u32,
-            plane: input.plane() as u32,
-            out_stride: output.stride as u32,
-            out_plane: output.plane() as u32,
+            channels: u32_of(self.channels),
+            height: u32_of(self.height),
+            width: u32_of(self.width),
+            out_height: u32_of(self.out_height()),
+            out_width: u32_of(self.out_width()),
+            stride: u32_of(input.stride),
+            plane: u32_of(input.plane()),
+            out_stride: u32_of(output.stride),
+            out_plane: u32_of(output.plane()),
             ..Default::default()
         }
     }

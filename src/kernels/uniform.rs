@@ -36,6 +36,17 @@ macro_rules! uniform {
 }
 pub(crate) use uniform;
 
+/// A size, count or index as a kernel's `u32` parameter, checked rather than cast: a wrapped value would send
+/// the kernel to the wrong elements. Every tensor is refused before planning when it exceeds the binding limit,
+/// which is at most 2³¹ bytes ([`crate::gpu::MAX_BINDING_BYTES`]), so every size here is below 2²⁹ and this never
+/// fires for any input; it guards the invariant (a size past u32 here is a bug in the planning checks).
+#[track_caller]
+pub fn u32_of(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or_else(|_| {
+        panic!("{n} does not fit a kernel's u32 parameter: a size check before planning should have refused it")
+    })
+}
+
 /// Zero `u32`s after `words` 4-byte words of fields that make the struct a multiple of 16 bytes.
 pub const fn padding(words: usize) -> usize {
     (4 - words % 4) % 4
@@ -88,6 +99,12 @@ pub fn check_layout(fields: &[(&str, &str)]) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_are_checked_not_wrapped() {
+        assert_eq!(super::u32_of(4_294_967_295), u32::MAX);
+        assert!(std::panic::catch_unwind(|| super::u32_of(1 << 32)).is_err(), "2^32 must not wrap to 0");
+    }
+
     uniform! {
         struct Example {
             count: u32,

@@ -7,6 +7,7 @@ use super::uniform::uniform;
 use super::{kernel, Kernel};
 
 use super::grid::{elementwise_grid, grid_2d};
+use super::uniform::u32_of;
 use super::{loss, max_dim, shader, Dispatch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
@@ -44,7 +45,7 @@ pub fn dot(
     partials: &Buffer,
     (slots, slot): (&Buffer, usize),
 ) -> Result<[Dispatch; 2]> {
-    let p = DotParams { count: count as u32, abs_a: (reduction == Reduction::AbsSum) as u32, ..Default::default() };
+    let p = DotParams { count: u32_of(count), abs_a: u32::from(reduction == Reduction::AbsSum), ..Default::default() };
     let (x, y) = grid_2d(dot_partials(count), max_dim(ctx));
     let partial = Dispatch::new(ctx, &shader("dot_sum")?, &p, &[a, b, partials], [x, y, 1])?;
     let reduce = loss::reduce_sum(ctx, dot_partials(count), slot, 1.0, partials, slots)?;
@@ -72,7 +73,7 @@ impl Coefficient {
 
     /// `scale · (slots[add] − slots[sub]) / slots[den]` (`None`: the term is left out).
     pub fn slots(scale: f32, add: Option<usize>, sub: Option<usize>, den: Option<usize>) -> Self {
-        let idx = |s: Option<usize>| s.map_or(NONE, |s| s as u32);
+        let idx = |s: Option<usize>| s.map_or(NONE, |s| u32_of(s));
         Self { scale, num_add: idx(add), num_sub: idx(sub), den: idx(den) }
     }
 }
@@ -96,8 +97,8 @@ pub(super) const KERNELS: &[Kernel] = &[
 
 fn axpy_params(count: usize, keep: bool, c: Coefficient) -> AxpyParams {
     AxpyParams {
-        count: count as u32,
-        keep: keep as u32,
+        count: u32_of(count),
+        keep: u32::from(keep),
         num_add: c.num_add,
         num_sub: c.num_sub,
         den: c.den,

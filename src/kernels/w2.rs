@@ -16,6 +16,7 @@ use crate::gpu::GpuContext;
 use crate::tensor::Tensor;
 use wgpu::Buffer;
 
+use super::uniform::u32_of;
 /// A slot of a scalars array, or none (the same marker as L-BFGS's axpys).
 pub use super::vector::NONE;
 
@@ -34,10 +35,10 @@ pub fn channel_mean(ctx: &GpuContext, features: Tensor<'_>, mean: &Buffer) -> Re
     let (channels, frame) = (features.channels, features.frame);
     let features = features.buffer;
     let p = MeanParams {
-        channels: channels as u32,
-        pixels: (frame.height * frame.stride) as u32,
-        plane: frame.plane() as u32,
-        stride: frame.stride as u32,
+        channels: u32_of(channels),
+        pixels: u32_of(frame.height * frame.stride),
+        plane: u32_of(frame.plane()),
+        stride: u32_of(frame.stride),
         inv_count: (1.0 / (frame.height * frame.width) as f64) as f32,
         ..Default::default()
     };
@@ -63,7 +64,7 @@ pub fn covariance(
     cov: &Buffer,
 ) -> Result<Dispatch> {
     let p = CovarianceParams {
-        channels: channels as u32,
+        channels: u32_of(channels),
         gram_scale: channels as f32,
         ridge: ridge as f32,
         ..Default::default()
@@ -128,7 +129,7 @@ pub fn matmul(
     slots: &Buffer,
 ) -> Result<Dispatch> {
     let p = MatmulParams {
-        size: size as u32,
+        size: u32_of(size),
         alpha_slot: alpha.slot,
         scale: alpha.scale,
         alpha_power: alpha.power,
@@ -137,7 +138,7 @@ pub fn matmul(
     };
     match variant {
         MatmulVariant::Tiled => {
-            let tiles = size.div_ceil(GEMM_TILE) as u32;
+            let tiles = u32_of(size.div_ceil(GEMM_TILE));
             Dispatch::new(ctx, &shader("matmul")?, &p, &[a, b, out, slots], [tiles, tiles, 1])
         }
         MatmulVariant::Cpu => {
@@ -165,7 +166,7 @@ pub fn sqrtm_start(
     (slots, norm_slot): (&Buffer, u32),
     (y, z): (&Buffer, &Buffer),
 ) -> Result<Dispatch> {
-    let p = StartParams { size: size as u32, norm_slot, ..Default::default() };
+    let p = StartParams { size: u32_of(size), norm_slot, ..Default::default() };
     Dispatch::new(ctx, &shader("sqrtm_start")?, &p, &[m, slots, y, z], elementwise_grid(size * size, max_dim(ctx)))
 }
 
@@ -198,9 +199,9 @@ pub fn w2_loss(
     (losses, loss_slot): (&Buffer, usize),
 ) -> Result<Dispatch> {
     let p = LossParams {
-        channels: channels as u32,
+        channels: u32_of(channels),
         norm_slot: inputs.scalars.1,
-        loss_slot: loss_slot as u32,
+        loss_slot: u32_of(loss_slot),
         weight_over_c: (weight / channels as f64) as f32,
         target_trace: target_trace as f32,
         ..Default::default()
@@ -225,7 +226,7 @@ pub fn mean_grad(
     (mean, target_mean): (&Buffer, &Buffer),
     bias: &Buffer,
 ) -> Result<Dispatch> {
-    let p = MeanGradParams { channels: channels as u32, w_over_n: w_over_n as f32, ..Default::default() };
+    let p = MeanGradParams { channels: u32_of(channels), w_over_n: w_over_n as f32, ..Default::default() };
     let grid = elementwise_grid(channels, max_dim(ctx));
     Dispatch::new(ctx, &shader("w2_mean_grad")?, &p, &[k, mean, target_mean, bias], grid)
 }
@@ -261,9 +262,9 @@ pub fn channel_bias_grad(ctx: &GpuContext, bias: &Buffer, features: Tensor<'_>, 
     let features = features.buffer;
     let count = frame.buffer_floats(channels);
     let p = BiasParams {
-        count: count as u32,
-        channels: channels as u32,
-        plane: frame.plane() as u32,
+        count: u32_of(count),
+        channels: u32_of(channels),
+        plane: u32_of(frame.plane()),
         ..Default::default()
     };
     let grid = elementwise_grid(count, max_dim(ctx));
