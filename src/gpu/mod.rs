@@ -466,7 +466,7 @@ mod tests {
         let l = engine_limits(metal);
         assert_eq!(l.max_storage_buffer_binding_size, MAX_BINDING_BYTES);
         assert_eq!(l.max_buffer_size, MAX_BINDING_BYTES);
-        assert!(MAX_BINDING_BYTES < 1 << 31 && MAX_BINDING_BYTES % 4 == 0);
+        const { assert!(MAX_BINDING_BYTES < 1 << 31 && MAX_BINDING_BYTES.is_multiple_of(4)) };
         // lavapipe's 128 MiB stays as it is.
         let lavapipe = wgpu::Limits { max_storage_buffer_binding_size: 128 << 20, ..wgpu::Limits::default() };
         assert_eq!(engine_limits(lavapipe).max_storage_buffer_binding_size, 128 << 20);
