@@ -280,10 +280,11 @@ impl<'a> Stylizer<'a> {
             Optimizer::Lbfgs { history, max_evals } => {
                 let bytes = lbfgs::bytes(count, history);
                 let l = Lbfgs::new(ctx, count, history, max_evals, network.image(), grad_x).map_err(|e| match e {
-                    Error::Gpu(why) => Error::Gpu(format!(
-                        "L-BFGS's history of {history} pairs needs {:.2} GB at {w}x{h} and could not be allocated \
-                         ({why}); use a smaller --lbfgs-history or --image-size",
-                        bytes as f64 / 1e9
+                    Error::Gpu(why) | Error::OutOfMemory(why) => Error::OutOfMemory(format!(
+                        ": L-BFGS's history of {history} pairs needs {:.2} GB at {w}x{h} and could not be allocated \
+                         ({}); use a smaller --lbfgs-history (or --image-size, or --optimizer adam)",
+                        bytes as f64 / 1e9,
+                        why.trim_start_matches([':', ' '])
                     )),
                     other => other,
                 })?;

@@ -96,6 +96,8 @@ pub struct GpuContext {
     lost: Arc<Mutex<Option<String>>>,
     /// Times the host has blocked on the GPU (each wait for a submission, each buffer map).
     host_waits: AtomicU64,
+    /// Bytes of the storage buffers made so far (an upper bound of what is live: dropped buffers stay counted).
+    allocated: AtomicU64,
     /// The buffer results are read back through, kept and grown: a new one per read would cost an allocation
     /// (50 MB for a 2048² image) and a map setup every time.
     readback: Mutex<Option<wgpu::Buffer>>,
@@ -220,6 +222,7 @@ impl GpuContext {
             uncaptured,
             lost,
             host_waits: AtomicU64::new(0),
+            allocated: AtomicU64::new(0),
             readback: Mutex::new(None),
         })
     }
@@ -295,10 +298,14 @@ impl GpuContext {
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::OutOfMemory(format!(
-                " allocating {label} ({} MiB): {e}; try a smaller --image-size (or --style-scale)",
-                size >> 20
+                " allocating {label} ({} MiB, after {} MiB of this run's buffers): {}; try a smaller --image-size \
+                 (or --style-scale)",
+                size >> 20,
+                self.allocated_bytes() >> 20,
+                crate::error::one_line(&e.to_string())
             )));
         }
+        self.allocated.fetch_add(size, Ordering::Relaxed);
         Ok(buf)
     }
 
@@ -369,12 +376,21 @@ impl GpuContext {
         }
         if let Some(e) = self.uncaptured.lock().unwrap().take() {
             return Err(match e {
-                wgpu::Error::OutOfMemory { .. } => Error::OutOfMemory(String::new()),
+                wgpu::Error::OutOfMemory { .. } => Error::OutOfMemory(format!(
+                    " while running (the GPU had {} MiB of this run's buffers); try a smaller --image-size, \
+                     --style-scale or --lbfgs-history",
+                    self.allocated_bytes() >> 20
+                )),
                 wgpu::Error::Validation { description, .. } => Error::Validation(description),
                 wgpu::Error::Internal { description, .. } => Error::Gpu(description),
             });
         }
         Ok(())
+    }
+
+    /// Bytes of storage buffers this context has made (counted when made, never uncounted).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed)
     }
 
     /// How many times the host has blocked on the GPU so far ([`GpuContext::wait`], and each read, which waits
