@@ -22,8 +22,8 @@ use crate::kernels::{self, AdapterFacts};
 use crate::planar::PlanarImage;
 pub use crate::stylizer::{memory_plan, MemoryItem};
 use crate::stylizer::{Precision, StyleOptions, Stylizer};
-use crate::vgg;
-use neural_style_weights::{InputConvention, Vgg16Weights, VGG16_CONV_LAYERS};
+use crate::vgg::{self, conv_flops_per_iteration};
+use neural_style_weights::{InputConvention, Vgg16Weights};
 
 /// Side of the microbenchmarks' image (`benches/kernels.rs`); default 512.
 pub const SIZE_ENV: &str = "NEURAL_STYLE_BENCH_SIZE";
@@ -263,17 +263,6 @@ pub fn random_image(seed: u64, width: usize, height: usize) -> PlanarImage {
     PlanarImage::new(width, height, data)
 }
 
-/// FLOPs of one style iteration's convolutions, counted as `torch_baseline.py` does: forward and backward-data
-/// of all 11 convs (2 FLOPs per multiply-add), no weight gradients. Losses, pools and Adam are not counted.
-pub fn conv_flops_per_iteration(width: usize, height: usize) -> f64 {
-    let couts: Vec<usize> = VGG16_CONV_LAYERS.iter().map(|l| l.2).collect();
-    vgg::layer_shapes(&couts, height, width)
-        .iter()
-        .zip(VGG16_CONV_LAYERS.iter())
-        .map(|(&(c, h, w), &(_, cin, _))| 2.0 * 2.0 * (cin * c * 9 * h * w) as f64)
-        .sum()
-}
-
 /// The adapter's measured peak.
 #[derive(Clone, Copy, Debug)]
 pub struct Peak {
@@ -423,6 +412,9 @@ pub struct IterationReport {
     pub dispatches_per_logged_iter: usize,
     /// Wall time per iteration over `iterations` submitted back to back with one wait at the end.
     pub steady_ms_per_iter: f64,
+    /// Command buffers an iteration is submitted as after that loop: 1, or one per VGG block when iterations are
+    /// slow (a display's watchdog; `neural_style::submission`).
+    pub command_buffers_per_iter: usize,
     /// Times the host blocked on the GPU per iteration in that steady loop (Adam, losses not read).
     pub host_waits_per_iter: f64,
     /// ... and per iteration with the losses read every iteration (a run with `--log`).
@@ -558,6 +550,7 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     let steady_ms = steady.elapsed().as_secs_f64() * 1e3 / args.iterations as f64;
     // The closing wait is the bench's: a run's next iteration would take its place.
     let waits_per_iter = (ctx.host_waits() - waits - 1) as f64 / args.iterations as f64;
+    let command_buffers_per_iter = s.command_buffers_per_iteration();
     let waits = ctx.host_waits();
     for _ in 0..args.iterations {
         s.step(true)?;
@@ -603,6 +596,7 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
         dispatches_per_iter: dispatch_count,
         dispatches_per_logged_iter: logged_dispatch_count,
         steady_ms_per_iter: round(steady_ms, 4),
+        command_buffers_per_iter,
         host_waits_per_iter: round(waits_per_iter, 3),
         host_waits_per_logged_iter: round(logged_waits_per_iter, 3),
         lbfgs,
@@ -828,6 +822,7 @@ pub fn run_job(args: &BenchArgs, min_scale: usize) -> Result<JobReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use neural_style_weights::VGG16_CONV_LAYERS;
 
     #[test]
     fn median_of_odd_and_even() {

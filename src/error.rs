@@ -18,6 +18,11 @@ pub enum Error {
     Validation(String),
     #[error("GPU error: {0}")]
     Gpu(String),
+    #[error(
+        "the loss is not finite ({0}): the run diverged or the GPU computed garbage; try a smaller --learning-rate, \
+         --precision f32, or `neural-style selftest` to check this GPU"
+    )]
+    NotFinite(String),
     #[error("image is {width}x{height} px; the network needs both sides >= {min} px to reach relu5_1")]
     ImageTooSmall { width: usize, height: usize, min: usize },
     #[error("{0}")]

@@ -37,6 +37,7 @@ pub mod schedule;
 pub mod selftest;
 pub mod setup_stage;
 pub mod stylizer;
+pub mod submission;
 pub mod tensor;
 pub mod verify;
 pub mod vgg;

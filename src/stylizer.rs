@@ -37,7 +37,7 @@ use crate::plan::Plan;
 use crate::planar::PlanarImage;
 pub use crate::setup_stage::SetupStage;
 pub use crate::vgg::{add_mean, subtract_mean, Pooling};
-use crate::{defaults, vgg};
+use crate::{defaults, submission, vgg};
 use neural_style_weights::{Vgg16Weights, CAFFE_MEAN_RGB, VGG16_CONV_LAYERS};
 
 /// Where the optimisation starts.
@@ -218,6 +218,12 @@ pub struct Stylizer<'a> {
     /// The last iteration submitted without a read-back, not yet waited for.
     in_flight: Option<wgpu::SubmissionIndex>,
     bytes: u64,
+    /// Conv GFLOP of one iteration on the canvas, and the last iteration's measured time: whether an iteration
+    /// is submitted block by block ([`crate::submission`]).
+    conv_gflop: f64,
+    last_ms: Option<f64>,
+    /// Overrides that choice (tests).
+    cut_per_block: Option<bool>,
 }
 
 impl<'a> Stylizer<'a> {
@@ -315,7 +321,21 @@ impl<'a> Stylizer<'a> {
         ctx.check()?;
         let average_bytes = average.as_ref().map_or(0, |_| 4 * ImageAverage::buffer_floats(count) as u64);
         let bytes = net.bytes + network.bytes() + losses.bytes() + optimizer_bytes + average_bytes;
-        Ok(Self { ctx, canvas, net, network, losses, optimizer, average, in_flight: None, bytes })
+        let conv_gflop = vgg::conv_flops_per_iteration(w, h) / 1e9;
+        Ok(Self {
+            ctx,
+            canvas,
+            net,
+            network,
+            losses,
+            optimizer,
+            average,
+            in_flight: None,
+            bytes,
+            conv_gflop,
+            last_ms: None,
+            cut_per_block: None,
+        })
     }
 
     /// All dispatches of one iteration of an optimiser with a fused update (Adam) in order, the image average's
@@ -352,14 +372,42 @@ impl<'a> Stylizer<'a> {
     /// come for free and are always returned, until L-BFGS has stopped ([`Stylizer::stopped`]): then None and
     /// nothing is done.
     pub fn step(&mut self, read_losses: bool) -> Result<Option<Losses>> {
+        let (start, evaluations) = (std::time::Instant::now(), self.optimizer.evaluations());
+        let cut = self.cuts_per_block();
         let mut problem = Evaluation {
             ctx: self.ctx,
             network: &self.network,
             losses: &self.losses,
             average: self.average.as_mut(),
             in_flight: &mut self.in_flight,
+            cut,
         };
-        self.optimizer.iterate(&mut problem, read_losses)
+        let losses = self.optimizer.iterate(&mut problem, read_losses)?;
+        // Adam's step returns once the previous iteration has run, so in a run of steps its time is an
+        // iteration's; L-BFGS's is its evaluations'.
+        let evaluations = self.optimizer.evaluations().zip(evaluations).map_or(1, |(now, then)| now - then);
+        self.last_ms = Some(start.elapsed().as_secs_f64() * 1e3 / evaluations.max(1) as f64);
+        Ok(losses)
+    }
+
+    /// Submits every iteration block by block (`Some(true)`), whole (`Some(false)`), or as
+    /// [`submission::split_per_block`] decides from its size and measured time (`None`, the default).
+    pub fn set_cut_per_block(&mut self, cut: Option<bool>) {
+        self.cut_per_block = cut;
+    }
+
+    /// Command buffers the next iteration is submitted as (one, or one per VGG block).
+    pub fn command_buffers_per_iteration(&self) -> usize {
+        if !self.cuts_per_block() {
+            return 1;
+        }
+        let kernels: Vec<&str> = self.iteration_dispatches(false).iter().map(|d| d.kernel.as_ref()).collect();
+        submission::block_lengths(&kernels).len()
+    }
+
+    /// Whether the next iteration is submitted block by block.
+    pub fn cuts_per_block(&self) -> bool {
+        self.cut_per_block.unwrap_or_else(|| submission::split_per_block(self.conv_gflop, self.last_ms))
     }
 
     /// Losses of the current image (one forward pass, no update).
@@ -367,8 +415,8 @@ impl<'a> Stylizer<'a> {
         if let Some(now) = self.optimizer.current_losses() {
             return Ok(now); // the optimiser evaluated the current x last
         }
-        let enc = self.ctx.encode(loss_only(&self.network, &self.losses));
-        let read = finish(self.ctx, &self.losses, &mut self.in_flight, enc, true)?;
+        let encs = encode(self.ctx, loss_only(&self.network, &self.losses), self.cuts_per_block());
+        let read = finish(self.ctx, &self.losses, &mut self.in_flight, encs, true)?;
         Ok(read.expect("losses requested"))
     }
 
@@ -449,9 +497,9 @@ impl<'a> Stylizer<'a> {
         enc.copy_buffer_to_buffer(x, 0, &saved, 0, bytes);
         enc.copy_buffer_to_buffer(a.average(), 0, x, 0, bytes);
         self.ctx.queue.submit([enc.finish()]);
-        let mut enc = self.ctx.encode(loss_only(&self.network, &self.losses));
-        enc.copy_buffer_to_buffer(&saved, 0, x, 0, bytes);
-        let read = finish(self.ctx, &self.losses, &mut self.in_flight, enc, true)?;
+        let mut encs = encode(self.ctx, loss_only(&self.network, &self.losses), self.cuts_per_block());
+        encs.last_mut().expect("one encoder at least").copy_buffer_to_buffer(&saved, 0, x, 0, bytes);
+        let read = finish(self.ctx, &self.losses, &mut self.in_flight, encs, true)?;
         Ok(read.expect("losses requested"))
     }
 
@@ -459,7 +507,8 @@ impl<'a> Stylizer<'a> {
     /// + backward, no update).
     pub fn gradient(&mut self) -> Result<Vec<f32>> {
         let n = &self.network;
-        self.ctx.submit_and_wait(self.ctx.encode(loss_and_gradient(n, &self.losses, false)).finish())?;
+        let idx = self.ctx.submit(encode(self.ctx, loss_and_gradient(n, &self.losses, false), self.cuts_per_block()));
+        self.ctx.wait(Some(idx))?;
         self.in_flight = None;
         let framed = self.ctx.read_all(n.grad_image().expect("planned with the backward pass"))?;
         Ok(n.image_frame().unframe(&framed, 3))
@@ -516,6 +565,8 @@ struct Evaluation<'s> {
     losses: &'s LossTerms,
     average: Option<&'s mut ImageAverage>,
     in_flight: &'s mut Option<wgpu::SubmissionIndex>,
+    /// Submit block by block ([`crate::submission`]).
+    cut: bool,
 }
 
 /// L-BFGS's evaluations: the caller's `before` dispatches, the forward pass with every loss scalar, the backward
@@ -523,12 +574,13 @@ struct Evaluation<'s> {
 impl lbfgs::Evaluator for Evaluation<'_> {
     fn evaluate(&mut self, before: &[&Dispatch], after: &[&Dispatch], reads: &[Read<'_>]) -> Result<Evaluated> {
         let evaluation = loss_and_gradient(self.network, self.losses, true);
-        let enc = self.ctx.encode(before.iter().copied().chain(evaluation).chain(after.iter().copied()));
+        let list = before.iter().copied().chain(evaluation).chain(after.iter().copied());
+        let encs = encode(self.ctx, list, self.cut);
         let n = self.losses.slot_kinds().len();
         let mut all = vec![Read::new(self.losses.slots_buffer(), 0, n)];
         all.extend_from_slice(reads);
-        let mut values = self.ctx.submit_and_read(enc, &all)?;
-        let losses = self.losses.total(&values.remove(0));
+        let mut values = self.ctx.submit_all_and_read(encs, &all)?;
+        let losses = finite(self.losses.total(&values.remove(0)))?;
         Ok(Evaluated { losses, reads: values })
     }
 }
@@ -546,8 +598,8 @@ impl<'s> Problem<'s> for Evaluation<'s> {
         let mut list = loss_and_gradient(self.network, self.losses, read_losses);
         list.push(update);
         list.extend(self.average.as_deref().map(|a| &a.dispatch));
-        let enc = self.ctx.encode(list);
-        finish(self.ctx, self.losses, self.in_flight, enc, read_losses)
+        let encs = encode(self.ctx, list, self.cut);
+        finish(self.ctx, self.losses, self.in_flight, encs, read_losses)
     }
 
     fn accepted(&mut self) -> Result<()> {
@@ -565,18 +617,18 @@ fn finish(
     ctx: &GpuContext,
     losses: &LossTerms,
     in_flight: &mut Option<wgpu::SubmissionIndex>,
-    enc: wgpu::CommandEncoder,
+    encs: Vec<wgpu::CommandEncoder>,
     read_losses: bool,
 ) -> Result<Option<Losses>> {
     if !read_losses {
-        let idx = ctx.queue.submit([enc.finish()]);
+        let idx = ctx.submit(encs);
         if let Some(prev) = in_flight.replace(idx) {
             ctx.wait(Some(prev))?;
         }
         return Ok(None);
     }
     *in_flight = None; // mapping waits for everything submitted
-    Ok(Some(submit_and_read_losses(ctx, losses, enc)?))
+    Ok(Some(submit_and_read_losses(ctx, losses, encs)?))
 }
 
 /// One evaluation of L and ∇L at the image buffer's x, in order: forward, the style Grams, the loss scalars
@@ -595,10 +647,29 @@ fn loss_and_gradient<'n>(network: &'n Network, losses: &'n LossTerms, read_losse
 }
 
 /// Submits `enc` with a copy of the loss slots (in the same submission), waits once, and sums them.
-fn submit_and_read_losses(ctx: &GpuContext, losses: &LossTerms, enc: wgpu::CommandEncoder) -> Result<Losses> {
+fn submit_and_read_losses(ctx: &GpuContext, losses: &LossTerms, encs: Vec<wgpu::CommandEncoder>) -> Result<Losses> {
     let n = losses.slot_kinds().len();
-    let slots = ctx.submit_and_read(enc, &[Read::new(losses.slots_buffer(), 0, n)])?;
-    Ok(losses.total(&slots[0]))
+    let slots = ctx.submit_all_and_read(encs, &[Read::new(losses.slots_buffer(), 0, n)])?;
+    finite(losses.total(&slots[0]))
+}
+
+/// The losses, or [`Error::NotFinite`]: every read is checked, so garbage from the GPU (or a diverged run) stops
+/// the run at once instead of being painted.
+fn finite(l: Losses) -> Result<Losses> {
+    if l.total.is_finite() {
+        Ok(l)
+    } else {
+        Err(Error::NotFinite(format!("content {:e}, style {:e}, tv {:e}", l.content, l.style, l.tv)))
+    }
+}
+
+/// `dispatches` in command encoders: one, or with `cut` one per VGG block ([`crate::submission`]).
+fn encode<'d>(
+    ctx: &GpuContext,
+    dispatches: impl IntoIterator<Item = &'d Dispatch>,
+    cut: bool,
+) -> Vec<wgpu::CommandEncoder> {
+    ctx.encode_cut(dispatches, |d| cut && submission::ends_block(&d.kernel))
 }
 
 /// The adapter facts the kernels are chosen with for `precision`, and a one-line note of the choice. With

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::planar::PlanarImage;
-use neural_style_weights::CAFFE_MEAN_RGB;
+use neural_style_weights::{CAFFE_MEAN_RGB, VGG16_CONV_LAYERS};
 
 /// Pooling used after relu1_2, relu2_2, relu3_3, relu4_3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -108,6 +108,17 @@ pub fn random_weights(seed: u64) -> neural_style_weights::Vgg16Weights {
         })
         .collect();
     Vgg16Weights { layers, convention: InputConvention::Caffe, metadata: Default::default() }
+}
+
+/// FLOPs of one style iteration's convolutions, counted as `torch_baseline.py` does: forward and backward-data
+/// of all 11 convs (2 FLOPs per multiply-add), no weight gradients. Losses, pools and Adam are not counted.
+pub fn conv_flops_per_iteration(width: usize, height: usize) -> f64 {
+    let couts: Vec<usize> = VGG16_CONV_LAYERS.iter().map(|l| l.2).collect();
+    layer_shapes(&couts, height, width)
+        .iter()
+        .zip(VGG16_CONV_LAYERS.iter())
+        .map(|(&(c, h, w), &(_, cin, _))| 2.0 * 2.0 * (cin * c * 9 * h * w) as f64)
+        .sum()
 }
 
 #[cfg(test)]

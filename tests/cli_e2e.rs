@@ -473,6 +473,7 @@ fn device_lost_mid_run_keeps_the_last_good_image() {
     let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:") && !is_driver_noise(l)).collect();
     assert_eq!(errors.len(), 1, "{e}");
     assert!(errors[0].contains("iteration 2") && errors[0].contains("wrote the image of iteration 2"), "{e}");
+    assert!(errors[0].contains("watchdog") && errors[0].contains("24x18") && errors[0].contains("--image-size"), "{e}");
     let out = image::open(d.join("out.png")).unwrap();
     assert_eq!(out.dimensions(), (24, 18));
     no_temp_files(d);

@@ -366,3 +366,46 @@ fn host_waits_per_iteration_are_bounded() {
     let (iterations, evaluations) = (4, s.evaluations().unwrap() - evaluations);
     assert_eq!(ctx.host_waits() - waits, (evaluations + iterations) as u64, "L-BFGS: {evaluations} evaluations");
 }
+
+/// An iteration submitted as one command buffer per VGG block (what a slow adapter gets, for display watchdogs)
+/// computes exactly what one command buffer does: Adam with its losses read and not, and L-BFGS.
+#[test]
+fn submitting_block_by_block_changes_no_bit() {
+    let p = Problem::new(23, 18, 30);
+    let lbfgs =
+        StyleOptions { optimizer: neural_style::Optimizer::Lbfgs { history: 3, max_evals: 100 }, ..p.opts.clone() };
+    for opts in [&p.opts, &lbfgs] {
+        let run = |cut: bool| {
+            let mut s = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, opts).unwrap();
+            s.set_cut_per_block(Some(cut));
+            assert_eq!(s.cuts_per_block(), cut);
+            // Four poolings forward, four backward, and what follows the last.
+            assert_eq!(s.command_buffers_per_iteration(), if cut { 9 } else { 1 });
+            let losses: Vec<_> = (0..3).map(|i| s.step(i == 1).unwrap()).collect();
+            (s.x().unwrap(), losses, s.losses().unwrap())
+        };
+        let (x1, l1, f1) = run(false);
+        let (x2, l2, f2) = run(true);
+        assert!(x1.iter().zip(&x2).all(|(a, b)| a.to_bits() == b.to_bits()), "images differ");
+        assert_eq!((l1, f1), (l2, f2));
+    }
+}
+
+/// A loss that is not finite stops the run with a clear error at the read that sees it (Adam's logged step,
+/// L-BFGS's first evaluation, the losses of the image), never a painting of garbage.
+#[test]
+fn a_loss_that_is_not_finite_is_an_error() {
+    let p = Problem::new(23, 18, 30);
+    let mut bad = p.content.clone();
+    bad.data[5] = f32::NAN;
+    let adam = StyleOptions { init: Init::Image(bad), ..p.opts.clone() };
+    let lbfgs =
+        StyleOptions { optimizer: neural_style::Optimizer::Lbfgs { history: 3, max_evals: 100 }, ..adam.clone() };
+    for opts in [&adam, &lbfgs] {
+        let mut s = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, opts).unwrap();
+        let e = s.step(true).unwrap_err();
+        assert!(matches!(e, neural_style::Error::NotFinite(_)), "{e}");
+        assert!(e.to_string().contains("not finite"), "{e}");
+        assert!(s.losses().is_err());
+    }
+}

@@ -122,9 +122,21 @@ pub fn install_ctrlc(interrupted: &'static AtomicBool) {
     });
 }
 
+/// What a lost device most likely means, and the flags that help (empty for other errors).
+pub fn lost_device_hint(e: &neural_style::Error, (w, h): (usize, usize)) -> String {
+    if !matches!(e, neural_style::Error::DeviceLost(_)) {
+        return String::new();
+    }
+    format!(
+        " (a display's watchdog stops GPU work that runs too long without a break: Windows' TDR after 2 s, macOS \
+         likewise; at {w}x{h} an iteration may be too long for this GPU: try a smaller --image-size, or \
+         --adapter to pick another GPU)"
+    )
+}
+
 /// A GPU failure mid-run: write the last image kept on the host (if any) to the output, and say so.
 pub fn salvage(e: neural_style::Error, iteration: usize, rescue: &Rescue) -> CliError {
-    let what = format!("GPU failure at iteration {iteration}: {e}");
+    let what = format!("GPU failure at iteration {iteration}: {e}{}", lost_device_hint(&e, rescue.size));
     match rescue.last() {
         Some((k, img)) => match rescue.write_final(img) {
             Ok(()) => {

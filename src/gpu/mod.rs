@@ -349,6 +349,33 @@ impl GpuContext {
         encoder
     }
 
+    /// Command encoders holding `dispatches` in order, one compute pass each, a new one after every dispatch
+    /// `cut_after` picks: each becomes its own command buffer (kept short for a display's watchdog; the caller
+    /// decides where, see [`crate::submission`]).
+    pub fn encode_cut<'d>(
+        &self,
+        dispatches: impl IntoIterator<Item = &'d Dispatch>,
+        cut_after: impl Fn(&Dispatch) -> bool,
+    ) -> Vec<wgpu::CommandEncoder> {
+        let mut encoders = Vec::new();
+        let mut block: Vec<&Dispatch> = Vec::new();
+        for d in dispatches {
+            block.push(d);
+            if cut_after(d) {
+                encoders.push(self.encode(block.drain(..)));
+            }
+        }
+        if !block.is_empty() || encoders.is_empty() {
+            encoders.push(self.encode(block));
+        }
+        encoders
+    }
+
+    /// Submits command encoders in one call, in order.
+    pub fn submit(&self, encoders: Vec<wgpu::CommandEncoder>) -> wgpu::SubmissionIndex {
+        self.queue.submit(encoders.into_iter().map(wgpu::CommandEncoder::finish))
+    }
+
     /// Records `dispatches` into one compute pass and submits them; waits for completion.
     pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
         self.submit_and_wait(self.encode(dispatches.iter().copied()).finish())
@@ -401,10 +428,24 @@ impl GpuContext {
 
     /// Appends copies of `reads` to `enc`, submits it, waits once and returns each read's f32 in order. The copies
     /// go through one staging buffer the context keeps (grown to the largest read so far).
-    pub fn submit_and_read(&self, mut enc: wgpu::CommandEncoder, reads: &[Read<'_>]) -> Result<Vec<Vec<f32>>> {
+    pub fn submit_and_read(&self, enc: wgpu::CommandEncoder, reads: &[Read<'_>]) -> Result<Vec<Vec<f32>>> {
+        self.submit_all_and_read(vec![enc], reads)
+    }
+
+    /// [`GpuContext::submit_and_read`] for several command encoders, submitted in one call in order (the copies
+    /// go at the end of the last).
+    pub fn submit_all_and_read(
+        &self,
+        mut encoders: Vec<wgpu::CommandEncoder>,
+        reads: &[Read<'_>],
+    ) -> Result<Vec<Vec<f32>>> {
         let total: usize = reads.iter().map(|r| r.len).sum();
         if total == 0 {
-            return self.submit_and_wait(enc.finish()).map(|()| vec![Vec::new(); reads.len()]);
+            let idx = self.submit(encoders);
+            return self.wait(Some(idx)).map(|()| vec![Vec::new(); reads.len()]);
+        }
+        if encoders.is_empty() {
+            encoders.push(self.device.create_command_encoder(&Default::default()));
         }
         let mut slot = self.readback.lock().unwrap();
         if slot.as_ref().is_none_or(|b| b.size() < (total * 4) as u64) {
@@ -416,12 +457,13 @@ impl GpuContext {
             }));
         }
         let staging = slot.as_ref().expect("created above");
+        let enc = encoders.last_mut().expect("one encoder at least");
         let mut at = 0;
         for r in reads.iter().filter(|r| r.len > 0) {
             enc.copy_buffer_to_buffer(r.buffer, (r.offset * 4) as u64, staging, (at * 4) as u64, (r.len * 4) as u64);
             at += r.len;
         }
-        self.queue.submit([enc.finish()]);
+        self.submit(encoders);
         let flat = self.map_f32(staging, total)?;
         let mut rest = flat.as_slice();
         Ok(reads
@@ -444,7 +486,8 @@ impl GpuContext {
         self.wait(None)?;
         rx.recv_timeout(Duration::from_secs(60))
             .map_err(|_| Error::DeviceLost("buffer map never completed".into()))?
-            .map_err(|e| Error::Gpu(format!("buffer map failed: {e}")))?;
+            // Our buffers are never destroyed while mapped: a failed map means the device is gone.
+            .map_err(|e| Error::DeviceLost(format!("buffer map failed: {e}")))?;
         let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("buffer map failed: {e:?}")))?;
         let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
         drop(view);

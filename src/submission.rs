@@ -1,0 +1,64 @@
+//! How an iteration's dispatches are cut into command buffers. One command buffer per iteration is fastest, but a
+//! display's watchdog stops GPU work that runs too long without a break: Windows resets the GPU after 2 s (TDR),
+//! and macOS fails a long command buffer without reporting a lost device. At 2048² an iteration is ~4.8 TFLOP,
+//! 15–50 s on an integrated GPU, so slow iterations are submitted as one command buffer per VGG block (a cut after
+//! each pooling, forward and backward: about a tenth of the work each). Pure functions, unit-tested without a GPU.
+
+/// A measured iteration slower than this is cut per block: an eighth of the shortest watchdog (2 s), so that a
+/// block, about a tenth of the iteration, stays well inside it even where the work is unevenly spread.
+pub const SPLIT_ABOVE_MS: f64 = 250.0;
+
+/// Before an iteration has been measured: conv GFLOP per iteration above which it is cut per block (a 1024²
+/// iteration is ~1,200 GFLOP: 1.2 s on a 1 TFLOP/s integrated GPU). Small images stay in one command buffer.
+pub const SPLIT_ABOVE_GFLOP: f64 = 100.0;
+
+/// Whether an iteration of `conv_gflop` is submitted block by block, given the last measured iteration's time.
+pub fn split_per_block(conv_gflop: f64, measured_ms: Option<f64>) -> bool {
+    match measured_ms {
+        Some(ms) => ms > SPLIT_ABOVE_MS,
+        None => conv_gflop > SPLIT_ABOVE_GFLOP,
+    }
+}
+
+/// Whether a dispatch of `kernel` ends a VGG block (a 2x2 pooling, forward or backward): where a cut goes.
+pub fn ends_block(kernel: &str) -> bool {
+    kernel.contains("pool2x2")
+}
+
+/// The dispatch counts of the command buffers `kernels` are cut into (in order; every one non-empty).
+pub fn block_lengths(kernels: &[&str]) -> Vec<usize> {
+    let mut lengths = Vec::new();
+    let mut run = 0;
+    for k in kernels {
+        run += 1;
+        if ends_block(k) {
+            lengths.push(run);
+            run = 0;
+        }
+    }
+    if run > 0 {
+        lengths.push(run);
+    }
+    lengths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_or_large_iterations_are_cut_and_a_measurement_decides_once_there() {
+        assert!(!split_per_block(5.0, None), "a small image stays whole");
+        assert!(split_per_block(1200.0, None), "a 1024² iteration is cut before it is measured");
+        assert!(!split_per_block(1200.0, Some(40.0)), "... and whole again on a GPU that runs it in 40 ms");
+        assert!(split_per_block(5.0, Some(300.0)), "a slow adapter cuts even a small image");
+    }
+
+    #[test]
+    fn cuts_follow_each_pooling_forward_and_backward() {
+        let ks = ["conv3x3", "maxpool2x2", "conv3x3", "conv3x3", "avgpool2x2_backward", "adam"];
+        assert_eq!(block_lengths(&ks), vec![2, 3, 1]);
+        assert_eq!(block_lengths(&["conv3x3", "maxpool2x2"]), vec![2]);
+        assert!(block_lengths(&[]).is_empty());
+    }
+}
