@@ -22,6 +22,7 @@ pub mod bench;
 pub mod canvas;
 pub mod defaults;
 pub mod error;
+pub mod first_use;
 pub mod frame;
 pub mod gaussian;
 pub mod gpu;

@@ -14,6 +14,9 @@ pub struct SelftestArgs {
     pub adapter: Option<String>,
     /// Every adapter wgpu sees.
     pub all_adapters: bool,
+    /// Every conformance case at its quick scale and whole iterations (minutes on a CPU adapter), instead of
+    /// the first-use set (seconds).
+    pub full: bool,
 }
 
 /// One row of the table.
@@ -79,9 +82,31 @@ impl fmt::Display for Report {
     }
 }
 
-/// The checks, small enough for a CPU adapter (a few seconds on lavapipe): the shared kernel cases at their
-/// quick scale, then whole iterations against the reference (also on the tensor cores where `ctx` has them).
-fn checks(ctx: &GpuContext) -> Vec<check::Case> {
+/// The first-use set ([`crate::first_use`]) of the adapter's own kernels and, where it has them, of its tensor
+/// cores: what a run checks before it trusts an adapter, in seconds.
+fn first_use_checks(ctx: &GpuContext) -> Vec<check::Case> {
+    let facts = crate::kernels::AdapterFacts::of(ctx);
+    let mut sets = crate::first_use::f32_checks(&facts);
+    if let Some(config) = crate::kernels::coop::config(&facts) {
+        sets.extend(crate::first_use::tensor_core_checks(config, false));
+    }
+    sets.into_iter()
+        .map(|(name, run)| check::Case {
+            kernel: "first use",
+            checks: Vec::new(),
+            name,
+            needs_fragment: None,
+            run: Box::new(move |ctx| run(ctx)),
+        })
+        .collect()
+}
+
+/// The full set, small enough for a CPU adapter (minutes on lavapipe): the shared kernel cases at their quick
+/// scale, then whole iterations against the reference (also on the tensor cores where `ctx` has them).
+fn checks(ctx: &GpuContext, full: bool) -> Vec<check::Case> {
+    if !full {
+        return first_use_checks(ctx);
+    }
     let mut v = check::cases(check::Scale::Quick);
     v.push(check::Case {
         checks: Vec::new(),
@@ -102,11 +127,11 @@ fn checks(ctx: &GpuContext) -> Vec<check::Case> {
     v
 }
 
-/// Runs every check on `ctx`, appending rows.
-pub fn run_on(ctx: &GpuContext, report: &mut Report) {
+/// Runs every check on `ctx` (the full set or the first-use set), appending rows.
+pub fn run_on(ctx: &GpuContext, full: bool, report: &mut Report) {
     let backend = format!("{:?}", ctx.info.backend);
     let (mut lacking, mut fragments) = (0, Vec::new());
-    for case in checks(ctx) {
+    for case in checks(ctx, full) {
         if case.unavailable(ctx).is_some() {
             lacking += 1;
             fragments.extend(case.needs_fragment.filter(|f| !fragments.contains(f)));
@@ -148,7 +173,7 @@ pub fn run(args: &SelftestArgs) -> crate::Result<Report> {
         for a in adapters {
             let info = a.get_info();
             match GpuContext::from_adapter(a) {
-                Ok(ctx) => run_on(&ctx, &mut report),
+                Ok(ctx) => run_on(&ctx, args.full, &mut report),
                 Err(e) => report.refused.push(Skipped {
                     adapter: info.name,
                     backend: format!("{:?}", info.backend),
@@ -158,7 +183,7 @@ pub fn run(args: &SelftestArgs) -> crate::Result<Report> {
         }
     } else {
         let ctx = GpuContext::new(&GpuOptions { adapter: args.adapter.clone(), ..Default::default() })?;
-        run_on(&ctx, &mut report);
+        run_on(&ctx, args.full, &mut report);
     }
     Ok(report)
 }

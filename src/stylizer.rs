@@ -37,7 +37,7 @@ use crate::plan::Plan;
 use crate::planar::PlanarImage;
 pub use crate::setup_stage::SetupStage;
 pub use crate::vgg::{add_mean, subtract_mean, Pooling};
-use crate::{defaults, submission, vgg};
+use crate::{defaults, first_use, submission, vgg};
 use neural_style_weights::{Vgg16Weights, CAFFE_MEAN_RGB, VGG16_CONV_LAYERS};
 
 /// Where the optimisation starts.
@@ -672,72 +672,91 @@ fn encode<'d>(
     ctx.encode_cut(dispatches, |d| cut && submission::ends_block(&d.kernel))
 }
 
-/// The adapter facts the kernels are chosen with for `precision`, and a one-line note of the choice. With
-/// `Auto`, tensor cores are used only after the first-use check (one small conv against the f32 kernel) passed
-/// on this adapter; a failed check is said in the note, never silently.
+/// The adapter facts the kernels are chosen with for `precision`, and a one-line note of the choice. Every
+/// choice but the verification twin goes through the first-use check ([`first_use::verdict`]: the kernels a run
+/// would use against the f64 reference, once per adapter, driver and version, kept in the user's cache): with
+/// `Auto`, tensor cores only when theirs passed; a failed f32 kernel family falls back to the other family when
+/// that passed, or stops the run. A failure is said in the note or the error, never silently.
 pub fn choose_precision(ctx: &GpuContext, precision: Precision) -> Result<(AdapterFacts, String)> {
     let mut facts = AdapterFacts::of(ctx);
     let config = crate::kernels::coop::config(&facts);
-    let f32_kind = if facts.is_cpu() { "f32 (the CPU-shaped kernels)" } else { "f32" };
-    let note = match (precision, config) {
-        (Precision::F32, _) => format!("precision: {f32_kind}, as asked"),
-        (Precision::F16Twin, c) => {
-            let c = c.unwrap_or_else(|| crate::kernels::coop::tiling(16, 32));
-            facts.coop = Some((c, true));
-            format!(
-                "precision: f16 operands, f32 sums, on the tensor-core kernels' software twin ({}x{} tiles)",
-                c.tile(),
-                c.tile()
-            )
-        }
-        (Precision::Auto, None) => format!("precision: {f32_kind} (no tensor cores through wgpu on this adapter)"),
-        (Precision::F16, None) => {
+    let family = |f: &AdapterFacts| if f.is_cpu() { "f32 (the CPU-shaped kernels)" } else { "f32" };
+    let f32_kind = family(&facts);
+    if precision == Precision::F16Twin {
+        let c = config.unwrap_or_else(|| crate::kernels::coop::tiling(16, 32));
+        facts.coop = Some((c, true));
+        let note = format!(
+            "precision: f16 operands, f32 sums, on the tensor-core kernels' software twin ({}x{} tiles)",
+            c.tile(),
+            c.tile()
+        );
+        return Ok((facts, note));
+    }
+    // lavapipe (Mesa 26) offers cooperative matrices, but emulated on the CPU's vector units: measured 15x
+    // slower than its CPU-shaped f32 kernels (docs/PERFORMANCE.md), so Auto leaves them to explicit asks.
+    let wants_cores = match (precision, config) {
+        (Precision::F32, _) | (Precision::Auto, None) => None,
+        (Precision::Auto, Some(_)) if facts.is_cpu() => None,
+        (_, Some(c)) => Some(c),
+        (_, None) => {
             return Err(Error::InvalidOption(format!(
                 "--precision f16 needs tensor cores (wgpu cooperative matrices, f16 x f16 -> f32), which {} does \
                  not offer; use --precision f32",
                 ctx.adapter_name()
             )))
         }
-        // lavapipe (Mesa 26) offers cooperative matrices, but emulated on the CPU's vector units: measured 15x
-        // slower than its CPU-shaped f32 kernels (docs/PERFORMANCE.md), so Auto leaves them to explicit asks.
-        (Precision::Auto, Some(_)) if facts.is_cpu() => {
-            format!("precision: {f32_kind} (this CPU adapter's cooperative matrices are emulated: slower than f32)")
+    };
+    let (decision, ran) = first_use::verdict(ctx, &facts, wants_cores);
+    let checked = if ran { "first-use check passed" } else { "first-use check passed earlier" };
+    let name = ctx.adapter_name();
+    let selftest = format!("run `neural-style selftest --adapter \"{name}\"` for the full set");
+    let note = match decision {
+        first_use::Decision::TensorCores => {
+            let c = wants_cores.expect("tensor cores were checked");
+            facts.coop = Some((c, false));
+            format!(
+                "precision: tensor cores, f16 operands and f32 sums ({}x{} fragments; {checked} against the f64 \
+                 reference)",
+                c.fragment, c.fragment
+            )
         }
-        (Precision::Auto | Precision::F16, Some(c)) => match first_use_check(ctx, c) {
-            Ok(err) => {
-                facts.coop = Some((c, false));
-                format!(
-                    "precision: tensor cores, f16 operands and f32 sums ({}x{} fragments; first-use check against f32: \
-                     max error {err:.1e})",
-                    c.fragment, c.fragment
-                )
+        first_use::Decision::F32 { why_not_tensor_cores: Some(why) } => {
+            if precision == Precision::F16 {
+                return Err(Error::Gpu(format!("the tensor-core kernels failed their first-use check ({why}); {selftest}")));
             }
-            Err(why) if precision == Precision::Auto => {
-                format!("precision: f32 — the tensor-core kernels failed their first-use check on this adapter ({why})")
-            }
-            Err(why) => return Err(Error::Gpu(format!("the tensor-core kernels failed their check: {why}"))),
+            format!("precision: {f32_kind} — the tensor-core kernels failed their first-use check on this adapter ({why})")
+        }
+        first_use::Decision::F32 { why_not_tensor_cores: None } => match (precision, config) {
+            (Precision::F32, _) => format!("precision: {f32_kind}, as asked ({checked})"),
+            (_, None) => format!("precision: {f32_kind} (no tensor cores through wgpu on this adapter; {checked})"),
+            _ => format!(
+                "precision: {f32_kind} (this CPU adapter's cooperative matrices are emulated: slower than f32; {checked})"
+            ),
         },
+        first_use::Decision::OtherFamily { failed } => {
+            facts.device_type = if facts.is_cpu() { wgpu::DeviceType::DiscreteGpu } else { wgpu::DeviceType::Cpu };
+            format!(
+                "precision: {} instead — this adapter's own f32 kernels failed their first-use check ({failed}); \
+                 {selftest}",
+                if facts.is_cpu() { "f32 on the CPU-shaped kernels (slower)" } else { "f32 on the GPU-shaped kernels" }
+            )
+        }
+        first_use::Decision::Stop { failed } => {
+            return Err(Error::Gpu(format!(
+                "the kernels failed their first-use check on {name} ({failed}); nothing was painted. {selftest}, or \
+                 pick another adapter with --adapter"
+            )))
+        }
     };
-    Ok((facts, note))
-}
-
-/// Compares one small conv on the tensor cores with the f32 kernel, once per adapter per process (cached):
-/// Ok(max relative error) when within 1e-2.
-fn first_use_check(ctx: &GpuContext, config: crate::kernels::coop::CoopConfig) -> std::result::Result<f64, String> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static CHECKED: OnceLock<Mutex<HashMap<String, std::result::Result<f64, String>>>> = OnceLock::new();
-    let cache = CHECKED.get_or_init(Default::default);
-    let key = format!("{} {:?}", ctx.adapter_name(), config);
-    if let Some(r) = cache.lock().unwrap().get(&key) {
-        return r.clone();
+    // A device lost during the checks leaves nothing to run on. The verdict is kept (a kernel that loses the
+    // device failed), so the next run opens the device afresh and does not use what lost it.
+    if let Err(Error::DeviceLost(why)) = ctx.check() {
+        return Err(Error::DeviceLost(format!(
+            "{why} — during the first-use check of the kernels; what failed is off for this adapter from now on \
+             (kept in the cache): run again"
+        )));
     }
-    let r = match crate::kernels::conv::coop_against_f32(ctx, config, 1e-2) {
-        Ok(r) => r,
-        Err(e) => Err(e.to_string()),
-    };
-    cache.lock().unwrap().insert(key, r.clone());
-    r
+    Ok((facts, note))
 }
 
 /// Refuses, before anything is allocated, an image whose largest tensor exceeds what the adapter can bind when it

@@ -229,3 +229,69 @@ fn dot_sum_matches_reference_and_is_bit_identical_on_rerun() {
 fn axpy_slots_matches_reference() {
     all_cases("axpy_slots");
 }
+
+/// The first-use set of each kernel family (the adapter's own and the other, its fallback) passes here, every
+/// check run (none stops the set early).
+#[test]
+fn first_use_f32_sets_pass_for_both_families() {
+    use neural_style::first_use;
+    let own = kernels::AdapterFacts::of(ctx());
+    let other = kernels::AdapterFacts {
+        device_type: if own.is_cpu() { wgpu::DeviceType::DiscreteGpu } else { wgpu::DeviceType::Cpu },
+        ..own.clone()
+    };
+    for facts in [own, other] {
+        let checks = first_use::f32_checks(&facts);
+        let t = std::time::Instant::now();
+        let outcomes = first_use::run(ctx(), &checks);
+        eprintln!(
+            "first-use f32 set ({:?}): {} checks, {:.2} s",
+            facts.device_type,
+            outcomes.len(),
+            t.elapsed().as_secs_f64()
+        );
+        assert_eq!(outcomes.len(), checks.len());
+        for o in &outcomes {
+            assert!(o.result.is_ok(), "{}: {:?}", o.kernel, o.result);
+        }
+        assert_eq!(first_use::decide(&outcomes, None, None), first_use::Decision::F32 { why_not_tensor_cores: None });
+    }
+}
+
+/// The tensor-core set (conv forward and backward-data, Gram, style gradient at whole and ragged tiles) passes on
+/// the tensor-core kernels' software twin, for both tilings; on the cooperative matrices where the adapter has them.
+#[test]
+fn first_use_tensor_core_set_passes_on_the_twin() {
+    use neural_style::first_use;
+    use neural_style::kernels::coop;
+    let good = [first_use::Outcome { kernel: "conv3x3 Tiled".into(), result: Ok(0.0) }];
+    for (config, twin) in [(coop::tiling(16, 32), true), (coop::tiling(8, 8), true)]
+        .into_iter()
+        .chain(ctx().coop_fragments.iter().map(|&f| (coop::tiling(f as usize, 32), false)))
+    {
+        let outcomes = first_use::run(ctx(), &first_use::tensor_core_checks(config, twin));
+        assert_eq!(outcomes.len(), 4);
+        for o in &outcomes {
+            assert!(o.result.is_ok(), "{}: {:?}", o.kernel, o.result);
+        }
+        assert_eq!(first_use::decide(&good, None, Some(&outcomes)), first_use::Decision::TensorCores);
+    }
+}
+
+/// A wrong result in the set is caught, names the kernel, and stops the rest: through `run` and `decide`, as the
+/// engine's own check goes.
+#[test]
+fn first_use_catches_a_wrong_result() {
+    use neural_style::first_use;
+    let mut checks = first_use::f32_checks(&kernels::AdapterFacts::of(ctx()));
+    let n = checks.len();
+    // A check whose result is wrong, second in the set.
+    checks
+        .insert(1, ("conv3x3 (judged wrongly)".into(), Box::new(|_| check::compare("conv3x3", &[1.0], &[-5.0], 1e-4))));
+    let outcomes = first_use::run(ctx(), &checks);
+    assert_eq!(outcomes.len(), 2, "the set stops at the first failure");
+    let d = first_use::decide(&outcomes, None, None);
+    let first_use::Decision::Stop { failed } = d else { panic!("{d:?}") };
+    assert!(failed.starts_with("conv3x3 (judged wrongly)"), "{failed}");
+    assert!(n > 5);
+}

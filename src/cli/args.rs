@@ -85,6 +85,10 @@ pub struct SelftestArgs {
     /// Run on every adapter found.
     #[arg(long, conflicts_with = "adapter")]
     pub all_adapters: bool,
+    /// Every kernel case and whole iterations against the CPU reference (minutes on a CPU adapter) instead of
+    /// the first-use set a run checks (seconds).
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

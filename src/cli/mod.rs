@@ -107,10 +107,16 @@ fn bench(args: &BenchArgs) -> Result<Outcome, CliError> {
 
 /// `neural-style selftest`: the table on stdout; exit 1 when any check fails.
 fn selftest(args: &SelftestArgs) -> Result<Outcome, CliError> {
-    let lib_args =
-        neural_style::selftest::SelftestArgs { adapter: args.adapter.clone(), all_adapters: args.all_adapters };
+    let lib_args = neural_style::selftest::SelftestArgs {
+        adapter: args.adapter.clone(),
+        all_adapters: args.all_adapters,
+        full: args.full,
+    };
     let report = neural_style::selftest::run(&lib_args).map_err(|e| CliError::Runtime(e.to_string()))?;
     println!("{report}");
+    if !args.full {
+        println!("(the first-use set a run checks; `neural-style selftest --full` runs every kernel case and whole iterations)");
+    }
     if report.passed() {
         Ok(Outcome::Done)
     } else {

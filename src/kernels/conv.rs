@@ -471,47 +471,6 @@ pub fn cpu_max_indices(frame: Frame, inputs: usize, outputs: usize, mr: usize) -
     (read, written)
 }
 
-/// The first-use check of the tensor-core path: one conv (64 → 64 channels at 24x20, ReLU, weights at VGG's
-/// scale, seeded data) on the cooperative-matrix kernel against the f32 tiled kernel on this adapter.
-/// `Ok(Ok(max error))` when every element is within `tol` · (|f32| + rms(f32)); `Ok(Err(why))` on a mismatch.
-pub fn coop_against_f32(ctx: &GpuContext, config: CoopConfig, tol: f64) -> Result<std::result::Result<f64, String>> {
-    use rand::{Rng, SeedableRng};
-    let s = ConvShape { cin: 64, cout: 64, height: 24, width: 20 };
-    let frame = s.frame();
-    let mut g = rand_chacha::ChaCha8Rng::seed_from_u64(0xc00b);
-    let mut uniform = |n: usize, scale: f32| -> Vec<f32> { (0..n).map(|_| g.random_range(-scale..=scale)).collect() };
-    let x: Vec<f32> = uniform(s.cin * s.height * s.width, 1.0).iter().map(|v| 50.0 * v.max(0.0)).collect();
-    let wt = uniform(s.cout * s.cin * 9, (3.0 / (s.cin as f32 * 9.0)).sqrt());
-    let b = uniform(s.cout, 0.5);
-    let wf = forward_weights(ConvVariant::Tiled, &wt, s.cin, s.cout);
-    let (xb, wb, bb) =
-        (ctx.buffer_from("x", &frame.frame(&x, s.cin))?, ctx.buffer_from("w", &wf)?, ctx.buffer_from("b", &b)?);
-    let out = || ctx.storage_buffer("out", frame.buffer_floats(s.cout));
-    let (o32, o16) = (out()?, out()?);
-    let ranges = ctx.storage_buffer("ranges", 1)?;
-    let f32_conv =
-        conv3x3(ctx, ConvKernel::Tiled, s, true, ForwardIo { input: &xb, weights: &wb, bias: &bb, output: &o32 })?;
-    let measure = super::coop::max_abs(ctx, frame.buffer_floats(s.cin), 0, &xb, &ranges)?;
-    let largest = wt.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let operands =
-        CoopOperands { ranges: &ranges, weights: OperandRange::fixed(largest), input: OperandRange::measured(0) };
-    let kernel = ConvKernel::Coop { config, twin: false, operands };
-    let coop_conv = conv3x3(ctx, kernel, s, true, ForwardIo { input: &xb, weights: &wb, bias: &bb, output: &o16 })?;
-    ctx.run(&[&f32_conv, &measure, &coop_conv])?;
-    let reference = frame.unframe(&ctx.read_all(&o32)?, s.cout);
-    let coop = frame.unframe(&ctx.read_all(&o16)?, s.cout);
-    let rms = (reference.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / reference.len() as f64).sqrt();
-    let mut worst = 0.0f64;
-    for (i, (&c, &r)) in coop.iter().zip(&reference).enumerate() {
-        let err = (f64::from(c) - f64::from(r)).abs() / (f64::from(r).abs() + rms).max(1e-30);
-        if err.is_nan() || err > tol {
-            return Ok(Err(format!("tensor-core conv vs f32: element {i}: {c} vs {r} (error {err:.2e} > {tol:.0e})")));
-        }
-        worst = worst.max(err);
-    }
-    Ok(Ok(worst))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

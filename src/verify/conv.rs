@@ -115,11 +115,6 @@ pub fn conv3x3_backward_data(
     both(vs_ref, compare(&format!("{what} vs finite differences"), &plain, &fd, tol.max(1e-3)))
 }
 
-/// The first-use check of the tensor-core path ([`kernels::conv::coop_against_f32`]) as a check.
-pub fn coop_against_f32(ctx: &GpuContext, config: kernels::coop::CoopConfig, tol: f64) -> Check {
-    kernels::conv::coop_against_f32(ctx, config, tol).map_err(gpu_err)?
-}
-
 /// The WGSL kernel of a forward variant.
 fn forward_kernel(variant: ConvVariant) -> &'static str {
     match variant {
