@@ -8,6 +8,8 @@
 // zero frame supplies the padding, no tap is bounds-checked.
 
 const CHUNK: u32 = 64u; // input channels staged per round
+// Not zeroed by the pipeline: each round writes the n = chunk·9 entries it then reads (c < chunk), before a
+// barrier.
 var<workgroup> w_tile: array<vec4<f32>, 576>; // CHUNK * 9
 
 const GROUP_SIZE: u32 = 256u;

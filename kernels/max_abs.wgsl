@@ -5,6 +5,7 @@
 // iteration).
 
 const ITEMS: u32 = 16u;
+// Not zeroed by the pipeline: each of the 256 invocations writes its own slot before the first barrier.
 var<workgroup> largest: array<f32, 256>;
 
 const GROUP_SIZE: u32 = 256u;

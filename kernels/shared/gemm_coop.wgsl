@@ -49,6 +49,9 @@ const NO_SLOT: u32 = 0xffffffffu;
 @group(0) @binding({{ B0 }}) var<storage, read> coop_ranges: array<u32>;
 @group(0) @binding({{ B0 + 1 }}) var<uniform> coop_scales: CoopScales;
 
+// Workgroup memory is not zeroed (the pipelines opt out). Every K round stages KS·TILE/2 pairs, all (k, m/n)
+// of tile_a and tile_b inside the TILE columns (the PAD columns are never read), before the barrier that precedes
+// any read; each subgroup writes its whole F x F scratch of tile_c before reading it.
 {% if TWIN %}
 // Two f16 per word (element e in word e / 2, the low half for even e), as pack2x16float rounds them.
 var<workgroup> tile_a: array<u32, {{ KS * (SM * RM * F + PAD) // 2 }}>;

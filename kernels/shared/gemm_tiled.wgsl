@@ -24,6 +24,8 @@ struct GemmTile {
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
 
+// Workgroup memory is not zeroed (the pipelines opt out): every K step writes all 1,024 slots of both tiles
+// (the 256 invocations x 4 (k, m/n) slots cover [TK][TILE] exactly) before the barrier that precedes any read.
 var<workgroup> tile_a: array<f32, 1024>; // [TK][TILE]
 var<workgroup> tile_b: array<f32, 1024>; // [TK][TILE]
 

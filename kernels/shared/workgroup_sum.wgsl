@@ -1,6 +1,7 @@
 // Sum of one value per invocation over a 256-invocation workgroup, in a fixed tree order (so reruns are
 // bit-identical). Every invocation must call it (it has barriers); the result is valid in invocation 0.
 
+// Not zeroed by the pipeline: each of the 256 invocations writes its own slot before the first barrier.
 var<workgroup> sum_scratch: array<f32, 256>;
 
 fn workgroup_sum(li: u32, value: f32) -> f32 {
