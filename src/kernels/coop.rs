@@ -110,12 +110,26 @@ pub fn tiling(fragment: usize, subgroup: usize) -> CoopConfig {
     }
 }
 
-/// The tensor-core tiling for this adapter, if it has square f16 -> f32 cooperative matrices, a fixed subgroup
-/// size the fragments split over, and the workgroup memory: the largest fragment wins.
+/// The subgroup size every invocation of a kernel gets on this adapter, if it is fixed: the core splits its
+/// fragments over subgroups of exactly this size, and wgpu 30 has no way to require one for a pipeline. Vulkan and
+/// DX12 report the driver's range (NVIDIA: 32..32; AMD and Intel: a range, so no tensor cores there until wgpu
+/// can pin the size). Metal's back end reports a hardcoded 4..64 (wgpu-hal 30, `metal/mod.rs`), not a reading;
+/// every Apple GPU runs SIMD-groups of 32, and the first-use check would catch it if one did not.
+pub fn fixed_subgroup(adapter: &AdapterFacts) -> Option<usize> {
+    if adapter.apple_gpu {
+        return Some(32);
+    }
+    (adapter.subgroup_min_size == adapter.subgroup_max_size && adapter.subgroup_max_size > 0)
+        .then_some(adapter.subgroup_max_size as usize)
+}
+
+/// The tensor-core tiling for this adapter, if it has square f16 -> f32 cooperative matrices (NVIDIA on Vulkan:
+/// 16x16; Apple on Metal: 8x8 simdgroup matrices), a fixed subgroup size the fragments split over
+/// ([`fixed_subgroup`]), and the workgroup memory: the largest fragment wins.
 pub fn config(adapter: &AdapterFacts) -> Option<CoopConfig> {
     let fragment = *adapter.coop_fragments.iter().max()? as usize;
-    let subgroup = adapter.subgroup_max_size as usize;
-    if adapter.subgroup_min_size != adapter.subgroup_max_size || subgroup == 0 || !adapter.f16 || !adapter.subgroups {
+    let subgroup = fixed_subgroup(adapter)?;
+    if !adapter.f16 || !adapter.subgroups {
         return None;
     }
     let c = tiling(fragment, subgroup);
@@ -264,6 +278,18 @@ mod tests {
         assert_eq!(config(&varying), None, "the fragment split needs one subgroup size");
         let small = AdapterFacts { max_workgroup_storage: 8 << 10, ..gpu.clone() };
         assert_eq!(config(&small), None);
+        // An Apple GPU through Metal: 8x8 simdgroup matrices, wgpu's hardcoded 4..64 range, SIMD width 32.
+        let apple = AdapterFacts {
+            backend: wgpu::Backend::Metal,
+            apple_gpu: true,
+            coop_fragments: vec![8],
+            subgroup_min_size: 4,
+            subgroup_max_size: 64,
+            max_workgroup_storage: 32 << 10,
+            ..gpu.clone()
+        };
+        assert_eq!(config(&apple), Some(tiling(8, 32)));
+        assert_eq!(config(&AdapterFacts { apple_gpu: false, ..apple }), None, "a Mac's AMD GPU through Metal");
     }
 
     #[test]

@@ -253,6 +253,8 @@ pub struct AdapterFacts {
     pub subgroup_max_size: u32,
     /// Whether modules may skip naga's runtime checks (the driver bounds every access itself).
     pub trusted_modules: bool,
+    /// An Apple GPU through Metal (its SIMD-group width is 32 whatever wgpu reports; see [`coop::config`]).
+    pub apple_gpu: bool,
     /// Sides of the square f16 -> f32 cooperative-matrix fragments the device has (tensor cores).
     pub coop_fragments: Vec<u32>,
     /// The GEMM-shaped kernels (convs, Gram, style gradient) run on the tensor-core core with this tiling (and,
@@ -275,6 +277,7 @@ impl AdapterFacts {
             subgroup_min_size: ctx.info.subgroup_min_size,
             subgroup_max_size: ctx.info.subgroup_max_size,
             trusted_modules: ctx.trusts_modules(),
+            apple_gpu: ctx.info.backend == wgpu::Backend::Metal && ctx.info.name.starts_with("Apple"),
             coop_fragments: ctx.coop_fragments.clone(),
             coop: None,
             max_workgroups_per_dim: ctx.limits.max_compute_workgroups_per_dimension.min(grid::MAX_GROUPS_PER_DIM),
@@ -294,6 +297,7 @@ impl AdapterFacts {
             subgroup_min_size: 32,
             subgroup_max_size: 32,
             trusted_modules: true,
+            apple_gpu: false,
             coop_fragments: Vec::new(),
             coop: None,
             max_workgroups_per_dim: grid::MAX_GROUPS_PER_DIM,
