@@ -152,19 +152,31 @@ pub fn run(ctx: &GpuContext, checks: &[NamedCheck]) -> Vec<Outcome> {
     out
 }
 
-/// The cache key: adapter, backend, driver and this binary's version (the kernels are the version's).
+/// A fingerprint of every kernel's WGSL (a development build with changed kernels at the same version is checked
+/// afresh; std's hasher may differ between Rust releases, which costs only a re-check).
+fn kernels_fingerprint() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for k in crate::kernels::registry() {
+        (k.name, k.wgsl, k.shared).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The cache key: adapter, backend, driver, the kernel family, this binary's version and its kernels.
 pub fn cache_key(ctx: &GpuContext, tensor_cores: Option<CoopConfig>) -> String {
     let i = &ctx.info;
     let cores =
         tensor_cores.map_or("no tensor cores".to_string(), |c| format!("tensor cores {}x{}", c.tile(), c.tile()));
     format!(
-        "{} | {:?} | {} {} | {:?} kernels | {cores} | neural-style {}",
+        "{} | {:?} | {} {} | {:?} kernels | {cores} | neural-style {} | kernels {:016x}",
         i.name,
         i.backend,
         i.driver,
         i.driver_info,
         ctx.kernels_for,
-        env!("CARGO_PKG_VERSION")
+        env!("CARGO_PKG_VERSION"),
+        kernels_fingerprint()
     )
 }
 
@@ -201,17 +213,18 @@ fn write_cache(dir: &Path, key: &str, decision: &Decision) {
 
 /// The verdict for this adapter: from this process's memory, else the cache directory, else by running the
 /// checks (and keeping the verdict). `tensor_cores`: the tiling a run would use them with. The second value
-/// says whether the checks ran now.
+/// says whether this process ran the checks.
 pub fn verdict(ctx: &GpuContext, facts: &AdapterFacts, tensor_cores: Option<CoopConfig>) -> (Decision, bool) {
-    static MEMORY: OnceLock<Mutex<BTreeMap<String, Decision>>> = OnceLock::new();
+    // The verdict and whether this process ran its checks.
+    static MEMORY: OnceLock<Mutex<BTreeMap<String, (Decision, bool)>>> = OnceLock::new();
     let key = cache_key(ctx, tensor_cores);
     let memory = MEMORY.get_or_init(Default::default);
     if let Some(d) = memory.lock().unwrap().get(&key) {
-        return (d.clone(), false);
+        return d.clone();
     }
     let dir = cache_dir();
     if let Some(d) = dir.as_deref().and_then(|d| read_cache(d).remove(&key)) {
-        memory.lock().unwrap().insert(key, d.clone());
+        memory.lock().unwrap().insert(key, (d.clone(), false));
         return (d, false);
     }
     let own = run(ctx, &f32_checks(facts));
@@ -224,7 +237,7 @@ pub fn verdict(ctx: &GpuContext, facts: &AdapterFacts, tensor_cores: Option<Coop
     if let Some(dir) = &dir {
         write_cache(dir, &key, &d);
     }
-    memory.lock().unwrap().insert(key, d.clone());
+    memory.lock().unwrap().insert(key, (d.clone(), true));
     (d, true)
 }
 

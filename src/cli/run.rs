@@ -108,6 +108,17 @@ fn prepare(a: &StyleArgs, stages: &Stages) -> Result<Prepared, CliError> {
         neural_style::stylizer::check_fits(&ctx, s.width, s.height, |_, _| 0)?;
     }
     stages.line(format!("adapter: {} ({:?}, {:?})", ctx.adapter_name(), ctx.info.device_type, ctx.info.backend));
+    // The first-use check runs here (once per adapter, driver and version; the verdict is kept, and the job's
+    // setup reads it back). A device the check lost is opened again: the kept verdict leaves out what lost it.
+    let ctx = match neural_style::stylizer::choose_precision(&ctx, a.precision.into()) {
+        Err(neural_style::Error::DeviceLost(why)) => {
+            stages.line(format!("{}; opening the device again", neural_style::error::one_line(&why)));
+            drop(ctx);
+            GpuContext::new(&GpuOptions { adapter: a.adapter.clone(), ..Default::default() })?
+        }
+        // Any other refusal is the job's to say, in its place among the setup lines.
+        _ => ctx,
+    };
     if size.cpu_defaults {
         stages.line(cpu_defaults_line(a, &size));
     }
