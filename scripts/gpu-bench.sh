@@ -51,6 +51,19 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
     exit 1
 fi
 
+# Step 1: the first-use check, as a first run on this card does it (a fresh verdict cache): the f32 set and, where
+# the card has tensor cores, conv forward/backward-data, Gram and style_grad on them at whole and ragged tiles.
+# Prints the table (one row per kernel, its max error vs the f64 reference) and the precision line a run would
+# print ("tensor cores ... first-use check passed", or "f32 — the tensor-core kernels failed ... (why)").
+echo "== first-use check ($BIN selftest, fresh cache)"
+NEURAL_STYLE_CACHE_DIR="$RESULTS/first-use-cache" "$BIN" selftest ${ADAPTER:+--adapter "$ADAPTER"} \
+    > "$RESULTS/first-use.txt" 2>&1
+echo "  exit $?: $(tail -n 2 "$RESULTS/first-use.txt" | head -n 1)"
+sed 's/^/  /' "$RESULTS/first-use.txt"
+NEURAL_STYLE_CACHE_DIR="$RESULTS/first-use-cache" "$BIN" bench --size 64 --iterations 1 ${ADAPTER:+--adapter "$ADAPTER"} \
+    2>/dev/null | grep '^{' | "$PYTHON" -c 'import json,sys; print("  a run would say:", json.loads(sys.stdin.read())["precision"])' \
+    || echo "  (the precision line could not be read)"
+
 echo "== neural-style bench ($BIN), sizes ${sizes[*]}, $ITERATIONS iterations each"
 extra=()
 [ -n "${ADAPTER:-}" ] && extra+=(--adapter "$ADAPTER")
@@ -142,7 +155,8 @@ def gb(b):
     return "—" if b is None else "%.2f" % (b / 1e9)
 
 head = ["size", "ours ms", "ours TFLOP/s", "torch fp32 ms", "torch tf32 ms", "torch bf16 ms",
-        "ours/fp32", "ours/tf32", "ours/bf16", "ours GB (alloc.)", "torch peak GB"]
+        "ours/fp32", "ours/tf32", "ours/bf16", "ours GB (alloc.)", "torch peak GB", "waits/it (Adam, logged, L-BFGS)",
+        "cmd buffers/it"]
 print("| " + " | ".join(head) + " |")
 print("|" + "---|" * len(head))
 for r in sorted(ours, key=lambda r: r.get("size", 0)):
@@ -157,12 +171,17 @@ for r in sorted(ours, key=lambda r: r.get("size", 0)):
              *[ms(x) for x in rows],
              *[ratio(a, x) for x in rows],
              "—" if a is None else gb(r.get("peak_gpu_bytes")),
-             torch_gb]
+             torch_gb,
+             "—" if a is None else "%s, %s, %s" % (r.get("host_waits_per_iter", "?"), r.get("host_waits_per_logged_iter", "?"),
+                                                   r.get("lbfgs", {}).get("host_waits_per_iter", "?")),
+             "—" if a is None else str(r.get("command_buffers_per_iter", "?"))]
     print("| " + " | ".join(cells) + " |")
 print()
 print("ratio = our ms / PyTorch ms (below 1: we are faster). ours GB = allocation accounting of our buffers;")
 print("torch peak GB = torch.cuda.max_memory_allocated over its three modes. TFLOP/s counts conv forward +")
-print("backward-data only, as torch_baseline.py does.")
+print("backward-data only, as torch_baseline.py does. waits/it = times the host blocked on the GPU per iteration:")
+print("Adam (losses not read), Adam with the losses read every iteration, L-BFGS (history 5). cmd buffers/it: 1, or")
+print("one per VGG block once an iteration is measured over 250 ms (display watchdogs).")
 if note:
     print(note + ": only our column is filled.")
 print()
