@@ -17,6 +17,9 @@
 #   WEIGHTS         passed to --weights (default: random weights, seeded; timing does not depend on values)
 #   RESULTS         folder for the raw JSON lines (default $OUT/gpu-bench if $OUT is set, else a temp folder)
 #   SKIP_TORCH=1    do not run the anchor
+#   TORCH_COMPILE=1 also time torch.compile (max-autotune, bf16, channels_last): the strongest anchor, minutes of
+#                   compiling per size (not part of the default run's time budget)
+#   KERNELS_BENCH   the kernel microbenchmark executable (default .gpu/benches/kernels when present), run at 512²
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -102,9 +105,18 @@ else
 fi
 [ -n "$torch_note" ] && echo "== $torch_note"
 
+# Kernel microbenchmarks at 512² (each kernel variant alone, JSON lines), when the executable was packed.
+KERNELS_BENCH=${KERNELS_BENCH:-$(first_existing .gpu/benches/kernels)}
+if [ -x "$KERNELS_BENCH" ]; then
+    echo "== kernel microbenchmarks at 512² ($KERNELS_BENCH)"
+    NEURAL_STYLE_BENCH_SIZE=512 "$KERNELS_BENCH" > "$RESULTS/kernels-512.jsonl" 2> "$RESULTS/kernels-512.err"
+    echo "  exit $?: $(grep -c '^{' "$RESULTS/kernels-512.jsonl") lines in $RESULTS/kernels-512.jsonl"
+fi
+
 echo "== raw JSON lines: $ours $([ -s "$torch" ] && echo "$torch")"
 echo
-"$PYTHON" - "$ours" "$torch" "$torch_note" <<'PY'
+# The table also goes to $RESULTS/table.md, so it survives whatever happens to this terminal.
+"$PYTHON" - "$ours" "$torch" "$torch_note" <<'PY' | tee "$RESULTS/table.md"
 import json, sys
 
 def load(path):
@@ -126,6 +138,8 @@ ours = load(sys.argv[1])
 torch = load(sys.argv[2])
 note = sys.argv[3]
 modes = ["fp32_strict", "default_tf32_conv", "amp_bf16_channels_last"]
+if any(r.get("mode") == "compiled_bf16_channels_last" for r in torch):
+    modes.append("compiled_bf16_channels_last")
 t = {(r["size"], r["mode"]): r for r in torch if r.get("what") == "torch_nst_iter"}
 dev = next((r for r in torch if r.get("what") == "device"), None)
 sgemm = next((r for r in torch if r.get("what") == "torch_sgemm_fp32_strict"), None)
@@ -154,8 +168,10 @@ def ratio(a, r):
 def gb(b):
     return "—" if b is None else "%.2f" % (b / 1e9)
 
-head = ["size", "ours ms", "ours TFLOP/s", "torch fp32 ms", "torch tf32 ms", "torch bf16 ms",
-        "ours/fp32", "ours/tf32", "ours/bf16", "ours GB (alloc.)", "torch peak GB", "waits/it (Adam, logged, L-BFGS)",
+short = {"fp32_strict": "fp32", "default_tf32_conv": "tf32", "amp_bf16_channels_last": "bf16",
+         "compiled_bf16_channels_last": "compiled bf16"}
+head = ["size", "ours ms", "ours TFLOP/s", *["torch %s ms" % short[m] for m in modes],
+        *["ours/%s" % short[m] for m in modes], "ours GB (alloc.)", "torch peak GB", "waits/it (Adam, logged, L-BFGS)",
         "cmd buffers/it"]
 print("| " + " | ".join(head) + " |")
 print("|" + "---|" * len(head))
