@@ -417,8 +417,10 @@ pub struct IterationReport {
     pub command_buffers_per_iter: usize,
     /// Times the host blocked on the GPU per iteration in that steady loop (Adam, losses not read).
     pub host_waits_per_iter: f64,
-    /// ... and per iteration with the losses read every iteration (a run with `--log`).
+    /// ... and per iteration with the losses read every iteration, one step late (a run with `--log`).
     pub host_waits_per_logged_iter: f64,
+    /// Wall time per iteration of that logged loop (beside `steady_ms_per_iter`: what reading the losses costs).
+    pub steady_logged_ms_per_iter: f64,
     /// The same count for L-BFGS, from a short run of its own.
     pub lbfgs: LbfgsWaits,
     pub losses_finite: bool,
@@ -551,11 +553,14 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     // The closing wait is the bench's: a run's next iteration would take its place.
     let waits_per_iter = (ctx.host_waits() - waits - 1) as f64 / args.iterations as f64;
     let command_buffers_per_iter = s.command_buffers_per_iteration();
-    let waits = ctx.host_waits();
+    // Logged, as a run with --log goes: each iteration's losses read one step late.
+    let (logged, waits) = (Instant::now(), ctx.host_waits());
     for _ in 0..args.iterations {
-        s.step(true)?;
+        s.step_pipelined(true)?;
     }
     let logged_waits_per_iter = (ctx.host_waits() - waits) as f64 / args.iterations as f64;
+    s.flush_losses()?;
+    let logged_ms = logged.elapsed().as_secs_f64() * 1e3 / args.iterations as f64;
 
     let profile = profile_iteration(&ctx, &mut s, clock, &timer)?;
 
@@ -599,6 +604,7 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
         command_buffers_per_iter,
         host_waits_per_iter: round(waits_per_iter, 3),
         host_waits_per_logged_iter: round(logged_waits_per_iter, 3),
+        steady_logged_ms_per_iter: round(logged_ms, 4),
         lbfgs,
         losses_finite: losses.total.is_finite(),
         profile,

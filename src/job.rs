@@ -517,26 +517,35 @@ impl Job {
             observer.event(Event::Update { iteration: i }).map_err(Failure::Observer)?;
             // L-BFGS: the evaluations made when this iterate was accepted (the first step also evaluates x0).
             let evaluations = stylizer.evaluations().map(|e| e.max(1));
-            let t = Instant::now();
-            let losses = at(i, stylizer.step(read_losses))?;
-            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            // Adam's losses arrive one step late (the GPU never waits for the host to read them); L-BFGS's at once.
+            let late = at(i, stylizer.step_pipelined(read_losses))?;
             if stylizer.iteration() == j && stylizer.stopped().is_some() {
                 break; // stopped without an update: the next scale (or the final scoring) starts here
             }
-            if let Some(l) = &losses {
+            let read = late.map(|l| (count.offset + l.iteration - scale_start, l));
+            if let Some((at_iteration, l)) = &read {
                 let scale = coarse_to_fine.then_some(scale.side);
-                let report = IterationLosses { iteration: i, losses: l, ms, evaluations, scale };
+                let evaluations = if l.iteration == j { evaluations } else { None };
+                let report =
+                    IterationLosses { iteration: *at_iteration, losses: &l.losses, ms: l.ms, evaluations, scale };
                 observer.event(Event::Losses(report)).map_err(Failure::Observer)?;
             }
             count.done += 1;
             let k = ended(stylizer);
             let image = if observer.wants_image(k) { Some(at(k, stylizer.image())?) } else { None };
-            let losses = losses.as_ref().map(|l| (i, l));
+            let losses = read.as_ref().map(|(at_iteration, l)| (*at_iteration, &l.losses));
             let event = Event::Iteration { iteration: k, done: count.done, losses, image };
             observer.event(event).map_err(Failure::Observer)?;
             if stylizer.stopped().is_some() {
                 break;
             }
+        }
+        // The last pipelined read.
+        if let Some(l) = at(ended(stylizer), stylizer.flush_losses())? {
+            let scale = coarse_to_fine.then_some(scale.side);
+            let iteration = count.offset + l.iteration - scale_start;
+            let report = IterationLosses { iteration, losses: &l.losses, ms: l.ms, evaluations: None, scale };
+            observer.event(Event::Losses(report)).map_err(Failure::Observer)?;
         }
         if let Some(why) = stylizer.stopped() {
             observer.event(Event::OptimizerStopped { at: ended(stylizer), why }).map_err(Failure::Observer)?;

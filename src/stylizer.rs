@@ -224,6 +224,30 @@ pub struct Stylizer<'a> {
     last_ms: Option<f64>,
     /// Overrides that choice (tests).
     cut_per_block: Option<bool>,
+    /// Two read-back buffers for the loss slots, used in turn by [`Stylizer::step_pipelined`], and the read
+    /// still in flight.
+    late_staging: [wgpu::Buffer; 2],
+    late_next: usize,
+    pending: Option<PendingLosses>,
+}
+
+/// Losses copied out in a submission not yet waited for.
+struct PendingLosses {
+    iteration: usize,
+    ms: f64,
+    slot: usize,
+    submission: wgpu::SubmissionIndex,
+}
+
+/// The losses of an earlier iteration, delivered by [`Stylizer::step_pipelined`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LateLosses {
+    /// The stylizer's update count when that iteration started ([`Stylizer::iteration`]): the losses are those
+    /// of the image before its update.
+    pub iteration: usize,
+    pub losses: Losses,
+    /// How long that step took.
+    pub ms: f64,
 }
 
 impl<'a> Stylizer<'a> {
@@ -322,6 +346,8 @@ impl<'a> Stylizer<'a> {
         let average_bytes = average.as_ref().map_or(0, |_| 4 * ImageAverage::buffer_floats(count) as u64);
         let bytes = net.bytes + network.bytes() + losses.bytes() + optimizer_bytes + average_bytes;
         let conv_gflop = vgg::conv_flops_per_iteration(w, h) / 1e9;
+        let slots = losses.slot_kinds().len();
+        let late_staging = [ctx.staging_buffer("late losses", slots), ctx.staging_buffer("late losses", slots)];
         Ok(Self {
             ctx,
             canvas,
@@ -335,6 +361,9 @@ impl<'a> Stylizer<'a> {
             conv_gflop,
             last_ms: None,
             cut_per_block: None,
+            late_staging,
+            late_next: 0,
+            pending: None,
         })
     }
 
@@ -372,6 +401,53 @@ impl<'a> Stylizer<'a> {
     /// come for free and are always returned, until L-BFGS has stopped ([`Stylizer::stopped`]): then None and
     /// nothing is done.
     pub fn step(&mut self, read_losses: bool) -> Result<Option<Losses>> {
+        self.step_reading(read_losses, false)
+    }
+
+    /// One iteration, as [`Stylizer::step`], without making the GPU wait for the host: with `read_losses`, Adam's
+    /// losses are copied out in the iteration's own submission and read at the NEXT call, once that submission
+    /// has run (the call waits for it anyway, with its own queued), or at [`Stylizer::flush_losses`]. Returns
+    /// the losses read at this call: an earlier iteration's with Adam, this one's with L-BFGS (its line search
+    /// reads them at once).
+    pub fn step_pipelined(&mut self, read_losses: bool) -> Result<Option<LateLosses>> {
+        let (iteration, start) = (self.iteration(), std::time::Instant::now());
+        if self.optimizer.fused_update().is_none() {
+            let losses = self.step(read_losses)?;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            return Ok(losses.map(|losses| LateLosses { iteration, losses, ms }));
+        }
+        let slot = self.late_next;
+        // The earlier read's map is asked for now: the step's own wait for the previous submission completes it.
+        let n = self.losses.slot_kinds().len();
+        let requested = self.pending.as_ref().map(|p| self.ctx.request_map(&self.late_staging[p.slot], n));
+        self.step_reading(read_losses, true)?;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        let delivered = match (self.pending.take(), requested) {
+            (Some(p), Some(request)) => Some(self.take_losses(p, request)?),
+            _ => None,
+        };
+        if read_losses {
+            let submission = self.in_flight.clone().expect("a pipelined step stays in flight");
+            self.pending = Some(PendingLosses { iteration, ms, slot, submission });
+            self.late_next = 1 - slot;
+        }
+        Ok(delivered)
+    }
+
+    /// The losses a pipelined step left in flight, if any (waits for their submission only).
+    pub fn flush_losses(&mut self) -> Result<Option<LateLosses>> {
+        let Some(p) = self.pending.take() else { return Ok(None) };
+        let request = self.ctx.request_map(&self.late_staging[p.slot], self.losses.slot_kinds().len());
+        self.take_losses(p, request).map(Some)
+    }
+
+    fn take_losses(&self, p: PendingLosses, request: crate::gpu::MapRequest) -> Result<LateLosses> {
+        let values = self.ctx.mapped_f32(&self.late_staging[p.slot], request, p.submission)?;
+        let losses = finite(self.losses.total(&values))?;
+        Ok(LateLosses { iteration: p.iteration, losses, ms: p.ms })
+    }
+
+    fn step_reading(&mut self, read_losses: bool, late: bool) -> Result<Option<Losses>> {
         let (start, evaluations) = (std::time::Instant::now(), self.optimizer.evaluations());
         let cut = self.cuts_per_block();
         let mut problem = Evaluation {
@@ -381,6 +457,7 @@ impl<'a> Stylizer<'a> {
             average: self.average.as_mut(),
             in_flight: &mut self.in_flight,
             cut,
+            late_copy: late.then(|| &self.late_staging[self.late_next]),
         };
         let losses = self.optimizer.iterate(&mut problem, read_losses)?;
         // Adam's step returns once the previous iteration has run, so in a run of steps its time is an
@@ -567,6 +644,8 @@ struct Evaluation<'s> {
     in_flight: &'s mut Option<wgpu::SubmissionIndex>,
     /// Submit block by block ([`crate::submission`]).
     cut: bool,
+    /// Where a pipelined step copies its loss slots instead of waiting for them.
+    late_copy: Option<&'s wgpu::Buffer>,
 }
 
 /// L-BFGS's evaluations: the caller's `before` dispatches, the forward pass with every loss scalar, the backward
@@ -598,7 +677,13 @@ impl<'s> Problem<'s> for Evaluation<'s> {
         let mut list = loss_and_gradient(self.network, self.losses, read_losses);
         list.push(update);
         list.extend(self.average.as_deref().map(|a| &a.dispatch));
-        let encs = encode(self.ctx, list, self.cut);
+        let mut encs = encode(self.ctx, list, self.cut);
+        if let (true, Some(staging)) = (read_losses, self.late_copy) {
+            let bytes = 4 * self.losses.slot_kinds().len() as u64;
+            let last = encs.last_mut().expect("one encoder at least");
+            last.copy_buffer_to_buffer(self.losses.slots_buffer(), 0, staging, 0, bytes);
+            return finish(self.ctx, self.losses, self.in_flight, encs, false);
+        }
         finish(self.ctx, self.losses, self.in_flight, encs, read_losses)
     }
 

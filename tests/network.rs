@@ -351,6 +351,14 @@ fn host_waits_per_iteration_are_bounded() {
         s.step(true).unwrap();
     }
     assert_eq!(ctx.host_waits() - waits, 3, "Adam reading its losses");
+    let waits = ctx.host_waits();
+    for _ in 0..3 {
+        s.step_pipelined(true).unwrap();
+    }
+    // Each waits for the previous iteration only (this one queued), which also completes the earlier read; the
+    // first finds nothing in flight (the read at once before it waited for everything).
+    assert_eq!(ctx.host_waits() - waits, 2, "Adam reading its losses one step late");
+    s.flush_losses().unwrap().expect("the last read");
 
     let opts = StyleOptions { optimizer: neural_style::Optimizer::Lbfgs { history: 3, max_evals: 100 }, ..p.opts };
     let mut s = Stylizer::new(&ctx, &p.weights, &p.content, &p.styles, &opts).unwrap();
@@ -407,5 +415,32 @@ fn a_loss_that_is_not_finite_is_an_error() {
         assert!(matches!(e, neural_style::Error::NotFinite(_)), "{e}");
         assert!(e.to_string().contains("not finite"), "{e}");
         assert!(s.losses().is_err());
+    }
+}
+
+/// Losses read one step late (what a run with --log does with Adam) are exactly the losses read at once, each
+/// delivered with its own iteration; L-BFGS delivers at once.
+#[test]
+fn pipelined_losses_are_the_losses_of_their_iteration() {
+    let p = Problem::new(23, 18, 30);
+    let lbfgs =
+        StyleOptions { optimizer: neural_style::Optimizer::Lbfgs { history: 3, max_evals: 100 }, ..p.opts.clone() };
+    // L-BFGS reads its losses in its line search, so it delivers them even when not asked.
+    for (opts, delivered) in [(&p.opts, vec![0, 1, 3]), (&lbfgs, vec![0, 1, 2, 3])] {
+        let mut now = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, opts).unwrap();
+        let at_once: Vec<_> = (0..4).map(|_| now.step(true).unwrap().unwrap()).collect();
+        let mut late = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, opts).unwrap();
+        let mut got = Vec::new();
+        for i in 0..4 {
+            // Iteration 2 is not read: the others still arrive, each with its number.
+            got.extend(late.step_pipelined(i != 2).unwrap());
+        }
+        got.extend(late.flush_losses().unwrap());
+        let iterations: Vec<usize> = got.iter().map(|l| l.iteration).collect();
+        assert_eq!(iterations, delivered);
+        for l in &got {
+            assert_eq!(l.losses, at_once[l.iteration], "iteration {}", l.iteration);
+        }
+        assert!(late.flush_losses().unwrap().is_none());
     }
 }

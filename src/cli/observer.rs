@@ -81,7 +81,7 @@ pub struct CliObserver<'r> {
     keep_each: bool,
     /// Test hook: destroy the device before this update, to exercise the device-lost path for real.
     lose_device_at: Option<usize>,
-    /// Whether this iteration's losses are printed (decided with the read).
+    /// Whether this iteration's losses are printed (its image is read with them).
     print_now: bool,
     last_tick: Instant,
 }
@@ -245,7 +245,8 @@ impl Observer for CliObserver<'_> {
                 if let Some(log) = &mut self.log {
                     log.write(&r)?;
                 }
-                if self.print_now {
+                // Decided by the iterate's own number: Adam's losses arrive one step late.
+                if self.args.print_every > 0 && r.iteration.is_multiple_of(self.args.print_every) {
                     self.progress.report(r.iteration, r.losses);
                 }
             }

@@ -103,6 +103,12 @@ pub struct GpuContext {
     readback: Mutex<Option<wgpu::Buffer>>,
 }
 
+/// A map of a staging buffer asked for and not yet taken ([`GpuContext::request_map`]).
+pub struct MapRequest {
+    rx: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+    len: usize,
+}
+
 /// Part of a storage buffer to read back: `len` f32 from element `offset`.
 #[derive(Clone, Copy, Debug)]
 pub struct Read<'b> {
@@ -480,6 +486,55 @@ impl GpuContext {
                 this.to_vec()
             })
             .collect())
+    }
+
+    /// A buffer the CPU can map to read results back (`COPY_DST | MAP_READ`), for reads a caller keeps in
+    /// flight itself ([`GpuContext::map_after`]).
+    pub fn staging_buffer(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Asks for the first `len` f32 of a staging buffer whose copy has been submitted, without waiting: the map
+    /// completes with the next wait that covers that submission ([`GpuContext::mapped_f32`] takes it).
+    pub fn request_map(&self, staging: &wgpu::Buffer, len: usize) -> MapRequest {
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..(len * 4) as u64).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        MapRequest { rx, len }
+    }
+
+    /// The values of a [`GpuContext::request_map`] whose copy went in submission `idx`: at once when a wait since
+    /// has completed the map, else after waiting for that submission only (later ones keep the GPU busy).
+    pub fn mapped_f32(
+        &self,
+        staging: &wgpu::Buffer,
+        request: MapRequest,
+        idx: wgpu::SubmissionIndex,
+    ) -> Result<Vec<f32>> {
+        self.device.poll(wgpu::PollType::Poll).map_err(|e| Error::DeviceLost(e.to_string()))?;
+        let done = match request.rx.try_recv() {
+            Ok(r) => r,
+            Err(_) => {
+                self.wait(Some(idx))?;
+                request
+                    .rx
+                    .recv_timeout(Duration::from_secs(60))
+                    .map_err(|_| Error::DeviceLost("buffer map never completed".into()))?
+            }
+        };
+        done.map_err(|e| Error::DeviceLost(format!("buffer map failed: {e}")))?;
+        let slice = staging.slice(..(request.len * 4) as u64);
+        let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("buffer map failed: {e:?}")))?;
+        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
     }
 
     /// Maps a staging buffer whose copy has been submitted, and returns its first `len` f32.
