@@ -115,8 +115,28 @@ pub fn tensor_core_shape(tile: usize) -> (usize, usize, usize) {
 }
 
 /// The tensor-core checks with `config` (`twin`: its software twin, which runs anywhere): conv forward and
-/// backward-data, Gram and the style gradient, against the f64 reference at [`tensor_core_shape`].
+/// backward-data, Gram and the style gradient, against the f64 reference at [`tensor_core_shape`]; and where
+/// narrow convs take the half tile ([`CoopConfig::for_rows`]), conv forward and backward-data on it with 64 rows
+/// (conv1_2's shape: whole tiles in rows, ragged in pixels).
 pub fn tensor_core_checks(config: CoopConfig, twin: bool) -> Vec<NamedCheck> {
+    let mut v = tensor_core_checks_at(config, twin);
+    let half = config.for_rows(64);
+    if half != config {
+        let c = conv::ConvVariant::Coop { config: half, twin };
+        let (h, w) = (13, 2 * half.tile() / 13 + 4);
+        let forward = conv::ConvShape { cin: 64, cout: 64, height: h, width: w };
+        let backward = conv::ConvShape { cin: 64, cout: 128, height: h, width: w };
+        let name = |k: &str| format!("{k} on tensor cores, {}x{} tile, 64 channels, {h}x{w}", half.tile(), half.tile());
+        v.push((name("conv3x3"), Box::new(move |ctx| verify::conv::conv3x3(ctx, forward, true, c, 2704))));
+        v.push((
+            name("conv3x3_backward_data"),
+            Box::new(move |ctx| verify::conv::conv3x3_backward_data(ctx, backward, c, false, 2705)),
+        ));
+    }
+    v
+}
+
+fn tensor_core_checks_at(config: CoopConfig, twin: bool) -> Vec<NamedCheck> {
     let (rows, h, w) = tensor_core_shape(config.tile());
     let c = conv::ConvVariant::Coop { config, twin };
     let forward = conv::ConvShape { cin: 64, cout: rows, height: h, width: w };
@@ -214,31 +234,65 @@ fn write_cache(dir: &Path, key: &str, decision: &Decision) {
 /// The verdict for this adapter: from this process's memory, else the cache directory, else by running the
 /// checks (and keeping the verdict). `tensor_cores`: the tiling a run would use them with. The second value
 /// says whether this process ran the checks.
-pub fn verdict(ctx: &GpuContext, facts: &AdapterFacts, tensor_cores: Option<CoopConfig>) -> (Decision, bool) {
+///
+/// A device lost during the checks is an error: lost in the f32 checks, nothing is kept (the next run checks
+/// again); lost in the tensor-core checks, the verdict is f32 and it is kept, so the device opened again runs
+/// without what lost it.
+pub fn verdict(
+    ctx: &GpuContext,
+    facts: &AdapterFacts,
+    tensor_cores: Option<CoopConfig>,
+) -> crate::Result<(Decision, bool)> {
     // The verdict and whether this process ran its checks.
     static MEMORY: OnceLock<Mutex<BTreeMap<String, (Decision, bool)>>> = OnceLock::new();
     let key = cache_key(ctx, tensor_cores);
     let memory = MEMORY.get_or_init(Default::default);
     if let Some(d) = memory.lock().unwrap().get(&key) {
-        return d.clone();
+        return Ok(d.clone());
     }
     let dir = cache_dir();
     if let Some(d) = dir.as_deref().and_then(|d| read_cache(d).remove(&key)) {
         memory.lock().unwrap().insert(key, (d.clone(), false));
-        return (d, false);
+        return Ok((d, false));
     }
+    let lost = |outcomes: &[Outcome], what: &str| match ctx.check() {
+        Err(crate::Error::DeviceLost(why)) => {
+            let at = first_failure(outcomes).unwrap_or_default();
+            Some(format!("{why} — during the first-use check of the {what} ({at})"))
+        }
+        _ => None,
+    };
     let own = run(ctx, &f32_checks(facts));
-    let other = first_failure(&own).map(|_| {
-        let flipped = if facts.is_cpu() { wgpu::DeviceType::DiscreteGpu } else { wgpu::DeviceType::Cpu };
-        run(ctx, &f32_checks(&AdapterFacts { device_type: flipped, ..facts.clone() }))
-    });
+    if let Some(why) = lost(&own, "f32 kernels") {
+        return Err(crate::Error::DeviceLost(format!("{why}; run again to repeat it")));
+    }
+    let other = match first_failure(&own) {
+        None => None,
+        Some(_) => {
+            let flipped = if facts.is_cpu() { wgpu::DeviceType::DiscreteGpu } else { wgpu::DeviceType::Cpu };
+            let other = run(ctx, &f32_checks(&AdapterFacts { device_type: flipped, ..facts.clone() }));
+            if let Some(why) = lost(&other, "other f32 kernels") {
+                return Err(crate::Error::DeviceLost(format!("{why}; run again to repeat it")));
+            }
+            Some(other)
+        }
+    };
     let cores = tensor_cores.map(|c| run(ctx, &tensor_core_checks(c, false)));
-    let d = decide(&own, other.as_deref(), cores.as_deref());
+    let cores_lost = cores.as_deref().and_then(|c| lost(c, "tensor-core kernels"));
+    let d = match &cores_lost {
+        Some(why) => Decision::F32 { why_not_tensor_cores: Some(why.clone()) },
+        None => decide(&own, other.as_deref(), cores.as_deref()),
+    };
     if let Some(dir) = &dir {
         write_cache(dir, &key, &d);
     }
     memory.lock().unwrap().insert(key, (d.clone(), true));
-    (d, true)
+    match cores_lost {
+        Some(why) => Err(crate::Error::DeviceLost(format!(
+            "{why}; the tensor cores are off for this adapter from now on (kept in the cache): run again"
+        ))),
+        None => Ok((d, true)),
+    }
 }
 
 #[cfg(test)]

@@ -222,6 +222,9 @@ pub struct Stylizer<'a> {
     /// is submitted block by block ([`crate::submission`]).
     conv_gflop: f64,
     last_ms: Option<f64>,
+    /// When the last step returned: the time from one step's return to the next's is an iteration's (with one
+    /// kept in flight, a step returns once the previous iteration has run), the host's reads included.
+    last_step_end: Option<std::time::Instant>,
     /// Overrides that choice (tests).
     cut_per_block: Option<bool>,
     /// Two read-back buffers for the loss slots, used in turn by [`Stylizer::step_pipelined`], and the read
@@ -360,6 +363,7 @@ impl<'a> Stylizer<'a> {
             bytes,
             conv_gflop,
             last_ms: None,
+            last_step_end: None,
             cut_per_block: None,
             late_staging,
             late_next: 0,
@@ -448,7 +452,7 @@ impl<'a> Stylizer<'a> {
     }
 
     fn step_reading(&mut self, read_losses: bool, late: bool) -> Result<Option<Losses>> {
-        let (start, evaluations) = (std::time::Instant::now(), self.optimizer.evaluations());
+        let evaluations = self.optimizer.evaluations();
         let cut = self.cuts_per_block();
         let mut problem = Evaluation {
             ctx: self.ctx,
@@ -460,11 +464,19 @@ impl<'a> Stylizer<'a> {
             late_copy: late.then(|| &self.late_staging[self.late_next]),
         };
         let losses = self.optimizer.iterate(&mut problem, read_losses)?;
-        // Adam's step returns once the previous iteration has run, so in a run of steps its time is an
-        // iteration's; L-BFGS's is its evaluations'.
+        // The time per evaluation, from step to step (not the step's own time: a step that found nothing in
+        // flight returns at once). An overestimate when the host is slow between steps, which only cuts more.
         let evaluations = self.optimizer.evaluations().zip(evaluations).map_or(1, |(now, then)| now - then);
-        self.last_ms = Some(start.elapsed().as_secs_f64() * 1e3 / evaluations.max(1) as f64);
-        Ok(losses)
+        let now = std::time::Instant::now();
+        if let Some(previous) = self.last_step_end.replace(now) {
+            self.last_ms = Some((now - previous).as_secs_f64() * 1e3 / evaluations.max(1) as f64);
+        }
+        // L-BFGS reports the losses its line search read: garbage there stops the run here (a non-finite trial
+        // inside the search only shortens the step).
+        match losses {
+            Some(l) if self.optimizer.fused_update().is_none() => finite(l).map(Some),
+            other => Ok(other),
+        }
     }
 
     /// Submits every iteration block by block (`Some(true)`), whole (`Some(false)`), or as
@@ -490,7 +502,7 @@ impl<'a> Stylizer<'a> {
     /// Losses of the current image (one forward pass, no update).
     pub fn losses(&mut self) -> Result<Losses> {
         if let Some(now) = self.optimizer.current_losses() {
-            return Ok(now); // the optimiser evaluated the current x last
+            return finite(now); // the optimiser evaluated the current x last
         }
         let encs = encode(self.ctx, loss_only(&self.network, &self.losses), self.cuts_per_block());
         let read = finish(self.ctx, &self.losses, &mut self.in_flight, encs, true)?;
@@ -659,7 +671,8 @@ impl lbfgs::Evaluator for Evaluation<'_> {
         let mut all = vec![Read::new(self.losses.slots_buffer(), 0, n)];
         all.extend_from_slice(reads);
         let mut values = self.ctx.submit_all_and_read(encs, &all)?;
-        let losses = finite(self.losses.total(&values.remove(0)))?;
+        // Not checked here: the line search backs off from a non-finite trial; what it reports is checked.
+        let losses = self.losses.total(&values.remove(0));
         Ok(Evaluated { losses, reads: values })
     }
 }
@@ -791,7 +804,15 @@ pub fn choose_precision(ctx: &GpuContext, precision: Precision) -> Result<(Adapt
             )))
         }
     };
-    let (decision, ran) = first_use::verdict(ctx, &facts, wants_cores);
+    let (decision, ran) = first_use::verdict(ctx, &facts, wants_cores)?;
+    if precision == Precision::F16 && decision != first_use::Decision::TensorCores {
+        if let first_use::Decision::Stop { failed } | first_use::Decision::OtherFamily { failed } = &decision {
+            return Err(Error::Gpu(format!(
+                "the f32 kernels failed their first-use check on {} ({failed}); --precision f16 needs them too",
+                ctx.adapter_name()
+            )));
+        }
+    }
     let checked = if ran { "first-use check passed" } else { "first-use check passed earlier" };
     let name = ctx.adapter_name();
     let selftest = format!("run `neural-style selftest --adapter \"{name}\"` for the full set");
@@ -833,14 +854,6 @@ pub fn choose_precision(ctx: &GpuContext, precision: Precision) -> Result<(Adapt
             )))
         }
     };
-    // A device lost during the checks leaves nothing to run on. The verdict is kept (a kernel that loses the
-    // device failed), so the next run opens the device afresh and does not use what lost it.
-    if let Err(Error::DeviceLost(why)) = ctx.check() {
-        return Err(Error::DeviceLost(format!(
-            "{why} — during the first-use check of the kernels; what failed is off for this adapter from now on \
-             (kept in the cache): run again"
-        )));
-    }
     Ok((facts, note))
 }
 

@@ -269,8 +269,11 @@ fn first_use_tensor_core_set_passes_on_the_twin() {
         .into_iter()
         .chain(ctx().coop_fragments.iter().map(|&f| (coop::tiling(f as usize, 32), false)))
     {
-        let outcomes = first_use::run(ctx(), &first_use::tensor_core_checks(config, twin));
-        assert_eq!(outcomes.len(), 4);
+        let checks = first_use::tensor_core_checks(config, twin);
+        let outcomes = first_use::run(ctx(), &checks);
+        // 16x16 fragments: the 128 tile's four and the 64 tile's two convs.
+        assert_eq!(outcomes.len(), if config.fragment == 16 { 6 } else { checks.len() });
+        assert_eq!(outcomes.len(), checks.len());
         for o in &outcomes {
             assert!(o.result.is_ok(), "{}: {:?}", o.kernel, o.result);
         }

@@ -476,7 +476,14 @@ impl GpuContext {
             at += r.len;
         }
         self.submit(encoders);
-        let flat = self.map_f32(staging, total)?;
+        let flat = match self.map_f32(staging, total) {
+            Ok(f) => f,
+            Err(e) => {
+                // Never leave the shared buffer mapped (or half-mapped) for the next read.
+                *slot = None;
+                return Err(e);
+            }
+        };
         let mut rest = flat.as_slice();
         Ok(reads
             .iter()
@@ -519,16 +526,14 @@ impl GpuContext {
     ) -> Result<Vec<f32>> {
         self.device.poll(wgpu::PollType::Poll).map_err(|e| Error::DeviceLost(e.to_string()))?;
         let done = match request.rx.try_recv() {
-            Ok(r) => r,
-            Err(_) => {
-                self.wait(Some(idx))?;
-                request
-                    .rx
-                    .recv_timeout(Duration::from_secs(60))
-                    .map_err(|_| Error::DeviceLost("buffer map never completed".into()))?
-            }
+            Ok(r) => Ok(r),
+            Err(_) => self.wait(Some(idx)).and_then(|()| {
+                let never = |_| Error::DeviceLost("buffer map never completed".into());
+                request.rx.recv_timeout(Duration::from_secs(60)).map_err(never)
+            }),
         };
-        done.map_err(|e| Error::DeviceLost(format!("buffer map failed: {e}")))?;
+        // On failure the stylizer that owns `staging` is done (the run stops with the error).
+        done.and_then(|r| r.map_err(|e| Error::DeviceLost(format!("buffer map failed: {e}"))))?;
         let slice = staging.slice(..(request.len * 4) as u64);
         let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("buffer map failed: {e:?}")))?;
         let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
@@ -544,11 +549,13 @@ impl GpuContext {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.wait(None)?;
-        rx.recv_timeout(Duration::from_secs(60))
-            .map_err(|_| Error::DeviceLost("buffer map never completed".into()))?
-            // Our buffers are never destroyed while mapped: a failed map means the device is gone.
-            .map_err(|e| Error::DeviceLost(format!("buffer map failed: {e}")))?;
+        let mapped = self.wait(None).and_then(|()| {
+            rx.recv_timeout(Duration::from_secs(60))
+                .map_err(|_| Error::DeviceLost("buffer map never completed".into()))?
+                // Our buffers are never destroyed while mapped: a failed map means the device is gone.
+                .map_err(|e| Error::DeviceLost(format!("buffer map failed: {e}")))
+        });
+        mapped?; // on failure the caller drops the buffer: its map state is unknown
         let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("buffer map failed: {e:?}")))?;
         let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
         drop(view);

@@ -99,10 +99,11 @@ pub fn cpu_rows(height: usize) -> usize {
     }
 }
 
-/// The forward kernel for a conv of `shape` on this adapter.
+/// The forward kernel for a conv of `shape` on this adapter (with tensor cores, the tile for its output rows:
+/// [`super::coop::CoopConfig::for_rows`]).
 pub fn forward_variant(shape: ConvShape, adapter: &AdapterFacts) -> ConvVariant {
     if let Some((config, twin)) = adapter.coop {
-        ConvVariant::Coop { config, twin }
+        ConvVariant::Coop { config: config.for_rows(shape.cout), twin }
     } else if adapter.is_cpu() {
         ConvVariant::Cpu { channels: cpu_channels(shape.cout) }
     } else {
@@ -115,7 +116,7 @@ pub fn forward_variant(shape: ConvShape, adapter: &AdapterFacts) -> ConvVariant 
 /// nearly all of a tile).
 pub fn backward_variant(shape: ConvShape, adapter: &AdapterFacts) -> ConvVariant {
     if let (Some((config, twin)), false) = (adapter.coop, shape.cin <= NARROW_MAX_CHANNELS) {
-        ConvVariant::Coop { config, twin }
+        ConvVariant::Coop { config: config.for_rows(shape.cin), twin }
     } else if adapter.is_cpu() {
         ConvVariant::Cpu { channels: cpu_channels(shape.cin) }
     } else if shape.cin <= NARROW_MAX_CHANNELS {

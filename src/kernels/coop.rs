@@ -76,6 +76,22 @@ impl CoopConfig {
         }
     }
 
+    /// The tiling for a GEMM whose output has `rows` rows (the conv's output channels; backward-data: its input
+    /// channels): half the fragments per subgroup, a tile half as wide both ways, when the rows fit in half a
+    /// tile. A 128-row tile on conv1_2 (64 output channels) or on conv1_2/conv2_1's backward-data (64 result
+    /// channels), the costliest GEMMs at full resolution, would compute zeros for half of every tile.
+    pub fn for_rows(&self, rows: usize) -> CoopConfig {
+        if rows > self.tile() / 2 || !self.fragments_m.is_multiple_of(2) || !self.fragments_n.is_multiple_of(2) {
+            return *self;
+        }
+        let half = CoopConfig { fragments_m: self.fragments_m / 2, fragments_n: self.fragments_n / 2, ..*self };
+        if half.check().is_ok() {
+            half
+        } else {
+            *self
+        }
+    }
+
     fn template_params(&self, first_binding: u32, twin: bool) -> Vec<(&'static str, TemplateValue)> {
         let int = |v: usize| TemplateValue::Int(u32_of(v));
         vec![
@@ -263,6 +279,24 @@ mod tests {
         assert_eq!((lavapipe.tile(), lavapipe.workgroup()), (32, 32));
         // lavapipe's 32 KiB of workgroup memory holds the twin of the H200 tiling (packed f16 staging).
         assert!(h200.workgroup_bytes() <= 32 << 10);
+    }
+
+    #[test]
+    fn narrow_gemms_get_half_tiles_that_keep_the_invariants() {
+        for full in [tiling(16, 32), tiling(8, 32), tiling(8, 8)] {
+            let t = full.tile();
+            assert_eq!(full.for_rows(t / 2 + 1), full, "{full:?}");
+            assert_eq!(full.for_rows(4 * t), full);
+            let half = full.for_rows(t / 2);
+            if half != full {
+                assert_eq!(half.tile(), t / 2, "{half:?}");
+                assert_eq!(half.check(), Ok(()));
+                assert_eq!(half.workgroup(), full.workgroup(), "same subgroups, fewer fragments each");
+            }
+        }
+        // NVIDIA: conv1_2's 64 output channels take 64x64 tiles; conv2_1's 128 keep 128x128.
+        assert_eq!(tiling(16, 32).for_rows(64).tile(), 64);
+        assert_eq!(tiling(16, 32).for_rows(128).tile(), 128);
     }
 
     #[test]

@@ -9,9 +9,16 @@ use crate::kernels::coop;
 /// The tensor-core kernels checked: for each tiling, the software twin (any adapter) and, where the adapter has
 /// the fragments, the cooperative matrices themselves.
 fn coop_variants(full: bool) -> Vec<(&'static str, CoopConfig, bool)> {
-    let tilings = if full { vec![coop::tiling(16, 32), coop::tiling(8, 8)] } else { vec![coop::tiling(16, 32)] };
+    // With the half tile narrow GEMMs take (CoopConfig::for_rows: 64 x 64 from 16x16 fragments).
+    let tilings = if full {
+        vec![coop::tiling(16, 32), coop::tiling(16, 32).for_rows(64), coop::tiling(8, 8)]
+    } else {
+        vec![coop::tiling(16, 32)]
+    };
     let mut v: Vec<_> = tilings.iter().map(|&c| ("gemm_coop twin", c, true)).collect();
-    v.extend([coop::tiling(16, 32), coop::tiling(8, 8)].map(|c| ("gemm_coop", c, false)));
+    v.extend(
+        [coop::tiling(16, 32), coop::tiling(16, 32).for_rows(64), coop::tiling(8, 8)].map(|c| ("gemm_coop", c, false)),
+    );
     v
 }
 
