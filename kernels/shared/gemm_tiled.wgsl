@@ -22,12 +22,16 @@ struct GemmTile {
 }
 
 const TILE: u32 = 64u;
+// Staged row length: one word past the tile, so that the 16 invocations storing 16 consecutive k of one m/n
+// (LOADS_ALONG_K) hit 16 different banks; at 64 words they would all hit one (a 16-way conflict per store).
+const LD: u32 = TILE + 1u;
 const TK: u32 = 16u;
 
 // Workgroup memory is not zeroed (the pipelines opt out): every K step writes all 1,024 slots of both tiles
-// (the 256 invocations x 4 (k, m/n) slots cover [TK][TILE] exactly) before the barrier that precedes any read.
-var<workgroup> tile_a: array<f32, 1024>; // [TK][TILE]
-var<workgroup> tile_b: array<f32, 1024>; // [TK][TILE]
+// (the 256 invocations x 4 (k, m/n) slots cover [TK][TILE] exactly; the pad word of each row is never read)
+// before the barrier that precedes any read.
+var<workgroup> tile_a: array<f32, 1040>; // [TK][LD]
+var<workgroup> tile_b: array<f32, 1040>; // [TK][LD]
 
 @compute @workgroup_size(16, 16, 1)
 fn main(
@@ -71,16 +75,16 @@ fn main(
                 a = load_a(a_cols[r], k);
                 b = load_b(b_cols[r], k);
             }
-            tile_a[slot_k[r] * TILE + slot_mn[r]] = a;
-            tile_b[slot_k[r] * TILE + slot_mn[r]] = b;
+            tile_a[slot_k[r] * LD + slot_mn[r]] = a;
+            tile_b[slot_k[r] * LD + slot_mn[r]] = b;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
             var a: array<f32, 4>;
             var b: array<f32, 4>;
             for (var i = 0u; i < 4u; i++) {
-                a[i] = tile_a[kk * TILE + lid.y + 16u * i];
-                b[i] = tile_b[kk * TILE + lid.x + 16u * i];
+                a[i] = tile_a[kk * LD + lid.y + 16u * i];
+                b[i] = tile_b[kk * LD + lid.x + 16u * i];
             }
             for (var i = 0u; i < 4u; i++) {
                 for (var j = 0u; j < 4u; j++) {
