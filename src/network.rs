@@ -433,7 +433,9 @@ pub fn grams(
         let partial = ctx.storage_buffer("gram partial", kernels::gram::partial_len(variant, c, s.frame()))?;
         let g = ctx.storage_buffer("gram", c * c)?;
         let features = Tensor::new(network.relu(l), c, s.frame());
-        let mut d = network.gram_dispatches(ctx, variant, features, &partial, &g)?;
+        // The W2 targets keep the variant as given (their terms take it so too).
+        let layer_variant = if means { variant } else { variant.for_channels(c) };
+        let mut d = network.gram_dispatches(ctx, layer_variant, features, &partial, &g)?;
         let mean = if means {
             let m = ctx.storage_buffer("channel means", c)?;
             d.push(kernels::w2::channel_mean(ctx, features, &m)?);

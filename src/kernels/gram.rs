@@ -37,6 +37,17 @@ pub enum GramVariant {
 pub const CPU_BLOCK: usize = 4;
 pub const CPU_WORKGROUP: usize = 16;
 
+impl GramVariant {
+    /// The variant for the Gram of `channels` channels: with tensor cores, the half tile when the channels fit
+    /// it (relu1_1's 64 would leave 3/4 of a 128x128 tile zeros; [`CoopConfig::for_rows`]).
+    pub fn for_channels(self, channels: usize) -> GramVariant {
+        match self {
+            GramVariant::Coop { config, twin } => GramVariant::Coop { config: config.for_rows(channels), twin },
+            other => other,
+        }
+    }
+}
+
 pub fn variant(adapter: &AdapterFacts) -> GramVariant {
     if let Some((config, twin)) = adapter.coop {
         GramVariant::Coop { config, twin }

@@ -152,6 +152,19 @@ pub const STYLE_CPU_CHANNELS: usize = 8;
 pub const STYLE_CPU_VEC4S: usize = 4;
 pub const STYLE_CPU_WORKGROUP: usize = 16;
 
+impl StyleGradVariant {
+    /// The variant for a layer of `channels` channels (its GEMM has that many rows): with tensor cores, the half
+    /// tile when they fit it ([`super::coop::CoopConfig::for_rows`]).
+    pub fn for_channels(self, channels: usize) -> StyleGradVariant {
+        match self {
+            StyleGradVariant::Coop { config, twin } => {
+                StyleGradVariant::Coop { config: config.for_rows(channels), twin }
+            }
+            other => other,
+        }
+    }
+}
+
 pub fn style_grad_variant(adapter: &AdapterFacts) -> StyleGradVariant {
     if let Some((config, twin)) = adapter.coop {
         StyleGradVariant::Coop { config, twin }

@@ -104,7 +104,7 @@ impl GramTerm {
         let target_largest = target32.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let coop = network.coop_ranges.as_ref().map(|r| (r.buffer.clone(), (r.slot(), r.slot())));
         let gp = &scratch.gram_partials;
-        let kernel = GramKernel::of(spec.gram_variant(facts), || match &coop {
+        let kernel = GramKernel::of(spec.gram_variant(facts).for_channels(c), || match &coop {
             Some((ranges, (features_slot, _))) => Ok((ranges, *features_slot)),
             None => Err(no_ranges()),
         })?;
@@ -121,7 +121,7 @@ impl GramTerm {
             target,
             target_largest,
             coop,
-            style_grad_variant: style_grad_variant(facts),
+            style_grad_variant: style_grad_variant(facts).for_channels(c),
             recorded: Recorded { kind: LossKind::Style, site: Site::Relu(layer), after_forward, scalar },
         })
     }
