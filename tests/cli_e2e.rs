@@ -496,3 +496,25 @@ fn bench_times_a_coarse_to_fine_job_scale_by_scale() {
     assert!(scales.iter().all(|s| s["ms_per_iter"].as_f64().unwrap() > 0.0 && s["setup_ms"].as_f64().unwrap() > 0.0));
     assert_eq!(report["losses_finite"], true);
 }
+
+/// `bench --size 32` (one JSON line): at most one host wait per Adam iteration, logged or not, the L-BFGS figure
+/// (one wait per evaluation plus one for the direction), and how an iteration is submitted (the bar of the
+/// first-GPU issue).
+#[test]
+fn bench_reports_host_waits_within_the_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["bench", "--size", "32", "--iterations", "3"]);
+    assert_ok(&o);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON line");
+    assert_eq!(r["bench"], "iteration");
+    let waits = r["host_waits_per_iter"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&waits), "{r}");
+    assert!(r["host_waits_per_logged_iter"].as_f64().unwrap() <= 1.0, "{r}");
+    let l = &r["lbfgs"];
+    assert!(l["iterations"].as_u64().unwrap() >= 1, "{r}");
+    let besides = l["host_waits_per_iter_besides_evaluations"].as_f64().unwrap();
+    assert!(besides <= 1.0 + 1e-9, "L-BFGS waits beyond its evaluations: {r}");
+    // Whole, or per VGG block (9) on a machine slow enough to take over 250 ms per iteration.
+    assert!(matches!(r["command_buffers_per_iter"].as_u64(), Some(1 | 9)), "{r}");
+    assert_eq!(r["losses_finite"], true);
+}
