@@ -518,3 +518,35 @@ fn bench_reports_host_waits_within_the_bar() {
     assert!(matches!(r["command_buffers_per_iter"].as_u64(), Some(1 | 9)), "{r}");
     assert_eq!(r["losses_finite"], true);
 }
+
+/// The first-use check runs on the first run on an adapter and its verdict is kept in the cache directory: a
+/// second run reads it (its precision line says so) and a third with the file gone checks again.
+#[test]
+fn first_use_verdict_is_kept_in_the_cache() {
+    let dir = setup();
+    let d = dir.path();
+    let cache = d.join("cache");
+    let paint = |out: &str| {
+        let o = Command::new(bin())
+            .current_dir(d)
+            .args(["content.png", "style.png", "--image-size", "24", "--iterations", "1", "-o", out])
+            .arg("--weights")
+            .arg(weights())
+            .env("NEURAL_STYLE_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        let e = assert_ok(&o);
+        e.lines().find(|l| l.contains("precision:")).unwrap_or_else(|| panic!("no precision line: {e}")).to_string()
+    };
+    let first = paint("a.png");
+    assert!(first.contains("first-use check passed)") || first.contains("first-use check passed;"), "{first}");
+    let kept = std::fs::read_to_string(cache.join("first-use.json")).unwrap();
+    let verdicts: serde_json::Value = serde_json::from_str(&kept).unwrap();
+    let keys: Vec<&String> = verdicts.as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 1, "{kept}");
+    assert!(keys[0].contains("neural-style") && keys[0].contains("kernels"), "{kept}");
+    assert!(paint("b.png").contains("first-use check passed earlier"));
+    std::fs::remove_file(cache.join("first-use.json")).unwrap();
+    assert!(!paint("c.png").contains("earlier"));
+    assert_eq!(files(&cache), ["first-use.json"], "written whole, no temporary file left");
+}
