@@ -349,7 +349,7 @@ impl<'a> Stylizer<'a> {
         let average_bytes = average.as_ref().map_or(0, |_| 4 * ImageAverage::buffer_floats(count) as u64);
         let bytes = net.bytes + network.bytes() + losses.bytes() + optimizer_bytes + average_bytes;
         let conv_gflop = vgg::conv_flops_per_iteration(w, h) / 1e9;
-        let slots = losses.slot_kinds().len();
+        let slots = losses.slot_count();
         let late_staging = [ctx.staging_buffer("late losses", slots), ctx.staging_buffer("late losses", slots)];
         Ok(Self {
             ctx,
@@ -422,7 +422,7 @@ impl<'a> Stylizer<'a> {
         }
         let slot = self.late_next;
         // The earlier read's map is asked for now: the step's own wait for the previous submission completes it.
-        let n = self.losses.slot_kinds().len();
+        let n = self.losses.slot_count();
         let requested = self.pending.as_ref().map(|p| self.ctx.request_map(&self.late_staging[p.slot], n));
         self.step_reading(read_losses, true)?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
@@ -441,7 +441,7 @@ impl<'a> Stylizer<'a> {
     /// The losses a pipelined step left in flight, if any (waits for their submission only).
     pub fn flush_losses(&mut self) -> Result<Option<LateLosses>> {
         let Some(p) = self.pending.take() else { return Ok(None) };
-        let request = self.ctx.request_map(&self.late_staging[p.slot], self.losses.slot_kinds().len());
+        let request = self.ctx.request_map(&self.late_staging[p.slot], self.losses.slot_count());
         self.take_losses(p, request).map(Some)
     }
 
@@ -667,7 +667,7 @@ impl lbfgs::Evaluator for Evaluation<'_> {
         let evaluation = loss_and_gradient(self.network, self.losses, true);
         let list = before.iter().copied().chain(evaluation).chain(after.iter().copied());
         let encs = encode(self.ctx, list, self.cut);
-        let n = self.losses.slot_kinds().len();
+        let n = self.losses.slot_count();
         let mut all = vec![Read::new(self.losses.slots_buffer(), 0, n)];
         all.extend_from_slice(reads);
         let mut values = self.ctx.submit_all_and_read(encs, &all)?;
@@ -692,7 +692,7 @@ impl<'s> Problem<'s> for Evaluation<'s> {
         list.extend(self.average.as_deref().map(|a| &a.dispatch));
         let mut encs = encode(self.ctx, list, self.cut);
         if let (true, Some(staging)) = (read_losses, self.late_copy) {
-            let bytes = 4 * self.losses.slot_kinds().len() as u64;
+            let bytes = 4 * self.losses.slot_count() as u64;
             let last = encs.last_mut().expect("one encoder at least");
             last.copy_buffer_to_buffer(self.losses.slots_buffer(), 0, staging, 0, bytes);
             return finish(self.ctx, self.losses, self.in_flight, encs, false);
@@ -746,7 +746,7 @@ fn loss_and_gradient<'n>(network: &'n Network, losses: &'n LossTerms, read_losse
 
 /// Submits `enc` with a copy of the loss slots (in the same submission), waits once, and sums them.
 fn submit_and_read_losses(ctx: &GpuContext, losses: &LossTerms, encs: Vec<wgpu::CommandEncoder>) -> Result<Losses> {
-    let n = losses.slot_kinds().len();
+    let n = losses.slot_count();
     let slots = ctx.submit_all_and_read(encs, &[Read::new(losses.slots_buffer(), 0, n)])?;
     finite(losses.total(&slots[0]))
 }
@@ -778,8 +778,7 @@ fn encode<'d>(
 pub fn choose_precision(ctx: &GpuContext, precision: Precision) -> Result<(AdapterFacts, String)> {
     let mut facts = AdapterFacts::of(ctx);
     let config = crate::kernels::coop::config(&facts);
-    let family = |f: &AdapterFacts| if f.is_cpu() { "f32 (the CPU-shaped kernels)" } else { "f32" };
-    let f32_kind = family(&facts);
+    let f32_kind = if facts.is_cpu() { "f32 (the CPU-shaped kernels)" } else { "f32" };
     if precision == Precision::F16Twin {
         let c = config.unwrap_or_else(|| crate::kernels::coop::tiling(16, 32));
         facts.coop = Some((c, true));
@@ -805,17 +804,22 @@ pub fn choose_precision(ctx: &GpuContext, precision: Precision) -> Result<(Adapt
         }
     };
     let (decision, ran) = first_use::verdict(ctx, &facts, wants_cores)?;
-    if precision == Precision::F16 && decision != first_use::Decision::TensorCores {
-        if let first_use::Decision::Stop { failed } | first_use::Decision::OtherFamily { failed } = &decision {
-            return Err(Error::Gpu(format!(
-                "the f32 kernels failed their first-use check on {} ({failed}); --precision f16 needs them too",
-                ctx.adapter_name()
-            )));
-        }
-    }
     let checked = if ran { "first-use check passed" } else { "first-use check passed earlier" };
     let name = ctx.adapter_name();
     let selftest = format!("run `neural-style selftest --adapter \"{name}\"` for the full set");
+    // --precision f16 runs on the tensor cores or not at all.
+    if precision == Precision::F16 {
+        let why = match &decision {
+            first_use::Decision::TensorCores => None,
+            first_use::Decision::F32 { why_not_tensor_cores } => why_not_tensor_cores.clone(),
+            first_use::Decision::OtherFamily { failed } | first_use::Decision::Stop { failed } => Some(failed.clone()),
+        };
+        if let Some(why) = why {
+            return Err(Error::Gpu(format!(
+                "--precision f16: the first-use check failed on {name} ({why}); {selftest}"
+            )));
+        }
+    }
     let note = match decision {
         first_use::Decision::TensorCores => {
             let c = wants_cores.expect("tensor cores were checked");
@@ -827,9 +831,6 @@ pub fn choose_precision(ctx: &GpuContext, precision: Precision) -> Result<(Adapt
             )
         }
         first_use::Decision::F32 { why_not_tensor_cores: Some(why) } => {
-            if precision == Precision::F16 {
-                return Err(Error::Gpu(format!("the tensor-core kernels failed their first-use check ({why}); {selftest}")));
-            }
             format!("precision: {f32_kind} — the tensor-core kernels failed their first-use check on this adapter ({why})")
         }
         first_use::Decision::F32 { why_not_tensor_cores: None } => match (precision, config) {

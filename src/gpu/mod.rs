@@ -496,7 +496,7 @@ impl GpuContext {
     }
 
     /// A buffer the CPU can map to read results back (`COPY_DST | MAP_READ`), for reads a caller keeps in
-    /// flight itself ([`GpuContext::map_after`]).
+    /// flight itself ([`GpuContext::request_map`]).
     pub fn staging_buffer(&self, label: &str, len: usize) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -525,15 +525,30 @@ impl GpuContext {
         idx: wgpu::SubmissionIndex,
     ) -> Result<Vec<f32>> {
         self.device.poll(wgpu::PollType::Poll).map_err(|e| Error::DeviceLost(e.to_string()))?;
-        let done = match request.rx.try_recv() {
-            Ok(r) => Ok(r),
-            Err(_) => self.wait(Some(idx)).and_then(|()| {
-                let never = |_| Error::DeviceLost("buffer map never completed".into());
-                request.rx.recv_timeout(Duration::from_secs(60)).map_err(never)
-            }),
-        };
+        let done = request.rx.try_recv().ok();
+        if done.is_none() {
+            self.wait(Some(idx))?;
+        }
         // On failure the stylizer that owns `staging` is done (the run stops with the error).
-        done.and_then(|r| r.map_err(|e| Error::DeviceLost(format!("buffer map failed: {e}"))))?;
+        self.take_mapped(staging, request, done)
+    }
+
+    /// The values of a map once its submission has run (`done`: its outcome, if already received).
+    fn take_mapped(
+        &self,
+        staging: &wgpu::Buffer,
+        request: MapRequest,
+        done: Option<std::result::Result<(), wgpu::BufferAsyncError>>,
+    ) -> Result<Vec<f32>> {
+        let done = match done {
+            Some(r) => r,
+            None => request
+                .rx
+                .recv_timeout(Duration::from_secs(60))
+                .map_err(|_| Error::DeviceLost("buffer map never completed".into()))?,
+        };
+        // Our buffers are never destroyed while mapped: a failed map means the device is gone.
+        done.map_err(|e| Error::DeviceLost(format!("buffer map failed: {e}")))?;
         let slice = staging.slice(..(request.len * 4) as u64);
         let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("buffer map failed: {e:?}")))?;
         let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
@@ -542,25 +557,12 @@ impl GpuContext {
         Ok(out)
     }
 
-    /// Maps a staging buffer whose copy has been submitted, and returns its first `len` f32.
+    /// Maps a staging buffer whose copy has been submitted, and returns its first `len` f32 (one wait, for
+    /// everything submitted). On failure the caller drops the buffer: its map state is unknown.
     fn map_f32(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-        let slice = staging.slice(..(len * 4) as u64);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        let mapped = self.wait(None).and_then(|()| {
-            rx.recv_timeout(Duration::from_secs(60))
-                .map_err(|_| Error::DeviceLost("buffer map never completed".into()))?
-                // Our buffers are never destroyed while mapped: a failed map means the device is gone.
-                .map_err(|e| Error::DeviceLost(format!("buffer map failed: {e}")))
-        });
-        mapped?; // on failure the caller drops the buffer: its map state is unknown
-        let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("buffer map failed: {e:?}")))?;
-        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
-        drop(view);
-        staging.unmap();
-        Ok(out)
+        let request = self.request_map(staging, len);
+        self.wait(None)?;
+        self.take_mapped(staging, request, None)
     }
 
     /// Copies `len` f32 starting at element `offset` back to the CPU (one wait).

@@ -279,6 +279,11 @@ impl LossTerms {
     }
 
     /// The slot kinds, in slot order (a term's slot is its place in the list).
+    /// How many loss slots there are (one per term), without building [`LossTerms::slot_kinds`].
+    pub fn slot_count(&self) -> usize {
+        self.terms.len()
+    }
+
     pub fn slot_kinds(&self) -> Vec<LossKind> {
         self.terms.iter().map(|t| t.recorded().kind).collect()
     }
