@@ -415,6 +415,10 @@ pub struct IterationReport {
     /// Command buffers an iteration is submitted as after that loop: 1, or one per VGG block when iterations are
     /// slow (a display's watchdog; `neural_style::submission`).
     pub command_buffers_per_iter: usize,
+    /// The most GFLOP one launch of a GEMM built in pieces may hold after that loop (`null`: whole launches, the
+    /// iterations are fast), and the launches an iteration then makes (`neural_style::submission`).
+    pub launch_gflop_limit: Option<f64>,
+    pub launches_per_iter: usize,
     /// Times the host blocked on the GPU per iteration in that steady loop (Adam, losses not read).
     pub host_waits_per_iter: f64,
     /// ... and per iteration with the losses read every iteration, one step late (a run with `--log`).
@@ -553,6 +557,7 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     // The closing wait is the bench's: a run's next iteration would take its place.
     let waits_per_iter = (ctx.host_waits() - waits - 1) as f64 / args.iterations as f64;
     let command_buffers_per_iter = s.command_buffers_per_iteration();
+    let (launch_gflop_limit, launches_per_iter) = (s.recording().launch_gflop, s.launches_per_iteration());
     // Logged, as a run with --log goes: each iteration's losses read one step late.
     let (logged, waits) = (Instant::now(), ctx.host_waits());
     for _ in 0..args.iterations {
@@ -602,6 +607,8 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
         dispatches_per_logged_iter: logged_dispatch_count,
         steady_ms_per_iter: round(steady_ms, 4),
         command_buffers_per_iter,
+        launch_gflop_limit: launch_gflop_limit.map(|g| round(g, 2)),
+        launches_per_iter,
         host_waits_per_iter: round(waits_per_iter, 3),
         host_waits_per_logged_iter: round(logged_waits_per_iter, 3),
         steady_logged_ms_per_iter: round(logged_ms, 4),

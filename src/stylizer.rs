@@ -36,8 +36,9 @@ use crate::optim::{Adam, Handover, ImageOptimizer, Problem};
 use crate::plan::Plan;
 use crate::planar::PlanarImage;
 pub use crate::setup_stage::SetupStage;
+use crate::submission::{self, Recording};
 pub use crate::vgg::{add_mean, subtract_mean, Pooling};
-use crate::{defaults, first_use, submission, vgg};
+use crate::{defaults, first_use, vgg};
 use neural_style_weights::{Vgg16Weights, CAFFE_MEAN_RGB, VGG16_CONV_LAYERS};
 
 /// Where the optimisation starts.
@@ -219,14 +220,14 @@ pub struct Stylizer<'a> {
     in_flight: Option<wgpu::SubmissionIndex>,
     bytes: u64,
     /// Conv GFLOP of one iteration on the canvas, and the last iteration's measured time: whether an iteration
-    /// is submitted block by block ([`crate::submission`]).
+    /// is submitted block by block and how long its launches may be ([`crate::submission`]).
     conv_gflop: f64,
     last_ms: Option<f64>,
     /// When the last step returned: the time from one step's return to the next's is an iteration's (with one
     /// kept in flight, a step returns once the previous iteration has run), the host's reads included.
     last_step_end: Option<std::time::Instant>,
     /// Overrides that choice (tests).
-    cut_per_block: Option<bool>,
+    recording: Option<Recording>,
     /// Two read-back buffers for the loss slots, used in turn by [`Stylizer::step_pipelined`], and the read
     /// still in flight.
     late_staging: [wgpu::Buffer; 2],
@@ -364,7 +365,7 @@ impl<'a> Stylizer<'a> {
             conv_gflop,
             last_ms: None,
             last_step_end: None,
-            cut_per_block: None,
+            recording: None,
             late_staging,
             late_next: 0,
             pending: None,
@@ -453,14 +454,14 @@ impl<'a> Stylizer<'a> {
 
     fn step_reading(&mut self, read_losses: bool, late: bool) -> Result<Option<Losses>> {
         let evaluations = self.optimizer.evaluations();
-        let cut = self.cuts_per_block();
+        let recording = self.recording();
         let mut problem = Evaluation {
             ctx: self.ctx,
             network: &self.network,
             losses: &self.losses,
             average: self.average.as_mut(),
             in_flight: &mut self.in_flight,
-            cut,
+            recording,
             late_copy: late.then(|| &self.late_staging[self.late_next]),
         };
         let losses = self.optimizer.iterate(&mut problem, read_losses)?;
@@ -479,10 +480,10 @@ impl<'a> Stylizer<'a> {
         }
     }
 
-    /// Submits every iteration block by block (`Some(true)`), whole (`Some(false)`), or as
-    /// [`submission::split_per_block`] decides from its size and measured time (`None`, the default).
-    pub fn set_cut_per_block(&mut self, cut: Option<bool>) {
-        self.cut_per_block = cut;
+    /// Records every iteration as `recording` says, or (`None`, the default) as [`Recording::for_iteration`]
+    /// decides from its size and measured time.
+    pub fn set_recording(&mut self, recording: Option<Recording>) {
+        self.recording = recording;
     }
 
     /// Command buffers the next iteration is submitted as (one, or one per VGG block).
@@ -494,9 +495,21 @@ impl<'a> Stylizer<'a> {
         submission::block_lengths(&kernels).len()
     }
 
+    /// Launches (dispatch calls) the next iteration is recorded as: one per dispatch, more where a GEMM built in
+    /// pieces is launched in parts on a slow adapter ([`Stylizer::recording`]).
+    pub fn launches_per_iteration(&self) -> usize {
+        let limit = self.recording().launch_gflop;
+        self.iteration_dispatches(false).iter().map(|d| d.launch_count(limit)).sum()
+    }
+
+    /// How the next iteration is recorded: block by block or not, and the most work one launch holds.
+    pub fn recording(&self) -> Recording {
+        self.recording.unwrap_or_else(|| Recording::for_iteration(self.conv_gflop, self.last_ms))
+    }
+
     /// Whether the next iteration is submitted block by block.
     pub fn cuts_per_block(&self) -> bool {
-        self.cut_per_block.unwrap_or_else(|| submission::split_per_block(self.conv_gflop, self.last_ms))
+        self.recording().per_block
     }
 
     /// Losses of the current image (one forward pass, no update).
@@ -504,7 +517,7 @@ impl<'a> Stylizer<'a> {
         if let Some(now) = self.optimizer.current_losses() {
             return finite(now); // the optimiser evaluated the current x last
         }
-        let encs = encode(self.ctx, loss_only(&self.network, &self.losses), self.cuts_per_block());
+        let encs = encode(self.ctx, loss_only(&self.network, &self.losses), self.recording());
         let read = finish(self.ctx, &self.losses, &mut self.in_flight, encs, true)?;
         Ok(read.expect("losses requested"))
     }
@@ -586,7 +599,7 @@ impl<'a> Stylizer<'a> {
         enc.copy_buffer_to_buffer(x, 0, &saved, 0, bytes);
         enc.copy_buffer_to_buffer(a.average(), 0, x, 0, bytes);
         self.ctx.queue.submit([enc.finish()]);
-        let mut encs = encode(self.ctx, loss_only(&self.network, &self.losses), self.cuts_per_block());
+        let mut encs = encode(self.ctx, loss_only(&self.network, &self.losses), self.recording());
         encs.last_mut().expect("one encoder at least").copy_buffer_to_buffer(&saved, 0, x, 0, bytes);
         let read = finish(self.ctx, &self.losses, &mut self.in_flight, encs, true)?;
         Ok(read.expect("losses requested"))
@@ -596,7 +609,7 @@ impl<'a> Stylizer<'a> {
     /// + backward, no update).
     pub fn gradient(&mut self) -> Result<Vec<f32>> {
         let n = &self.network;
-        let idx = self.ctx.submit(encode(self.ctx, loss_and_gradient(n, &self.losses, false), self.cuts_per_block()));
+        let idx = self.ctx.submit(encode(self.ctx, loss_and_gradient(n, &self.losses, false), self.recording()));
         self.ctx.wait(Some(idx))?;
         self.in_flight = None;
         let framed = self.ctx.read_all(n.grad_image().expect("planned with the backward pass"))?;
@@ -654,8 +667,8 @@ struct Evaluation<'s> {
     losses: &'s LossTerms,
     average: Option<&'s mut ImageAverage>,
     in_flight: &'s mut Option<wgpu::SubmissionIndex>,
-    /// Submit block by block ([`crate::submission`]).
-    cut: bool,
+    /// Block by block or whole, and how long a launch may be ([`crate::submission`]).
+    recording: Recording,
     /// Where a pipelined step copies its loss slots instead of waiting for them.
     late_copy: Option<&'s wgpu::Buffer>,
 }
@@ -666,7 +679,7 @@ impl lbfgs::Evaluator for Evaluation<'_> {
     fn evaluate(&mut self, before: &[&Dispatch], after: &[&Dispatch], reads: &[Read<'_>]) -> Result<Evaluated> {
         let evaluation = loss_and_gradient(self.network, self.losses, true);
         let list = before.iter().copied().chain(evaluation).chain(after.iter().copied());
-        let encs = encode(self.ctx, list, self.cut);
+        let encs = encode(self.ctx, list, self.recording);
         let n = self.losses.slot_count();
         let mut all = vec![Read::new(self.losses.slots_buffer(), 0, n)];
         all.extend_from_slice(reads);
@@ -690,7 +703,7 @@ impl<'s> Problem<'s> for Evaluation<'s> {
         let mut list = loss_and_gradient(self.network, self.losses, read_losses);
         list.push(update);
         list.extend(self.average.as_deref().map(|a| &a.dispatch));
-        let mut encs = encode(self.ctx, list, self.cut);
+        let mut encs = encode(self.ctx, list, self.recording);
         if let (true, Some(staging)) = (read_losses, self.late_copy) {
             let bytes = 4 * self.losses.slot_count() as u64;
             let last = encs.last_mut().expect("one encoder at least");
@@ -761,13 +774,15 @@ fn finite(l: Losses) -> Result<Losses> {
     }
 }
 
-/// `dispatches` in command encoders: one, or with `cut` one per VGG block ([`crate::submission`]).
+/// `dispatches` in command encoders as `recording` says: one, or one per VGG block, and the GEMMs built in
+/// pieces launched within its work limit ([`crate::submission`]).
 fn encode<'d>(
     ctx: &GpuContext,
     dispatches: impl IntoIterator<Item = &'d Dispatch>,
-    cut: bool,
+    recording: Recording,
 ) -> Vec<wgpu::CommandEncoder> {
-    ctx.encode_cut(dispatches, |d| cut && submission::ends_block(&d.kernel))
+    let cut_after = |d: &Dispatch| recording.per_block && submission::ends_block(&d.kernel);
+    ctx.encode_cut(dispatches, cut_after, recording.launch_gflop)
 }
 
 /// The adapter facts the kernels are chosen with for `precision`, and a one-line note of the choice. Every

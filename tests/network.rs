@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use neural_style::network::{GpuNet, Network};
 use neural_style::stylizer::choose_precision;
+use neural_style::submission::Recording;
 use neural_style::verify::{self, network::Problem};
 use neural_style::vgg;
 use neural_style::weights::InputConvention;
@@ -385,7 +386,7 @@ fn submitting_block_by_block_changes_no_bit() {
     for opts in [&p.opts, &lbfgs] {
         let run = |cut: bool| {
             let mut s = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, opts).unwrap();
-            s.set_cut_per_block(Some(cut));
+            s.set_recording(Some(Recording { per_block: cut, launch_gflop: None }));
             assert_eq!(s.cuts_per_block(), cut);
             // Four poolings forward, four backward, and what follows the last.
             assert_eq!(s.command_buffers_per_iteration(), if cut { 9 } else { 1 });

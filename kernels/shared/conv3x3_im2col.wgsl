@@ -3,15 +3,17 @@
 //   B[k, n] = im2col(input)[k, n]               = input[ci, y + ky - 1, x + kx - 1] for pixel n = (y, x)
 // Tensors are framed CHW (src/frame.rs): the zero frame around each channel supplies the padding, so no tap is
 // bounds-checked, and consecutive pixels of a row are read with unit stride across invocations. The kernel file
-// declares `params` (cin, cout, height, width, stride, plane, pixel_groups), `input` and `weights`; the forward
-// conv and the backward-data conv (the same convolution with flipped, transposed weights, from Cout to Cin
-// channels) both use these loaders.
+// declares `params` (cin, cout, height, width, stride, plane, pixel_groups, tile_offset), `input` and `weights`;
+// the forward conv and the backward-data conv (the same convolution with flipped, transposed weights, from Cout
+// to Cin channels) both use these loaders.
 
 const LOADS_ALONG_K: bool = false;
 
 fn gemm_tile(wg: vec3<u32>, nwg: vec3<u32>) -> GemmTile {
     // The pixel tiles may spread over x and y (≤ 65,535 groups per dimension); z is the output-channel tile.
-    let tile_n = wg.x + wg.y * nwg.x;
+    // A GEMM built in pieces launches a run of pieces from its first tile along x alone (src/gpu/pipeline.rs,
+    // Pieces), so tile_offset + x covers exactly those pieces' tiles.
+    let tile_n = params.tile_offset + wg.x + wg.y * nwg.x;
     return GemmTile(wg.z * TILE, tile_n * TILE, 0u, params.cin * 9u, 0u, tile_n < params.pixel_groups);
 }
 

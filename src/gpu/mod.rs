@@ -15,7 +15,7 @@ pub use adapter::{
     AdapterReport, ADAPTER_ENV,
 };
 use pipeline::PipelineKey;
-pub use pipeline::{Dispatch, Shader};
+pub use pipeline::{Dispatch, Pieces, Shader};
 
 use crate::error::{Error, Result};
 
@@ -351,11 +351,21 @@ impl GpuContext {
 
     /// A command encoder holding `dispatches` in one compute pass, in order.
     pub fn encode<'d>(&self, dispatches: impl IntoIterator<Item = &'d Dispatch>) -> wgpu::CommandEncoder {
+        self.encode_within(dispatches, None)
+    }
+
+    /// [`GpuContext::encode`], no launch holding more than `gflop_limit` of a GEMM built in pieces
+    /// ([`Dispatch::record_within`]).
+    pub fn encode_within<'d>(
+        &self,
+        dispatches: impl IntoIterator<Item = &'d Dispatch>,
+        gflop_limit: Option<f64>,
+    ) -> wgpu::CommandEncoder {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             for d in dispatches {
-                d.record(&mut pass);
+                d.record_within(&mut pass, gflop_limit);
             }
         }
         encoder
@@ -363,22 +373,23 @@ impl GpuContext {
 
     /// Command encoders holding `dispatches` in order, one compute pass each, a new one after every dispatch
     /// `cut_after` picks: each becomes its own command buffer (kept short for a display's watchdog; the caller
-    /// decides where, see [`crate::submission`]).
+    /// decides where, and the most work one launch holds, `gflop_limit`: see [`crate::submission`]).
     pub fn encode_cut<'d>(
         &self,
         dispatches: impl IntoIterator<Item = &'d Dispatch>,
         cut_after: impl Fn(&Dispatch) -> bool,
+        gflop_limit: Option<f64>,
     ) -> Vec<wgpu::CommandEncoder> {
         let mut encoders = Vec::new();
         let mut block: Vec<&Dispatch> = Vec::new();
         for d in dispatches {
             block.push(d);
             if cut_after(d) {
-                encoders.push(self.encode(block.drain(..)));
+                encoders.push(self.encode_within(block.drain(..), gflop_limit));
             }
         }
         if !block.is_empty() || encoders.is_empty() {
-            encoders.push(self.encode(block));
+            encoders.push(self.encode_within(block, gflop_limit));
         }
         encoders
     }

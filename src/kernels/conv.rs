@@ -14,8 +14,7 @@ use super::uniform::uniform;
 use super::{kernel, template, Kernel};
 
 use super::coop::{self, CoopConfig, OperandRange};
-use super::grid::gemm_grid_with;
-use super::grid::{gemm_grid, grid_2d, ELEMENTWISE_GROUP};
+use super::grid::{gemm_grid_with, gemm_pieces, grid_2d, ELEMENTWISE_GROUP, GEMM_TILE, PIECE_GFLOP};
 use super::uniform::u32_of;
 use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::{Error, Result};
@@ -209,6 +208,8 @@ uniform! {
         pixel_groups: u32,
         /// 1: the epilogue applies the ReLU (forward) or the input ReLU's mask (backward-data).
         epilogue: u32,
+        /// The first pixel tile of this launch (a GEMM built in pieces, [`crate::gpu::Pieces`]), else 0.
+        tile_offset: u32,
     }
 }
 
@@ -341,40 +342,76 @@ pub fn conv3x3(
     relu: bool,
     io: ForwardIo<'_>,
 ) -> Result<Dispatch> {
+    conv3x3_pieced(ctx, kernel, shape, relu, io, PIECE_GFLOP)
+}
+
+/// [`conv3x3`] with a GEMM variant built in pieces of at most `piece_gflop` ([`gemm_pieces`]; tests make them
+/// small).
+pub fn conv3x3_pieced(
+    ctx: &GpuContext,
+    kernel: ConvKernel<'_>,
+    shape: ConvShape,
+    relu: bool,
+    io: ForwardIo<'_>,
+    piece_gflop: f64,
+) -> Result<Dispatch> {
     let bufs = [io.input, io.weights, io.bias, io.output];
     match kernel {
         ConvKernel::Cpu { channels } => cpu_dispatch(ctx, (channels, false), shape, relu, &bufs),
         ConvKernel::Tiled | ConvKernel::Coop { .. } => {
-            gemm_conv(ctx, ("conv3x3", kernel), (shape.cin, shape.cout), shape, relu, bufs)
+            let gemm = GemmConv { name: "conv3x3", inputs: shape.cin, outputs: shape.cout, epilogue: relu };
+            gemm.dispatch(ctx, kernel, shape, bufs, piece_gflop)
         }
         ConvKernel::Narrow => Err(Error::Validation("the narrow conv kernel is backward-data only".into())),
     }
 }
 
-/// The implicit-GEMM conv `name` (f32 tiled, or on the tensor cores with `kernel`'s operands) reading `inputs`
-/// channels and writing `outputs` at `shape`'s size, with its epilogue (ReLU, or the input ReLU's mask) or not.
-fn gemm_conv(
-    ctx: &GpuContext,
-    (name, kernel): (&'static str, ConvKernel<'_>),
-    (inputs, outputs): (usize, usize),
-    shape: ConvShape,
+/// An implicit-GEMM conv: the kernel `name` (f32 tiled, or on the tensor cores) reading `inputs` channels and
+/// writing `outputs`, with its epilogue (ReLU, or the input ReLU's mask) or not.
+struct GemmConv {
+    name: &'static str,
+    inputs: usize,
+    outputs: usize,
     epilogue: bool,
-    bufs: [&Buffer; 4],
-) -> Result<Dispatch> {
-    let pixels = shape.height * shape.width;
-    match kernel {
-        ConvKernel::Coop { config, twin, operands } => {
-            let (groups, pixel_tiles) = gemm_grid_with(config.tile(), outputs, pixels, max_dim(ctx));
-            let params = tiled_params(inputs, outputs, shape.frame(), pixel_tiles, epilogue);
-            let uniform = coop::scale_uniform(ctx, operands.weights, operands.input);
-            let shader = coop::gemm_shader(name, config, twin)?;
-            let [a, b, c, d] = bufs;
-            Dispatch::new(ctx, &shader, &params, &[a, b, c, d, operands.ranges, &uniform], groups)
+}
+
+impl GemmConv {
+    /// The dispatch at `shape`'s size with `kernel` (a GEMM variant; its tensor-core arm's operands bound after
+    /// `bufs`), in pieces of at most `piece_gflop` when it is larger.
+    fn dispatch(
+        &self,
+        ctx: &GpuContext,
+        kernel: ConvKernel<'_>,
+        shape: ConvShape,
+        bufs: [&Buffer; 4],
+        piece_gflop: f64,
+    ) -> Result<Dispatch> {
+        let [a, b, c, d] = bufs;
+        let (tile, shader, scales) = match kernel {
+            ConvKernel::Coop { config, twin, operands } => {
+                let uniform = coop::scale_uniform(ctx, operands.weights, operands.input);
+                (config.tile(), coop::gemm_shader(self.name, config, twin)?, Some((operands.ranges, uniform)))
+            }
+            _ => (GEMM_TILE, shader(self.name)?, None),
+        };
+        let mut buffers = vec![a, b, c, d];
+        if let Some((ranges, uniform)) = &scales {
+            buffers.extend([*ranges, uniform]);
         }
-        _ => {
-            let (groups, pixel_tiles) = gemm_grid(outputs, pixels, max_dim(ctx));
-            let params = tiled_params(inputs, outputs, shape.frame(), pixel_tiles, epilogue);
-            Dispatch::new(ctx, &shader(name)?, &params, &bufs, groups)
+        let pixels = shape.height * shape.width;
+        let gflop = 2.0 * shape.macs() as f64 / 1e9;
+        let params = |pixel_tiles, tile_offset| TiledParams {
+            tile_offset,
+            ..tiled_params(self.inputs, self.outputs, shape.frame(), pixel_tiles, self.epilogue)
+        };
+        match gemm_pieces(tile, (self.outputs, pixels), gflop, piece_gflop, max_dim(ctx)) {
+            Some(pieces) => {
+                Dispatch::in_pieces(ctx, &shader, |first| params(pieces.tiles, first), &buffers, pieces, max_dim(ctx))
+            }
+            None => {
+                let (groups, pixel_tiles) = gemm_grid_with(tile, self.outputs, pixels, max_dim(ctx));
+                Dispatch::new(ctx, &shader, &params(pixel_tiles, 0), &buffers, groups)
+            }
         }
     }
 }
@@ -403,6 +440,17 @@ pub fn conv3x3_backward_data(
     shape: ConvShape,
     io: BackwardIo<'_>,
 ) -> Result<Dispatch> {
+    conv3x3_backward_data_pieced(ctx, kernel, shape, io, PIECE_GFLOP)
+}
+
+/// [`conv3x3_backward_data`] with a GEMM variant built in pieces of at most `piece_gflop` ([`gemm_pieces`]).
+pub fn conv3x3_backward_data_pieced(
+    ctx: &GpuContext,
+    kernel: ConvKernel<'_>,
+    shape: ConvShape,
+    io: BackwardIo<'_>,
+    piece_gflop: f64,
+) -> Result<Dispatch> {
     // Without a mask the kernels never read it; bind the weights there (any read-only buffer).
     let mask = io.mask_src.unwrap_or(io.weights);
     let frame = shape.frame();
@@ -420,7 +468,9 @@ pub fn conv3x3_backward_data(
             Dispatch::new(ctx, &shader("conv3x3_backward_data_narrow")?, &params, &bufs, [x, y, 1])
         }
         ConvKernel::Tiled | ConvKernel::Coop { .. } => {
-            gemm_conv(ctx, ("conv3x3_backward_data", kernel), (shape.cout, shape.cin), shape, masked, bufs)
+            let gemm =
+                GemmConv { name: "conv3x3_backward_data", inputs: shape.cout, outputs: shape.cin, epilogue: masked };
+            gemm.dispatch(ctx, kernel, shape, bufs, piece_gflop)
         }
     }
 }

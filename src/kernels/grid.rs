@@ -5,6 +5,7 @@
 //! 2048x2048 image has 65,536 pixel tiles.
 
 use super::uniform::u32_of;
+use crate::gpu::Pieces;
 
 /// Threads per workgroup of the elementwise kernels.
 pub const ELEMENTWISE_GROUP: usize = 256;
@@ -44,6 +45,35 @@ pub fn gemm_grid_with(tile: usize, rows: usize, pixels: usize, max_per_dim: u32)
     ([x, y, z], u32_of(pixel_tiles))
 }
 
+/// A GEMM dispatch over more work than this (GFLOP) is built in pieces of at most this much along its pixel tiles,
+/// so that a slow adapter can launch them apart ([`crate::submission::launch_gflop_limit`]): 5 GFLOP is 50 ms at
+/// 100 GFLOP/s, a slow integrated GPU's f32 rate. A conv of 2048² is ~300 GFLOP: 62 pieces.
+pub const PIECE_GFLOP: f64 = 5.0;
+
+/// The pieces of a GEMM on `tile`-sized output tiles with `rows` rows and `pixels` columns doing `gflop` of
+/// work, each at most `piece_gflop` and at most `max_per_dim` tiles (a launch of pieces is one grid row); `None`
+/// where one piece would hold it all (one launch, its tiles spread over x and y by [`gemm_grid_with`]).
+pub fn gemm_pieces(
+    tile: usize,
+    (rows, pixels): (usize, usize),
+    gflop: f64,
+    piece_gflop: f64,
+    max_per_dim: u32,
+) -> Option<Pieces> {
+    let tiles = pixels.div_ceil(tile);
+    let by_work = (gflop / piece_gflop).ceil().max(1.0) as usize;
+    let wanted = by_work.max(tiles.div_ceil(max_per_dim as usize)).min(tiles.max(1));
+    let tiles_each = tiles.div_ceil(wanted);
+    let count = tiles.div_ceil(tiles_each);
+    (count > 1).then(|| Pieces {
+        tiles: u32_of(tiles),
+        tiles_each: u32_of(tiles_each),
+        count,
+        gflop_each: gflop * tiles_each as f64 / tiles as f64,
+        rows: u32_of(rows.div_ceil(tile)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +98,22 @@ mod tests {
         let g = elementwise_grid(64 * 2048 * 2048, MAX_GROUPS_PER_DIM);
         assert!(g[0] <= 65535 && g[1] <= 65535);
         assert!(g[0] as usize * g[1] as usize * 256 >= 64 * 2048 * 2048);
+    }
+
+    #[test]
+    fn large_gemms_come_in_pieces_small_ones_whole() {
+        // conv1_2 forward of 2048²: 2·64·576·2048² ≈ 309 GFLOP over 65,536 pixel tiles.
+        let gflop = 2.0 * 64.0 * 576.0 * (2048.0 * 2048.0) / 1e9;
+        let p = gemm_pieces(64, (64, 2048 * 2048), gflop, PIECE_GFLOP, MAX_GROUPS_PER_DIM).unwrap();
+        assert_eq!((p.count, p.rows), (62, 1));
+        assert!(p.gflop_each <= PIECE_GFLOP && (p.count - 1) * (p.tiles_each as usize) < 65_536);
+        assert!(p.count * p.tiles_each as usize >= 65_536);
+        // 256²: 4.8 GFLOP, one launch as before.
+        assert_eq!(gemm_pieces(64, (64, 256 * 256), gflop / 64.0, PIECE_GFLOP, MAX_GROUPS_PER_DIM), None);
+        // Little work but more tiles than one grid row holds: pieces of at most a row each.
+        let p = gemm_pieces(64, (64, 2048 * 2048), 1.0, PIECE_GFLOP, MAX_GROUPS_PER_DIM).unwrap();
+        assert_eq!((p.count, p.tiles_each), (2, 32_768));
+        let p = gemm_pieces(128, (512, 1000), 2.0, 1.0, 4).unwrap();
+        assert_eq!((p.count, p.tiles_each, p.tiles, p.rows), (2, 4, 8, 4));
     }
 }

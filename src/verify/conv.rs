@@ -2,6 +2,8 @@
 //! differences, and the tensor-core first-use check as a check.
 
 use super::*;
+use crate::kernels::Dispatch;
+use crate::Error;
 
 /// A seeded conv problem of shape `s`: input, weights at VGG's scale, biases.
 fn conv_data(g: &mut rand_chacha::ChaCha8Rng, s: ConvShape) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
@@ -115,6 +117,83 @@ pub fn conv3x3_backward_data(
     both(vs_ref, compare(&format!("{what} vs finite differences"), &plain, &fd, tol.max(1e-3)))
 }
 
+/// A GEMM conv (forward with ReLU, backward-data with the input's mask) built in 5 pieces along its pixel
+/// tiles, the last one short, and recorded three ways: every piece in one launch, one launch per piece, two per
+/// launch (the launches a slow adapter gets, [`crate::submission`]). Each against the reference, and the three
+/// bit-identical (a piece runs exactly the tiles it would run in one launch).
+pub fn conv3x3_in_pieces(ctx: &GpuContext, s: ConvShape, variant: ConvVariant, seed: u64) -> Check {
+    let io = Io { ctx };
+    let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
+    let frame = s.frame();
+    let mut g = rng(seed);
+    let (x, wt, b) = conv_data(&mut g, s);
+    let gy = random(&mut g, cout * h * w, 1.0);
+    let mask = random(&mut g, cin * h * w, 1.0);
+    let forward = r::conv3x3(&x, (cin, h, w), &wt, &b, cout, true);
+    let backward = r::relu_mask(&r::conv3x3_backward_data(&gy, &forward, cin, cout, h, w, &wt), &mask);
+    let what = format!("{variant:?} {cin}->{cout} {h}x{w} in pieces");
+    let piece_gflop = 2.0 * s.macs() as f64 / 1e9 / 5.0;
+    let run = |launch_gflop: Option<f64>| -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+        let wf = kernels::conv::forward_weights(variant, &to_f32(&wt), cin, cout);
+        let wb = kernels::conv::backward_weights(variant, &to_f32(&wt), cin, cout);
+        let (xb, wfb, bb, yb) =
+            (io.framed(&x, cin, frame)?, ctx.buffer_from("w", &wf)?, io.buf(&b)?, io.framed_out(cout, frame)?);
+        let (gyb, wbb, mb) = (
+            io.framed(&r::relu_mask(&gy, &forward), cout, frame)?,
+            ctx.buffer_from("w", &wb)?,
+            io.framed(&mask, cin, frame)?,
+        );
+        let gxb = io.framed_out(cin, frame)?;
+        let ranges = ctx.storage_buffer("ranges", 2)?;
+        let mut ds = Vec::new();
+        let kernel = |slot: u32, input: &wgpu::Buffer, channels: usize, ds: &mut Vec<Dispatch>| {
+            ConvKernel::of(variant, || {
+                ds.push(kernels::coop::max_abs(ctx, frame.buffer_floats(channels), slot, input, &ranges)?);
+                let mut operands = coop_operands(&ranges, &wt);
+                operands.input = kernels::coop::OperandRange::measured(slot);
+                Ok(operands)
+            })
+        };
+        let fk = kernel(0, &xb, cin, &mut ds)?;
+        let bk = kernel(1, &gyb, cout, &mut ds)?;
+        let fio = ForwardIo { input: &xb, weights: &wfb, bias: &bb, output: &yb };
+        let bio = BackwardIo { grad_out: &gyb, weights: &wbb, mask_src: Some(&mb), grad_in: &gxb };
+        let convs = [
+            kernels::conv::conv3x3_pieced(ctx, fk, s, true, fio, piece_gflop)?,
+            kernels::conv::conv3x3_backward_data_pieced(ctx, bk, s, bio, piece_gflop)?,
+        ];
+        for d in &convs {
+            if d.pieces().map(|p| p.count) != Some(5) {
+                return Err(Error::Validation(format!("{}: {:?}, expected 5 pieces", d.kernel, d.pieces())));
+            }
+        }
+        ctx.submit_and_wait(ctx.encode_within(ds.iter().chain(&convs), launch_gflop).finish())?;
+        Ok((yb, gxb))
+    };
+    let mut results = Vec::new();
+    let tol = conv_tolerance(variant);
+    let mut worst = 0.0f64;
+    for (how, limit) in
+        [("whole", None), ("a piece per launch", Some(1e-12)), ("two per launch", Some(2.5 * piece_gflop))]
+    {
+        let (yb, gxb) = run(limit).map_err(gpu_err)?;
+        let y = io.read_framed(&yb, cout, frame, &what)?;
+        let gx = io.read_framed(&gxb, cin, frame, &what)?;
+        worst = worst.max(both(
+            compare(&format!("conv3x3 {what}, {how}"), &y, &forward, tol),
+            compare(&format!("conv3x3_backward_data {what}, {how}"), &gx, &backward, tol),
+        )?);
+        results.push((how, y, gx));
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (how, y, gx) in &results[1..] {
+        if bits(y) != bits(&results[0].1) || bits(gx) != bits(&results[0].2) {
+            return Err(format!("{what}: launched {how}, the result differs from one launch"));
+        }
+    }
+    Ok(worst)
+}
+
 /// The WGSL kernel of a forward variant.
 fn forward_kernel(variant: ConvVariant) -> &'static str {
     match variant {
@@ -172,6 +251,14 @@ pub fn cases(full: bool) -> Vec<Case> {
             v.push(case("conv3x3_backward_data", name, run).checking(&[backward_kernel(variant)]));
         }
     }
+    // The GEMM variants built in pieces (what a large image gets): 5 pieces over 17 pixel tiles, 2 row tiles.
+    let s = conv((16, 70, 37, 29));
+    let name = format!(
+        "conv3x3 (Tiled) {}->{} {}x{} in pieces, launched whole, one and two per launch",
+        s.cin, s.cout, s.height, s.width
+    );
+    let run = move |ctx: &GpuContext| conv3x3_in_pieces(ctx, s, ConvVariant::Tiled, 400);
+    v.push(case("conv3x3", name, run).checking(&["conv3x3", "conv3x3_backward_data"]));
     // Central finite differences of L(x) = Σ r · relu(conv(x)), also for a 3-channel result (conv1_1's image
     // gradient).
     let fd_shapes: Vec<(usize, usize, usize, usize)> =

@@ -1,6 +1,6 @@
 //! The tensor-core kernels (conv forward and backward-data, Gram, style gradient) and their software twin.
 
-use super::conv::{conv3x3, conv3x3_backward_data};
+use super::conv::{conv3x3, conv3x3_backward_data, conv3x3_in_pieces};
 use super::gram::gram;
 use super::losses::style_grad;
 use super::*;
@@ -51,6 +51,10 @@ pub fn cases(full: bool) -> Vec<Case> {
             let name = format!("conv3x3_backward_data ({conv_variant:?}) {cin}->{cout} {height}x{width}");
             push(name, Box::new(move |ctx| conv3x3_backward_data(ctx, s, conv_variant, false, 1700 + i as u64)));
         }
+        // Built in pieces along the pixel tiles (large images): 5 pieces, the last short, launched three ways.
+        let s = ConvShape { cin: 16, cout: 70, height: 37, width: 29 };
+        let name = format!("conv3x3 + backward-data ({conv_variant:?}) 16->70 37x29 in pieces");
+        push(name, Box::new(move |ctx| conv3x3_in_pieces(ctx, s, conv_variant, 1750)));
         for (i, &(c, h, w)) in gram_shapes.iter().enumerate() {
             let variant = GramVariant::Coop { config, twin };
             let name = format!("gram ({variant:?}) {c}x{h}x{w} (+rerun bit-identical)");
