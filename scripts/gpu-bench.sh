@@ -172,7 +172,7 @@ short = {"fp32_strict": "fp32", "default_tf32_conv": "tf32", "amp_bf16_channels_
          "compiled_bf16_channels_last": "compiled bf16"}
 head = ["size", "ours ms", "ours TFLOP/s", *["torch %s ms" % short[m] for m in modes],
         *["ours/%s" % short[m] for m in modes], "ours GB (alloc.)", "torch peak GB", "waits/it (Adam, logged, L-BFGS)",
-        "cmd buffers/it"]
+        "cmd buffers/it", "launches/it"]
 print("| " + " | ".join(head) + " |")
 print("|" + "---|" * len(head))
 for r in sorted(ours, key=lambda r: r.get("size", 0)):
@@ -190,14 +190,16 @@ for r in sorted(ours, key=lambda r: r.get("size", 0)):
              torch_gb,
              "—" if a is None else "%s, %s, %s" % (r.get("host_waits_per_iter", "?"), r.get("host_waits_per_logged_iter", "?"),
                                                    r.get("lbfgs", {}).get("host_waits_per_iter", "?")),
-             "—" if a is None else str(r.get("command_buffers_per_iter", "?"))]
+             "—" if a is None else str(r.get("command_buffers_per_iter", "?")),
+             "—" if a is None else str(r.get("launches_per_iter", "?"))]
     print("| " + " | ".join(cells) + " |")
 print()
 print("ratio = our ms / PyTorch ms (below 1: we are faster). ours GB = allocation accounting of our buffers;")
 print("torch peak GB = torch.cuda.max_memory_allocated over its three modes. TFLOP/s counts conv forward +")
 print("backward-data only, as torch_baseline.py does. waits/it = times the host blocked on the GPU per iteration:")
 print("Adam (losses not read), Adam with the losses read every iteration, L-BFGS (history 5). cmd buffers/it: 1, or")
-print("one per VGG block once an iteration is measured over 250 ms (display watchdogs).")
+print("one per VGG block once an iteration is measured over 250 ms (display watchdogs); launches/it: kernel launches")
+print("per iteration, more than the dispatches where a large conv's pieces go apart on a slow adapter.")
 if note:
     print(note + ": only our column is filled.")
 print()
