@@ -20,6 +20,7 @@
 #   TORCH_COMPILE=1 also time torch.compile (max-autotune, bf16, channels_last): the strongest anchor, minutes of
 #                   compiling per size (not part of the default run's time budget)
 #   KERNELS_BENCH   the kernel microbenchmark executable (default .gpu/benches/kernels when present), run at 512²
+#                   with every variant; prints the 4x4 and 8x8 f32 GEMM cores side by side per conv (gemm-cores.md)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -109,8 +110,29 @@ fi
 KERNELS_BENCH=${KERNELS_BENCH:-$(first_existing .gpu/benches/kernels)}
 if [ -x "$KERNELS_BENCH" ]; then
     echo "== kernel microbenchmarks at 512² ($KERNELS_BENCH)"
-    NEURAL_STYLE_BENCH_SIZE=512 "$KERNELS_BENCH" > "$RESULTS/kernels-512.jsonl" 2> "$RESULTS/kernels-512.err"
+    # Every variant, the unused ones too: the 4x4 and 8x8 f32 GEMM cores side by side decide the conv's core.
+    NEURAL_STYLE_BENCH_SIZE=512 NEURAL_STYLE_BENCH_ALL_VARIANTS=1 "$KERNELS_BENCH" \
+        > "$RESULTS/kernels-512.jsonl" 2> "$RESULTS/kernels-512.err"
     echo "  exit $?: $(grep -c '^{' "$RESULTS/kernels-512.jsonl") lines in $RESULTS/kernels-512.jsonl"
+    # Prints, per VGG layer: "conv1_2 forward: Tiled 0.123 ms (45.6 TFLOP/s) | Tiled8x8 0.100 ms (56.1 TFLOP/s)".
+    "$PYTHON" - "$RESULTS/kernels-512.jsonl" <<'PY' | tee "$RESULTS/gemm-cores.md"
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    if not line.startswith("{"):
+        continue
+    r = json.loads(line)
+    k = r.get("kernel", "")
+    for core in ("Tiled8x8", "Tiled"):
+        if k.startswith("conv3x3") and "(%s)" % core in k:
+            way = "backward-data" if "backward" in k else "forward"
+            rows.setdefault((r["layer"], way), {})[core] = (r["ms"], r["gflops"])
+            break
+print("f32 GEMM cores at 512² (ms, TFLOP/s); the network uses Tiled (4x4) unless this says otherwise:")
+for (layer, way), cores in rows.items():
+    print("  %s %s: %s" % (layer, way, " | ".join("%s %.3f ms (%.1f TFLOP/s)" % (c, ms, g / 1e3)
+                                               for c, (ms, g) in sorted(cores.items()))))
+PY
 fi
 
 echo "== raw JSON lines: $ours $([ -s "$torch" ] && echo "$torch")"

@@ -102,7 +102,7 @@ pub fn weight_bytes(convs: &[(usize, usize)], facts: &AdapterFacts) -> u64 {
         .map(|&(cin, cout)| {
             let (fv, bv) = conv_variants(cin, cout, facts);
             let floats = |v: ConvVariant, outputs: usize, inputs: usize| match v {
-                ConvVariant::Tiled | ConvVariant::Coop { .. } => inputs * outputs * 9,
+                ConvVariant::Tiled | ConvVariant::Tiled8x8 | ConvVariant::Coop { .. } => inputs * outputs * 9,
                 ConvVariant::Narrow => inputs * 9 * 4,
                 ConvVariant::Cpu { channels } => outputs.div_ceil(channels) * channels * inputs * 9,
             };

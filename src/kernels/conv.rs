@@ -4,19 +4,20 @@
 //! | variant | WGSL | for |
 //! |---|---|---|
 //! | [`ConvVariant::Tiled`] | `conv3x3.wgsl`, `conv3x3_backward_data.wgsl` on `shared/gemm_tiled.wgsl` | GPUs |
+//! | [`ConvVariant::Tiled8x8`] | the same on `shared/gemm_tiled_8x8.wgsl` | GPUs, once measured faster |
 //! | [`ConvVariant::Narrow`] | `conv3x3_backward_data_narrow.wgsl` | GPUs, backward-data with ≤ 4 result channels |
 //! | [`ConvVariant::Cpu`] | `conv3x3_cpu.wgsl` (template) | CPU adapters (lavapipe): no workgroup memory |
 //!
 //! All read and write framed CHW tensors ([`crate::frame`]).
 
-use super::shared::{CONV3X3_IM2COL, GEMM_TILED, GRID_ENTRY};
+use super::shared::{CONV3X3_IM2COL, GEMM_TILED, GEMM_TILED_8X8, GRID_ENTRY};
 use super::uniform::uniform;
 use super::{kernel, template, Kernel};
 
 use super::coop::{self, CoopConfig, OperandRange};
 use super::grid::{gemm_grid_with, gemm_pieces, grid_2d, ELEMENTWISE_GROUP, GEMM_TILE, PIECE_GFLOP};
 use super::uniform::u32_of;
-use super::{max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
+use super::{compose_with_core, max_dim, render, shader, AdapterFacts, Dispatch, TemplateValue};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
@@ -45,8 +46,12 @@ impl ConvShape {
 /// Which kernel computes a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvVariant {
-    /// The 64x64 workgroup-tiled implicit GEMM (GPUs).
+    /// The 64x64 workgroup-tiled implicit GEMM (GPUs): 256 invocations, 4x4 outputs each.
     Tiled,
+    /// The same tile and arithmetic (bit-identical results) from 64 invocations of 8x8 outputs, vec4 reads of
+    /// the staged tiles. Not chosen by [`forward_variant`] until a GPU measures it faster (its sibling, the
+    /// 4x4, ran a plain SGEMM at 30 TFLOP/s on an H100; docs/PERFORMANCE.md); benchmarks time both.
+    Tiled8x8,
     /// Backward-data only: one invocation per pixel, all (≤ 4) result channels in a vec4 (GPUs; conv1_1's image
     /// gradient, where the tiled GEMM would pad 3 rows to 64).
     Narrow,
@@ -76,7 +81,7 @@ fn cpu_channels(channels: usize) -> usize {
 
 /// Every forward kernel (benchmarks time them side by side).
 pub fn forward_variant_list() -> Vec<ConvVariant> {
-    vec![ConvVariant::Tiled, ConvVariant::Cpu { channels: 8 }, ConvVariant::Cpu { channels: 4 }]
+    vec![ConvVariant::Tiled, ConvVariant::Tiled8x8, ConvVariant::Cpu { channels: 8 }, ConvVariant::Cpu { channels: 4 }]
 }
 
 /// Every backward-data kernel for a result of `channels` channels.
@@ -130,7 +135,7 @@ pub fn backward_variant(shape: ConvShape, adapter: &AdapterFacts) -> ConvVariant
 pub fn forward_weights(variant: ConvVariant, w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
     assert_eq!(w_oihw.len(), cout * cin * 9);
     match variant {
-        ConvVariant::Tiled | ConvVariant::Coop { .. } => {
+        ConvVariant::Tiled | ConvVariant::Tiled8x8 | ConvVariant::Coop { .. } => {
             let mut out = vec![0.0; w_oihw.len()];
             for co in 0..cout {
                 for k in 0..cin * 9 {
@@ -154,7 +159,7 @@ pub fn backward_weights(variant: ConvVariant, w_oihw: &[f32], cin: usize, cout: 
     assert_eq!(w_oihw.len(), cout * cin * 9);
     let flipped = |co: usize, ci: usize, tap: usize| w_oihw[(co * cin + ci) * 9 + (8 - tap)];
     match variant {
-        ConvVariant::Tiled | ConvVariant::Coop { .. } => {
+        ConvVariant::Tiled | ConvVariant::Tiled8x8 | ConvVariant::Coop { .. } => {
             let mut out = vec![0.0; w_oihw.len()];
             for co in 0..cout {
                 for ci in 0..cin {
@@ -293,6 +298,7 @@ pub struct CoopOperands<'a> {
 #[derive(Clone, Copy, Debug)]
 pub enum ConvKernel<'a> {
     Tiled,
+    Tiled8x8,
     Narrow,
     Cpu { channels: usize },
     Coop { config: CoopConfig, twin: bool, operands: CoopOperands<'a> },
@@ -303,6 +309,7 @@ impl<'a> ConvKernel<'a> {
     pub fn of(variant: ConvVariant, operands: impl FnOnce() -> Result<CoopOperands<'a>>) -> Result<Self> {
         Ok(match variant {
             ConvVariant::Tiled => ConvKernel::Tiled,
+            ConvVariant::Tiled8x8 => ConvKernel::Tiled8x8,
             ConvVariant::Narrow => ConvKernel::Narrow,
             ConvVariant::Cpu { channels } => ConvKernel::Cpu { channels },
             ConvVariant::Coop { config, twin } => ConvKernel::Coop { config, twin, operands: operands()? },
@@ -358,7 +365,7 @@ pub fn conv3x3_pieced(
     let bufs = [io.input, io.weights, io.bias, io.output];
     match kernel {
         ConvKernel::Cpu { channels } => cpu_dispatch(ctx, (channels, false), shape, relu, &bufs),
-        ConvKernel::Tiled | ConvKernel::Coop { .. } => {
+        ConvKernel::Tiled | ConvKernel::Tiled8x8 | ConvKernel::Coop { .. } => {
             let gemm = GemmConv { name: "conv3x3", inputs: shape.cin, outputs: shape.cout, epilogue: relu };
             gemm.dispatch(ctx, kernel, shape, bufs, piece_gflop)
         }
@@ -392,6 +399,7 @@ impl GemmConv {
                 let uniform = coop::scale_uniform(ctx, operands.weights, operands.input);
                 (config.tile(), coop::gemm_shader(self.name, config, twin)?, Some((operands.ranges, uniform)))
             }
+            ConvKernel::Tiled8x8 => (GEMM_TILE, tiled_8x8_shader(self.name)?, None),
             _ => (GEMM_TILE, shader(self.name)?, None),
         };
         let mut buffers = vec![a, b, c, d];
@@ -414,6 +422,13 @@ impl GemmConv {
             }
         }
     }
+}
+
+/// Kernel `name` on the 8x8 GEMM core.
+fn tiled_8x8_shader(name: &'static str) -> Result<crate::gpu::Shader> {
+    let wgsl = compose_with_core(name, GEMM_TILED_8X8)
+        .ok_or_else(|| Error::Validation(format!("{name} is not on the tiled GEMM core")))?;
+    Ok(crate::gpu::Shader::new(format!("{name}/8x8"), wgsl))
 }
 
 fn tiled_params(cin: usize, cout: usize, frame: Frame, pixel_groups: u32, epilogue: bool) -> TiledParams {
@@ -467,7 +482,7 @@ pub fn conv3x3_backward_data_pieced(
             let params = tiled_params(shape.cout, shape.cin, frame, u32_of(pixel_groups), masked);
             Dispatch::new(ctx, &shader("conv3x3_backward_data_narrow")?, &params, &bufs, [x, y, 1])
         }
-        ConvKernel::Tiled | ConvKernel::Coop { .. } => {
+        ConvKernel::Tiled | ConvKernel::Tiled8x8 | ConvKernel::Coop { .. } => {
             let gemm =
                 GemmConv { name: "conv3x3_backward_data", inputs: shape.cout, outputs: shape.cin, epilogue: masked };
             gemm.dispatch(ctx, kernel, shape, bufs, piece_gflop)
@@ -566,6 +581,14 @@ mod tests {
         let cb = backward_weights(ConvVariant::Cpu { channels: 4 }, &w, 3, 2);
         assert_eq!(cb.len(), 2 * 9 * 4);
         assert_eq!(cb[(9) * 4 + 2], 128.0);
+    }
+
+    #[test]
+    fn both_convs_on_the_8x8_core_validate_with_naga() {
+        for name in ["conv3x3", "conv3x3_backward_data"] {
+            let shader = tiled_8x8_shader(name).unwrap();
+            crate::kernels::tests::validate(&shader.name, &shader.wgsl);
+        }
     }
 
     #[test]

@@ -43,6 +43,8 @@ use crate::gpu::{GpuContext, Shader};
 /// The pieces in `kernels/shared/`.
 pub(crate) mod shared {
     pub const GEMM_TILED: &str = include_str!("../../kernels/shared/gemm_tiled.wgsl");
+    /// The 8x8-per-invocation variant of [`GEMM_TILED`], composed in its place ([`super::compose_with_core`]).
+    pub const GEMM_TILED_8X8: &str = include_str!("../../kernels/shared/gemm_tiled_8x8.wgsl");
     pub const CONV3X3_IM2COL: &str = include_str!("../../kernels/shared/conv3x3_im2col.wgsl");
     /// The entry point of the kernels whose workgroups are numbered along one line (its own piece, and part of
     /// [`ELEMENTWISE`] and [`PARTIAL_SUMS`]).
@@ -62,6 +64,9 @@ pub(crate) mod shared {
     pub const POOL2X2_BACKWARD: &str = include_str!("../../kernels/shared/pool2x2_backward.wgsl");
     /// A template (see [`super::coop`]).
     pub const GEMM_COOP: &str = include_str!("../../kernels/shared/gemm_coop.wgsl");
+    /// The GEMM cores composed in place of [`GEMM_TILED`] by a variant rather than listed by a kernel: with the
+    /// registry, every WGSL the engine can run (the first-use verdict's fingerprint covers them all).
+    pub const ALTERNATIVE_CORES: &[&str] = &[GEMM_TILED_8X8, GEMM_COOP];
 }
 
 /// A kernel as its wrapper registers it: its name (the file stem in `kernels/`), its own WGSL, the shared pieces

@@ -194,11 +194,58 @@ pub fn conv3x3_in_pieces(ctx: &GpuContext, s: ConvShape, variant: ConvVariant, s
     Ok(worst)
 }
 
+/// The 4x4 and 8x8 GEMM cores give bit-identical convs, forward and backward-data (the same k order per output
+/// is their contract), and match the reference.
+pub fn tiled_cores_agree(ctx: &GpuContext, s: ConvShape, seed: u64) -> Check {
+    let io = Io { ctx };
+    let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
+    let frame = s.frame();
+    let mut g = rng(seed);
+    let (x, wt, b) = conv_data(&mut g, s);
+    let gy = random(&mut g, cout * h * w, 1.0);
+    let forward = r::conv3x3(&x, (cin, h, w), &wt, &b, cout, false);
+    // The backward pass of the conv + ReLU: the gradient given to the kernel is already masked, as in the engine.
+    let after_relu = r::conv3x3(&x, (cin, h, w), &wt, &b, cout, true);
+    let backward = r::conv3x3_backward_data(&gy, &after_relu, cin, cout, h, w, &wt);
+    let gy = r::relu_mask(&gy, &after_relu);
+    let what = format!("{cin}->{cout} {h}x{w}");
+    let run = |variant: ConvVariant| -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+        let wf = ctx.buffer_from("w", &kernels::conv::forward_weights(variant, &to_f32(&wt), cin, cout))?;
+        let wb = ctx.buffer_from("w", &kernels::conv::backward_weights(variant, &to_f32(&wt), cin, cout))?;
+        let (xb, bb, yb) = (io.framed(&x, cin, frame)?, io.buf(&b)?, io.framed_out(cout, frame)?);
+        let (gyb, gxb) = (io.framed(&gy, cout, frame)?, io.framed_out(cin, frame)?);
+        let kernel = ConvKernel::f32(variant)?;
+        let fio = ForwardIo { input: &xb, weights: &wf, bias: &bb, output: &yb };
+        let bio = BackwardIo { grad_out: &gyb, weights: &wb, mask_src: None, grad_in: &gxb };
+        let ds = [
+            kernels::conv::conv3x3(ctx, kernel, s, false, fio)?,
+            kernels::conv::conv3x3_backward_data(ctx, kernel, s, bio)?,
+        ];
+        ctx.run(&ds.iter().collect::<Vec<_>>())?;
+        Ok((yb, gxb))
+    };
+    let mut outputs = Vec::new();
+    let mut worst = 0.0f64;
+    for variant in [ConvVariant::Tiled, ConvVariant::Tiled8x8] {
+        let (yb, gxb) = run(variant).map_err(gpu_err)?;
+        let (y, gx) = (io.read_framed(&yb, cout, frame, &what)?, io.read_framed(&gxb, cin, frame, &what)?);
+        worst = worst.max(both(
+            compare(&format!("conv3x3 ({variant:?}) {what}"), &y, &forward, RTOL),
+            compare(&format!("conv3x3_backward_data ({variant:?}) {what}"), &gx, &backward, RTOL),
+        )?);
+        outputs.push([y, gx].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()));
+    }
+    if outputs[0] != outputs[1] {
+        return Err(format!("{what}: the 8x8 core's conv differs in some bit from the 4x4 core's"));
+    }
+    Ok(worst)
+}
+
 /// The WGSL kernel of a forward variant.
 fn forward_kernel(variant: ConvVariant) -> &'static str {
     match variant {
         ConvVariant::Cpu { .. } => "conv3x3_cpu",
-        ConvVariant::Tiled | ConvVariant::Narrow | ConvVariant::Coop { .. } => "conv3x3",
+        ConvVariant::Tiled | ConvVariant::Tiled8x8 | ConvVariant::Narrow | ConvVariant::Coop { .. } => "conv3x3",
     }
 }
 
@@ -207,7 +254,7 @@ fn backward_kernel(variant: ConvVariant) -> &'static str {
     match variant {
         ConvVariant::Cpu { .. } => "conv3x3_cpu",
         ConvVariant::Narrow => "conv3x3_backward_data_narrow",
-        ConvVariant::Tiled | ConvVariant::Coop { .. } => "conv3x3_backward_data",
+        ConvVariant::Tiled | ConvVariant::Tiled8x8 | ConvVariant::Coop { .. } => "conv3x3_backward_data",
     }
 }
 
@@ -251,14 +298,27 @@ pub fn cases(full: bool) -> Vec<Case> {
             v.push(case("conv3x3_backward_data", name, run).checking(&[backward_kernel(variant)]));
         }
     }
+    // The two f32 GEMM cores, bit for bit: several row and pixel tiles, both ragged.
+    let s = conv((37, 70, 11, 13));
+    let name = format!(
+        "conv3x3 + backward-data {}->{} {}x{}: the 4x4 and 8x8 cores bit-identical",
+        s.cin, s.cout, s.height, s.width
+    );
+    v.push(
+        case("conv3x3", name, move |ctx: &GpuContext| tiled_cores_agree(ctx, s, 500))
+            .checking(&["conv3x3", "conv3x3_backward_data"]),
+    );
     // The GEMM variants built in pieces (what a large image gets): 5 pieces over 17 pixel tiles, 2 row tiles.
     let s = conv((16, 70, 37, 29));
     let name = format!(
         "conv3x3 (Tiled) {}->{} {}x{} in pieces, launched whole, one and two per launch",
         s.cin, s.cout, s.height, s.width
     );
-    let run = move |ctx: &GpuContext| conv3x3_in_pieces(ctx, s, ConvVariant::Tiled, 400);
-    v.push(case("conv3x3", name, run).checking(&["conv3x3", "conv3x3_backward_data"]));
+    for variant in [ConvVariant::Tiled, ConvVariant::Tiled8x8] {
+        let name = format!("{name} ({variant:?})");
+        let run = move |ctx: &GpuContext| conv3x3_in_pieces(ctx, s, variant, 400);
+        v.push(case("conv3x3", name, run).checking(&["conv3x3", "conv3x3_backward_data"]));
+    }
     // Central finite differences of L(x) = Σ r · relu(conv(x)), also for a 3-channel result (conv1_1's image
     // gradient).
     let fd_shapes: Vec<(usize, usize, usize, usize)> =
