@@ -177,10 +177,17 @@ pub fn run(ctx: &GpuContext, checks: &[NamedCheck]) -> Vec<Outcome> {
 fn kernels_fingerprint() -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
-    for k in crate::kernels::registry() {
-        (k.name, k.wgsl, k.shared).hash(&mut h);
+    for source in fingerprinted_sources() {
+        source.hash(&mut h);
     }
     h.finish()
+}
+
+/// The WGSL the fingerprint hashes: every registered kernel's own file and shared pieces, and the GEMM cores a
+/// variant composes in place of the tiled one.
+fn fingerprinted_sources() -> impl Iterator<Item = &'static str> {
+    let registered = crate::kernels::registry().flat_map(|k| std::iter::once(k.wgsl).chain(k.shared.iter().copied()));
+    registered.chain(crate::kernels::shared::ALTERNATIVE_CORES.iter().copied())
 }
 
 /// The cache key: adapter, backend, driver, the kernel family, this binary's version and its kernels.
@@ -298,6 +305,27 @@ pub fn verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every WGSL file in `kernels/` is hashed into the verdict's key (a changed kernel is checked afresh): a
+    /// kernel's own file through the registry, a shared piece through a kernel's list or the alternative cores.
+    #[test]
+    fn the_fingerprint_covers_every_wgsl_file() {
+        let hashed: Vec<&str> = fingerprinted_sources().collect();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+        for dir in [root.clone(), root.join("shared")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "wgsl") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    assert!(
+                        hashed.iter().any(|h| h.contains(text.as_str())),
+                        "{} is not fingerprinted",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
 
     fn pass(k: &str) -> Outcome {
         Outcome { kernel: k.into(), result: Ok(1e-6) }
