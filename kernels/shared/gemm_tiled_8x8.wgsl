@@ -4,7 +4,7 @@
 // 256 invocations do 2). Which is faster is a GPU's to say (scripts/gpu-bench.sh, kernel microbenchmarks): the
 // network takes the 4x4 core until then (src/kernels/conv.rs).
 // The host composes it after a kernel file that defines the operands and the epilogue (see gemm_tiled.wgsl):
-// gemm_tile, AColumn/a_column/load_a, BColumn/b_column/load_b, store_c, LOADS_ALONG_K.
+// gemm_tile, AColumn/a_column/load_a, BColumn/b_column/load_b, store_c; LOADS_ALONG_K must be false (below).
 // The accumulation order (k ascending, one fma per k) is the 4x4 core's: results are bit-identical to it.
 
 struct GemmTile {
@@ -18,32 +18,26 @@ struct GemmTile {
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
-// Invocations per workgroup (8x8), and the (k, m/n) slots each stages per K step: TK * TILE / INVOCATIONS.
-const INVOCATIONS: u32 = 64u;
-const SLOTS: u32 = 16u;
-// A staged row is TILE / 4 vec4s plus one: with LOADS_ALONG_K, 16 invocations store 16 consecutive k of one m/n,
-// 68 words apart: banks 4k mod 32, a 2-way conflict; at 64 words apart they would all hit one (16-way).
-const ROW: u32 = TILE / 4u + 1u;
+// A staged row: TILE / 4 vec4s. No pad: 16 invocations store one row's 16 consecutive vec4s, and reads take
+// consecutive vec4s of one row, so neither piles up on a bank.
+const ROW: u32 = TILE / 4u;
 
-// Workgroup memory is not zeroed (the pipelines opt out): every K step writes all 1,024 (k, m/n) slots of both
-// tiles (64 invocations x 16 slots cover [TK][TILE] exactly; the pad vec4 of each row is never read) before the
-// barrier that precedes any read.
-var<workgroup> tile_a: array<vec4<f32>, 272>; // [TK][ROW]
-var<workgroup> tile_b: array<vec4<f32>, 272>; // [TK][ROW]
+// Workgroup memory is not zeroed (the pipelines opt out): every K step writes all 256 vec4s of [TK][TILE] in
+// both tiles (64 invocations x 4 whole vec4s each) before the barrier that precedes any read. Whole vec4s only:
+// a store to one component of a vec4 is a read-modify-write of all four on some back ends (Metal, HLSL), which
+// would race with the invocations staging the other three.
+var<workgroup> tile_a: array<vec4<f32>, 256>; // [TK][ROW]
+var<workgroup> tile_b: array<vec4<f32>, 256>; // [TK][ROW]
 
-// The (k, m/n) slot staged by invocation li as its r-th.
-fn slot_k(li: u32, r: u32) -> u32 {
-    if (LOADS_ALONG_K) {
-        return li % TK;
-    }
-    return r;
+// The k row and the vec4 (columns 4v .. 4v+3) invocation li stages as its q-th (q < 4) each K step: 16
+// invocations take one k's 64 consecutive columns. This core serves the kernels that stage along m/n (the convs:
+// LOADS_ALONG_K false); the Gram, which stages along k, stays on the 4x4 core.
+fn slot_k(li: u32, q: u32) -> u32 {
+    return li / 16u + 4u * q;
 }
 
-fn slot_mn(li: u32, r: u32) -> u32 {
-    if (LOADS_ALONG_K) {
-        return li / TK + (INVOCATIONS / TK) * r;
-    }
-    return li;
+fn slot_v(li: u32) -> u32 {
+    return li % 16u;
 }
 
 // Row i (0..8) of an invocation's outputs at position t (0..8) along one side: two runs of 4, 32 apart, so that
@@ -63,13 +57,14 @@ fn main(
     if (!tile.runs) {
         return;
     }
-    // Each invocation stages the same 16 (k, m/n) slots every K step, so its load state (a pixel's row and
-    // column, say) is computed once, not per K step.
-    var a_cols: array<AColumn, SLOTS>;
-    var b_cols: array<BColumn, SLOTS>;
-    for (var r = 0u; r < SLOTS; r++) {
-        a_cols[r] = a_column(tile.m0 + slot_mn(li, r));
-        b_cols[r] = b_column(tile.n0 + slot_mn(li, r));
+    // Each invocation stages the same 4 columns every K step, so their load state (a pixel's row and column,
+    // say) is computed once, not per K step.
+    var a_cols: array<AColumn, 4>;
+    var b_cols: array<BColumn, 4>;
+    for (var c = 0u; c < 4u; c++) {
+        let mn = 4u * slot_v(li) + c;
+        a_cols[c] = a_column(tile.m0 + mn);
+        b_cols[c] = b_column(tile.n0 + mn);
     }
 
     var acc: array<f32, 64>;
@@ -77,18 +72,19 @@ fn main(
         acc[i] = 0.0;
     }
     for (var k0 = tile.k_begin; k0 < tile.k_end; k0 += TK) {
-        for (var r = 0u; r < SLOTS; r++) {
-            let kk = slot_k(li, r);
-            let mn = slot_mn(li, r);
+        for (var q = 0u; q < 4u; q++) {
+            let kk = slot_k(li, q);
             let k = k0 + kk;
-            var a = 0.0;
-            var b = 0.0;
+            var a = vec4<f32>(0.0);
+            var b = vec4<f32>(0.0);
             if (k < tile.k_end) {
-                a = load_a(a_cols[r], k);
-                b = load_b(b_cols[r], k);
+                for (var c = 0u; c < 4u; c++) {
+                    a[c] = load_a(a_cols[c], k);
+                    b[c] = load_b(b_cols[c], k);
+                }
             }
-            tile_a[kk * ROW + mn / 4u][mn % 4u] = a;
-            tile_b[kk * ROW + mn / 4u][mn % 4u] = b;
+            tile_a[kk * ROW + slot_v(li)] = a;
+            tile_b[kk * ROW + slot_v(li)] = b;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
