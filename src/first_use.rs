@@ -183,11 +183,23 @@ fn kernels_fingerprint() -> u64 {
     h.finish()
 }
 
-/// The WGSL the fingerprint hashes: every registered kernel's own file and shared pieces, and the GEMM cores a
-/// variant composes in place of the tiled one.
-fn fingerprinted_sources() -> impl Iterator<Item = &'static str> {
-    let registered = crate::kernels::registry().flat_map(|k| std::iter::once(k.wgsl).chain(k.shared.iter().copied()));
-    registered.chain(crate::kernels::shared::ALTERNATIVE_CORES.iter().copied())
+/// The WGSL the fingerprint hashes: every plain kernel as it is compiled (its file composed with its shared
+/// pieces, the uniform's declaration generated from Rust, the frame constants and the bindings), every template
+/// with its shared pieces and uniform, and the GEMM cores a variant composes in place of the tiled one.
+fn fingerprinted_sources() -> Vec<std::borrow::Cow<'static, str>> {
+    use std::borrow::Cow;
+    let mut sources = Vec::new();
+    for k in crate::kernels::registry() {
+        match crate::kernels::source(k.name) {
+            Some(composed) => sources.push(Cow::Owned(composed)),
+            None => {
+                sources.extend([Cow::Borrowed(k.wgsl), Cow::Owned((k.params)())]);
+                sources.extend(k.shared.iter().map(|p| Cow::Borrowed(*p)));
+            }
+        }
+    }
+    sources.extend(crate::kernels::shared::ALTERNATIVE_CORES.iter().map(|c| Cow::Borrowed(*c)));
+    sources
 }
 
 /// The cache key: adapter, backend, driver, the kernel family, this binary's version and its kernels.
@@ -310,21 +322,21 @@ mod tests {
     /// kernel's own file through the registry, a shared piece through a kernel's list or the alternative cores.
     #[test]
     fn the_fingerprint_covers_every_wgsl_file() {
-        let hashed: Vec<&str> = fingerprinted_sources().collect();
+        let hashed = fingerprinted_sources();
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
         for dir in [root.clone(), root.join("shared")] {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
                 if path.extension().is_some_and(|e| e == "wgsl") {
                     let text = std::fs::read_to_string(&path).unwrap();
-                    assert!(
-                        hashed.iter().any(|h| h.contains(text.as_str())),
-                        "{} is not fingerprinted",
-                        path.display()
-                    );
+                    let covered = hashed.iter().any(|h| h.contains(text.as_str()));
+                    assert!(covered, "{} is not fingerprinted", path.display());
                 }
             }
         }
+        // The uniform's generated declaration too: a field added in Rust changes the compiled kernel.
+        let conv = crate::kernels::source("conv3x3").unwrap();
+        assert!(conv.contains("tile_offset") && hashed.contains(&std::borrow::Cow::Owned(conv)));
     }
 
     fn pass(k: &str) -> Outcome {
