@@ -21,8 +21,11 @@
 #                   compiling per size (not part of the default run's time budget)
 #   KERNELS_BENCH   the kernel microbenchmark executable (default .gpu/benches/kernels when present), run at 512²
 #                   with every variant; prints the 4x4 and 8x8 f32 GEMM cores side by side per conv (gemm-cores.md)
+#   KERNELS_SIZE    the microbenchmarks' image side (default 512; smaller for a rehearsal on lavapipe)
+# Ends with "gpu-bench: done in N s": the whole run is meant to fit in 8 minutes on an H100 (not yet measured).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+bench_start=$(date +%s)
 
 sizes=("$@")
 [ ${#sizes[@]} -eq 0 ] && sizes=(256 512 1024 2048)
@@ -106,16 +109,20 @@ else
 fi
 [ -n "$torch_note" ] && echo "== $torch_note"
 
-# Kernel microbenchmarks at 512² (each kernel variant alone, JSON lines), when the executable was packed.
+# Kernel microbenchmarks at KERNELS_SIZE² (each kernel variant alone, JSON lines), when the executable was packed.
 KERNELS_BENCH=${KERNELS_BENCH:-$(first_existing .gpu/benches/kernels)}
 if [ -x "$KERNELS_BENCH" ]; then
-    echo "== kernel microbenchmarks at 512² ($KERNELS_BENCH)"
+    KERNELS_SIZE=${KERNELS_SIZE:-512}
+    case "$KERNELS_SIZE" in
+        '' | *[!0-9]*) echo "gpu-bench: KERNELS_SIZE must be a number, got '$KERNELS_SIZE'" >&2; exit 2 ;;
+    esac
+    echo "== kernel microbenchmarks at ${KERNELS_SIZE}² ($KERNELS_BENCH)"
     # Every variant, the unused ones too: the 4x4 and 8x8 f32 GEMM cores side by side decide the conv's core.
-    NEURAL_STYLE_BENCH_SIZE=512 NEURAL_STYLE_BENCH_ALL_VARIANTS=1 "$KERNELS_BENCH" \
-        > "$RESULTS/kernels-512.jsonl" 2> "$RESULTS/kernels-512.err"
-    echo "  exit $?: $(grep -c '^{' "$RESULTS/kernels-512.jsonl") lines in $RESULTS/kernels-512.jsonl"
+    NEURAL_STYLE_BENCH_SIZE=$KERNELS_SIZE NEURAL_STYLE_BENCH_ALL_VARIANTS=1 "$KERNELS_BENCH" \
+        > "$RESULTS/kernels-$KERNELS_SIZE.jsonl" 2> "$RESULTS/kernels-$KERNELS_SIZE.err"
+    echo "  exit $?: $(grep -c '^{' "$RESULTS/kernels-$KERNELS_SIZE.jsonl") lines in $RESULTS/kernels-$KERNELS_SIZE.jsonl"
     # Prints, per VGG layer: "conv1_2 forward: Tiled 0.123 ms (45.6 TFLOP/s) | Tiled8x8 0.100 ms (56.1 TFLOP/s)".
-    "$PYTHON" - "$RESULTS/kernels-512.jsonl" <<'PY' | tee "$RESULTS/gemm-cores.md"
+    "$PYTHON" - "$RESULTS/kernels-$KERNELS_SIZE.jsonl" <<'PY' | tee "$RESULTS/gemm-cores.md"
 import json, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -128,7 +135,7 @@ for line in open(sys.argv[1]):
             way = "backward-data" if "backward" in k else "forward"
             rows.setdefault((r["layer"], way), {})[core] = (r["ms"], r["gflops"])
             break
-print("f32 GEMM cores at 512² (ms, TFLOP/s); the network uses Tiled (4x4) unless this says otherwise:")
+print("f32 GEMM cores (ms, TFLOP/s); the network uses Tiled (4x4) unless this says otherwise:")
 for (layer, way), cores in rows.items():
     print("  %s %s: %s" % (layer, way, " | ".join("%s %.3f ms (%.1f TFLOP/s)" % (c, ms, g / 1e3)
                                                for c, (ms, g) in sorted(cores.items()))))
@@ -233,3 +240,5 @@ for r in sorted(ours, key=lambda r: r.get("size", 0)):
     print("  %d²: " % r["size"] + ", ".join("%s %.2f ms (%d)" % (k["kernel"], k["ms"], k["dispatches"]) for k in top)
           + " | profiled total %.2f ms" % r["profile"]["total_ms"])
 PY
+echo
+echo "gpu-bench: done in $(( $(date +%s) - bench_start )) s (results in $RESULTS)"
