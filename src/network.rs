@@ -9,6 +9,7 @@ use crate::kernels::conv::{BackwardIo, ConvKernel, ConvShape, ConvVariant, Forwa
 use crate::kernels::gram::GramKernel;
 use crate::kernels::{self, pool::PoolShape, AdapterFacts};
 use crate::plan::{Plan, PlanSpec, Step, TensorId};
+use crate::submission::Recording;
 use crate::tensor::Tensor;
 use crate::vgg::{self, Pooling};
 use neural_style_weights::Vgg16Weights;
@@ -274,11 +275,13 @@ impl Network {
         ctx.queue.write_buffer(self.image(), 0, bytemuck::cast_slice(&self.image_frame().frame(x, 3)));
     }
 
-    /// Uploads `x` (mean-subtracted, dense CHW) and runs the forward pass.
+    /// Uploads `x` (mean-subtracted, dense CHW) and runs the forward pass (cut for a display's watchdog when
+    /// large, [`Recording::run_unmeasured`]).
     pub fn run_forward(&self, ctx: &GpuContext, x: &[f32]) -> Result<()> {
         self.upload_image(ctx, x);
         let d: Vec<&Dispatch> = self.forward.iter().collect();
-        ctx.run(&d)
+        let frame = self.image_frame();
+        Recording::run_unmeasured(ctx, &d, forward_gflop(frame.width, frame.height))
     }
 
     /// The dispatches of one step (a tensor-core conv measures its operand's range first, onto `out`).
@@ -408,6 +411,12 @@ fn no_affine() -> Error {
     Error::Validation("an input affine step for weights without one".into())
 }
 
+/// Conv GFLOP of a forward pass of the whole network at `width` x `height` (half an iteration's forward +
+/// backward-data).
+fn forward_gflop(width: usize, height: usize) -> f64 {
+    crate::vgg::conv_flops_per_iteration(width, height) / 2.0 / 1e9
+}
+
 /// A C x C matrix read back, row-major.
 pub type Matrix = Vec<f32>;
 
@@ -448,7 +457,7 @@ pub fn grams(
     }
     dispatches.extend(owned.iter().flatten());
     network.upload_image(ctx, x);
-    ctx.run(&dispatches)?;
+    Recording::run_unmeasured(ctx, &dispatches, forward_gflop(width, height))?;
     let g = grams.iter().map(|(g, _, _)| ctx.read_all(g)).collect::<Result<_>>()?;
     let m = grams.iter().filter_map(|(_, _, m)| m.as_ref().map(|m| ctx.read_all(m))).collect::<Result<_>>()?;
     Ok((g, m))

@@ -517,7 +517,7 @@ impl<'a> Stylizer<'a> {
         if let Some(now) = self.optimizer.current_losses() {
             return finite(now); // the optimiser evaluated the current x last
         }
-        let encs = encode(self.ctx, loss_only(&self.network, &self.losses), self.recording());
+        let encs = self.recording().encode(self.ctx, loss_only(&self.network, &self.losses));
         let read = finish(self.ctx, &self.losses, &mut self.in_flight, encs, true)?;
         Ok(read.expect("losses requested"))
     }
@@ -599,7 +599,7 @@ impl<'a> Stylizer<'a> {
         enc.copy_buffer_to_buffer(x, 0, &saved, 0, bytes);
         enc.copy_buffer_to_buffer(a.average(), 0, x, 0, bytes);
         self.ctx.queue.submit([enc.finish()]);
-        let mut encs = encode(self.ctx, loss_only(&self.network, &self.losses), self.recording());
+        let mut encs = self.recording().encode(self.ctx, loss_only(&self.network, &self.losses));
         encs.last_mut().expect("one encoder at least").copy_buffer_to_buffer(&saved, 0, x, 0, bytes);
         let read = finish(self.ctx, &self.losses, &mut self.in_flight, encs, true)?;
         Ok(read.expect("losses requested"))
@@ -609,7 +609,7 @@ impl<'a> Stylizer<'a> {
     /// + backward, no update).
     pub fn gradient(&mut self) -> Result<Vec<f32>> {
         let n = &self.network;
-        let idx = self.ctx.submit(encode(self.ctx, loss_and_gradient(n, &self.losses, false), self.recording()));
+        let idx = self.ctx.submit(self.recording().encode(self.ctx, loss_and_gradient(n, &self.losses, false)));
         self.ctx.wait(Some(idx))?;
         self.in_flight = None;
         let framed = self.ctx.read_all(n.grad_image().expect("planned with the backward pass"))?;
@@ -679,7 +679,7 @@ impl lbfgs::Evaluator for Evaluation<'_> {
     fn evaluate(&mut self, before: &[&Dispatch], after: &[&Dispatch], reads: &[Read<'_>]) -> Result<Evaluated> {
         let evaluation = loss_and_gradient(self.network, self.losses, true);
         let list = before.iter().copied().chain(evaluation).chain(after.iter().copied());
-        let encs = encode(self.ctx, list, self.recording);
+        let encs = self.recording.encode(self.ctx, list);
         let n = self.losses.slot_count();
         let mut all = vec![Read::new(self.losses.slots_buffer(), 0, n)];
         all.extend_from_slice(reads);
@@ -703,7 +703,7 @@ impl<'s> Problem<'s> for Evaluation<'s> {
         let mut list = loss_and_gradient(self.network, self.losses, read_losses);
         list.push(update);
         list.extend(self.average.as_deref().map(|a| &a.dispatch));
-        let mut encs = encode(self.ctx, list, self.recording);
+        let mut encs = self.recording.encode(self.ctx, list);
         if let (true, Some(staging)) = (read_losses, self.late_copy) {
             let bytes = 4 * self.losses.slot_count() as u64;
             let last = encs.last_mut().expect("one encoder at least");
@@ -772,17 +772,6 @@ fn finite(l: Losses) -> Result<Losses> {
     } else {
         Err(Error::NotFinite(format!("content {:e}, style {:e}, tv {:e}", l.content, l.style, l.tv)))
     }
-}
-
-/// `dispatches` in command encoders as `recording` says: one, or one per VGG block, and the GEMMs built in
-/// pieces launched within its work limit ([`crate::submission`]).
-fn encode<'d>(
-    ctx: &GpuContext,
-    dispatches: impl IntoIterator<Item = &'d Dispatch>,
-    recording: Recording,
-) -> Vec<wgpu::CommandEncoder> {
-    let cut_after = |d: &Dispatch| recording.per_block && submission::ends_block(&d.kernel);
-    ctx.encode_cut(dispatches, cut_after, recording.launch_gflop)
 }
 
 /// The adapter facts the kernels are chosen with for `precision`, and a one-line note of the choice. Every

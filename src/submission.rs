@@ -5,7 +5,11 @@
 //! each pooling, forward and backward: about a tenth of the work each). Within a block one conv can still run
 //! long (conv1_2 at 2048² is ~300 GFLOP: 0.3–3 s on an integrated GPU), so the GEMM convs are built in pieces
 //! ([`crate::gpu::Pieces`]) and a slow adapter launches them apart: each launch at most
-//! [`LAUNCH_BUDGET_MS`] at the measured rate. Pure functions, unit-tested without a GPU.
+//! [`LAUNCH_BUDGET_MS`] at the measured rate. The decisions are pure functions, unit-tested without a GPU;
+//! [`Recording::encode`] applies one.
+
+use crate::error::Result;
+use crate::gpu::{Dispatch, GpuContext};
 
 /// A measured iteration slower than this is cut per block: an eighth of the shortest watchdog (2 s), so that a
 /// block, about a tenth of the iteration, stays well inside it even where the work is unevenly spread.
@@ -62,6 +66,24 @@ impl Recording {
             per_block: split_per_block(conv_gflop, measured_ms),
             launch_gflop: launch_gflop_limit(conv_gflop, measured_ms),
         }
+    }
+
+    /// `dispatches` in command encoders as this says: one, or one per VGG block, the GEMMs built in pieces
+    /// launched within the work limit.
+    pub fn encode<'d>(
+        self,
+        ctx: &GpuContext,
+        dispatches: impl IntoIterator<Item = &'d Dispatch>,
+    ) -> Vec<wgpu::CommandEncoder> {
+        ctx.encode_cut(dispatches, |d| self.per_block && ends_block(&d.kernel), self.launch_gflop)
+    }
+
+    /// Records `dispatches`, submits and waits: a forward pass outside the iterations (the content's and the
+    /// style images' targets, at their full size), recorded as an iteration of `conv_gflop` is before one has
+    /// been measured.
+    pub fn run_unmeasured(ctx: &GpuContext, dispatches: &[&Dispatch], conv_gflop: f64) -> Result<()> {
+        let submitted = ctx.submit(Self::for_iteration(conv_gflop, None).encode(ctx, dispatches.iter().copied()));
+        ctx.wait(Some(submitted))
     }
 }
 

@@ -373,7 +373,9 @@ impl GpuContext {
 
     /// Command encoders holding `dispatches` in order, one compute pass each, a new one after every dispatch
     /// `cut_after` picks: each becomes its own command buffer (kept short for a display's watchdog; the caller
-    /// decides where, and the most work one launch holds, `gflop_limit`: see [`crate::submission`]).
+    /// decides where, and the most work one launch holds, `gflop_limit`: see [`crate::submission`]). Under a
+    /// limit, a dispatch launched in parts gets a command buffer per launch (macOS's watchdog acts per command
+    /// buffer, not between launches).
     pub fn encode_cut<'d>(
         &self,
         dispatches: impl IntoIterator<Item = &'d Dispatch>,
@@ -383,6 +385,18 @@ impl GpuContext {
         let mut encoders = Vec::new();
         let mut block: Vec<&Dispatch> = Vec::new();
         for d in dispatches {
+            let launches = d.launches(gflop_limit);
+            if gflop_limit.is_some() && launches.len() > 1 {
+                if !block.is_empty() {
+                    encoders.push(self.encode_within(block.drain(..), gflop_limit));
+                }
+                for launch in launches {
+                    let mut encoder = self.device.create_command_encoder(&Default::default());
+                    d.record_launch(&mut encoder.begin_compute_pass(&Default::default()), launch);
+                    encoders.push(encoder);
+                }
+                continue;
+            }
             block.push(d);
             if cut_after(d) {
                 encoders.push(self.encode_within(block.drain(..), gflop_limit));

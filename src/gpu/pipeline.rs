@@ -46,9 +46,11 @@ pub struct Dispatch {
     /// The shader's name (benchmarks group their per-kernel profile by it).
     pub kernel: Cow<'static, str>,
     pipeline: Arc<wgpu::ComputePipeline>,
+    /// Of a dispatch in pieces: piece 0's, and its grid the first launch of the unlimited recording.
     bind_group: wgpu::BindGroup,
-    pub groups: [u32; 3],
-    /// The uniform lives as long as the dispatch; kept so optimisers can rewrite step-dependent constants.
+    groups: [u32; 3],
+    /// The uniform lives as long as the dispatch; kept so optimisers can rewrite step-dependent constants (of a
+    /// dispatch in pieces, piece 0's only: such dispatches are the convs, whose constants never change).
     pub params: wgpu::Buffer,
     pieces: Option<Pieced>,
 }
@@ -159,23 +161,40 @@ impl Dispatch {
         self.pieces.as_ref().map(|p| p.plan)
     }
 
+    /// The launches [`Dispatch::record_within`] makes under `gflop_limit`: `None` the whole dispatch (one not in
+    /// pieces), else (first piece, tiles) ([`Pieces::launches`]).
+    pub fn launches(&self, gflop_limit: Option<f64>) -> Vec<Option<(usize, u32)>> {
+        match &self.pieces {
+            None => vec![None],
+            Some(p) => p.plan.launches(gflop_limit, p.max_per_dim).into_iter().map(Some).collect(),
+        }
+    }
+
     /// How many launches [`Dispatch::record_within`] makes under `gflop_limit`.
     pub fn launch_count(&self, gflop_limit: Option<f64>) -> usize {
         self.pieces.as_ref().map_or(1, |p| p.plan.launches(gflop_limit, p.max_per_dim).len())
     }
 
+    /// Records one of [`Dispatch::launches`].
+    pub fn record_launch(&self, pass: &mut wgpu::ComputePass<'_>, launch: Option<(usize, u32)>) {
+        pass.set_pipeline(&self.pipeline);
+        match (launch, &self.pieces) {
+            (Some((first, tiles)), Some(p)) => {
+                pass.set_bind_group(0, &p.bind_groups[first], &[]);
+                pass.dispatch_workgroups(tiles, 1, p.plan.rows);
+            }
+            _ => {
+                pass.set_bind_group(0, &self.bind_group, &[]);
+                let [x, y, z] = self.groups;
+                pass.dispatch_workgroups(x, y, z);
+            }
+        }
+    }
+
     /// Records the launch (every piece, as few launches as [`Pieces::launches`] allows under `gflop_limit`).
     pub fn record_within(&self, pass: &mut wgpu::ComputePass<'_>, gflop_limit: Option<f64>) {
-        pass.set_pipeline(&self.pipeline);
-        let Some(p) = &self.pieces else {
-            pass.set_bind_group(0, &self.bind_group, &[]);
-            let [x, y, z] = self.groups;
-            pass.dispatch_workgroups(x, y, z);
-            return;
-        };
-        for (first, tiles) in p.plan.launches(gflop_limit, p.max_per_dim) {
-            pass.set_bind_group(0, &p.bind_groups[first], &[]);
-            pass.dispatch_workgroups(tiles, 1, p.plan.rows);
+        for launch in self.launches(gflop_limit) {
+            self.record_launch(pass, launch);
         }
     }
 

@@ -51,8 +51,9 @@ pub fn gemm_grid_with(tile: usize, rows: usize, pixels: usize, max_per_dim: u32)
 pub const PIECE_GFLOP: f64 = 5.0;
 
 /// The pieces of a GEMM on `tile`-sized output tiles with `rows` rows and `pixels` columns doing `gflop` of
-/// work, each at most `piece_gflop` and at most `max_per_dim` tiles (a launch of pieces is one grid row); `None`
-/// where one piece would hold it all (one launch, its tiles spread over x and y by [`gemm_grid_with`]).
+/// work, each at most `piece_gflop` (or one tile, if a tile is more) and at most `max_per_dim` tiles (a launch of
+/// pieces is one grid row), the last piece the remainder; `None` where one piece would hold it all (one launch,
+/// its tiles spread over x and y by [`gemm_grid_with`]).
 pub fn gemm_pieces(
     tile: usize,
     (rows, pixels): (usize, usize),
@@ -61,9 +62,10 @@ pub fn gemm_pieces(
     max_per_dim: u32,
 ) -> Option<Pieces> {
     let tiles = pixels.div_ceil(tile);
-    let by_work = (gflop / piece_gflop).ceil().max(1.0) as usize;
-    let wanted = by_work.max(tiles.div_ceil(max_per_dim as usize)).min(tiles.max(1));
-    let tiles_each = tiles.div_ceil(wanted);
+    // The most tiles whose work stays within piece_gflop (at least one), and within a grid row; then as many
+    // pieces as that needs, evened out (each no larger than that most).
+    let most = ((tiles as f64 * piece_gflop / gflop).floor() as usize).clamp(1, max_per_dim as usize);
+    let tiles_each = tiles.div_ceil(tiles.div_ceil(most).max(1)).max(1);
     let count = tiles.div_ceil(tiles_each);
     (count > 1).then(|| Pieces {
         tiles: u32_of(tiles),
@@ -108,6 +110,13 @@ mod tests {
         assert_eq!((p.count, p.rows), (62, 1));
         assert!(p.gflop_each <= PIECE_GFLOP && (p.count - 1) * (p.tiles_each as usize) < 65_536);
         assert!(p.count * p.tiles_each as usize >= 65_536);
+        // Odd counts: every piece within the work limit, the last the remainder.
+        for (tiles, gflop) in [(17usize, 1.0), (1000, 7.3), (3, 100.0), (65_536 * 3, 2.0)] {
+            let p = gemm_pieces(64, (70, tiles * 64), gflop, 0.2, MAX_GROUPS_PER_DIM).unwrap();
+            assert!(p.gflop_each <= 0.2 || p.tiles_each == 1, "{tiles} {gflop}: {p:?}");
+            assert!(p.tiles_each <= MAX_GROUPS_PER_DIM && (p.count - 1) * (p.tiles_each as usize) < tiles);
+            assert!(p.count * p.tiles_each as usize >= tiles);
+        }
         // 256²: 4.8 GFLOP, one launch as before.
         assert_eq!(gemm_pieces(64, (64, 256 * 256), gflop / 64.0, PIECE_GFLOP, MAX_GROUPS_PER_DIM), None);
         // Little work but more tiles than one grid row holds: pieces of at most a row each.

@@ -51,7 +51,7 @@ pub fn cases(full: bool) -> Vec<Case> {
             let name = format!("conv3x3_backward_data ({conv_variant:?}) {cin}->{cout} {height}x{width}");
             push(name, Box::new(move |ctx| conv3x3_backward_data(ctx, s, conv_variant, false, 1700 + i as u64)));
         }
-        // Built in pieces along the pixel tiles (large images): 5 pieces, the last short, launched three ways.
+        // Built in pieces along the pixel tiles (large images): 5 pieces of 2 tiles and 1, launched three ways.
         let s = ConvShape { cin: 16, cout: 70, height: 37, width: 29 };
         let name = format!("conv3x3 + backward-data ({conv_variant:?}) 16->70 37x29 in pieces");
         push(name, Box::new(move |ctx| conv3x3_in_pieces(ctx, s, conv_variant, 1750)));
