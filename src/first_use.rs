@@ -230,6 +230,13 @@ pub fn cache_dir() -> Option<PathBuf> {
 
 const CACHE_FILE: &str = "first-use.json";
 
+/// Whether a verdict is kept in the cache for later runs: a pass, or f32 instead of tensor cores (both leave the
+/// run painting correctly); not "stop", which is checked again next run (0.4 s), so that a failure that does
+/// not repeat (a driver's bad moment) does not stop every run until the binary, driver or kernels change.
+fn kept_across_runs(d: &Decision) -> bool {
+    !matches!(d, Decision::Stop { .. })
+}
+
 fn read_cache(dir: &Path) -> BTreeMap<String, Decision> {
     std::fs::read(dir.join(CACHE_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
@@ -251,7 +258,7 @@ fn write_cache(dir: &Path, key: &str, decision: &Decision) {
 }
 
 /// The verdict for this adapter: from this process's memory, else the cache directory, else by running the
-/// checks (and keeping the verdict). `tensor_cores`: the tiling a run would use them with. The second value
+/// checks (and keeping the verdict, unless it is to stop: [`kept_across_runs`]). `tensor_cores`: the tiling a run would use them with. The second value
 /// says whether this process ran the checks.
 ///
 /// A device lost during the checks is an error: lost in the f32 checks, nothing is kept (the next run checks
@@ -270,7 +277,7 @@ pub fn verdict(
         return Ok(d.clone());
     }
     let dir = cache_dir();
-    if let Some(d) = dir.as_deref().and_then(|d| read_cache(d).remove(&key)) {
+    if let Some(d) = dir.as_deref().and_then(|d| read_cache(d).remove(&key)).filter(kept_across_runs) {
         memory.lock().unwrap().insert(key, (d.clone(), false));
         return Ok((d, false));
     }
@@ -302,7 +309,7 @@ pub fn verdict(
         Some(why) => Decision::F32 { why_not_tensor_cores: Some(why.clone()) },
         None => decide(&own, other.as_deref(), cores.as_deref()),
     };
-    if let Some(dir) = &dir {
+    if let (Some(dir), true) = (&dir, kept_across_runs(&d)) {
         write_cache(dir, &key, &d);
     }
     memory.lock().unwrap().insert(key, (d.clone(), true));
@@ -317,6 +324,15 @@ pub fn verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stop_is_checked_again_next_run_a_pass_is_kept() {
+        assert!(kept_across_runs(&Decision::TensorCores));
+        assert!(kept_across_runs(&Decision::OtherFamily { failed: "conv3x3 Tiled".into() }));
+        assert!(kept_across_runs(&Decision::F32 { why_not_tensor_cores: None }));
+        assert!(kept_across_runs(&Decision::F32 { why_not_tensor_cores: Some("wrong".into()) }));
+        assert!(!kept_across_runs(&Decision::Stop { failed: "conv3x3".into() }));
+    }
 
     /// Every WGSL file in `kernels/` is hashed into the verdict's key (a changed kernel is checked afresh): a
     /// kernel's own file through the registry, a shared piece through a kernel's list or the alternative cores.
