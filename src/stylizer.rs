@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext, Read};
 use crate::kernels::AdapterFacts;
 pub use crate::loss_terms::StyleLoss;
+use crate::loss_terms::gram::StyleBlend;
 use crate::loss_terms::{LossSpec, LossTerms, Losses};
 use crate::network::{self, GpuNet, Network};
 use crate::optim::average::ImageAverage;
@@ -297,10 +298,14 @@ impl<'a> Stylizer<'a> {
         on_stage(SetupStage::Precision(precision_note));
         on_stage(SetupStage::Weights);
         let net = GpuNet::with_facts(ctx, weights, opts.pooling, facts)?;
+        // The style targets before the network: each style image's forward pass has its own buffers, freed once
+        // its statistics are read back, so they are never live beside the whole network's (a peak the memory
+        // plan does not count).
+        let weighted: Vec<(PlanarImage, f64)> = styles.iter().cloned().zip(blend).collect();
+        let style_targets = StyleBlend::new(ctx, &net, &spec, &weighted, on_stage)?;
         let mut network = Network::new(ctx, &net, net.plan_spec(w, h, &spec.taps(), true))?;
         let content_x = canvas.pad(&subtract_mean(content), 3);
-        let weighted: Vec<(PlanarImage, f64)> = styles.iter().cloned().zip(blend).collect();
-        let losses = LossTerms::new(ctx, &net, &network, &spec, &content_x, &weighted, on_stage)?;
+        let losses = LossTerms::new(ctx, &net, &network, &spec, &content_x, style_targets, on_stage)?;
         network.build_backward(ctx, &net, |site| losses.gradient_dispatches(ctx, site))?;
 
         let grad_x = network.grad_image().expect("planned with the backward pass");

@@ -17,7 +17,6 @@ use crate::gpu::{Dispatch, GpuContext};
 use crate::kernels::{self, AdapterFacts};
 use crate::network::{GpuNet, LossGradientSite, Network};
 use crate::plan::Shape;
-use crate::planar::PlanarImage;
 use crate::setup_stage::SetupStage;
 
 pub use w2::{w2_gram_variant, w2_style_grad_variant, W2_NEWTON_SCHULZ_ITERATIONS};
@@ -195,24 +194,25 @@ pub struct LossTerms {
 }
 
 impl LossTerms {
-    /// Computes the targets and builds the dispatches. `content_x` is the content image (mean-subtracted);
-    /// `styles` the style images (pixels) with their blend weights (summing to 1). `network` is the plan the
-    /// image is optimised with: its forward runs once here on the content image.
+    /// Computes the content targets and builds the dispatches. `content_x` is the content image
+    /// (mean-subtracted); `blend` the style images' blended statistics ([`gram::StyleBlend::new`], computed
+    /// before `network` was allocated). `network` is the plan the image is optimised with: its forward runs once
+    /// here on the content image.
     pub fn new(
         ctx: &GpuContext,
         net: &GpuNet,
         network: &Network,
         spec: &LossSpec,
         content_x: &[f32],
-        styles: &[(PlanarImage, f64)],
+        blend: gram::StyleBlend,
         on_stage: &mut dyn FnMut(SetupStage),
     ) -> Result<Self> {
         let layers = &network.plan.layers;
         let (w, h) = (network.plan.spec.width, network.plan.spec.height);
         let facts = &net.facts;
         let bytes = spec.buffers(layers, w, h, facts).iter().map(|(_, f)| 4 * *f as u64).sum();
-        // Targets first: the style images' blended statistics, then the content features.
-        let blend = gram::StyleBlend::new(ctx, net, spec, styles, on_stage)?;
+        // The style images' blended statistics come computed (before the network was allocated); the content
+        // features are computed here on the network.
         let content_targets = content::targets(ctx, network, content_x, &spec.content_layers, on_stage)?;
         let sizes = spec.scratch_sizes(layers, w, h, facts);
         let scratch = Scratch {
