@@ -385,12 +385,11 @@ impl GpuContext {
         let mut encoders = Vec::new();
         let mut block: Vec<&Dispatch> = Vec::new();
         for d in dispatches {
-            let launches = d.launches(gflop_limit);
-            if gflop_limit.is_some() && launches.len() > 1 {
+            if gflop_limit.is_some() && d.launch_count(gflop_limit) > 1 {
                 if !block.is_empty() {
                     encoders.push(self.encode_within(block.drain(..), gflop_limit));
                 }
-                for launch in launches {
+                for launch in d.launches(gflop_limit) {
                     let mut encoder = self.device.create_command_encoder(&Default::default());
                     d.record_launch(&mut encoder.begin_compute_pass(&Default::default()), launch);
                     encoders.push(encoder);

@@ -193,8 +193,13 @@ impl Dispatch {
 
     /// Records the launch (every piece, as few launches as [`Pieces::launches`] allows under `gflop_limit`).
     pub fn record_within(&self, pass: &mut wgpu::ComputePass<'_>, gflop_limit: Option<f64>) {
-        for launch in self.launches(gflop_limit) {
-            self.record_launch(pass, launch);
+        match &self.pieces {
+            None => self.record_launch(pass, None), // every dispatch, every iteration: nothing allocated
+            Some(p) => {
+                for launch in p.plan.launches(gflop_limit, p.max_per_dim) {
+                    self.record_launch(pass, Some(launch));
+                }
+            }
         }
     }
 
