@@ -117,99 +117,142 @@ pub fn conv3x3_backward_data(
     both(vs_ref, compare(&format!("{what} vs finite differences"), &plain, &fd, tol.max(1e-3)))
 }
 
+/// A conv's forward (+ ReLU) and backward-data (the input's ReLU mask fused) on seeded data, and their f64
+/// references: what the pieces and the two f32 cores are checked on.
+struct PassPair {
+    s: ConvShape,
+    x: Vec<f64>,
+    wt: Vec<f64>,
+    b: Vec<f64>,
+    /// The output gradient, already masked by the forward's ReLU (as every writer of a gradient leaves it).
+    gy: Vec<f64>,
+    /// The input's own forward values, whose sign is the fused mask.
+    mask: Vec<f64>,
+    forward: Vec<f64>,
+    backward: Vec<f64>,
+}
+
+impl PassPair {
+    fn new(s: ConvShape, seed: u64) -> Self {
+        let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
+        let mut g = rng(seed);
+        let (x, wt, b) = conv_data(&mut g, s);
+        let gy = random(&mut g, cout * h * w, 1.0);
+        let mask = random(&mut g, cin * h * w, 1.0);
+        let forward = r::conv3x3(&x, (cin, h, w), &wt, &b, cout, true);
+        let backward = r::relu_mask(&r::conv3x3_backward_data(&gy, &forward, cin, cout, h, w, &wt), &mask);
+        let gy = r::relu_mask(&gy, &forward);
+        Self { s, x, wt, b, gy, mask, forward, backward }
+    }
+
+    /// Both passes with `variant`, built in pieces of at most `piece_gflop` (`None`: whole), `per_launch` pieces
+    /// in one launch (None: all of them), in one command buffer or (`apart`) one per launch. Returns the two
+    /// results (dense), checked against the references.
+    fn run(
+        &self,
+        ctx: &GpuContext,
+        variant: ConvVariant,
+        piece_gflop: Option<f64>,
+        (per_launch, apart): (Option<usize>, bool),
+        what: &str,
+    ) -> std::result::Result<(Vec<f32>, Vec<f32>, f64), String> {
+        let io = Io { ctx };
+        let (s, frame) = (self.s, self.s.frame());
+        let (cin, cout) = (s.cin, s.cout);
+        let run = || -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+            let wf = kernels::conv::forward_weights(variant, &to_f32(&self.wt), cin, cout);
+            let wb = kernels::conv::backward_weights(variant, &to_f32(&self.wt), cin, cout);
+            let (xb, wfb, bb, yb) = (
+                io.framed(&self.x, cin, frame)?,
+                ctx.buffer_from("w", &wf)?,
+                io.buf(&self.b)?,
+                io.framed_out(cout, frame)?,
+            );
+            let (gyb, wbb, mb) =
+                (io.framed(&self.gy, cout, frame)?, ctx.buffer_from("w", &wb)?, io.framed(&self.mask, cin, frame)?);
+            let gxb = io.framed_out(cin, frame)?;
+            let ranges = ctx.storage_buffer("ranges", 2)?;
+            let mut ds = Vec::new();
+            let kernel = |slot: u32, input: &wgpu::Buffer, channels: usize, ds: &mut Vec<Dispatch>| {
+                ConvKernel::of(variant, || {
+                    ds.push(kernels::coop::max_abs(ctx, frame.buffer_floats(channels), slot, input, &ranges)?);
+                    let mut operands = coop_operands(&ranges, &self.wt);
+                    operands.input = kernels::coop::OperandRange::measured(slot);
+                    Ok(operands)
+                })
+            };
+            let fk = kernel(0, &xb, cin, &mut ds)?;
+            let bk = kernel(1, &gyb, cout, &mut ds)?;
+            let fio = ForwardIo { input: &xb, weights: &wfb, bias: &bb, output: &yb };
+            let bio = BackwardIo { grad_out: &gyb, weights: &wbb, mask_src: Some(&mb), grad_in: &gxb };
+            let piece = piece_gflop.unwrap_or(f64::INFINITY);
+            let convs = [
+                kernels::conv::conv3x3_pieced(ctx, fk, s, true, fio, piece)?,
+                kernels::conv::conv3x3_backward_data_pieced(ctx, bk, s, bio, piece)?,
+            ];
+            for d in convs.iter().filter(|_| piece_gflop.is_some()) {
+                if !d.pieces().is_some_and(|p| p.count >= 3 && p.tiles % p.tiles_each != 0) {
+                    let pieces = d.pieces();
+                    let why = format!("{}: {pieces:?}, expected 3+ pieces, the last short", d.kernel);
+                    return Err(Error::Validation(why));
+                }
+            }
+            // Both convs have the same work and tiles, so the same pieces.
+            let launch_gflop = per_launch.zip(convs[0].pieces()).map(|(k, p)| k as f64 * p.gflop_each);
+            if apart {
+                let encoders = ctx.encode_cut(ds.iter().chain(&convs), |_| false, launch_gflop);
+                let launches: usize = convs.iter().map(|d| d.launch_count(launch_gflop)).sum();
+                if encoders.len() != launches + usize::from(!ds.is_empty()) {
+                    let why = format!("{} command buffers for {launches} launches", encoders.len());
+                    return Err(Error::Validation(why));
+                }
+                let submitted = ctx.submit(encoders);
+                ctx.wait(Some(submitted))?;
+            } else {
+                ctx.submit_and_wait(ctx.encode_within(ds.iter().chain(&convs), launch_gflop).finish())?;
+            }
+            Ok((yb, gxb))
+        };
+        let (yb, gxb) = run().map_err(gpu_err)?;
+        let y = io.read_framed(&yb, cout, frame, what)?;
+        let gx = io.read_framed(&gxb, cin, frame, what)?;
+        let tol = conv_tolerance(variant);
+        let worst = both(
+            compare(&format!("conv3x3 {what}"), &y, &self.forward, tol),
+            compare(&format!("conv3x3_backward_data {what}"), &gx, &self.backward, tol),
+        )?;
+        Ok((y, gx, worst))
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
 /// A GEMM conv (forward with ReLU, backward-data with the input's mask) built in 5 or 6 pieces along its pixel
 /// tiles, the last one short, and recorded four ways: every piece in one launch, one launch per piece, two per
 /// launch, two per launch in a command buffer each (what a slow adapter gets, [`crate::submission`]). Each
 /// against the reference, and all bit-identical (a piece runs exactly the tiles it would run in one launch).
 pub fn conv3x3_in_pieces(ctx: &GpuContext, s: ConvShape, variant: ConvVariant, seed: u64) -> Check {
-    let io = Io { ctx };
-    let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
-    let frame = s.frame();
-    let mut g = rng(seed);
-    let (x, wt, b) = conv_data(&mut g, s);
-    let gy = random(&mut g, cout * h * w, 1.0);
-    let mask = random(&mut g, cin * h * w, 1.0);
-    let forward = r::conv3x3(&x, (cin, h, w), &wt, &b, cout, true);
-    let backward = r::relu_mask(&r::conv3x3_backward_data(&gy, &forward, cin, cout, h, w, &wt), &mask);
-    let what = format!("{variant:?} {cin}->{cout} {h}x{w} in pieces");
+    let pair = PassPair::new(s, seed);
     let piece_gflop = 2.0 * s.macs() as f64 / 1e9 / 4.5;
-    // `per_launch` pieces in one launch (None: all of them), in one command buffer or (`apart`) one per launch.
-    let run = |(per_launch, apart): (Option<usize>, bool)| -> Result<(wgpu::Buffer, wgpu::Buffer)> {
-        let wf = kernels::conv::forward_weights(variant, &to_f32(&wt), cin, cout);
-        let wb = kernels::conv::backward_weights(variant, &to_f32(&wt), cin, cout);
-        let (xb, wfb, bb, yb) =
-            (io.framed(&x, cin, frame)?, ctx.buffer_from("w", &wf)?, io.buf(&b)?, io.framed_out(cout, frame)?);
-        let (gyb, wbb, mb) = (
-            io.framed(&r::relu_mask(&gy, &forward), cout, frame)?,
-            ctx.buffer_from("w", &wb)?,
-            io.framed(&mask, cin, frame)?,
-        );
-        let gxb = io.framed_out(cin, frame)?;
-        let ranges = ctx.storage_buffer("ranges", 2)?;
-        let mut ds = Vec::new();
-        let kernel = |slot: u32, input: &wgpu::Buffer, channels: usize, ds: &mut Vec<Dispatch>| {
-            ConvKernel::of(variant, || {
-                ds.push(kernels::coop::max_abs(ctx, frame.buffer_floats(channels), slot, input, &ranges)?);
-                let mut operands = coop_operands(&ranges, &wt);
-                operands.input = kernels::coop::OperandRange::measured(slot);
-                Ok(operands)
-            })
-        };
-        let fk = kernel(0, &xb, cin, &mut ds)?;
-        let bk = kernel(1, &gyb, cout, &mut ds)?;
-        let fio = ForwardIo { input: &xb, weights: &wfb, bias: &bb, output: &yb };
-        let bio = BackwardIo { grad_out: &gyb, weights: &wbb, mask_src: Some(&mb), grad_in: &gxb };
-        let convs = [
-            kernels::conv::conv3x3_pieced(ctx, fk, s, true, fio, piece_gflop)?,
-            kernels::conv::conv3x3_backward_data_pieced(ctx, bk, s, bio, piece_gflop)?,
-        ];
-        for d in &convs {
-            if !d.pieces().is_some_and(|p| p.count >= 3 && p.tiles % p.tiles_each != 0) {
-                return Err(Error::Validation(format!(
-                    "{}: {:?}, expected 3+ pieces, the last short",
-                    d.kernel,
-                    d.pieces()
-                )));
-            }
-        }
-        // Both convs have the same work and tiles, so the same pieces.
-        let launch_gflop = per_launch.zip(convs[0].pieces()).map(|(k, p)| k as f64 * p.gflop_each);
-        if apart {
-            let encoders = ctx.encode_cut(ds.iter().chain(&convs), |_| false, launch_gflop);
-            let launches: usize = convs.iter().map(|d| d.launch_count(launch_gflop)).sum();
-            if encoders.len() != launches + usize::from(!ds.is_empty()) {
-                return Err(Error::Validation(format!("{} command buffers for {launches} launches", encoders.len())));
-            }
-            let submitted = ctx.submit(encoders);
-            ctx.wait(Some(submitted))?;
-        } else {
-            ctx.submit_and_wait(ctx.encode_within(ds.iter().chain(&convs), launch_gflop).finish())?;
-        }
-        Ok((yb, gxb))
-    };
-    let mut results = Vec::new();
-    let tol = conv_tolerance(variant);
-    let mut worst = 0.0f64;
     let ways = [
         ("whole", (None, false)),
         ("a piece per launch", (Some(1), false)),
         ("two per launch", (Some(2), false)),
         ("two per launch, a command buffer each", (Some(2), true)),
     ];
+    let mut results = Vec::new();
+    let mut worst = 0.0f64;
     for (how, way) in ways {
-        let (yb, gxb) = run(way).map_err(gpu_err)?;
-        let y = io.read_framed(&yb, cout, frame, &what)?;
-        let gx = io.read_framed(&gxb, cin, frame, &what)?;
-        worst = worst.max(both(
-            compare(&format!("conv3x3 {what}, {how}"), &y, &forward, tol),
-            compare(&format!("conv3x3_backward_data {what}, {how}"), &gx, &backward, tol),
-        )?);
-        results.push((how, y, gx));
+        let what = format!("{variant:?} {}->{} {}x{} in pieces, {how}", s.cin, s.cout, s.height, s.width);
+        let (y, gx, err) = pair.run(ctx, variant, Some(piece_gflop), way, &what)?;
+        worst = worst.max(err);
+        results.push((what, bits(&y), bits(&gx)));
     }
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    for (how, y, gx) in &results[1..] {
-        if bits(y) != bits(&results[0].1) || bits(gx) != bits(&results[0].2) {
-            return Err(format!("{what}: launched {how}, the result differs from one launch"));
+    for (what, y, gx) in &results[1..] {
+        if (y, gx) != (&results[0].1, &results[0].2) {
+            return Err(format!("{what}: the result differs from one launch"));
         }
     }
     Ok(worst)
@@ -218,48 +261,17 @@ pub fn conv3x3_in_pieces(ctx: &GpuContext, s: ConvShape, variant: ConvVariant, s
 /// The 4x4 and 8x8 GEMM cores give bit-identical convs, forward and backward-data (the same k order per output
 /// is their contract), and match the reference.
 pub fn tiled_cores_agree(ctx: &GpuContext, s: ConvShape, seed: u64) -> Check {
-    let io = Io { ctx };
-    let (cin, cout, h, w) = (s.cin, s.cout, s.height, s.width);
-    let frame = s.frame();
-    let mut g = rng(seed);
-    let (x, wt, b) = conv_data(&mut g, s);
-    let gy = random(&mut g, cout * h * w, 1.0);
-    let forward = r::conv3x3(&x, (cin, h, w), &wt, &b, cout, false);
-    // The backward pass of the conv + ReLU: the gradient given to the kernel is already masked, as in the engine.
-    let after_relu = r::conv3x3(&x, (cin, h, w), &wt, &b, cout, true);
-    let backward = r::conv3x3_backward_data(&gy, &after_relu, cin, cout, h, w, &wt);
-    let gy = r::relu_mask(&gy, &after_relu);
-    let what = format!("{cin}->{cout} {h}x{w}");
-    let run = |variant: ConvVariant| -> Result<(wgpu::Buffer, wgpu::Buffer)> {
-        let wf = ctx.buffer_from("w", &kernels::conv::forward_weights(variant, &to_f32(&wt), cin, cout))?;
-        let wb = ctx.buffer_from("w", &kernels::conv::backward_weights(variant, &to_f32(&wt), cin, cout))?;
-        let (xb, bb, yb) = (io.framed(&x, cin, frame)?, io.buf(&b)?, io.framed_out(cout, frame)?);
-        let (gyb, gxb) = (io.framed(&gy, cout, frame)?, io.framed_out(cin, frame)?);
-        let kernel = ConvKernel::f32(variant)?;
-        let fio = ForwardIo { input: &xb, weights: &wf, bias: &bb, output: &yb };
-        let bio = BackwardIo { grad_out: &gyb, weights: &wb, mask_src: None, grad_in: &gxb };
-        let ds = [
-            kernels::conv::conv3x3(ctx, kernel, s, false, fio)?,
-            kernels::conv::conv3x3_backward_data(ctx, kernel, s, bio)?,
-        ];
-        ctx.run(&ds.iter().collect::<Vec<_>>())?;
-        Ok((yb, gxb))
-    };
-    let mut outputs = Vec::new();
-    let mut worst = 0.0f64;
-    for variant in [ConvVariant::Tiled, ConvVariant::Tiled8x8] {
-        let (yb, gxb) = run(variant).map_err(gpu_err)?;
-        let (y, gx) = (io.read_framed(&yb, cout, frame, &what)?, io.read_framed(&gxb, cin, frame, &what)?);
-        worst = worst.max(both(
-            compare(&format!("conv3x3 ({variant:?}) {what}"), &y, &forward, RTOL),
-            compare(&format!("conv3x3_backward_data ({variant:?}) {what}"), &gx, &backward, RTOL),
-        )?);
-        outputs.push([y, gx].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()));
+    let pair = PassPair::new(s, seed);
+    let what = |v: ConvVariant| format!("({v:?}) {}->{} {}x{}", s.cin, s.cout, s.height, s.width);
+    let (y4, gx4, e4) = pair.run(ctx, ConvVariant::Tiled, None, (None, false), &what(ConvVariant::Tiled))?;
+    let (y8, gx8, e8) = pair.run(ctx, ConvVariant::Tiled8x8, None, (None, false), &what(ConvVariant::Tiled8x8))?;
+    if (bits(&y4), bits(&gx4)) != (bits(&y8), bits(&gx8)) {
+        return Err(format!(
+            "{}: the 8x8 core's conv differs in some bit from the 4x4 core's",
+            what(ConvVariant::Tiled8x8)
+        ));
     }
-    if outputs[0] != outputs[1] {
-        return Err(format!("{what}: the 8x8 core's conv differs in some bit from the 4x4 core's"));
-    }
-    Ok(worst)
+    Ok(e4.max(e8))
 }
 
 /// The WGSL kernel of a forward variant.
