@@ -318,12 +318,16 @@ pub fn default_layers() -> (Vec<usize>, Vec<usize>) {
     (spec.content_layers, spec.style_layers)
 }
 
+/// No budget and no binding limit: every plan at once.
+pub const UNLIMITED: crate::layout::MemoryLimits =
+    crate::layout::MemoryLimits { budget: u64::MAX, max_binding: u64::MAX };
+
 /// Planned bytes ([`memory_plan`]) for a square image with the default options and Caffe weights on a GPU, with
 /// no margin: the network at exactly `side`² (a run paints on a canvas 2·margin wider, docs/MATHS.md).
 pub fn planned_bytes_square(side: usize) -> u64 {
     let opts = StyleOptions { margin: Some(0), ..Default::default() };
-    let plan = memory_plan(side, side, &opts, false, &AdapterFacts::example_gpu()).expect("default options are valid");
-    plan.iter().map(|i| i.bytes).sum()
+    let plan = memory_plan(side, side, &opts, false, &AdapterFacts::example_gpu(), UNLIMITED);
+    plan.expect("default options are valid").bytes()
 }
 
 /// The largest square side (default options, Caffe weights) whose planned bytes fit `budget`, and whose
@@ -572,8 +576,8 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     let losses = s.losses()?;
     let lbfgs = lbfgs_waits(&ctx, &weights, &content, &style, &opts)?;
     let facts = &s.net().facts;
-    let planned: u64 =
-        memory_plan(w, h, &opts, weights.convention != InputConvention::Caffe, facts)?.iter().map(|i| i.bytes).sum();
+    let affine = weights.convention != InputConvention::Caffe;
+    let planned = memory_plan(w, h, &opts, affine, facts, opts.memory_limits(&ctx))?.bytes();
     let (cw, ch) = s.canvas().size();
     let flops = conv_flops_per_iteration(cw, ch);
     let driver = format!("{} {}", ctx.info.driver, ctx.info.driver_info).trim().to_string();
@@ -866,10 +870,11 @@ mod tests {
         assert_eq!(c, vec![8]);
         assert_eq!(s, vec![0, 2, 4, 7, 10]);
         let no_margin = StyleOptions { margin: Some(0), ..Default::default() };
-        let plan = memory_plan(64, 64, &no_margin, false, &AdapterFacts::example_gpu()).unwrap();
+        let (gpu, unlimited) = (AdapterFacts::example_gpu(), UNLIMITED);
+        let plan = memory_plan(64, 64, &no_margin, false, &gpu, unlimited).unwrap().items;
         // The default margin (8 px at 64 px) plans the 80x80 canvas.
-        let with_margin = memory_plan(64, 64, &StyleOptions::default(), false, &AdapterFacts::example_gpu()).unwrap();
-        assert_eq!(with_margin, memory_plan(80, 80, &no_margin, false, &AdapterFacts::example_gpu()).unwrap());
+        let with_margin = memory_plan(64, 64, &StyleOptions::default(), false, &gpu, unlimited).unwrap();
+        assert_eq!(with_margin, memory_plan(80, 80, &no_margin, false, &gpu, unlimited).unwrap());
         let get = |what: &str| plan.iter().find(|i| i.what.starts_with(what)).unwrap().bytes;
         let p = 64 * 64u64;
         // The content target is a framed copy of relu4_2 (8x8: 12 floats per row, 10 rows).
@@ -898,8 +903,8 @@ mod tests {
         assert_eq!(get("network"), net.bytes());
         // torchvision weights add the network input and its gradient, but both die early enough that their
         // slots grow into ones the plan needs anyway: no extra bytes.
-        let affine = memory_plan(64, 64, &no_margin, true, &AdapterFacts::example_gpu()).unwrap();
-        assert_eq!(affine.iter().map(|i| i.bytes).sum::<u64>(), plan.iter().map(|i| i.bytes).sum::<u64>());
+        let affine = memory_plan(64, 64, &no_margin, true, &gpu, unlimited).unwrap();
+        assert_eq!(affine.bytes(), plan.iter().map(|i| i.bytes).sum::<u64>());
     }
 
     #[test]

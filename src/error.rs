@@ -33,6 +33,10 @@ pub enum Error {
     Image(String),
     #[error("{0}")]
     Io(String),
+    /// A stop request honoured inside an iteration (between the blocks of a tiled evaluation): its update was not
+    /// made. The job ends as after a stop between iterations.
+    #[error("stopped before the iteration's update")]
+    Stopped,
 }
 
 /// Collapses a message to one line (every error the user sees is one line).

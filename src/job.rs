@@ -188,6 +188,8 @@ pub enum Event<'e> {
     Ready { index: usize, initial_image: Option<PlanarImage> },
     /// The update of this iteration is about to be recorded (L-BFGS may still stop without making it).
     Update { iteration: usize },
+    /// Tiled evaluation: `done` of the iteration's `of` block passes are done (sent as each finishes).
+    Blocks { done: usize, of: usize },
     /// The losses of an iterate, read back because the observer wanted them (L-BFGS: always).
     Losses(IterationLosses<'e>),
     /// An iteration is done: `iteration` updates made in all (counting the earlier scales' iterations in full),
@@ -518,7 +520,22 @@ impl Job {
             // L-BFGS: the evaluations made when this iterate was accepted (the first step also evaluates x0).
             let evaluations = stylizer.evaluations().map(|e| e.max(1));
             // Adam's losses arrive one step late (the GPU never waits for the host to read them); L-BFGS's at once.
-            let late = at(i, stylizer.step_pipelined(read_losses))?;
+            // Tiled, the blocks are reported as they finish, and a stop request is honoured between them.
+            let mut observer_failed = None;
+            let mut watch = |done: usize, of: usize| {
+                if observer_failed.is_none() {
+                    observer_failed = observer.event(Event::Blocks { done, of }).err();
+                }
+                !stop.load(Ordering::SeqCst)
+            };
+            let stepped = stylizer.step_watched(read_losses, &mut watch);
+            if let Some(e) = observer_failed {
+                return Err(Failure::Observer(e));
+            }
+            let late = match stepped {
+                Err(Error::Stopped) => break,
+                other => at(i, other)?,
+            };
             if stylizer.iteration() == j && stylizer.stopped().is_some() {
                 break; // stopped without an update: the next scale (or the final scoring) starts here
             }

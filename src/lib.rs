@@ -10,6 +10,8 @@
 //!   variant; [`gpu`]: the wgpu context (adapter choice, limits, typed errors, pipelines from WGSL source).
 //! - [`loss_terms`]: the content, style and TV terms; [`optim`]: the optimiser on the image.
 //! - [`stylizer`]: one style problem at one size on the GPU: build a [`Stylizer`], step it, read the image.
+//! - [`tiling`], [`tiled`]: exact tiled evaluation (blocks with margins, statistics summed over blocks) for images
+//!   beyond one evaluation's memory: the geometry (pure) and the blocks on the GPU.
 //! - [`canvas`]: the image inside the optimised canvas (a margin that keeps the zero padding's edge out of the
 //!   picture).
 //! - [`job`]: the whole painting (scales, hand-over between them, caps, averaging) reported to an observer;
@@ -29,6 +31,7 @@ pub mod gpu;
 pub mod image_io;
 pub mod job;
 pub mod kernels;
+pub mod layout;
 pub mod loss_terms;
 pub mod network;
 pub mod optim;
@@ -40,6 +43,8 @@ pub mod setup_stage;
 pub mod stylizer;
 pub mod submission;
 pub mod tensor;
+pub mod tiled;
+pub mod tiling;
 pub mod verify;
 pub mod vgg;
 

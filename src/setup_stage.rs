@@ -14,6 +14,8 @@ pub enum SetupStage {
     W2Targets { layers: usize },
     /// Which arithmetic the GEMM-shaped kernels use, and why.
     Precision(String),
+    /// The canvas is evaluated in blocks: how ([`crate::layout::Layout::describe`]).
+    Tiled(String),
 }
 
 impl std::fmt::Display for SetupStage {
@@ -27,7 +29,7 @@ impl std::fmt::Display for SetupStage {
             SetupStage::W2Targets { layers } => {
                 write!(f, "Wasserstein-2 targets: square roots of {layers} style covariances")
             }
-            SetupStage::Precision(note) => write!(f, "{note}"),
+            SetupStage::Precision(note) | SetupStage::Tiled(note) => write!(f, "{note}"),
         }
     }
 }

@@ -25,22 +25,26 @@
 
 use crate::canvas::Canvas;
 use crate::error::{Error, Result};
+use crate::frame::Frame;
 use crate::gpu::{Dispatch, GpuContext, Read};
 use crate::kernels::AdapterFacts;
+use crate::layout::{self, MemoryLimits};
+use crate::loss_terms::content;
 use crate::loss_terms::gram::StyleBlend;
 pub use crate::loss_terms::StyleLoss;
-use crate::loss_terms::{LossSpec, LossTerms, Losses};
-use crate::network::{self, GpuNet, Network};
+use crate::loss_terms::{LossSpec, LossTerms, Losses, TermsOn};
+use crate::network::{GpuNet, Network};
 use crate::optim::average::ImageAverage;
 use crate::optim::lbfgs::{self, Evaluated, Lbfgs};
 use crate::optim::{Adam, Handover, ImageOptimizer, Problem};
-use crate::plan::Plan;
+use crate::plan::{Plan, Shape};
 use crate::planar::PlanarImage;
 pub use crate::setup_stage::SetupStage;
 use crate::submission::{self, Recording};
+use crate::tiled::{Segment, Tiled};
 pub use crate::vgg::{add_mean, subtract_mean, Pooling};
 use crate::{defaults, first_use, vgg};
-use neural_style_weights::{Vgg16Weights, CAFFE_MEAN_RGB, VGG16_CONV_LAYERS};
+use neural_style_weights::{Vgg16Weights, CAFFE_MEAN_RGB};
 
 /// Where the optimisation starts.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -81,6 +85,11 @@ pub struct StyleOptions {
     /// Pixels of free canvas around the image on every side, cropped away at the end (docs/MATHS.md, "Edges: the
     /// margin"); 0 optimises the image itself; None: [`defaults::margin`] for the image's size.
     pub margin: Option<usize>,
+    /// Bytes of GPU memory the problem may allocate; above it the canvas is evaluated in blocks (docs/MATHS.md,
+    /// "Tiled evaluation"). None: the adapter's default ([`MemoryLimits::new`]).
+    pub max_memory: Option<u64>,
+    /// Blocks owning at most this many px per side, whatever fits (None: blocks only when needed).
+    pub tile_size: Option<usize>,
 }
 
 /// What updates the image (docs/MATHS.md, "Optimiser").
@@ -129,6 +138,8 @@ impl Default for StyleOptions {
             style_loss: StyleLoss::Gram,
             average_decay: None,
             margin: None,
+            max_memory: None,
+            tile_size: None,
         }
     }
 }
@@ -142,6 +153,11 @@ impl StyleOptions {
     /// The canvas of a `width` x `height` image (an error when the margin is too wide for it).
     pub fn canvas(&self, width: usize, height: usize) -> Result<Canvas> {
         Canvas::new(width, height, self.margin_for(width, height))
+    }
+
+    /// What the problem may allocate on `ctx`'s adapter.
+    pub fn memory_limits(&self, ctx: &GpuContext) -> MemoryLimits {
+        MemoryLimits::new(self.max_memory, ctx.info.device_type == wgpu::DeviceType::Cpu, ctx.max_binding())
     }
 }
 
@@ -212,7 +228,7 @@ pub struct Stylizer<'a> {
     /// The image inside the optimised canvas.
     canvas: Canvas,
     net: GpuNet,
-    network: Network,
+    evaluated: CanvasNetwork,
     losses: LossTerms,
     optimizer: Box<dyn ImageOptimizer>,
     /// The average of the iterates, which the run writes (when asked for).
@@ -282,8 +298,6 @@ impl<'a> Stylizer<'a> {
         check_options(opts)?;
         vgg::check_size(content.width, content.height)?;
         let canvas = opts.canvas(content.width, content.height)?;
-        // Refused here, naming the image and its margin, rather than by the network, which sees only the canvas.
-        check_fits(ctx, content.width, content.height, |w, h| opts.margin_for(w, h))?;
         let (w, h) = canvas.size();
         for s in styles {
             vgg::check_size(s.width, s.height)?;
@@ -294,31 +308,70 @@ impl<'a> Stylizer<'a> {
         } else {
             blend_weights(&opts.style_blend_weights, styles.len())?
         };
-        let (facts, precision_note) = choose_precision(ctx, opts.precision)?;
+        let limits = opts.memory_limits(ctx);
+        let input_affine = weights.convention.input_affine() != ([1.0; 3], [0.0; 3]);
+        let (mut facts, mut precision_note) = choose_precision(ctx, opts.precision)?;
+        let mut layout = layout::choose((w, h), opts, &spec, input_affine, &facts, limits)?;
+        if layout.grid.is_some() && facts.coop.is_some() {
+            // Tensor cores measure their operands' ranges per evaluation; a tiled one would need them per block.
+            facts.coop = None;
+            precision_note.push_str("; tiled evaluation runs f32 instead");
+            layout = layout::choose((w, h), opts, &spec, input_affine, &facts, limits)?;
+        }
         on_stage(SetupStage::Precision(precision_note));
+        if let Some(line) = layout.describe() {
+            on_stage(SetupStage::Tiled(line));
+        }
         on_stage(SetupStage::Weights);
         let net = GpuNet::with_facts(ctx, weights, opts.pooling, facts)?;
         // The style targets before the network: each style image's forward pass has its own buffers, freed once
-        // its statistics are read back, so they are never live beside the whole network's (a peak the memory
-        // plan does not count).
+        // its statistics are read back, so they are never live beside the whole network's.
         let weighted: Vec<(PlanarImage, f64)> = styles.iter().cloned().zip(blend).collect();
-        let style_targets = StyleBlend::new(ctx, &net, &spec, &weighted, on_stage)?;
-        let mut network = Network::new(ctx, &net, net.plan_spec(w, h, &spec.taps(), true))?;
+        let style_targets = StyleBlend::new(ctx, &net, &spec, &weighted, limits, on_stage)?;
         let content_x = canvas.pad(&subtract_mean(content), 3);
-        let losses = LossTerms::new(ctx, &net, &network, &spec, &content_x, style_targets, on_stage)?;
-        network.build_backward(ctx, &net, |site| losses.gradient_dispatches(ctx, site))?;
+        let taps = spec.taps();
+        let (evaluated, losses) = match layout.grid {
+            None => {
+                let mut network = Network::new(ctx, &net, net.plan_spec(w, h, &taps, true))?;
+                let targets = content::targets(ctx, &network, &content_x, &spec.content_layers, on_stage)?;
+                let on = TermsOn::whole(&network);
+                let losses = LossTerms::new(ctx, &net, &network, &spec, &on, targets, style_targets, on_stage)?;
+                network.build_backward(ctx, &net, |site| losses.gradient_dispatches(ctx, site))?;
+                (CanvasNetwork::Whole(network), losses)
+            }
+            Some(grid) => {
+                let (bw, bh) = grid.block;
+                let mut tiled = Tiled::new(ctx, &net, net.plan_spec(bw, bh, &taps, true), grid)?;
+                let targets = tiled.content_targets(ctx, &content_x, &spec.content_layers, on_stage)?;
+                let couts: Vec<usize> = net.convs.iter().map(|c| c.cout).collect();
+                let layers: Vec<Shape> = vgg::layer_shapes(&couts, h, w)
+                    .iter()
+                    .map(|&(channels, height, width)| Shape { channels, height, width })
+                    .collect();
+                let on = TermsOn {
+                    layers: &layers,
+                    size: (w, h),
+                    x: &tiled.x,
+                    grad: Some(&tiled.grad),
+                    grid: Some(&tiled.grid),
+                };
+                let losses = LossTerms::new(ctx, &net, &tiled.network, &spec, &on, targets, style_targets, on_stage)?;
+                tiled.network.build_backward(ctx, &net, |site| losses.gradient_dispatches(ctx, site))?;
+                (CanvasNetwork::Tiled(Box::new(tiled)), losses)
+            }
+        };
 
-        let grad_x = network.grad_image().expect("planned with the backward pass");
+        let (x, grad_x) = (evaluated.x(), evaluated.grad());
         // Adam runs over the whole framed buffer: the frame's gradient is zero, so its x stays zero.
-        let count = network.image_frame().buffer_floats(3);
+        let count = evaluated.frame().buffer_floats(3);
         let (optimizer, optimizer_bytes): (Box<dyn ImageOptimizer>, u64) = match opts.optimizer {
             Optimizer::Adam => (
-                Box::new(Adam::new(ctx, count, f64::from(opts.learning_rate), network.image(), grad_x)?),
+                Box::new(Adam::new(ctx, count, f64::from(opts.learning_rate), x, grad_x)?),
                 4 * Adam::buffer_floats(count) as u64,
             ),
             Optimizer::Lbfgs { history, max_evals } => {
                 let bytes = lbfgs::bytes(count, history);
-                let l = Lbfgs::new(ctx, count, history, max_evals, network.image(), grad_x).map_err(|e| match e {
+                let l = Lbfgs::new(ctx, count, history, max_evals, x, grad_x).map_err(|e| match e {
                     Error::Gpu(why) | Error::OutOfMemory(why) => Error::OutOfMemory(format!(
                         ": L-BFGS's history of {history} pairs needs {:.2} GB at {w}x{h} and could not be allocated \
                          ({}); use a smaller --lbfgs-history (or --image-size, or --optimizer adam)",
@@ -345,15 +398,15 @@ impl<'a> Stylizer<'a> {
             }
             Init::Random => random_init(3 * w * h, opts.seed),
         };
-        network.upload_image(ctx, &x0);
-        let mut average = opts.average_decay.map(|d| ImageAverage::new(ctx, count, d, network.image())).transpose()?;
+        ctx.queue.write_buffer(evaluated.x(), 0, bytemuck::cast_slice(&evaluated.frame().frame(&x0, 3)));
+        let mut average = opts.average_decay.map(|d| ImageAverage::new(ctx, count, d, evaluated.x())).transpose()?;
         if let Some(a) = &mut average {
             a.prepare_next(ctx);
             ctx.run(&[&a.dispatch])?; // the first image
         }
         ctx.check()?;
         let average_bytes = average.as_ref().map_or(0, |_| 4 * ImageAverage::buffer_floats(count) as u64);
-        let bytes = net.bytes + network.bytes() + losses.bytes() + optimizer_bytes + average_bytes;
+        let bytes = net.bytes + evaluated.bytes() + losses.bytes() + optimizer_bytes + average_bytes;
         let conv_gflop = vgg::conv_flops_per_iteration(w, h) / 1e9;
         let slots = losses.slot_count();
         let late_staging = [ctx.staging_buffer("late losses", slots), ctx.staging_buffer("late losses", slots)];
@@ -361,7 +414,7 @@ impl<'a> Stylizer<'a> {
             ctx,
             canvas,
             net,
-            network,
+            evaluated,
             losses,
             optimizer,
             average,
@@ -379,9 +432,11 @@ impl<'a> Stylizer<'a> {
 
     /// All dispatches of one iteration of an optimiser with a fused update (Adam) in order, the image average's
     /// update last when averaging; the loss scalars only when `read_losses` (the gradient needs none of them).
-    /// With L-BFGS, one evaluation of the loss and its gradient (no update).
+    /// With L-BFGS, one evaluation of the loss and its gradient (no update). Tiled, every block's in order,
+    /// without the uploads of the content targets between them: for counting and timing, not for a run.
     pub fn iteration_dispatches(&self, read_losses: bool) -> Vec<&Dispatch> {
-        let mut list = loss_and_gradient(&self.network, &self.losses, read_losses);
+        let segments = self.evaluated.segments(&self.losses, read_losses, true);
+        let mut list: Vec<&Dispatch> = segments.into_iter().flat_map(|s| s.dispatches).collect();
         if let Some(update) = self.optimizer.fused_update() {
             list.push(update);
             list.extend(self.average.as_ref().map(|a| &a.dispatch));
@@ -411,7 +466,7 @@ impl<'a> Stylizer<'a> {
     /// come for free and are always returned, until L-BFGS has stopped ([`Stylizer::stopped`]): then None and
     /// nothing is done.
     pub fn step(&mut self, read_losses: bool) -> Result<Option<Losses>> {
-        self.step_reading(read_losses, false)
+        self.step_reading(read_losses, false, &mut |_, _| true)
     }
 
     /// One iteration, as [`Stylizer::step`], without making the GPU wait for the host: with `read_losses`, Adam's
@@ -420,9 +475,21 @@ impl<'a> Stylizer<'a> {
     /// the losses read at this call: an earlier iteration's with Adam, this one's with L-BFGS (its line search
     /// reads them at once).
     pub fn step_pipelined(&mut self, read_losses: bool) -> Result<Option<LateLosses>> {
+        self.step_watched(read_losses, &mut |_, _| true)
+    }
+
+    /// As [`Stylizer::step_pipelined`], telling `watch` (done, of) as the blocks of a tiled evaluation are done;
+    /// when it answers false, Adam's iteration stops there with [`Error::Stopped`], its update not made (x and
+    /// the optimiser's state as before the call). L-BFGS's evaluations are only reported (a line search stopped
+    /// halfway would leave x at a trial point).
+    pub fn step_watched(
+        &mut self,
+        read_losses: bool,
+        watch: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<Option<LateLosses>> {
         let (iteration, start) = (self.iteration(), std::time::Instant::now());
         if self.optimizer.fused_update().is_none() {
-            let losses = self.step(read_losses)?;
+            let losses = self.step_reading(read_losses, false, watch)?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
             return Ok(losses.map(|losses| LateLosses { iteration, losses, ms }));
         }
@@ -430,7 +497,7 @@ impl<'a> Stylizer<'a> {
         // The earlier read's map is asked for now: the step's own wait for the previous submission completes it.
         let n = self.losses.slot_count();
         let requested = self.pending.as_ref().map(|p| self.ctx.request_map(&self.late_staging[p.slot], n));
-        self.step_reading(read_losses, true)?;
+        self.step_reading(read_losses, true, watch)?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let delivered = match (self.pending.take(), requested) {
             (Some(p), Some(request)) => Some(self.take_losses(p, request)?),
@@ -457,17 +524,23 @@ impl<'a> Stylizer<'a> {
         Ok(LateLosses { iteration: p.iteration, losses, ms: p.ms })
     }
 
-    fn step_reading(&mut self, read_losses: bool, late: bool) -> Result<Option<Losses>> {
+    fn step_reading(
+        &mut self,
+        read_losses: bool,
+        late: bool,
+        watch: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<Option<Losses>> {
         let evaluations = self.optimizer.evaluations();
         let recording = self.recording();
         let mut problem = Evaluation {
             ctx: self.ctx,
-            network: &self.network,
+            evaluated: &self.evaluated,
             losses: &self.losses,
             average: self.average.as_mut(),
             in_flight: &mut self.in_flight,
             recording,
             late_copy: late.then(|| &self.late_staging[self.late_next]),
+            watch,
         };
         let losses = self.optimizer.iterate(&mut problem, read_losses)?;
         // The time per evaluation, from step to step (not the step's own time: a step that found nothing in
@@ -522,7 +595,9 @@ impl<'a> Stylizer<'a> {
         if let Some(now) = self.optimizer.current_losses() {
             return finite(now); // the optimiser evaluated the current x last
         }
-        let encs = self.recording().encode(self.ctx, loss_only(&self.network, &self.losses));
+        let segments = self.evaluated.segments(&self.losses, true, false);
+        let list = submit_leading(self.ctx, self.recording(), segments, &mut |_, _| true)?;
+        let encs = self.recording().encode(self.ctx, list);
         let read = finish(self.ctx, &self.losses, &mut self.in_flight, encs, true)?;
         Ok(read.expect("losses requested"))
     }
@@ -540,7 +615,7 @@ impl<'a> Stylizer<'a> {
     /// The optimiser's state for the next coarse-to-fine scale (dense CHW planes of the image, like
     /// [`Stylizer::x`]: the margin's part is not handed over).
     pub fn handover(&self) -> Result<Handover> {
-        let canvas = self.optimizer.handover(self.ctx, self.network.image_frame())?;
+        let canvas = self.optimizer.handover(self.ctx, self.evaluated.frame())?;
         Ok(canvas.map_planes(|p| self.canvas.crop(&p.values, 3)))
     }
 
@@ -548,7 +623,7 @@ impl<'a> Stylizer<'a> {
     /// ([`Handover::resized`]); the margin's state is the image's reflected, as its pixels are.
     pub fn resume(&mut self, handover: &Handover) -> Result<()> {
         let on_canvas = handover.map_planes(|p| self.canvas.pad(&p.values, 3));
-        self.optimizer.resume(self.ctx, self.network.image_frame(), &on_canvas)
+        self.optimizer.resume(self.ctx, self.evaluated.frame(), &on_canvas)
     }
 
     /// The accepted step lengths t so far, one per iteration (L-BFGS; None with Adam).
@@ -573,17 +648,17 @@ impl<'a> Stylizer<'a> {
 
     /// The image's part of the mean-subtracted variable x, the optimiser's current iterate (dense CHW).
     pub fn x(&self) -> Result<Vec<f32>> {
-        self.read_image(self.network.image())
+        self.read_image(self.evaluated.x())
     }
 
     /// The image's part of a canvas-framed buffer (x or the average), read back in one copy.
     fn read_image(&self, framed: &wgpu::Buffer) -> Result<Vec<f32>> {
-        Ok(self.network.image_frame().unframe_inset(&self.ctx.read_all(framed)?, 3, self.canvas.margin))
+        Ok(self.evaluated.frame().unframe_inset(&self.ctx.read_all(framed)?, 3, self.canvas.margin))
     }
 
     /// The whole canvas's x, margin included (dense CHW, [`Stylizer::canvas`]'s size).
     pub fn canvas_x(&self) -> Result<Vec<f32>> {
-        Ok(self.network.image_frame().unframe(&self.ctx.read_all(self.network.image())?, 3))
+        Ok(self.evaluated.frame().unframe(&self.ctx.read_all(self.evaluated.x())?, 3))
     }
 
     /// What [`Stylizer::image`] holds, mean-subtracted (dense CHW): the average when averaging, else x.
@@ -598,13 +673,15 @@ impl<'a> Stylizer<'a> {
     /// average for one forward pass and put back; the optimiser's state is untouched), else [`Stylizer::losses`].
     pub fn output_losses(&mut self) -> Result<Losses> {
         let Some(a) = &self.average else { return self.losses() };
-        let (x, bytes) = (self.network.image(), x_bytes(&self.network));
+        let (x, bytes) = (self.evaluated.x(), 4 * self.evaluated.frame().buffer_floats(3) as u64);
         let saved = self.ctx.storage_buffer("x while the average is scored", (bytes / 4) as usize)?;
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(x, 0, &saved, 0, bytes);
         enc.copy_buffer_to_buffer(a.average(), 0, x, 0, bytes);
         self.ctx.queue.submit([enc.finish()]);
-        let mut encs = self.recording().encode(self.ctx, loss_only(&self.network, &self.losses));
+        let segments = self.evaluated.segments(&self.losses, true, false);
+        let list = submit_leading(self.ctx, self.recording(), segments, &mut |_, _| true)?;
+        let mut encs = self.recording().encode(self.ctx, list);
         encs.last_mut().expect("one encoder at least").copy_buffer_to_buffer(&saved, 0, x, 0, bytes);
         let read = finish(self.ctx, &self.losses, &mut self.in_flight, encs, true)?;
         Ok(read.expect("losses requested"))
@@ -613,12 +690,13 @@ impl<'a> Stylizer<'a> {
     /// The gradient of the total loss w.r.t. the canvas's x, margin included, at the current image (runs forward
     /// + backward, no update).
     pub fn gradient(&mut self) -> Result<Vec<f32>> {
-        let n = &self.network;
-        let idx = self.ctx.submit(self.recording().encode(self.ctx, loss_and_gradient(n, &self.losses, false)));
+        let segments = self.evaluated.segments(&self.losses, false, true);
+        let list = submit_leading(self.ctx, self.recording(), segments, &mut |_, _| true)?;
+        let idx = self.ctx.submit(self.recording().encode(self.ctx, list));
         self.ctx.wait(Some(idx))?;
         self.in_flight = None;
-        let framed = self.ctx.read_all(n.grad_image().expect("planned with the backward pass"))?;
-        Ok(n.image_frame().unframe(&framed, 3))
+        let framed = self.ctx.read_all(self.evaluated.grad())?;
+        Ok(self.evaluated.frame().unframe(&framed, 3))
     }
 
     /// (width, height) of the image (the canvas without its margin).
@@ -637,9 +715,17 @@ impl<'a> Stylizer<'a> {
         self.bytes
     }
 
-    /// The network's plan at the canvas's size.
+    /// The network's plan: at the canvas's size, or one block's when tiled.
     pub fn plan(&self) -> &Plan {
-        &self.network.plan
+        &self.evaluated.network().plan
+    }
+
+    /// The blocks of a tiled evaluation (None: the canvas at once).
+    pub fn grid(&self) -> Option<&crate::tiling::BlockGrid> {
+        match &self.evaluated {
+            CanvasNetwork::Whole(_) => None,
+            CanvasNetwork::Tiled(t) => Some(&t.grid),
+        }
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -652,6 +738,70 @@ impl<'a> Stylizer<'a> {
     }
 }
 
+/// The canvas evaluated at once by one network, or block by block ([`crate::tiled`]).
+enum CanvasNetwork {
+    Whole(Network),
+    Tiled(Box<Tiled>),
+}
+
+impl CanvasNetwork {
+    /// The network that runs: the canvas's, or one block's.
+    fn network(&self) -> &Network {
+        match self {
+            CanvasNetwork::Whole(n) => n,
+            CanvasNetwork::Tiled(t) => &t.network,
+        }
+    }
+
+    /// The canvas's x (what the optimiser updates).
+    fn x(&self) -> &wgpu::Buffer {
+        match self {
+            CanvasNetwork::Whole(n) => n.image(),
+            CanvasNetwork::Tiled(t) => &t.x,
+        }
+    }
+
+    /// The canvas's dL/dx.
+    fn grad(&self) -> &wgpu::Buffer {
+        match self {
+            CanvasNetwork::Whole(n) => n.grad_image().expect("planned with the backward pass"),
+            CanvasNetwork::Tiled(t) => &t.grad,
+        }
+    }
+
+    /// How x and dL/dx lie in their buffers.
+    fn frame(&self) -> Frame {
+        match self {
+            CanvasNetwork::Whole(n) => n.image_frame(),
+            CanvasNetwork::Tiled(t) => t.frame,
+        }
+    }
+
+    /// Bytes of the network's buffers (and, tiled, of the canvas's x and dL/dx).
+    fn bytes(&self) -> u64 {
+        match self {
+            CanvasNetwork::Whole(n) => n.bytes(),
+            CanvasNetwork::Tiled(t) => t.network.bytes() + Tiled::canvas_bytes(t.frame),
+        }
+    }
+
+    /// One evaluation of L (its scalars only with `read_losses`) and, with `backward`, of ∇L at x, as the parts
+    /// submitted on their own: one at once, one per block pass when tiled.
+    fn segments<'a>(&'a self, losses: &'a LossTerms, read_losses: bool, backward: bool) -> Vec<Segment<'a>> {
+        match self {
+            CanvasNetwork::Whole(network) => {
+                let dispatches = if backward {
+                    loss_and_gradient(network, losses, read_losses)
+                } else {
+                    loss_only(network, losses).collect()
+                };
+                vec![Segment { uploads: Vec::new(), dispatches }]
+            }
+            CanvasNetwork::Tiled(t) => t.segments(losses, read_losses, backward),
+        }
+    }
+}
+
 /// The loss scalars at the image buffer's x: forward, the style Grams, the scalars. tv_grad writes the TV
 /// partials (and adds to dL/dx, which the next evaluation overwrites).
 fn loss_only<'n>(network: &'n Network, l: &'n LossTerms) -> impl Iterator<Item = &'n Dispatch> {
@@ -659,16 +809,43 @@ fn loss_only<'n>(network: &'n Network, l: &'n LossTerms) -> impl Iterator<Item =
     forward.chain(l.image_gradients()).chain(l.image_scalars())
 }
 
-/// Bytes of the (framed) image buffer.
-fn x_bytes(network: &Network) -> u64 {
-    4 * network.image_frame().buffer_floats(3) as u64
+/// Submits every segment but the last, each its uploads and then its dispatches as `recording` says, keeping at
+/// most two in flight and telling `watch` after each (a false answer stops here with [`Error::Stopped`]); writes
+/// the last's uploads and returns its dispatches, which the caller submits with its own work and reads. One
+/// segment (the canvas at once) submits nothing here.
+fn submit_leading<'d>(
+    ctx: &GpuContext,
+    recording: Recording,
+    mut segments: Vec<Segment<'d>>,
+    watch: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Vec<&'d Dispatch>> {
+    let total = segments.len();
+    let last = segments.pop().expect("an evaluation has one segment at least");
+    let upload = |uploads: &[(&wgpu::Buffer, &[f32])]| {
+        for (buffer, data) in uploads {
+            ctx.queue.write_buffer(buffer, 0, bytemuck::cast_slice(data));
+        }
+    };
+    let mut previous = None;
+    for (i, segment) in segments.into_iter().enumerate() {
+        upload(&segment.uploads);
+        let submitted = ctx.submit(recording.encode(ctx, segment.dispatches));
+        if let Some(p) = previous.replace(submitted) {
+            ctx.wait(Some(p))?;
+        }
+        if !watch(i, total) {
+            return Err(Error::Stopped);
+        }
+    }
+    upload(&last.uploads);
+    Ok(last.dispatches)
 }
 
 /// The problem as an optimiser sees it: evaluations of the loss and ∇L at the image buffer's x, recorded with the
 /// optimiser's dispatches, and the image average that takes in each accepted iterate.
 struct Evaluation<'s> {
     ctx: &'s GpuContext,
-    network: &'s Network,
+    evaluated: &'s CanvasNetwork,
     losses: &'s LossTerms,
     average: Option<&'s mut ImageAverage>,
     in_flight: &'s mut Option<wgpu::SubmissionIndex>,
@@ -676,14 +853,25 @@ struct Evaluation<'s> {
     recording: Recording,
     /// Where a pipelined step copies its loss slots instead of waiting for them.
     late_copy: Option<&'s wgpu::Buffer>,
+    /// Told (done, of) between the blocks of a tiled evaluation; false stops an Adam iteration.
+    watch: &'s mut dyn FnMut(usize, usize) -> bool,
 }
 
 /// L-BFGS's evaluations: the caller's `before` dispatches, the forward pass with every loss scalar, the backward
-/// pass, the caller's `after`, in one submission, waited for once with the caller's `reads`.
+/// pass, the caller's `after`, in one submission (tiled: `before` with the first block, `after` with the last),
+/// waited for once with the caller's `reads`.
 impl lbfgs::Evaluator for Evaluation<'_> {
     fn evaluate(&mut self, before: &[&Dispatch], after: &[&Dispatch], reads: &[Read<'_>]) -> Result<Evaluated> {
-        let evaluation = loss_and_gradient(self.network, self.losses, true);
-        let list = before.iter().copied().chain(evaluation).chain(after.iter().copied());
+        let mut segments = self.evaluated.segments(self.losses, true, true);
+        segments[0].dispatches.splice(0..0, before.iter().copied());
+        // A line search stopped halfway would leave x at a trial point: blocks are only reported.
+        let watch = &mut *self.watch;
+        let mut report = |done, of| {
+            watch(done, of);
+            true
+        };
+        let mut list = submit_leading(self.ctx, self.recording, segments, &mut report)?;
+        list.extend(after.iter().copied());
         let encs = self.recording.encode(self.ctx, list);
         let n = self.losses.slot_count();
         let mut all = vec![Read::new(self.losses.slots_buffer(), 0, n)];
@@ -700,12 +888,13 @@ impl<'s> Problem<'s> for Evaluation<'s> {
         self.ctx
     }
 
-    /// The evaluation, the update, then the average's update, in one submission.
+    /// The evaluation, the update, then the average's update, in one submission (tiled: with the last block).
     fn evaluate_and_update(&mut self, update: &Dispatch, read_losses: bool) -> Result<Option<Losses>> {
         if let Some(a) = self.average.as_deref_mut() {
             a.prepare_next(self.ctx);
         }
-        let mut list = loss_and_gradient(self.network, self.losses, read_losses);
+        let segments = self.evaluated.segments(self.losses, read_losses, true);
+        let mut list = submit_leading(self.ctx, self.recording, segments, self.watch)?;
         list.push(update);
         list.extend(self.average.as_deref().map(|a| &a.dispatch));
         let mut encs = self.recording.encode(self.ctx, list);
@@ -867,23 +1056,24 @@ pub fn choose_precision(ctx: &GpuContext, precision: Precision) -> Result<(Adapt
     Ok((facts, note))
 }
 
-/// Refuses, before anything is allocated, an image whose largest tensor exceeds what the adapter can bind when it
-/// is painted on a canvas `margin(width, height)` px wider on every side (`|_, _| 0` for a style image), naming
-/// the largest `--image-size` that fits with that margin.
-pub fn check_fits(ctx: &GpuContext, width: usize, height: usize, margin: impl Fn(usize, usize) -> usize) -> Result<()> {
-    vgg::check_size(width, height)?;
-    let m = margin(width, height);
-    let convs: Vec<(usize, usize)> = VGG16_CONV_LAYERS.iter().map(|&(_, i, o)| (i, o)).collect();
-    let spec = crate::plan::PlanSpec {
-        width: width + 2 * m,
-        height: height + 2 * m,
-        convs,
-        pooling: Pooling::Max,
-        input_affine: false,
-        taps: vec![0],
-        backward: true,
-    };
-    crate::network::check_binding_limit(ctx, &Plan::new(spec), (width, height), margin)
+/// Refuses, before anything is allocated, a content image whose canvas fits the memory budget neither at once nor
+/// in blocks, or a style image whose forward pass does not ([`layout::choose`]): one line with the numbers.
+pub fn check_fits(
+    ctx: &GpuContext,
+    opts: &StyleOptions,
+    content: (usize, usize),
+    styles: &[(usize, usize)],
+) -> Result<()> {
+    vgg::check_size(content.0, content.1)?;
+    let canvas = opts.canvas(content.0, content.1)?.size();
+    let (spec, facts, limits) = (loss_spec(opts)?, AdapterFacts::of(ctx), opts.memory_limits(ctx));
+    let layout = layout::choose(canvas, opts, &spec, false, &facts, limits)?;
+    let weights = layout.items.first().map_or(0, |i| i.bytes);
+    for &(w, h) in styles {
+        vgg::check_size(w, h)?;
+        layout::statistics_grid((w, h), &spec.style_layers, (opts.pooling, false), weights, limits)?;
+    }
+    Ok(())
 }
 
 /// The loss terms' layers and weights from the options (unknown layer names are an error).
@@ -906,60 +1096,20 @@ pub struct MemoryItem {
 }
 
 /// The GPU buffers a [`Stylizer`] allocates for a `width` x `height` content image with these options on an
-/// adapter with these facts, from the shapes alone: the same accounting as [`Stylizer::gpu_bytes`] (one source
-/// of truth: both come from the network's [`Plan`] and the loss terms' [`LossSpec::buffers`]). Everything is
-/// the size of the image's canvas ([`StyleOptions::margin`]). `input_affine`: torchvision-convention weights.
+/// adapter with these facts and limits, from the shapes alone: the same accounting as [`Stylizer::gpu_bytes`]
+/// (one source of truth: both come from the network's [`Plan`] and the loss terms' [`LossSpec::buffers`]), at
+/// once or block by block as [`layout::choose`] decides. Everything is the size of the image's canvas
+/// ([`StyleOptions::margin`]). `input_affine`: torchvision-convention weights.
 pub fn memory_plan(
     width: usize,
     height: usize,
     opts: &StyleOptions,
     input_affine: bool,
     facts: &AdapterFacts,
-) -> Result<Vec<MemoryItem>> {
-    let (width, height) = opts.canvas(width, height)?.size();
-    let spec = loss_spec(opts)?;
-    let convs: Vec<(usize, usize)> = VGG16_CONV_LAYERS.iter().map(|&(_, i, o)| (i, o)).collect();
-    let mut taps = spec.taps();
-    taps.sort_unstable();
-    taps.dedup();
-    let plan = Plan::new(crate::plan::PlanSpec {
-        width,
-        height,
-        convs: convs.clone(),
-        pooling: opts.pooling,
-        input_affine,
-        taps,
-        backward: true,
-    });
-    let mut items = vec![
-        MemoryItem {
-            what: "weights (forward + backward layouts, biases)".into(),
-            bytes: network::weight_bytes(&convs, facts),
-        },
-        MemoryItem {
-            what: format!("network activations and gradients ({} buffers by liveness)", plan.slots.len()),
-            bytes: plan.bytes() + if facts.coop.is_some() { network::COOP_RANGES_BYTES } else { 0 },
-        },
-    ];
-    for (what, floats) in spec.buffers(&plan.layers, width, height, facts) {
-        match items.iter_mut().find(|i| i.what == what) {
-            Some(i) => i.bytes += 4 * floats as u64,
-            None => items.push(MemoryItem { what: what.into(), bytes: 4 * floats as u64 }),
-        }
-    }
-    let image = crate::frame::Frame::new(height, width).buffer_floats(3);
-    if opts.average_decay.is_some() {
-        let floats = ImageAverage::buffer_floats(image);
-        items.push(MemoryItem { what: "image average (b + a)".into(), bytes: 4 * floats as u64 });
-    }
-    items.push(match opts.optimizer {
-        Optimizer::Adam => MemoryItem { what: "Adam m + v".into(), bytes: 4 * Adam::buffer_floats(image) as u64 },
-        Optimizer::Lbfgs { history, .. } => MemoryItem {
-            what: format!("L-BFGS: {history} pairs + {} vectors", lbfgs::buffer_vectors(history) - 2 * history),
-            bytes: lbfgs::bytes(image, history),
-        },
-    });
-    Ok(items)
+    limits: MemoryLimits,
+) -> Result<layout::Layout> {
+    let canvas = opts.canvas(width, height)?.size();
+    layout::choose(canvas, opts, &loss_spec(opts)?, input_affine, facts, limits)
 }
 
 /// Seeded noise init: 0.001 · N(0, 1) per element (ChaCha8).

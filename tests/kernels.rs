@@ -163,6 +163,14 @@ fn channel_affine_matches_reference() {
     all_cases("channel_affine");
 }
 
+/// Tiled evaluation's cut and paste (a rectangle between tensors of different frames) and its owned-region mask:
+/// exact, the untouched pixels kept, the frame zero.
+#[test]
+fn region_kernels_match_reference() {
+    all_cases("region_copy");
+    all_cases("region_keep");
+}
+
 /// zero_u32 + max_abs: the tensor cores' operand ranges, exact bits, neighbours untouched.
 #[test]
 fn max_abs_writes_exactly_the_largest_magnitude() {

@@ -213,8 +213,9 @@ fn w2_style_loss_and_gradient_match_reference() {
     p.opts.style_layers = vec!["relu1_1".into(), "relu2_1".into(), "relu3_1".into()];
     let opts = StyleOptions { style_loss: neural_style::StyleLoss::W2, style_weight: 200.0, ..p.opts.clone() };
     let mut s = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &opts).unwrap();
-    let planned = neural_style::stylizer::memory_plan(w, h, &opts, false, &s.net().facts).unwrap();
-    assert_eq!(s.gpu_bytes(), planned.iter().map(|i| i.bytes).sum::<u64>(), "W2 buffers vs the memory plan");
+    let limits = opts.memory_limits(ctx());
+    let planned = neural_style::stylizer::memory_plan(w, h, &opts, false, &s.net().facts, limits).unwrap();
+    assert_eq!(s.gpu_bytes(), planned.bytes(), "W2 buffers vs the memory plan");
     let net = ref_net(&p.weights, false);
     let (content, _) = p.reference_targets(&net);
     let style = p.reference_w2_targets(&net);
@@ -443,5 +444,109 @@ fn pipelined_losses_are_the_losses_of_their_iteration() {
             assert_eq!(l.losses, at_once[l.iteration], "iteration {}", l.iteration);
         }
         assert!(late.flush_losses().unwrap().is_none());
+    }
+}
+
+/// Stated tolerances of tiled evaluation against the canvas at once (docs/MATHS.md, "Tiled evaluation"): the same
+/// f32 kernels on the same inputs, only the Gram and loss sums added in another order. W2's covariance and
+/// Newton–Schulz iterations amplify that rounding (measured 5e-5 on its loss), hence its own pair.
+/// `steps`: x after two Adam steps, relative L2 (Adam's step is ±lr wherever |g| is far below sqrt(v)'s floor,
+/// so an element whose tiny gradient differs in its last bits may move by the whole step either way).
+const TILED: Tolerance = Tolerance { loss: 1e-5, gradient: 1e-4, steps: 1e-3 };
+const TILED_W2: Tolerance = Tolerance { loss: 2e-4, gradient: 1e-3, steps: 1e-2 };
+
+#[derive(Clone, Copy)]
+struct Tolerance {
+    loss: f64,
+    gradient: f64,
+    steps: f64,
+}
+
+/// Evaluates `p` at once and in blocks owning `tile` px: the losses, dL/dx, two Adam steps' losses and the images
+/// after them agree within `tol`; the blocks split both directions (or, `across_only`, the width); each stylizer
+/// allocated what its memory plan says. Returns the worst (loss, gradient) errors.
+fn assert_tiled_matches_untiled(
+    p: &Problem,
+    opts: &StyleOptions,
+    (tile, across_only): (usize, bool),
+    tol: Tolerance,
+) -> (f64, f64) {
+    let (w, h) = (p.content.width, p.content.height);
+    let tiled_opts = StyleOptions { tile_size: Some(tile), ..opts.clone() };
+    let mut whole = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, opts).unwrap();
+    let mut tiled = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &tiled_opts).unwrap();
+    assert!(whole.grid().is_none(), "{w}x{h} fits at once");
+    let grid = tiled.grid().expect("--tile-size asks for blocks").clone();
+    let columns: std::collections::BTreeSet<usize> = grid.blocks.iter().map(|b| b.outer.x).collect();
+    let rows: std::collections::BTreeSet<usize> = grid.blocks.iter().map(|b| b.outer.y).collect();
+    assert!(columns.len() > 1 && (across_only || rows.len() > 1), "blocks in both directions: {grid:?}");
+    for (s, o) in [(&whole, opts), (&tiled, &tiled_opts)] {
+        let planned = neural_style::stylizer::memory_plan(w, h, o, false, &s.net().facts, o.memory_limits(ctx()));
+        assert_eq!(s.gpu_bytes(), planned.unwrap().bytes(), "allocated vs planned (tile {:?})", o.tile_size);
+    }
+    let close = |what: &str, a: f64, b: f64| {
+        assert!(b > 0.0, "{what}: zero at once, the test would prove nothing");
+        let err = (a - b).abs() / b;
+        assert!(err <= tol.loss, "{what}: tiled {a} vs at once {b} (error {err:.2e})");
+        err
+    };
+    let mut worst_loss = 0.0f64;
+    let (lt, lw) = (tiled.losses().unwrap(), whole.losses().unwrap());
+    for (what, a, b) in [("content", lt.content, lw.content), ("style", lt.style, lw.style), ("tv", lt.tv, lw.tv)] {
+        worst_loss = worst_loss.max(close(what, a, b));
+    }
+    let (gt, gw) = (tiled.gradient().unwrap(), whole.gradient().unwrap());
+    let worst_grad = verify::compare("tiled dL/dx", &gt, &to_f64(&gw), tol.gradient).unwrap_or_else(|e| panic!("{e}"));
+    for step in 0..2 {
+        let (a, b) = (tiled.step(true).unwrap().unwrap(), whole.step(true).unwrap().unwrap());
+        worst_loss = worst_loss.max(close(&format!("total at step {step}"), a.total, b.total));
+    }
+    verify::compare_norm("x after two steps", &tiled.x().unwrap(), &to_f64(&whole.x().unwrap()), tol.steps)
+        .unwrap_or_else(|e| panic!("{e}"));
+    (worst_loss, worst_grad)
+}
+
+/// Exact tiled evaluation (Gram, two styles, max pooling; avg pooling; W2): an odd-sized image in blocks smaller
+/// than it in both directions, with blocks at its edges and corners. Shallow layers keep the image small: the
+/// deepest is relu3_1, whose margin is 24 px.
+#[test]
+fn tiled_evaluation_matches_the_canvas_at_once() {
+    let mut p = Problem::new(91, 77, 70);
+    p.opts.style_layers = vec!["relu1_1".into(), "relu2_1".into(), "relu3_1".into()];
+    p.opts.content_layers = vec!["relu2_2".into()];
+    let (l, g) = assert_tiled_matches_untiled(&p, &p.opts, (16, false), TILED);
+    eprintln!("tiled (Gram, max pooling): losses {l:.2e}, dL/dx {g:.2e}");
+    let avg = StyleOptions { pooling: Pooling::Avg, ..p.opts.clone() };
+    let (l, g) = assert_tiled_matches_untiled(&p, &avg, (20, false), TILED);
+    eprintln!("tiled (Gram, avg pooling): losses {l:.2e}, dL/dx {g:.2e}");
+    let w2 = StyleOptions { style_loss: neural_style::StyleLoss::W2, style_weight: 200.0, ..p.opts.clone() };
+    let (l, g) = assert_tiled_matches_untiled(&p, &w2, (24, false), TILED_W2);
+    eprintln!("tiled (W2): losses {l:.2e}, dL/dx {g:.2e}");
+}
+
+/// The default layers (relu5_1's 144 px margin) and the canvas's own margin (20 px): blocks split the 680 px wide
+/// canvas in two (the height, 340 px, is within one block's margins).
+#[test]
+fn tiled_evaluation_with_every_default_layer_matches_the_canvas_at_once() {
+    let mut p = Problem::new(640, 300, 71);
+    p.opts.margin = None;
+    let (l, g) = assert_tiled_matches_untiled(&p, &p.opts, (352, true), TILED);
+    eprintln!("tiled (default layers, 640x300 on its canvas): losses {l:.2e}, dL/dx {g:.2e}");
+}
+
+/// The style images' Gram matrices and means in blocks (a style image beyond the budget) equal those at once.
+#[test]
+fn style_statistics_in_blocks_match_those_at_once() {
+    let p = Problem::new(83, 61, 72);
+    let net = GpuNet::new(ctx(), &p.weights, Pooling::Max).unwrap();
+    let x = neural_style::stylizer::subtract_mean(&p.content);
+    let layers = [0, 2, 4];
+    let grid = neural_style::tiling::BlockGrid::new(83, 61, 8, neural_style::tiling::Reach::of(4));
+    assert!(grid.blocks.len() > 4, "{grid:?}");
+    let variant = neural_style::kernels::gram::variant(&net.facts);
+    let at_once = neural_style::network::grams(ctx(), &net, (&x, 83, 61), &layers, variant, true).unwrap();
+    let blocks = neural_style::tiled::grams(ctx(), &net, (&x, 83, 61), &layers, (variant, true), &grid).unwrap();
+    for (i, (a, b)) in at_once.0.iter().zip(&blocks.0).chain(at_once.1.iter().zip(&blocks.1)).enumerate() {
+        verify::compare(&format!("statistic {i}"), b, &to_f64(a), TILED.gradient).unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -250,6 +250,14 @@ pub struct StyleArgs {
     /// longest side at each scale, at least 8].
     #[arg(long, value_name = "PX")]
     pub margin: Option<usize>,
+    /// GPU memory the run may use, in GB; a larger canvas is evaluated exactly in blocks (the same loss and
+    /// gradient, no seams) [default: half the host's memory on a CPU adapter, 8 on a GPU].
+    #[arg(long, value_name = "GB", value_parser = positive_gb)]
+    pub max_memory: Option<f64>,
+    /// Evaluate in blocks owning at most PX px per side (rounded down to a multiple of 16), even when the canvas
+    /// would fit at once [default: blocks only when needed, as large as fit].
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u64).range(16..))]
+    pub tile_size: Option<u64>,
     /// Comma-separated content layers (relu1_1 ... relu5_1).
     #[arg(long, value_name = "LAYERS", value_delimiter = ',', default_values = defaults::CONTENT_LAYERS)]
     pub content_layers: Vec<String>,
@@ -358,6 +366,8 @@ impl StyleArgs {
             average_decay: self.avg_decay,
             style_loss: self.style_loss.into(),
             margin: self.margin,
+            max_memory: self.max_memory.map(|gb| (gb * 1e9) as u64),
+            tile_size: self.tile_size.map(|px| px as usize),
         };
         JobOptions { style, size, style_scale: self.style_scale, lbfgs_max_evals: self.lbfgs_max_evals }
     }
@@ -507,5 +517,13 @@ mod tests {
         // 0.05 x 256 = 13 px: too small for a CPU adapter's default, so refused before the adapter is known.
         assert!(args(&["--style-scale", "0.05"]).validate().is_err());
         assert!(args(&["--style-scale", "0.05", "--image-size", "512"]).validate().is_ok());
+    }
+}
+
+/// A memory size in GB: a finite number above 0.
+fn positive_gb(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(gb) if gb.is_finite() && gb > 0.0 => Ok(gb),
+        _ => Err(format!("expected a size in GB above 0, got '{s}'")),
     }
 }

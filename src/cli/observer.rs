@@ -241,6 +241,7 @@ impl Observer for CliObserver<'_> {
                     self.ctx.device.destroy();
                 }
             }
+            Event::Blocks { done, of } => self.progress.blocks(done, of),
             Event::Losses(r) => {
                 if let Some(log) = &mut self.log {
                     log.write(&r)?;

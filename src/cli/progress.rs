@@ -96,6 +96,8 @@ pub struct Progress {
     last: Cell<Option<(usize, Losses)>>,
     /// Relative cost of each iteration (coarse to fine: the pixels of its scale); None: all equal.
     costs: Option<Vec<f64>>,
+    /// When the last plain line about blocks was printed.
+    last_blocks_line: Cell<Instant>,
 }
 
 impl Progress {
@@ -115,7 +117,9 @@ impl Progress {
         } else {
             None
         };
-        Progress { total, start: Instant::now(), bar, speed: Speed::default(), last: Cell::new(None), costs: None }
+        let start = Instant::now();
+        let last_blocks_line = Cell::new(start);
+        Progress { total, start, bar, speed: Speed::default(), last: Cell::new(None), costs: None, last_blocks_line }
     }
 
     /// The relative cost of each iteration, so that speed and ETA stay right when later iterations are slower
@@ -164,6 +168,22 @@ impl Progress {
         let w = self.total.to_string().len();
         let speed = self.speed_text(iter);
         eprintln!("iter {iter:>w$}/{}  {}  {speed}", self.total, losses_text(l));
+    }
+
+    /// Tiled evaluation: `done` of the iteration's `of` block passes are done. On the bar, at once; as plain lines,
+    /// at most one every 10 s (an iteration of many blocks can take minutes on a CPU adapter).
+    pub fn blocks(&self, done: usize, of: usize) {
+        match &self.bar {
+            Some(bar) => bar.set_message(format!("blocks {done}/{of}")),
+            None if self.last_blocks_line.get().elapsed() >= Duration::from_secs(10) => {
+                self.last_blocks_line.set(Instant::now());
+                eprintln!(
+                    "  blocks {done}/{of} of this iteration ({})",
+                    duration_text(self.start.elapsed().as_secs_f64())
+                );
+            }
+            None => {}
+        }
     }
 
     /// One iteration done, `secs` after the previous one.

@@ -103,10 +103,8 @@ fn prepare(a: &StyleArgs, stages: &Stages) -> Result<Prepared, CliError> {
     let job = Job::plan(images, a.job_options(size, init)).map_err(|e| runtime(e.to_string()))?;
     let weights = Vgg16Weights::load(&weights_path).map_err(|e| CliError::from(neural_style::Error::from(e)))?;
     let (content, style) = (job.content(), &job.options().style);
-    neural_style::stylizer::check_fits(&ctx, content.width, content.height, |w, h| style.margin_for(w, h))?;
-    for s in job.styles() {
-        neural_style::stylizer::check_fits(&ctx, s.width, s.height, |_, _| 0)?;
-    }
+    let styles: Vec<(usize, usize)> = job.styles().iter().map(|s| (s.width, s.height)).collect();
+    neural_style::stylizer::check_fits(&ctx, style, (content.width, content.height), &styles)?;
     stages.line(format!("adapter: {} ({:?}, {:?})", ctx.adapter_name(), ctx.info.device_type, ctx.info.backend));
     // The first-use check runs here (once per adapter, driver and version; the verdict is kept, and the job's
     // setup reads it back). A device the check lost is opened again: the kept verdict leaves out what lost it.

@@ -291,6 +291,11 @@ impl GpuContext {
         Ok(p)
     }
 
+    /// The largest storage buffer a kernel can bind, in bytes.
+    pub fn max_binding(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size
+    }
+
     /// A storage buffer of `len` f32 (or u32) elements; OOM becomes [`Error::OutOfMemory`].
     pub fn storage_buffer(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
         let size = (len.max(1) * 4) as u64;

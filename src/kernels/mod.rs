@@ -31,6 +31,7 @@ pub mod image_average;
 pub mod loss;
 pub mod peak;
 pub mod pool;
+pub mod region;
 pub mod uniform;
 pub mod vector;
 pub mod w2;
@@ -133,7 +134,7 @@ fn buffer_bindings(buffers: &str) -> String {
 
 /// Every kernel, as each wrapper module registers its own.
 pub fn registry() -> impl Iterator<Item = &'static Kernel> {
-    let modules: [&'static [Kernel]; 12] = [
+    let modules: [&'static [Kernel]; 13] = [
         adam::KERNELS,
         affine::KERNELS,
         image_average::KERNELS,
@@ -144,6 +145,7 @@ pub fn registry() -> impl Iterator<Item = &'static Kernel> {
         loss::KERNELS,
         peak::KERNELS,
         pool::KERNELS,
+        region::KERNELS,
         vector::KERNELS,
         w2::KERNELS,
     ];

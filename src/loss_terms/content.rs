@@ -1,13 +1,15 @@
 //! The content term at one layer (docs/MATHS.md, "Losses"): w_c / (C·H·W) · Σ (F − P)², P the content image's
 //! features at that layer.
 
-use super::{GradientAt, LossKind, LossTerm, Recorded, Site, TermSetup};
+use super::{BlockSite, GradientAt, LossKind, LossTerm, Recorded, Site, TermSetup};
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuContext};
+use crate::kernels;
 use crate::kernels::loss::{content_grad, reduce_sum, sq_diff_partials, sq_diff_sum};
 use crate::network::Network;
 use crate::plan::Shape;
 use crate::setup_stage::SetupStage;
+use crate::tensor::Tensor;
 
 /// The GPU buffers one content term allocates: its target, a copy of the framed feature map (its frame zero like
 /// the features').
@@ -46,7 +48,11 @@ pub fn targets(
 }
 
 pub struct ContentTerm {
+    /// relu l on the whole canvas (what the mean is over), and in the network's buffers (a block's when tiled),
+    /// with those buffers.
     shape: Shape,
+    inside: Shape,
+    features: wgpu::Buffer,
     weight: f64,
     target: wgpu::Buffer,
     recorded: Recorded,
@@ -54,18 +60,38 @@ pub struct ContentTerm {
 
 impl ContentTerm {
     pub fn new(setup: &TermSetup<'_>, layer: usize, slot: usize, target: wgpu::Buffer) -> Result<Self> {
-        let TermSetup { ctx, network, spec, scratch, .. } = setup;
-        let shape = network.plan.layers[layer];
-        // Over the whole framed buffers (the frames are zero in both); the mean is over C·H·W.
-        let n = shape.buffer_floats();
-        let features = network.relu(layer);
-        let scale = spec.content_weight / shape.floats() as f64;
-        let scalar = vec![
-            sq_diff_sum(ctx, n, features, &target, &scratch.partials)?,
+        let TermSetup { ctx, network, spec, scratch, on, .. } = setup;
+        let (shape, inside) = (on.layers[layer], network.plan.layers[layer]);
+        let features = network.relu(layer).clone();
+        let mut term = Self {
+            shape,
+            inside,
+            features,
+            weight: spec.content_weight,
+            target,
+            recorded: Recorded {
+                kind: LossKind::Content,
+                site: Site::Relu(layer),
+                after_forward: Vec::new(),
+                scalar: Vec::new(),
+            },
+        };
+        // Tiled, the blocks' shares (pass 1, [`LossTerm::block_scalar`]) make the scalar.
+        if on.grid.is_none() {
+            term.recorded.scalar = term.sum_into(ctx, scratch, slot)?;
+        }
+        Ok(term)
+    }
+
+    /// Σ (F − P)² into `slot`, over the whole framed buffers (the frames are zero in both); the mean is over the
+    /// canvas's C·H·W.
+    fn sum_into(&self, ctx: &GpuContext, scratch: &super::Scratch, slot: usize) -> Result<Vec<Dispatch>> {
+        let n = self.inside.buffer_floats();
+        let scale = self.weight / self.shape.floats() as f64;
+        Ok(vec![
+            sq_diff_sum(ctx, n, &self.features, &self.target, &scratch.partials)?,
             reduce_sum(ctx, sq_diff_partials(n), slot, scale, &scratch.partials, &scratch.slots)?,
-        ];
-        let recorded = Recorded { kind: LossKind::Content, site: Site::Relu(layer), after_forward: Vec::new(), scalar };
-        Ok(Self { shape, weight: spec.content_weight, target, recorded })
+        ])
     }
 }
 
@@ -78,7 +104,18 @@ impl LossTerm for ContentTerm {
     fn gradient(&self, ctx: &GpuContext, at: GradientAt<'_>) -> Result<Vec<Dispatch>> {
         let GradientAt { features, grad, accumulate } = at;
         let scale = 2.0 * self.weight / self.shape.floats() as f64;
-        let n = self.shape.buffer_floats();
+        let n = self.inside.buffer_floats();
         Ok(vec![content_grad(ctx, n, scale, accumulate, features, &self.target, grad)?])
+    }
+
+    /// The block's F and P outside what it owns zeroed (after its backward pass has read them), then the sum.
+    fn block_scalar(&self, ctx: &GpuContext, block: BlockSite<'_>, slot: usize) -> Result<Vec<Dispatch>> {
+        let (c, frame) = (self.shape.channels, self.inside.frame());
+        let mut out = vec![
+            kernels::region::keep(ctx, Tensor::new(&self.features, c, frame), block.owned)?,
+            kernels::region::keep(ctx, Tensor::new(&self.target, c, frame), block.owned)?,
+        ];
+        out.extend(self.sum_into(ctx, block.scratch, slot)?);
+        Ok(out)
     }
 }

@@ -2,10 +2,11 @@
 //! and A the blend of the style images' Grams, and the style images' blended statistics both style terms start
 //! from ([`StyleBlend`]).
 
-use super::{GradientAt, LossKind, LossSpec, LossTerm, Recorded, Site, StyleLoss, TermSetup};
+use super::{BlockSite, GradientAt, LossKind, LossSpec, LossTerm, Recorded, Site, StyleLoss, TermSetup};
 use crate::error::Result;
 use crate::gaussian::{w2_target, W2Target};
 use crate::gpu::{Dispatch, GpuContext};
+use crate::kernels;
 use crate::kernels::gram::{gram, GramKernel};
 use crate::kernels::loss::{
     reduce_sum, sq_diff_partials, sq_diff_sum, style_grad, style_grad_variant, StyleGradIo, StyleGradKernel,
@@ -36,11 +37,13 @@ pub struct StyleBlend {
 }
 
 impl StyleBlend {
+    /// Each image at its own size, at once or (beyond `limits`) block by block ([`crate::tiled::grams`]).
     pub fn new(
         ctx: &GpuContext,
         net: &GpuNet,
         spec: &LossSpec,
         styles: &[(PlanarImage, f64)],
+        limits: crate::layout::MemoryLimits,
         on_stage: &mut dyn FnMut(SetupStage),
     ) -> Result<Self> {
         let mut blend = Self { grams: Vec::new(), means: Vec::new() };
@@ -52,7 +55,13 @@ impl StyleBlend {
             let (width, height) = (image.width, image.height);
             on_stage(SetupStage::StyleTargets { index: k, count: styles.len(), width, height });
             let x = crate::vgg::subtract_mean(image);
-            let (g, means) = network::grams(ctx, net, (&x, width, height), &spec.style_layers, variant, w2)?;
+            let image = (&x[..], width, height);
+            let kind = (net.pooling, net.input_affine.is_some());
+            let grid = crate::layout::statistics_grid((width, height), &spec.style_layers, kind, net.bytes, limits)?;
+            let (g, means) = match grid {
+                None => network::grams(ctx, net, image, &spec.style_layers, variant, w2)?,
+                Some(grid) => crate::tiled::grams(ctx, net, image, &spec.style_layers, (variant, w2), &grid)?,
+            };
             if k == 0 {
                 blend.grams = g.iter().map(|m| vec![0.0; m.len()]).collect();
                 blend.means = means.iter().map(|m| vec![0.0; m.len()]).collect();
@@ -80,7 +89,12 @@ impl StyleBlend {
 }
 
 pub struct GramTerm {
+    /// relu l on the whole canvas (what G's and the gradient's means are over), and in the network's buffers (a
+    /// block's when tiled), with those buffers.
     shape: Shape,
+    inside: Shape,
+    features: wgpu::Buffer,
+    gram_variant: kernels::gram::GramVariant,
     weight: f64,
     /// This image's Gram G and the blended target A.
     gram: wgpu::Buffer,
@@ -95,20 +109,25 @@ pub struct GramTerm {
 
 impl GramTerm {
     pub fn new(setup: &TermSetup<'_>, layer: usize, slot: usize, blended: &[f64]) -> Result<Self> {
-        let TermSetup { ctx, facts, network, spec, scratch } = setup;
-        let shape = network.plan.layers[layer];
-        let (c, frame, features) = (shape.channels, shape.frame(), network.relu(layer));
+        let TermSetup { ctx, facts, network, spec, scratch, on } = setup;
+        let (shape, inside) = (on.layers[layer], network.plan.layers[layer]);
+        let (c, frame, features) = (shape.channels, inside.frame(), network.relu(layer));
         let target32: Vec<f32> = blended.iter().map(|&v| v as f32).collect();
         let target = ctx.buffer_from("style target", &target32)?;
         let gram_buffer = ctx.storage_buffer("gram", c * c)?;
         let target_largest = target32.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let coop = network.coop_ranges.as_ref().map(|r| (r.buffer.clone(), (r.slot(), r.slot())));
         let gp = &scratch.gram_partials;
-        let kernel = GramKernel::of(spec.gram_variant(facts).for_channels(c), || match &coop {
+        let gram_variant = spec.gram_variant(facts).for_channels(c);
+        let kernel = GramKernel::of(gram_variant, || match &coop {
             Some((ranges, (features_slot, _))) => Ok((ranges, *features_slot)),
             None => Err(no_ranges()),
         })?;
-        let after_forward = gram(ctx, kernel, Tensor::new(features, c, frame), gp, &gram_buffer)?;
+        // Tiled, G is the blocks' sum (pass 1, [`LossTerm::block_statistics`]), made before the scalar reads it.
+        let after_forward = match on.grid {
+            None => gram(ctx, kernel, Tensor::new(features, c, frame), gp, &gram_buffer)?,
+            Some(_) => Vec::new(),
+        };
         let scale = spec.style_weight / (c * c) as f64;
         let scalar = vec![
             sq_diff_sum(ctx, c * c, &gram_buffer, &target, &scratch.partials)?,
@@ -116,6 +135,9 @@ impl GramTerm {
         ];
         Ok(Self {
             shape,
+            inside,
+            features: features.clone(),
+            gram_variant,
             weight: spec.style_weight,
             gram: gram_buffer,
             target,
@@ -145,10 +167,53 @@ impl LossTerm for GramTerm {
             }
             (variant, _) => StyleGradKernel::f32(variant)?,
         };
-        let features = Tensor::new(features, c, s.frame());
+        let features = Tensor::new(features, c, self.inside.frame());
         let io = StyleGradIo { gram: &self.gram, target: &self.target, features, grad };
         style_grad(ctx, kernel, scale, accumulate, io)
     }
+
+    /// The block's features outside what it owns zeroed, their Gram (over the block's positions), added to G
+    /// weighted by the block's share of the positions: Σ over blocks = the canvas's G (docs/MATHS.md, "Tiled
+    /// evaluation").
+    fn block_statistics(&self, ctx: &GpuContext, block: BlockSite<'_>) -> Result<Vec<Dispatch>> {
+        let features = Tensor::new(&self.features, self.shape.channels, self.inside.frame());
+        block_gram(ctx, features, self.gram_variant, block, &self.gram)
+    }
+}
+
+/// The dispatches adding one block's Gram of `features` over the positions it owns into `into` (keeping the
+/// features outside them zeroed afterwards: pass 1 runs its own forward).
+pub fn block_gram(
+    ctx: &GpuContext,
+    features: Tensor<'_>,
+    variant: kernels::gram::GramVariant,
+    block: BlockSite<'_>,
+    into: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    let c = features.channels;
+    let partial = &block.scratch.gram_partials;
+    let block_gram = block.scratch.block_gram.as_ref().ok_or_else(untiled)?;
+    let mut out = vec![kernels::region::keep(ctx, features, block.owned)?];
+    out.extend(gram(ctx, GramKernel::f32(variant)?, features, partial, block_gram)?);
+    out.push(add_share(ctx, c * c, block, block_gram, into)?);
+    Ok(out)
+}
+
+/// `into = share · block` for the first block, `into += share · block` for the others.
+pub fn add_share(
+    ctx: &GpuContext,
+    count: usize,
+    block: BlockSite<'_>,
+    from: &wgpu::Buffer,
+    into: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let share = kernels::vector::Coefficient::constant(block.share as f32);
+    kernels::vector::axpy(ctx, count, !block.first, share, from, into, &block.scratch.slots)
+}
+
+/// A block statistic without the tiled scratch (a bug: they are made together).
+fn untiled() -> crate::error::Error {
+    crate::error::Error::Validation("a block's statistics without the tiled scratch".into())
 }
 
 /// A tensor-core Gram term in a network without operand ranges (a bug: they are made together).

@@ -18,6 +18,7 @@ use crate::kernels::{self, AdapterFacts};
 use crate::network::{GpuNet, LossGradientSite, Network};
 use crate::plan::Shape;
 use crate::setup_stage::SetupStage;
+use crate::tiling::{self, BlockGrid, Rect};
 
 pub use w2::{w2_gram_variant, w2_style_grad_variant, W2_NEWTON_SCHULZ_ITERATIONS};
 
@@ -74,6 +75,56 @@ pub trait LossTerm {
     fn recorded(&self) -> &Recorded;
     /// The dispatches adding the term's gradient at its site.
     fn gradient(&self, ctx: &GpuContext, at: GradientAt<'_>) -> Result<Vec<Dispatch>>;
+    /// Tiled evaluation, pass 1: what one block adds to the canvas's statistics that the term's scalar and
+    /// gradient read (the style terms' Gram sums and means); nothing for a local term.
+    fn block_statistics(&self, _ctx: &GpuContext, _block: BlockSite<'_>) -> Result<Vec<Dispatch>> {
+        Ok(Vec::new())
+    }
+    /// Tiled evaluation, pass 1: the block's share of the term's scalar, into `slot` (the content term: its sum
+    /// over the positions the block owns); nothing for a term whose scalar comes from the canvas's statistics.
+    fn block_scalar(&self, _ctx: &GpuContext, _block: BlockSite<'_>, _slot: usize) -> Result<Vec<Dispatch>> {
+        Ok(Vec::new())
+    }
+}
+
+/// One block of a tiled evaluation as a term at relu l sees it (docs/MATHS.md, "Tiled evaluation").
+#[derive(Clone, Copy)]
+pub struct BlockSite<'a> {
+    /// The positions of relu l the block owns, in the block's own coordinates.
+    pub owned: Rect,
+    /// The block's relu l positions over the canvas's (what a block's mean is weighted by).
+    pub share: f64,
+    /// The first block overwrites the canvas's statistics; the others add.
+    pub first: bool,
+    pub scratch: &'a Scratch,
+}
+
+/// What the terms normalise by and where the image terms act: the whole canvas, whether the network evaluates it
+/// at once (its own plan) or block by block (`grid`; the network's plan is one block's).
+pub struct TermsOn<'a> {
+    /// relu l's shape on the whole canvas: the means are over these.
+    pub layers: &'a [Shape],
+    /// (width, height) of the canvas.
+    pub size: (usize, usize),
+    /// The canvas's x and dL/dx (where the image terms act; no dL/dx for a forward-only evaluation).
+    pub x: &'a wgpu::Buffer,
+    pub grad: Option<&'a wgpu::Buffer>,
+    /// The blocks, when tiled.
+    pub grid: Option<&'a BlockGrid>,
+}
+
+impl<'a> TermsOn<'a> {
+    /// The whole canvas, evaluated at once by `network`.
+    pub fn whole(network: &'a Network) -> Self {
+        let spec = &network.plan.spec;
+        TermsOn {
+            layers: &network.plan.layers,
+            size: (spec.width, spec.height),
+            x: network.image(),
+            grad: network.grad_image(),
+            grid: None,
+        }
+    }
 }
 
 /// Where a term's gradient goes: what the term reads at its site (the features, or the image x), the gradient it
@@ -90,8 +141,11 @@ pub struct GradientAt<'a> {
 pub struct Scratch {
     pub partials: wgpu::Buffer,
     pub gram_partials: wgpu::Buffer,
-    /// One f32 per slot of [`LossSpec::slots`].
+    /// One f32 per slot of [`LossSpec::slots`] (and, tiled, per block and content term).
     pub slots: wgpu::Buffer,
+    /// Tiled: one block's Gram and means before they are added to the canvas's.
+    pub block_gram: Option<wgpu::Buffer>,
+    pub block_mean: Option<wgpu::Buffer>,
 }
 
 /// Floats of each [`Scratch`] buffer.
@@ -100,6 +154,9 @@ pub struct ScratchSizes {
     pub partials: usize,
     pub gram_partials: usize,
     pub slots: usize,
+    /// Tiled only (0 otherwise): a block's Gram (the largest style layer's C²) and its means (W2 only).
+    pub block_gram: usize,
+    pub block_mean: usize,
 }
 
 /// What a term is built from.
@@ -109,6 +166,7 @@ pub struct TermSetup<'a> {
     pub network: &'a Network,
     pub spec: &'a LossSpec,
     pub scratch: &'a Scratch,
+    pub on: &'a TermsOn<'a>,
 }
 
 /// The loss weights and layers (relu indices) of a problem.
@@ -143,8 +201,15 @@ impl LossSpec {
         }
     }
 
-    /// The floats of the shared scratch for an image with these layer shapes (`layers[l]` = relu l's shape).
-    pub fn scratch_sizes(&self, layers: &[Shape], width: usize, height: usize, facts: &AdapterFacts) -> ScratchSizes {
+    /// The floats of the shared scratch for a network with these layer shapes (`layers[l]` = relu l's shape) on
+    /// a `width` x `height` canvas (the image terms act on the canvas), and `blocks` blocks when tiled.
+    pub fn scratch_sizes(
+        &self,
+        layers: &[Shape],
+        (width, height): (usize, usize),
+        facts: &AdapterFacts,
+        blocks: Option<usize>,
+    ) -> ScratchSizes {
         let gram = self.gram_variant(facts);
         let mut partials = tv::partials(width, height);
         let mut gram_partials = 1;
@@ -156,17 +221,26 @@ impl LossSpec {
             partials = partials.max(gram::partials(s));
             gram_partials = gram_partials.max(kernels::gram::partial_len(gram, s.channels, s.frame()));
         }
-        ScratchSizes { partials, gram_partials, slots: self.slots().len() }
+        let tiled = blocks.is_some();
+        let largest = self.style_layers.iter().map(|&l| layers[l].channels).max().filter(|_| tiled).unwrap_or(0);
+        ScratchSizes {
+            partials,
+            gram_partials,
+            slots: self.slots().len() + blocks.unwrap_or(0) * self.content_layers.len(),
+            block_gram: largest * largest,
+            block_mean: if self.style_loss == StyleLoss::W2 { largest } else { 0 },
+        }
     }
 
-    /// The GPU buffers the terms allocate for an image with these layer shapes on an adapter with these facts,
-    /// as (what, floats): the same buffers [`LossTerms::new`] allocates.
+    /// The GPU buffers the terms allocate for a network with these layer shapes on a `width` x `height` canvas
+    /// (`blocks` blocks when tiled) on an adapter with these facts, as (what, floats): the same buffers
+    /// [`LossTerms::new`] allocates.
     pub fn buffers(
         &self,
         layers: &[Shape],
-        width: usize,
-        height: usize,
+        size: (usize, usize),
         facts: &AdapterFacts,
+        blocks: Option<usize>,
     ) -> Vec<(&'static str, usize)> {
         let mut out: Vec<(&'static str, usize)> =
             self.content_layers.iter().flat_map(|&l| content::buffers(layers[l])).collect();
@@ -176,10 +250,15 @@ impl LossSpec {
                 StyleLoss::W2 => out.extend(w2::buffers(layers[l])),
             }
         }
-        let sizes = self.scratch_sizes(layers, width, height, facts);
+        let sizes = self.scratch_sizes(layers, size, facts, blocks);
         out.push(("loss partials", sizes.partials));
         out.push(("gram partials", sizes.gram_partials));
         out.push(("loss slots", sizes.slots));
+        for (what, floats) in [("block gram", sizes.block_gram), ("block means", sizes.block_mean)] {
+            if floats > 0 {
+                out.push((what, floats));
+            }
+        }
         out
     }
 }
@@ -190,37 +269,48 @@ pub struct LossTerms {
     scratch: Scratch,
     /// The image terms' gradients (TV), recorded after the backward pass.
     image_gradients: Vec<Dispatch>,
+    /// What each loss slot holds: one per term, then (tiled) one per block and content term.
+    kinds: Vec<LossKind>,
+    /// Tiled: each block's statistics (pass 1) and content scalars (pass 1, when the losses are read).
+    blocks: Vec<BlockDispatches>,
     bytes: u64,
 }
 
+/// One block's dispatches of the terms (tiled evaluation).
+struct BlockDispatches {
+    statistics: Vec<Dispatch>,
+    scalars: Vec<Dispatch>,
+}
+
 impl LossTerms {
-    /// Computes the content targets and builds the dispatches. `content_x` is the content image
-    /// (mean-subtracted); `blend` the style images' blended statistics ([`gram::StyleBlend::new`], computed
-    /// before `network` was allocated). `network` is the plan the image is optimised with: its forward runs once
-    /// here on the content image.
+    /// Builds the terms' dispatches on `network` (the plan the image is optimised with, or one block's when
+    /// `on.grid` is given), from their targets: the content features at each content layer (on `network`'s
+    /// buffers' shape: [`content::targets`], or a block's, uploaded per block) and `blend`, the style images'
+    /// blended statistics ([`gram::StyleBlend::new`], computed before `network` was allocated).
     pub fn new(
         ctx: &GpuContext,
         net: &GpuNet,
         network: &Network,
         spec: &LossSpec,
-        content_x: &[f32],
+        on: &TermsOn<'_>,
+        content_targets: Vec<wgpu::Buffer>,
         blend: gram::StyleBlend,
         on_stage: &mut dyn FnMut(SetupStage),
     ) -> Result<Self> {
         let layers = &network.plan.layers;
-        let (w, h) = (network.plan.spec.width, network.plan.spec.height);
         let facts = &net.facts;
-        let bytes = spec.buffers(layers, w, h, facts).iter().map(|(_, f)| 4 * *f as u64).sum();
-        // The style images' blended statistics come computed (before the network was allocated); the content
-        // features are computed here on the network.
-        let content_targets = content::targets(ctx, network, content_x, &spec.content_layers, on_stage)?;
-        let sizes = spec.scratch_sizes(layers, w, h, facts);
+        let blocks = on.grid.map(|g| g.blocks.len());
+        let bytes = spec.buffers(layers, on.size, facts, blocks).iter().map(|(_, f)| 4 * *f as u64).sum();
+        let sizes = spec.scratch_sizes(layers, on.size, facts, blocks);
+        let optional = |label: &str, floats: usize| (floats > 0).then(|| ctx.storage_buffer(label, floats)).transpose();
         let scratch = Scratch {
             partials: ctx.storage_buffer("loss partials", sizes.partials)?,
             gram_partials: ctx.storage_buffer("gram partials", sizes.gram_partials)?,
             slots: ctx.storage_buffer("loss slots", sizes.slots)?,
+            block_gram: optional("block gram", sizes.block_gram)?,
+            block_mean: optional("block means", sizes.block_mean)?,
         };
-        let setup = TermSetup { ctx, facts, network, spec, scratch: &scratch };
+        let setup = TermSetup { ctx, facts, network, spec, scratch: &scratch, on };
         // The registration: one term per content layer, per style layer, and TV, in slot order.
         let mut terms: Vec<Box<dyn LossTerm>> = Vec::new();
         for (&layer, target) in spec.content_layers.iter().zip(content_targets) {
@@ -237,13 +327,59 @@ impl LossTerms {
             });
         }
         let mut image_gradients = Vec::new();
-        if let Some(grad_x) = network.grad_image() {
+        if let Some(grad_x) = on.grad {
             let tv = tv::TvTerm::new(&setup, terms.len())?;
-            let at = GradientAt { features: network.image(), grad: grad_x, accumulate: true };
+            let at = GradientAt { features: on.x, grad: grad_x, accumulate: true };
             image_gradients.extend(tv.gradient(ctx, at)?);
             terms.push(Box::new(tv));
         }
-        Ok(Self { terms, scratch, image_gradients, bytes })
+        let mut kinds: Vec<LossKind> = terms.iter().map(|t| t.recorded().kind).collect();
+        let mut blocks = Vec::new();
+        if let Some(grid) = on.grid {
+            let content_terms = spec.content_layers.len();
+            for (b, block) in grid.blocks.iter().enumerate() {
+                let mut d = BlockDispatches { statistics: Vec::new(), scalars: Vec::new() };
+                for (i, t) in terms.iter().enumerate() {
+                    let Site::Relu(l) = t.recorded().site else { continue };
+                    let (inside, whole) = (layers[l], on.layers[l]);
+                    let stride = tiling::layer_stride(l);
+                    let site = BlockSite {
+                        owned: grid.owned_at(block, stride, (inside.width, inside.height)),
+                        share: (inside.width * inside.height) as f64 / (whole.width * whole.height) as f64,
+                        first: b == 0,
+                        scratch: &scratch,
+                    };
+                    d.statistics.extend(t.block_statistics(ctx, site)?);
+                    if i < content_terms {
+                        d.scalars.extend(t.block_scalar(ctx, site, terms.len() + b * content_terms + i)?);
+                    }
+                }
+                blocks.push(d);
+            }
+            kinds.extend(std::iter::repeat_n(LossKind::Content, grid.blocks.len() * content_terms));
+        }
+        Ok(Self { terms, scratch, image_gradients, kinds, blocks, bytes })
+    }
+
+    /// Tiled, pass 1: what block `b` adds to the canvas's statistics, after its forward pass.
+    pub fn block_statistics(&self, b: usize) -> impl Iterator<Item = &Dispatch> {
+        self.blocks[b].statistics.iter()
+    }
+
+    /// Tiled: block `b`'s share of the content scalars, after its forward pass (they zero the features and
+    /// targets the block does not own: nothing may read them after).
+    pub fn block_scalars(&self, b: usize) -> impl Iterator<Item = &Dispatch> {
+        self.blocks[b].scalars.iter()
+    }
+
+    /// Tiled: whether some term needs the canvas's statistics before its scalar and gradient (a style term).
+    pub fn needs_statistics(&self) -> bool {
+        self.blocks.iter().any(|b| !b.statistics.is_empty())
+    }
+
+    /// Tiled: whether some term's scalar is made block by block (a content term).
+    pub fn has_block_scalars(&self) -> bool {
+        self.blocks.iter().any(|b| !b.scalars.is_empty())
     }
 
     /// After the forward pass: what the scalars and the gradients read (the Grams, W2's square roots).
@@ -278,14 +414,14 @@ impl LossTerms {
         Ok(out)
     }
 
-    /// The slot kinds, in slot order (a term's slot is its place in the list).
-    /// How many loss slots there are (one per term), without building [`LossTerms::slot_kinds`].
+    /// How many loss slots there are (one per term; tiled, one more per block and content term).
     pub fn slot_count(&self) -> usize {
-        self.terms.len()
+        self.kinds.len()
     }
 
-    pub fn slot_kinds(&self) -> Vec<LossKind> {
-        self.terms.iter().map(|t| t.recorded().kind).collect()
+    /// The slot kinds, in slot order (a term's slot is its place in the list; the blocks' content slots follow).
+    pub fn slot_kinds(&self) -> &[LossKind] {
+        &self.kinds
     }
 
     /// The loss slots (one f32 each), for reading back.
@@ -296,7 +432,7 @@ impl LossTerms {
     /// Sums slot values (read back from [`LossTerms::slots_buffer`]) into the losses.
     pub fn total(&self, slot_values: &[f32]) -> Losses {
         let mut l = Losses::default();
-        for (k, v) in self.slot_kinds().iter().zip(slot_values) {
+        for (k, v) in self.kinds.iter().zip(slot_values) {
             let v = f64::from(*v);
             match k {
                 LossKind::Content => l.content += v,

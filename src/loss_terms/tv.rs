@@ -21,8 +21,8 @@ pub struct TvTerm {
 
 impl TvTerm {
     pub fn new(setup: &TermSetup<'_>, slot: usize) -> Result<Self> {
-        let TermSetup { ctx, network, spec, scratch, .. } = setup;
-        let (width, height) = (network.plan.spec.width, network.plan.spec.height);
+        let TermSetup { ctx, spec, scratch, on, .. } = setup;
+        let (width, height) = on.size;
         let count = tv_partials(height, width);
         let scalar = vec![reduce_sum(ctx, count, slot, 1.0, &scratch.partials, &scratch.slots)?];
         let recorded =

@@ -2,7 +2,7 @@
 //! Gaussian fits (mean and covariance) of the image's features and the style images' blend, with the matrix
 //! square root by Newton–Schulz iterations on the GPU (`kernels::w2`).
 
-use super::{GradientAt, LossKind, LossTerm, Recorded, Site, TermSetup};
+use super::{BlockSite, GradientAt, LossKind, LossTerm, Recorded, Site, TermSetup};
 use crate::error::Result;
 use crate::gaussian::W2Target;
 use crate::gpu::{Dispatch, GpuContext};
@@ -50,7 +50,10 @@ pub fn buffers(shape: Shape) -> [(&'static str, usize); 4] {
 
 /// One W2 style term's target and working matrices (docs/MATHS.md, "Style loss: Wasserstein-2").
 pub struct W2Term {
+    /// relu l on the whole canvas (what the means are over), and in the network's buffers (a block's when tiled).
     shape: Shape,
+    inside: Shape,
+    features: wgpu::Buffer,
     weight: f64,
     /// T = Σ̂_t^½ (C x C) and μ_t (C), from the host.
     sqrt_target: wgpu::Buffer,
@@ -74,8 +77,9 @@ pub struct W2Term {
     zeros: wgpu::Buffer,
     scalars: wgpu::Buffer,
     norm_slot: u32,
-    /// The matmul kernel for this layer's C x C products, and the style gradient's.
+    /// The matmul kernel for this layer's C x C products, the Gram's and the style gradient's.
     matmul: kernels::w2::MatmulVariant,
+    gram_variant: GramVariant,
     style_grad_variant: StyleGradVariant,
     recorded: Recorded,
 }
@@ -85,13 +89,15 @@ const W2_RESULT: usize = W2_NEWTON_SCHULZ_ITERATIONS % 2;
 
 impl W2Term {
     pub fn new(setup: &TermSetup<'_>, layer: usize, slot: usize, target: &W2Target) -> Result<Self> {
-        let TermSetup { ctx, facts, network, spec, scratch } = setup;
-        let shape = network.plan.layers[layer];
+        let TermSetup { ctx, facts, network, spec, scratch, on } = setup;
+        let (shape, inside) = (on.layers[layer], network.plan.layers[layer]);
         let c = shape.channels;
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
         let matrix = |label: &str| ctx.storage_buffer(label, c * c);
         let mut term = Self {
             shape,
+            inside,
+            features: network.relu(layer).clone(),
             weight: spec.style_weight,
             sqrt_target: ctx.buffer_from("w2 target sqrt", &f32s(&target.sqrt))?,
             target_mean: ctx.buffer_from("w2 target mean", &f32s(&target.mean))?,
@@ -110,6 +116,7 @@ impl W2Term {
             scalars: ctx.storage_buffer("w2 scalars", 1)?,
             norm_slot: 0,
             matmul: kernels::w2::matmul_variant(facts, c),
+            gram_variant: w2_gram_variant(facts),
             style_grad_variant: w2_style_grad_variant(facts),
             recorded: Recorded {
                 kind: LossKind::Style,
@@ -118,29 +125,43 @@ impl W2Term {
                 scalar: Vec::new(),
             },
         };
-        let features = network.relu(layer);
-        term.recorded.after_forward =
-            term.forward(ctx, facts, features, (&scratch.gram_partials, &scratch.partials))?;
+        // Tiled, G and μ are the blocks' sums (pass 1, [`LossTerm::block_statistics`]); what follows from them
+        // runs once.
+        let mut after_forward = match on.grid {
+            None => term.statistics(ctx, facts, &scratch.gram_partials)?,
+            Some(_) => Vec::new(),
+        };
+        after_forward.extend(term.from_statistics(ctx, &scratch.partials)?);
+        term.recorded.after_forward = after_forward;
         term.recorded.scalar = vec![term.loss_scalar(ctx, (&scratch.slots, slot))?];
         Ok(term)
     }
 
-    /// After the forward pass: G, μ, Σ̂, M, ‖M‖_F², then the Newton–Schulz iterations.
-    fn forward(
+    /// After the forward pass, the features' statistics: G and μ.
+    fn statistics(
         &self,
         ctx: &GpuContext,
         facts: &AdapterFacts,
-        features: &wgpu::Buffer,
-        (gram_partials, partials): (&wgpu::Buffer, &wgpu::Buffer),
+        gram_partials: &wgpu::Buffer,
     ) -> Result<Vec<Dispatch>> {
-        use kernels::w2::{channel_mean, covariance, matmul, sqrtm_start};
-        let (c, frame, scalars) = (self.shape.channels, self.shape.frame(), &self.scalars);
-        let one = Alpha::constant(1.0);
         let gram_kernel = kernels::gram::GramKernel::f32(w2_gram_variant(facts))?;
-        let features = Tensor::new(features, c, frame);
+        let features = self.block_features();
         let mut out = kernels::gram::gram(ctx, gram_kernel, features, gram_partials, &self.gram)?;
-        out.push(channel_mean(ctx, features, &self.mean)?);
-        out.push(covariance(ctx, c, self.ridge, &self.gram, &self.mean, &self.cov)?);
+        out.push(kernels::w2::channel_mean(ctx, features, &self.mean)?);
+        Ok(out)
+    }
+
+    /// The features in the network's buffer.
+    fn block_features(&self) -> Tensor<'_> {
+        Tensor::new(&self.features, self.shape.channels, self.inside.frame())
+    }
+
+    /// From G and μ: Σ̂, M, ‖M‖_F², then the Newton–Schulz iterations.
+    fn from_statistics(&self, ctx: &GpuContext, partials: &wgpu::Buffer) -> Result<Vec<Dispatch>> {
+        use kernels::w2::{covariance, matmul, sqrtm_start};
+        let (c, scalars) = (self.shape.channels, &self.scalars);
+        let one = Alpha::constant(1.0);
+        let mut out = vec![covariance(ctx, c, self.ridge, &self.gram, &self.mean, &self.cov)?];
         out.push(matmul(ctx, self.matmul, c, (one, 0.0), (&self.cov, &self.sqrt_target), &self.p, scalars)?);
         out.push(matmul(ctx, self.matmul, c, (one, 0.0), (&self.sqrt_target, &self.p), &self.m, scalars)?);
         let norm = (scalars, self.norm_slot as usize);
@@ -195,9 +216,9 @@ impl LossTerm for W2Term {
     fn gradient(&self, ctx: &GpuContext, at: GradientAt<'_>) -> Result<Vec<Dispatch>> {
         let GradientAt { features, grad, accumulate } = at;
         use kernels::w2::{channel_bias_grad, matmul, mean_grad};
-        let (c, frame, weight) = (self.shape.channels, self.shape.frame(), self.weight);
+        let (c, frame, weight) = (self.shape.channels, self.inside.frame(), self.weight);
         let (zeros, scalars, variant) = (&self.zeros, &self.scalars, self.style_grad_variant);
-        let n = (frame.height * frame.width) as f64;
+        let n = (self.shape.height * self.shape.width) as f64;
         let inv_c = 1.0 / c as f32;
         let scaled = Alpha { scale: -inv_c, slot: self.norm_slot, power: -0.25 };
         let (t, z) = (&self.sqrt_target, &self.z[W2_RESULT]);
@@ -211,6 +232,20 @@ impl LossTerm for W2Term {
         out.extend(kernels::loss::style_grad(ctx, kernel, 2.0 * weight / n, accumulate, io)?);
         out.push(mean_grad(ctx, c, weight / n, &self.k, (&self.mean, &self.target_mean), &self.bias)?);
         out.push(channel_bias_grad(ctx, &self.bias, features, grad)?);
+        Ok(out)
+    }
+
+    /// The block's G over the positions it owns, added to the canvas's (as the Gram term's), then its means of
+    /// those positions (the others are zero now) added the same way.
+    fn block_statistics(&self, ctx: &GpuContext, block: BlockSite<'_>) -> Result<Vec<Dispatch>> {
+        let variant = self.gram_variant;
+        let mut out = super::gram::block_gram(ctx, self.block_features(), variant, block, &self.gram)?;
+        let block_mean =
+            block.scratch.block_mean.as_ref().ok_or_else(|| {
+                crate::error::Error::Validation("a W2 block's means without the tiled scratch".into())
+            })?;
+        out.push(kernels::w2::channel_mean(ctx, self.block_features(), block_mean)?);
+        out.push(super::gram::add_share(ctx, self.shape.channels, block, block_mean, &self.mean)?);
         Ok(out)
     }
 }

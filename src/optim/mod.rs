@@ -137,7 +137,11 @@ impl Adam {
 impl ImageOptimizer for Adam {
     fn iterate(&mut self, problem: &mut dyn Problem<'_>, read_losses: bool) -> Result<Option<Losses>> {
         self.prepare_next(problem.context());
-        problem.evaluate_and_update(&self.dispatch, read_losses)
+        let done = problem.evaluate_and_update(&self.dispatch, read_losses);
+        if let Err(Error::Stopped) = done {
+            self.step -= 1; // the update was not made (the next prepare_next writes its constants again)
+        }
+        done
     }
 
     fn iterations(&self) -> usize {

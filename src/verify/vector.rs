@@ -1,6 +1,7 @@
 //! The vector kernels: L-BFGS's dot products and axpys, the frame clear, max_abs, the input affine map.
 
 use super::*;
+use crate::tiling::Rect;
 
 /// dot_sum + reduce_sum (Σ a·b and Σ |a|) into one slot of a poisoned array: neighbours stay untouched, a rerun
 /// is bit-identical, and |gpu − ref| ≤ 1e-5 · Σ |a_i·b_i| (the sum's own f32 rounding scale: a dot product of
@@ -151,6 +152,54 @@ pub fn channel_affine(ctx: &GpuContext, h: usize, w: usize, seed: u64) -> Check 
     compare("channel_affine", &io.read_framed(&ob, 3, frame, "channel_affine")?, &expect, RTOL)
 }
 
+/// region_copy of a `rect` of a 3 x 13 x 17 tensor into a 3 x 9 x 11 one at `to`: the copied pixels (poisoned
+/// first) equal the source's, every other destination pixel keeps its value, the frame stays zero.
+pub fn region_copy(ctx: &GpuContext, rect: Rect, to: (usize, usize), seed: u64) -> Check {
+    let io = Io { ctx };
+    let (sf, df) = (Frame::new(13, 17), Frame::new(9, 11));
+    let mut g = rng(seed);
+    let src = random(&mut g, 3 * 13 * 17, 10.0);
+    let mut dst = random(&mut g, 3 * 9 * 11, 10.0);
+    let mut expect = dst.clone();
+    for c in 0..3 {
+        for i in 0..rect.height {
+            for j in 0..rect.width {
+                let at = (c * 9 + to.1 + i) * 11 + to.0 + j;
+                expect[at] = src[(c * 13 + rect.y + i) * 17 + rect.x + j];
+                dst[at] = f64::NAN;
+            }
+        }
+    }
+    let run = || -> Result<wgpu::Buffer> {
+        let (sb, db) = (io.framed(&src, 3, sf)?, io.framed(&dst, 3, df)?);
+        let d = kernels::region::copy(ctx, Tensor::new(&sb, 3, sf), rect, Tensor::new(&db, 3, df), to)?;
+        ctx.run(&[&d])?;
+        Ok(db)
+    };
+    let db = run().map_err(gpu_err)?;
+    compare("region_copy", &io.read_framed(&db, 3, df, "region_copy")?, &expect, 0.0)
+}
+
+/// region_keep of `rect` on a `c` x `h` x `w` tensor: the rectangle unchanged, every other data pixel zero, the
+/// frame zero. Exact.
+pub fn region_keep(ctx: &GpuContext, (c, h, w): (usize, usize, usize), rect: Rect, seed: u64) -> Check {
+    let io = Io { ctx };
+    let frame = Frame::new(h, w);
+    let x = random(&mut rng(seed), c * h * w, 10.0);
+    let inside = |i: usize| {
+        let (y, col) = ((i / w) % h, i % w);
+        (rect.x..rect.x + rect.width).contains(&col) && (rect.y..rect.y + rect.height).contains(&y)
+    };
+    let expect: Vec<f64> = x.iter().enumerate().map(|(i, &v)| if inside(i) { v } else { 0.0 }).collect();
+    let run = || -> Result<wgpu::Buffer> {
+        let b = io.framed(&x, c, frame)?;
+        ctx.run(&[&kernels::region::keep(ctx, Tensor::new(&b, c, frame), rect)?])?;
+        Ok(b)
+    };
+    let b = run().map_err(gpu_err)?;
+    compare("region_keep", &io.read_framed(&b, c, frame, "region_keep")?, &expect, 0.0)
+}
+
 /// The cases of this family at `full` or quick scale.
 pub fn cases(full: bool) -> Vec<Case> {
     let mut v = Vec::new();
@@ -173,5 +222,19 @@ pub fn cases(full: bool) -> Vec<Case> {
         v.push(case("axpy_slots", format!("axpy_slots n={n}"), move |ctx| axpy(ctx, n, 1570 + i as u64)));
     }
     v.push(case("channel_affine", "channel_affine 7x13".into(), |ctx| channel_affine(ctx, 7, 13, 1400)));
+    let copies =
+        [(Rect { x: 4, y: 3, width: 6, height: 5 }, (2, 1)), (Rect { x: 0, y: 0, width: 11, height: 9 }, (0, 0))];
+    for (i, &(rect, to)) in copies.iter().enumerate().take(if full { 2 } else { 1 }) {
+        let run = move |ctx: &GpuContext| region_copy(ctx, rect, to, 1580 + i as u64);
+        v.push(case("region_copy", format!("region_copy {rect:?} to {to:?}"), run));
+    }
+    let keeps = [
+        ((3, 13, 17), Rect { x: 2, y: 5, width: 9, height: 4 }),
+        ((64, 16, 16), Rect { x: 0, y: 0, width: 16, height: 7 }),
+    ];
+    for (i, &(shape, rect)) in keeps.iter().enumerate().take(if full { 2 } else { 1 }) {
+        let run = move |ctx: &GpuContext| region_keep(ctx, shape, rect, 1590 + i as u64);
+        v.push(case("region_keep", format!("region_keep {shape:?} {rect:?}"), run));
+    }
     v
 }
