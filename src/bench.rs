@@ -53,6 +53,9 @@ pub struct BenchArgs {
     /// Free canvas around the image (StyleOptions::margin): 0 times the network at exactly `size`, as the
     /// PyTorch peer runs it; a run's default margin makes each iteration work on a canvas 2·margin px wider.
     pub margin: usize,
+    /// The memory budget and the block size of a tiled evaluation (StyleOptions::max_memory, tile_size).
+    pub max_memory: Option<u64>,
+    pub tile_size: Option<usize>,
 }
 
 impl Default for BenchArgs {
@@ -65,6 +68,8 @@ impl Default for BenchArgs {
             precision: Precision::Auto,
             style_loss: crate::StyleLoss::Gram,
             margin: 0,
+            max_memory: None,
+            tile_size: None,
         }
     }
 }
@@ -383,6 +388,8 @@ pub struct Profile {
 /// What `neural-style bench` measures (printed as one JSON line).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct IterationReport {
+    /// Blocks of a tiled evaluation (0: the canvas at once).
+    pub blocks: usize,
     pub bench: &'static str,
     pub size: usize,
     pub width: usize,
@@ -501,6 +508,69 @@ fn open(args: &BenchArgs) -> Result<(GpuContext, Vgg16Weights, String)> {
     Ok((ctx, weights, desc))
 }
 
+/// The options of a bench run: the defaults, with the bench's precision, style loss, margin and memory.
+fn bench_options(args: &BenchArgs) -> StyleOptions {
+    StyleOptions {
+        precision: args.precision,
+        style_loss: args.style_loss,
+        style_weight: crate::defaults::style_weight(args.style_loss),
+        margin: Some(args.margin),
+        max_memory: args.max_memory,
+        tile_size: args.tile_size,
+        ..Default::default()
+    }
+}
+
+/// What `neural-style bench --plan-only` prints: the memory plan of a `size`² run (the bench's options) on an
+/// adapter, at once or in blocks, without running anything.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PlanReport {
+    pub bench: &'static str,
+    pub size: usize,
+    pub canvas: (usize, usize),
+    pub adapter: String,
+    pub budget_bytes: u64,
+    pub max_binding_bytes: u64,
+    /// 0: the canvas at once.
+    pub blocks: usize,
+    pub block_owned_px: usize,
+    pub block_margin_px: usize,
+    pub block_px: (usize, usize),
+    /// Pixels evaluated per canvas pixel in one pass.
+    pub overlap: f64,
+    pub planned_bytes: u64,
+    pub untiled_bytes: u64,
+    pub items: Vec<MemoryItem>,
+}
+
+/// The memory plan of the bench's run on its adapter (`max_binding` overrides the adapter's largest binding, to
+/// plan for another card).
+pub fn plan(args: &BenchArgs, max_binding: Option<u64>) -> Result<PlanReport> {
+    let ctx = GpuContext::new(&GpuOptions { adapter: args.adapter.clone(), ..Default::default() })?;
+    let opts = bench_options(args);
+    let mut limits = opts.memory_limits(&ctx);
+    limits.max_binding = max_binding.unwrap_or(limits.max_binding);
+    let layout = memory_plan(args.size, args.size, &opts, false, &AdapterFacts::of(&ctx), limits)?;
+    let canvas = opts.canvas(args.size, args.size)?.size();
+    let g = layout.grid.as_ref();
+    Ok(PlanReport {
+        bench: "plan",
+        size: args.size,
+        canvas,
+        adapter: ctx.adapter_name().to_string(),
+        budget_bytes: limits.budget,
+        max_binding_bytes: limits.max_binding,
+        blocks: g.map_or(0, |g| g.blocks.len()),
+        block_owned_px: g.map_or(0, |g| g.owned_side),
+        block_margin_px: g.map_or(0, |g| g.margin),
+        block_px: g.map_or(canvas, |g| g.block),
+        overlap: g.map_or(1.0, |g| round(g.overlap(), 3)),
+        planned_bytes: layout.bytes(),
+        untiled_bytes: layout.untiled_bytes,
+        items: layout.items,
+    })
+}
+
 /// `neural-style bench`: full style iterations (content relu4_2 + 5 Gram style losses + TV, backward to the
 /// image, Adam) on random `size` x `size` images.
 pub fn run(args: &BenchArgs) -> Result<IterationReport> {
@@ -508,14 +578,7 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
     let (w, h) = (args.size, args.size);
     let content = random_image(1, w, h);
     let style = random_image(2, w, h);
-    let style_weight = crate::defaults::style_weight(args.style_loss);
-    let opts = StyleOptions {
-        precision: args.precision,
-        style_loss: args.style_loss,
-        style_weight,
-        margin: Some(args.margin),
-        ..Default::default()
-    };
+    let opts = bench_options(args);
     let setup = Instant::now();
     let mut precision = String::new();
     let mut s = Stylizer::with_progress(&ctx, &weights, &content, std::slice::from_ref(&style), &opts, &mut |stage| {
@@ -602,6 +665,7 @@ pub fn run(args: &BenchArgs) -> Result<IterationReport> {
         wall_ms_per_iter: round(median(&wall), 4),
         conv_gflop_per_iter: round(flops / 1e9, 2),
         conv_gflops: round(flops / (ms * 1e6), 2),
+        blocks: s.grid().map_or(0, |g| g.blocks.len()),
         peak_gpu_bytes: s.gpu_bytes(),
         peak_gpu_bytes_note: "allocation accounting: bytes of the buffers the stylizer created, not a driver \
                               measurement",
@@ -905,6 +969,24 @@ mod tests {
         // slots grow into ones the plan needs anyway: no extra bytes.
         let affine = memory_plan(64, 64, &no_margin, true, &gpu, unlimited).unwrap();
         assert_eq!(affine.bytes(), plan.iter().map(|i| i.bytes).sum::<u64>());
+    }
+
+    /// On a GPU with an 8 GB budget (NVIDIA's 2 GiB bindings), 2048² runs at once; 4096² and 8192² are planned in
+    /// blocks under the budget, where at once would need 4 and 16 times the 2048² plan.
+    #[test]
+    fn large_canvases_are_planned_in_blocks_under_the_budget() {
+        let (gpu, opts) = (AdapterFacts::example_gpu(), StyleOptions::default());
+        let limits = crate::layout::MemoryLimits { budget: 8_000_000_000, max_binding: 2_147_483_644 };
+        assert!(memory_plan(2048, 2048, &opts, false, &gpu, limits).unwrap().grid.is_none());
+        for side in [4096, 8192] {
+            let plan = memory_plan(side, side, &opts, false, &gpu, limits).unwrap();
+            let line = plan.describe().expect("in blocks");
+            assert!(plan.bytes() <= limits.budget && plan.untiled_bytes > 2 * limits.budget, "{line}");
+            let g = plan.grid.as_ref().unwrap();
+            assert_eq!(g.margin, 144);
+            assert!(g.overlap() < 2.0, "{line}");
+            eprintln!("{line}");
+        }
     }
 
     #[test]

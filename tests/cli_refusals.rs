@@ -255,20 +255,14 @@ fn lead_placeholders_and_help() {
     assert!(o.status.success());
 }
 
-/// An --image-size whose activations exceed what the adapter can bind is refused before any GPU allocation, and
-/// the message names the largest size that fits (computed for this adapter: 724 on lavapipe's 128 MiB).
+/// A canvas beyond one evaluation's memory is evaluated in blocks; one that fits the budget in no blocks at all is
+/// refused before any GPU allocation, in one line with the numbers. Bad values of the memory flags are usage
+/// errors.
 #[test]
-fn image_size_beyond_the_adapter_names_the_largest_that_fits() {
+fn a_canvas_that_fits_no_block_is_refused_with_the_numbers() {
     let dir = setup();
-    // A style with the content's 4:3 aspect, so whichever image is checked first gives the same answer.
-    save(dir.path(), "style43.png", &DynamicImage::ImageRgb8(stripes(40, 30)), ImageFormat::Png);
-    let ctx = neural_style::gpu::GpuContext::new(&Default::default()).expect("an adapter");
-    let limit = ctx.limits.max_storage_buffer_binding_size;
-    drop(ctx);
-    let margin = |w, h| neural_style::defaults::margin(w, h);
-    let largest = neural_style::vgg::largest_fitting_side(40, 30, limit, margin);
-    let size = (largest + 8).to_string();
-    let e =
-        assert_refused(dir.path(), &["content.png", "style43.png", "--image-size", &size], Some(1), "out of memory");
-    assert!(e.contains(&format!("--image-size {largest}")), "{e}");
+    let e = assert_refused(dir.path(), &["content.png", "style.png", "--max-memory", "0.05"], Some(1), "out of memory");
+    assert!(e.contains("does not fit the 0.05 GB budget") && e.contains("even in blocks of 16 px it needs"), "{e}");
+    assert_refused(dir.path(), &["content.png", "style.png", "--max-memory", "-1"], Some(2), "above 0");
+    assert_refused(dir.path(), &["content.png", "style.png", "--tile-size", "8"], Some(2), "16");
 }

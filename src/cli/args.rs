@@ -75,6 +75,19 @@ pub struct BenchArgs {
     /// peer runs it; a run's default is 8].
     #[arg(long, value_name = "PX", default_value_t = 0)]
     pub margin: usize,
+    /// The run's memory budget in GB (as a run's --max-memory): beyond it, iterations are evaluated in blocks.
+    #[arg(long, value_name = "GB", value_parser = positive_gb)]
+    pub max_memory: Option<f64>,
+    /// Blocks owning at most PX px per side (as a run's --tile-size).
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u64).range(16..))]
+    pub tile_size: Option<u64>,
+    /// Print the memory plan (at once or in blocks, every buffer's bytes) as one JSON line and run nothing.
+    #[arg(long)]
+    pub plan_only: bool,
+    /// With --plan-only: plan for an adapter binding at most MIB MiB per buffer instead of this one's (e.g. 2048
+    /// for NVIDIA's Vulkan driver).
+    #[arg(long, value_name = "MIB", requires = "plan_only")]
+    pub max_binding_mib: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -95,10 +95,13 @@ fn bench(args: &BenchArgs) -> Result<Outcome, CliError> {
         precision: args.precision.into(),
         style_loss: args.style_loss.into(),
         margin: args.margin,
+        max_memory: args.max_memory.map(|gb| (gb * 1e9) as u64),
+        tile_size: args.tile_size.map(|px| px as usize),
     };
-    let line = match args.min_scale {
-        Some(min) => serde_json::to_string(&neural_style::bench::run_job(&lib_args, min)?),
-        None => serde_json::to_string(&neural_style::bench::run(&lib_args)?),
+    let line = match (args.plan_only, args.min_scale) {
+        (true, _) => serde_json::to_string(&neural_style::bench::plan(&lib_args, args.max_binding_mib.map(|m| m << 20))?),
+        (false, Some(min)) => serde_json::to_string(&neural_style::bench::run_job(&lib_args, min)?),
+        (false, None) => serde_json::to_string(&neural_style::bench::run(&lib_args)?),
     };
     let line = line.map_err(|e| CliError::Runtime(format!("bench report: {e}")))?;
     println!("{line}");
