@@ -22,6 +22,7 @@
 #   KERNELS_BENCH   the kernel microbenchmark executable (default .gpu/benches/kernels when present), run at 512²
 #                   with every variant; prints the 4x4 and 8x8 f32 GEMM cores side by side per conv (gemm-cores.md)
 #   KERNELS_SIZE    the microbenchmarks' image side (default 512; smaller for a rehearsal on lavapipe)
+#   TILED_SIZE, TILED_BLOCK  the tiled-against-at-once step's side (default 2048) and block (default 1024 px owned: 4 blocks of 1312²)
 # Ends with "gpu-bench: done in N s": the whole run is meant to fit in 8 minutes on an H100 (not yet measured).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -141,6 +142,34 @@ for (layer, way), cores in rows.items():
                                                for c, (ms, g) in sorted(cores.items()))))
 PY
 fi
+
+# Tiled evaluation (docs/MATHS.md): the same iteration at TILED_SIZE² at once and in blocks owning TILED_BLOCK px
+# (both fit on an H100), in the same run; then the 8192² plan in the 8 GB default budget. Prints, e.g.,
+# "tiled 2048²: at once 95.0 ms/it, in 4 blocks 210.0 ms/it (2.21x)".
+TILED_SIZE=${TILED_SIZE:-2048}
+TILED_BLOCK=${TILED_BLOCK:-1024}
+echo "== tiled evaluation at ${TILED_SIZE}² (blocks of $TILED_BLOCK px) against at once"
+tiled_json="$RESULTS/tiled-$TILED_SIZE.jsonl"
+: > "$tiled_json"
+for tile in "" "$TILED_BLOCK"; do
+    "$BIN" bench --size "$TILED_SIZE" --iterations 5 ${tile:+--tile-size "$tile"} ${ADAPTER:+--adapter "$ADAPTER"} \
+        >> "$tiled_json" 2>> "$RESULTS/tiled.err" || echo "  bench ${tile:+--tile-size $tile} FAILED: $(tail -n 1 "$RESULTS/tiled.err")"
+done
+"$BIN" bench --size 8192 --plan-only ${ADAPTER:+--adapter "$ADAPTER"} >> "$tiled_json" 2>> "$RESULTS/tiled.err"
+"$PYTHON" - "$tiled_json" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+runs = [r for r in rows if r.get("bench") == "iteration"]
+if len(runs) == 2:
+    a, t = runs
+    print("  tiled %d²: at once %.1f ms/it, in %d blocks %.1f ms/it (%.2fx)" % (
+        a["size"], a["steady_ms_per_iter"], t["blocks"], t["steady_ms_per_iter"],
+        t["steady_ms_per_iter"] / a["steady_ms_per_iter"]))
+for p in (r for r in rows if r.get("bench") == "plan"):
+    print("  plan %d²: %d blocks of %d px (+%d), %.2f GB planned, at once %.2f GB, %.2fx the pixels" % (
+        p["size"], p["blocks"], p["block_owned_px"], p["block_margin_px"], p["planned_bytes"] / 1e9,
+        p["untiled_bytes"] / 1e9, p["overlap"]))
+PY
 
 echo "== raw JSON lines: $ours $([ -s "$torch" ] && echo "$torch")"
 echo

@@ -63,6 +63,8 @@ pub struct Layout {
     pub items: Vec<MemoryItem>,
     /// What the canvas at once would allocate.
     pub untiled_bytes: u64,
+    /// Why blocks: the budget, the binding limit, or `--tile-size`.
+    pub why: String,
 }
 
 impl Layout {
@@ -76,7 +78,7 @@ impl Layout {
         let g = self.grid.as_ref()?;
         Some(format!(
             "tiled: {}x{} in {} blocks of {} px (+{} px margin: {}x{} evaluated each, {:.2}x the pixels), {:.2} GB \
-             planned; at once would need {:.2} GB",
+             planned; at once would need {:.2} GB ({})",
             g.width,
             g.height,
             g.blocks.len(),
@@ -86,7 +88,8 @@ impl Layout {
             g.block.1,
             g.overlap(),
             self.bytes() as f64 / 1e9,
-            self.untiled_bytes as f64 / 1e9
+            self.untiled_bytes as f64 / 1e9,
+            self.why
         ))
     }
 }
@@ -146,8 +149,14 @@ pub fn items(
             None => items.push(MemoryItem { what: what.into(), bytes: 4 * floats as u64 }),
         }
     }
-    let frame = Frame::new(height, width);
-    if grid.is_some() {
+    items.extend(canvas_items(Frame::new(height, width), opts, grid.is_some()));
+    items
+}
+
+/// The canvas-sized buffers, whatever the blocks: (tiled) x and dL/dx, the image average, the optimiser's state.
+fn canvas_items(frame: Frame, opts: &StyleOptions, tiled: bool) -> Vec<MemoryItem> {
+    let mut items = Vec::new();
+    if tiled {
         let bytes = crate::tiled::Tiled::canvas_bytes(frame);
         items.push(MemoryItem { what: "the canvas's x and dL/dx".into(), bytes });
     }
@@ -195,11 +204,31 @@ pub fn choose(
         let bytes = total(&items_of((!whole).then_some(g)));
         canvas_binds && plan.largest_tensor_bytes() <= limits.max_binding && bytes <= limits.budget
     };
+    let whole_plan = Plan::new(spec_at(width, height, &spec.taps(), opts.pooling, input_affine, true));
+    let why = if opts.tile_size.is_some() {
+        "--tile-size".to_string()
+    } else if whole_plan.largest_tensor_bytes() > limits.max_binding {
+        format!(
+            "its largest buffer, {} MiB, exceeds the {} MiB this adapter binds",
+            whole_plan.largest_tensor_bytes() >> 20,
+            limits.max_binding >> 20
+        )
+    } else {
+        format!("over the {:.2} GB budget, --max-memory", limits.budget as f64 / 1e9)
+    };
+    let canvas_state = total(&canvas_items(Frame::new(height, width), opts, true));
     match tiling::choose_grid((width, height), reach, opts.tile_size, fits) {
         Some(g) if g.is_whole() && opts.tile_size.is_none() => {
-            Ok(Layout { grid: None, items: items_of(None), untiled_bytes })
+            Ok(Layout { grid: None, items: items_of(None), untiled_bytes, why: String::new() })
         }
-        Some(g) => Ok(Layout { items: items_of(Some(&g)), grid: Some(g), untiled_bytes }),
+        Some(g) => Ok(Layout { items: items_of(Some(&g)), grid: Some(g), untiled_bytes, why }),
+        None if canvas_binds && canvas_state > limits.budget => Err(Error::OutOfMemory(format!(
+            ": a {width}x{height} canvas's x, dL/dx and optimiser state alone need {:.2} GB, over the {:.2} GB budget \
+             (L-BFGS keeps 2 vectors per --lbfgs-history pair); lower --lbfgs-history or --image-size, or raise \
+             --max-memory",
+            canvas_state as f64 / 1e9,
+            limits.budget as f64 / 1e9
+        ))),
         None => {
             let smallest = BlockGrid::new(width, height, reach.align(), reach);
             let need = total(&items_of(Some(&smallest)));
@@ -243,9 +272,10 @@ pub fn statistics_grid(
         Some(g) if g.is_whole() => Ok(None),
         Some(g) => Ok(Some(g)),
         None => Err(Error::OutOfMemory(format!(
-            ": a {width}x{height} style image does not fit the {:.2} GB budget even in blocks of {} px; lower \
-             --style-scale or raise --max-memory",
+            ": a {width}x{height} style image fits neither the {:.2} GB budget nor the {} MiB this adapter binds per \
+             buffer, even in blocks of {} px; lower --style-scale or raise --max-memory",
             limits.budget as f64 / 1e9,
+            limits.max_binding >> 20,
             reach.align()
         ))),
     }

@@ -250,6 +250,9 @@ pub struct Stylizer<'a> {
     late_staging: [wgpu::Buffer; 2],
     late_next: usize,
     pending: Option<PendingLosses>,
+    /// The pending read finished when a step stopped between blocks ([`Error::Stopped`]), for
+    /// [`Stylizer::flush_losses`].
+    stopped_read: Option<LateLosses>,
 }
 
 /// Losses copied out in a submission not yet waited for.
@@ -427,6 +430,7 @@ impl<'a> Stylizer<'a> {
             late_staging,
             late_next: 0,
             pending: None,
+            stopped_read: None,
         })
     }
 
@@ -497,7 +501,15 @@ impl<'a> Stylizer<'a> {
         // The earlier read's map is asked for now: the step's own wait for the previous submission completes it.
         let n = self.losses.slot_count();
         let requested = self.pending.as_ref().map(|p| self.ctx.request_map(&self.late_staging[p.slot], n));
-        self.step_reading(read_losses, true, watch)?;
+        let stepped = self.step_reading(read_losses, true, watch);
+        if let Err(Error::Stopped) = stepped {
+            // The map asked for above is pending: finish it, so the read stays deliverable by flush_losses.
+            if let (Some(p), Some(request)) = (self.pending.take(), requested) {
+                self.stopped_read = Some(self.take_losses(p, request)?);
+            }
+            return Err(Error::Stopped);
+        }
+        stepped?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let delivered = match (self.pending.take(), requested) {
             (Some(p), Some(request)) => Some(self.take_losses(p, request)?),
@@ -513,6 +525,9 @@ impl<'a> Stylizer<'a> {
 
     /// The losses a pipelined step left in flight, if any (waits for their submission only).
     pub fn flush_losses(&mut self) -> Result<Option<LateLosses>> {
+        if let Some(read) = self.stopped_read.take() {
+            return Ok(Some(read));
+        }
         let Some(p) = self.pending.take() else { return Ok(None) };
         let request = self.ctx.request_map(&self.late_staging[p.slot], self.losses.slot_count());
         self.take_losses(p, request).map(Some)
@@ -566,11 +581,15 @@ impl<'a> Stylizer<'a> {
 
     /// Command buffers the next iteration is submitted as (one, or one per VGG block).
     pub fn command_buffers_per_iteration(&self) -> usize {
+        let segments = self.evaluated.segments(&self.losses, false, true);
         if !self.cuts_per_block() {
-            return 1;
+            return segments.len();
         }
-        let kernels: Vec<&str> = self.iteration_dispatches(false).iter().map(|d| d.kernel.as_ref()).collect();
-        submission::block_lengths(&kernels).len()
+        let per_segment = |s: &Segment<'_>| {
+            let kernels: Vec<&str> = s.dispatches.iter().map(|d| d.kernel.as_ref()).collect();
+            submission::block_lengths(&kernels).len()
+        };
+        segments.iter().map(per_segment).sum()
     }
 
     /// Launches (dispatch calls) the next iteration is recorded as: one per dispatch, more where a GEMM built in
@@ -890,11 +909,13 @@ impl<'s> Problem<'s> for Evaluation<'s> {
 
     /// The evaluation, the update, then the average's update, in one submission (tiled: with the last block).
     fn evaluate_and_update(&mut self, update: &Dispatch, read_losses: bool) -> Result<Option<Losses>> {
+        let segments = self.evaluated.segments(self.losses, read_losses, true);
+        let mut list = submit_leading(self.ctx, self.recording, segments, self.watch)?;
+        // After the blocks (a stop between them leaves the average as it was); its constants' write lands before
+        // the submission below.
         if let Some(a) = self.average.as_deref_mut() {
             a.prepare_next(self.ctx);
         }
-        let segments = self.evaluated.segments(self.losses, read_losses, true);
-        let mut list = submit_leading(self.ctx, self.recording, segments, self.watch)?;
         list.push(update);
         list.extend(self.average.as_deref().map(|a| &a.dispatch));
         let mut encs = self.recording.encode(self.ctx, list);

@@ -185,22 +185,32 @@ pub fn grams(
     let mut mean_sums: Vec<Vec<f64>> = layers.iter().map(|&l| vec![0.0; if means { whole[l].0 } else { 0 }]).collect();
     let gflop = crate::vgg::conv_flops_per_iteration(bw, bh) / 2.0 / 1e9;
     let block_frame = network.image_frame();
+    let features = |l: usize| {
+        let s = network.plan.layers[l];
+        Tensor::new(network.relu(l), s.channels, s.frame())
+    };
+    // The statistics' dispatches are the same for every block (built once: a tensor-core Gram takes an operand
+    // range entry each time); only the cut and the owned rectangles differ.
+    let mut statistics = Vec::new();
+    for (&l, (partial, gram, mean)) in layers.iter().zip(&outputs) {
+        let f = features(l);
+        let layer_variant = if means { variant } else { variant.for_channels(f.channels) };
+        statistics.extend(network.gram_dispatches(ctx, layer_variant, f, partial, gram)?);
+        if let Some(m) = mean {
+            statistics.push(kernels::w2::channel_mean(ctx, f, m)?);
+        }
+    }
     for block in &grid.blocks {
         let into = Tensor::new(network.image(), 3, block_frame);
         let cut = kernels::region::copy(ctx, Tensor::new(&image, 3, frame), block.outer, into, (0, 0))?;
-        let mut after = Vec::new();
-        for (&l, (partial, gram, mean)) in layers.iter().zip(&outputs) {
-            let s = network.plan.layers[l];
-            let features = Tensor::new(network.relu(l), s.channels, s.frame());
-            let mine = grid.owned_at(block, crate::tiling::layer_stride(l), (s.width, s.height));
-            after.push(kernels::region::keep(ctx, features, mine)?);
-            let layer_variant = if means { variant } else { variant.for_channels(s.channels) };
-            after.extend(network.gram_dispatches(ctx, layer_variant, features, partial, gram)?);
-            if let Some(m) = mean {
-                after.push(kernels::w2::channel_mean(ctx, features, m)?);
-            }
+        let mut keeps = Vec::new();
+        for &l in layers {
+            let f = features(l);
+            let mine = grid.owned_at(block, crate::tiling::layer_stride(l), (f.frame.width, f.frame.height));
+            keeps.push(kernels::region::keep(ctx, f, mine)?);
         }
-        let list: Vec<&Dispatch> = std::iter::once(&cut).chain(&network.forward).chain(&after).collect();
+        let forward = std::iter::once(&cut).chain(&network.forward);
+        let list: Vec<&Dispatch> = forward.chain(&keeps).chain(&statistics).collect();
         Recording::run_unmeasured(ctx, &list, gflop)?;
         for (i, (&l, (_, gram, mean))) in layers.iter().zip(&outputs).enumerate() {
             let s = network.plan.layers[l];

@@ -170,8 +170,8 @@ impl BlockGrid {
 }
 
 /// The grid that `fits` and evaluates the fewest pixels (blocks x outer area: the margins' overlap is the cost;
-/// among equals the larger blocks), over owned sides that are multiples of `reach.align()`; exactly `asked`
-/// (rounded down to the alignment) when given. None when nothing fits. The whole image (one block) when it fits
+/// among equals the larger blocks), over owned sides that are multiples of `reach.align()`; when `asked`, the
+/// largest owned side up to it (rounded down to the alignment) that fits. None when nothing fits. The whole image (one block) when it fits
 /// and no size was asked for.
 pub fn choose_grid(
     (width, height): (usize, usize),
@@ -181,8 +181,8 @@ pub fn choose_grid(
 ) -> Option<BlockGrid> {
     let align = reach.align();
     if let Some(side) = asked {
-        let g = BlockGrid::new(width, height, side.max(align) / align * align, reach);
-        return fits(&g).then_some(g);
+        let largest = side.max(align) / align;
+        return (1..=largest).rev().map(|k| BlockGrid::new(width, height, k * align, reach)).find(|g| fits(g));
     }
     let whole = BlockGrid::new(width, height, width.max(height).next_multiple_of(align), reach);
     if fits(&whole) {

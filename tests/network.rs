@@ -550,3 +550,61 @@ fn style_statistics_in_blocks_match_those_at_once() {
         verify::compare(&format!("statistic {i}"), b, &to_f64(a), TILED.gradient).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// Tiled, L-BFGS's line search and the image average follow the canvas at once: the same losses, iteration by
+/// iteration, and the same average.
+#[test]
+fn tiled_lbfgs_and_averaging_follow_the_canvas_at_once() {
+    let mut p = Problem::new(61, 53, 73);
+    p.opts.style_layers = vec!["relu1_1".into(), "relu2_1".into()];
+    p.opts.content_layers = vec!["relu2_2".into()];
+    let opts = StyleOptions {
+        optimizer: neural_style::Optimizer::Lbfgs { history: 4, max_evals: 20 },
+        average_decay: Some(0.9),
+        ..p.opts.clone()
+    };
+    let tiled_opts = StyleOptions { tile_size: Some(12), ..opts.clone() };
+    let mut whole = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &opts).unwrap();
+    let mut tiled = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &tiled_opts).unwrap();
+    assert!(tiled.grid().unwrap().blocks.len() > 4);
+    // The first losses are of the same x; after that the two-loop recursion and the line search carry the
+    // gradients' last-bit differences into x (Adam's steps' tolerance).
+    for i in 0..3 {
+        let (a, b) = (tiled.step(true).unwrap().unwrap(), whole.step(true).unwrap().unwrap());
+        let err = (a.total - b.total).abs() / b.total;
+        let tol = if i == 0 { TILED.loss } else { TILED.steps };
+        assert!(err <= tol, "L-BFGS iteration {i}: tiled {} vs at once {} ({err:.2e})", a.total, b.total);
+    }
+    assert_eq!(tiled.evaluations(), whole.evaluations(), "the same line search");
+    let (a, b) = (tiled.output_losses().unwrap(), whole.output_losses().unwrap());
+    assert!((a.total - b.total).abs() / b.total <= TILED.steps, "the average's losses: {a:?} vs {b:?}");
+    let (ia, ib) = (tiled.image().unwrap(), whole.image().unwrap());
+    verify::compare_norm("the average", &ia.data, &to_f64(&ib.data), TILED.steps).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A stop asked for between the blocks of a tiled Adam iteration ends it there: an error the job treats as a stop,
+/// no update made (x, the iteration count and the image average as before), and the next step goes on as if
+/// nothing happened.
+#[test]
+fn a_stop_between_blocks_leaves_the_iteration_undone() {
+    let mut p = Problem::new(61, 53, 74);
+    p.opts.style_layers = vec!["relu1_1".into(), "relu2_1".into()];
+    p.opts.content_layers = vec!["relu2_2".into()];
+    let opts = StyleOptions { tile_size: Some(12), average_decay: Some(0.9), ..p.opts.clone() };
+    let mut s = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &opts).unwrap();
+    let blocks = s.grid().unwrap().blocks.len();
+    let x0 = s.x().unwrap();
+    let mut seen = Vec::new();
+    let stopped = s.step_watched(false, &mut |done, of| {
+        seen.push((done, of));
+        done < 3
+    });
+    assert!(matches!(stopped, Err(neural_style::Error::Stopped)), "{stopped:?}");
+    assert_eq!(seen.last(), Some(&(3, 2 * blocks)), "told after each block pass: {seen:?}");
+    assert_eq!((s.iteration(), s.x().unwrap()), (0, x0.clone()), "nothing updated");
+    let mut fresh = Stylizer::new(ctx(), &p.weights, &p.content, &p.styles, &opts).unwrap();
+    let (a, b) = (s.step(true).unwrap().unwrap(), fresh.step(true).unwrap().unwrap());
+    assert_eq!(a, b, "the stopped iteration left no trace");
+    assert_eq!((s.x().unwrap(), s.iteration()), (fresh.x().unwrap(), 1));
+    assert_eq!(s.image().unwrap(), fresh.image().unwrap(), "the image average took in no iterate");
+}

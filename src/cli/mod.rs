@@ -99,7 +99,9 @@ fn bench(args: &BenchArgs) -> Result<Outcome, CliError> {
         tile_size: args.tile_size.map(|px| px as usize),
     };
     let line = match (args.plan_only, args.min_scale) {
-        (true, _) => serde_json::to_string(&neural_style::bench::plan(&lib_args, args.max_binding_mib.map(|m| m << 20))?),
+        (true, _) => {
+            serde_json::to_string(&neural_style::bench::plan(&lib_args, args.max_binding_mib.map(|m| m << 20))?)
+        }
         (false, Some(min)) => serde_json::to_string(&neural_style::bench::run_job(&lib_args, min)?),
         (false, None) => serde_json::to_string(&neural_style::bench::run(&lib_args)?),
     };

@@ -178,7 +178,7 @@ impl Progress {
             None if self.last_blocks_line.get().elapsed() >= Duration::from_secs(10) => {
                 self.last_blocks_line.set(Instant::now());
                 eprintln!(
-                    "  blocks {done}/{of} of this iteration ({})",
+                    "  blocks {done}/{of} of this iteration ({} painting)",
                     duration_text(self.start.elapsed().as_secs_f64())
                 );
             }
@@ -191,6 +191,9 @@ impl Progress {
         self.speed.record(secs / self.cost(done.saturating_sub(1)));
         if let Some(bar) = &self.bar {
             bar.set_prefix(self.speed_text(done));
+            // A tiled iteration's "blocks k/n" gives way to the last losses again.
+            let last = self.last.get().map(|(_, l)| losses_text(&l)).unwrap_or_default();
+            bar.set_message(last);
             bar.inc(1);
         }
     }
