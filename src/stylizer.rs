@@ -32,7 +32,7 @@ use crate::layout::{self, MemoryLimits};
 use crate::loss_terms::content;
 use crate::loss_terms::gram::StyleBlend;
 pub use crate::loss_terms::StyleLoss;
-use crate::loss_terms::{LossSpec, LossTerms, Losses, TermsOn};
+use crate::loss_terms::{LossSpec, LossTerms, Losses, Targets, TermsOn};
 use crate::network::{GpuNet, Network};
 use crate::optim::average::ImageAverage;
 use crate::optim::lbfgs::{self, Evaluated, Lbfgs};
@@ -338,9 +338,10 @@ impl<'a> Stylizer<'a> {
                 let mut network = Network::new(ctx, &net, net.plan_spec(w, h, &taps, true))?;
                 let targets = content::targets(ctx, &network, &content_x, &spec.content_layers, on_stage)?;
                 let on = TermsOn::whole(&network);
-                let losses = LossTerms::new(ctx, &net, &network, &spec, &on, targets, style_targets, on_stage)?;
+                let targets = Targets { content: targets, style: style_targets };
+                let losses = LossTerms::new(ctx, &net, &network, &spec, &on, targets, on_stage)?;
                 network.build_backward(ctx, &net, |site| losses.gradient_dispatches(ctx, site))?;
-                (CanvasNetwork::Whole(network), losses)
+                (CanvasNetwork::Whole(Box::new(network)), losses)
             }
             Some(grid) => {
                 let (bw, bh) = grid.block;
@@ -358,7 +359,8 @@ impl<'a> Stylizer<'a> {
                     grad: Some(&tiled.grad),
                     grid: Some(&tiled.grid),
                 };
-                let losses = LossTerms::new(ctx, &net, &tiled.network, &spec, &on, targets, style_targets, on_stage)?;
+                let targets = Targets { content: targets, style: style_targets };
+                let losses = LossTerms::new(ctx, &net, &tiled.network, &spec, &on, targets, on_stage)?;
                 tiled.network.build_backward(ctx, &net, |site| losses.gradient_dispatches(ctx, site))?;
                 (CanvasNetwork::Tiled(Box::new(tiled)), losses)
             }
@@ -759,7 +761,7 @@ impl<'a> Stylizer<'a> {
 
 /// The canvas evaluated at once by one network, or block by block ([`crate::tiled`]).
 enum CanvasNetwork {
-    Whole(Network),
+    Whole(Box<Network>),
     Tiled(Box<Tiled>),
 }
 

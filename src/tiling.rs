@@ -79,7 +79,10 @@ pub struct Span {
 /// The blocks along one axis of `n` pixels: each owns `owned` px (the last what is left), outer spans of one
 /// length `outer`. One block (outer = n) when the margins would cover the axis anyway.
 pub fn split_axis(n: usize, owned: usize, margin: usize, align: usize) -> (usize, Vec<Span>) {
-    assert!(owned > 0 && owned % align == 0 && margin % align == 0, "owned {owned}, margin {margin}, align {align}");
+    assert!(
+        owned > 0 && owned.is_multiple_of(align) && margin.is_multiple_of(align),
+        "owned {owned}, margin {margin}, align {align}"
+    );
     let outer = owned + 2 * margin + n % align;
     if outer >= n || owned >= n {
         return (n, vec![Span { outer_start: 0, owned_start: 0, owned_end: n }]);

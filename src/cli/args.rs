@@ -485,6 +485,14 @@ impl StyleArgs {
     }
 }
 
+/// A memory size in GB: a finite number above 0.
+fn positive_gb(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(gb) if gb.is_finite() && gb > 0.0 => Ok(gb),
+        _ => Err(format!("expected a size in GB above 0, got '{s}'")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,13 +538,5 @@ mod tests {
         // 0.05 x 256 = 13 px: too small for a CPU adapter's default, so refused before the adapter is known.
         assert!(args(&["--style-scale", "0.05"]).validate().is_err());
         assert!(args(&["--style-scale", "0.05", "--image-size", "512"]).validate().is_ok());
-    }
-}
-
-/// A memory size in GB: a finite number above 0.
-fn positive_gb(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(gb) if gb.is_finite() && gb > 0.0 => Ok(gb),
-        _ => Err(format!("expected a size in GB above 0, got '{s}'")),
     }
 }

@@ -263,6 +263,14 @@ impl LossSpec {
     }
 }
 
+/// What the terms compare with: the content features at each content layer, in buffers of `network`'s shape
+/// ([`content::targets`]; tiled, one block's, uploaded per block), and the style images' blended statistics
+/// ([`gram::StyleBlend::new`], computed before the network was allocated).
+pub struct Targets {
+    pub content: Vec<wgpu::Buffer>,
+    pub style: gram::StyleBlend,
+}
+
 /// The loss terms of one problem on the GPU, in slot order.
 pub struct LossTerms {
     terms: Vec<Box<dyn LossTerm>>,
@@ -284,19 +292,17 @@ struct BlockDispatches {
 
 impl LossTerms {
     /// Builds the terms' dispatches on `network` (the plan the image is optimised with, or one block's when
-    /// `on.grid` is given), from their targets: the content features at each content layer (on `network`'s
-    /// buffers' shape: [`content::targets`], or a block's, uploaded per block) and `blend`, the style images'
-    /// blended statistics ([`gram::StyleBlend::new`], computed before `network` was allocated).
+    /// `on.grid` is given), from their [`Targets`].
     pub fn new(
         ctx: &GpuContext,
         net: &GpuNet,
         network: &Network,
         spec: &LossSpec,
         on: &TermsOn<'_>,
-        content_targets: Vec<wgpu::Buffer>,
-        blend: gram::StyleBlend,
+        targets: Targets,
         on_stage: &mut dyn FnMut(SetupStage),
     ) -> Result<Self> {
+        let Targets { content: content_targets, style: blend } = targets;
         let layers = &network.plan.layers;
         let facts = &net.facts;
         let blocks = on.grid.map(|g| g.blocks.len());

@@ -131,7 +131,7 @@ impl W2Term {
             None => term.statistics(ctx, facts, &scratch.gram_partials)?,
             Some(_) => Vec::new(),
         };
-        after_forward.extend(term.from_statistics(ctx, &scratch.partials)?);
+        after_forward.extend(term.after_statistics(ctx, &scratch.partials)?);
         term.recorded.after_forward = after_forward;
         term.recorded.scalar = vec![term.loss_scalar(ctx, (&scratch.slots, slot))?];
         Ok(term)
@@ -157,7 +157,7 @@ impl W2Term {
     }
 
     /// From G and μ: Σ̂, M, ‖M‖_F², then the Newton–Schulz iterations.
-    fn from_statistics(&self, ctx: &GpuContext, partials: &wgpu::Buffer) -> Result<Vec<Dispatch>> {
+    fn after_statistics(&self, ctx: &GpuContext, partials: &wgpu::Buffer) -> Result<Vec<Dispatch>> {
         use kernels::w2::{covariance, matmul, sqrtm_start};
         let (c, scalars) = (self.shape.channels, &self.scalars);
         let one = Alpha::constant(1.0);
