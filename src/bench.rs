@@ -977,7 +977,9 @@ mod tests {
     fn large_canvases_are_planned_in_blocks_under_the_budget() {
         let (gpu, opts) = (AdapterFacts::example_gpu(), StyleOptions::default());
         let limits = crate::layout::MemoryLimits { budget: 8_000_000_000, max_binding: 2_147_483_644 };
-        assert!(memory_plan(2048, 2048, &opts, false, &gpu, limits).unwrap().grid.is_none());
+        let at_once = memory_plan(2048, 2048, &opts, false, &gpu, limits).unwrap();
+        assert!(at_once.grid.is_none());
+        eprintln!("2048² on its canvas: at once, {:.2} GB", at_once.bytes() as f64 / 1e9);
         for side in [4096, 8192] {
             let plan = memory_plan(side, side, &opts, false, &gpu, limits).unwrap();
             let line = plan.describe().expect("in blocks");
