@@ -16,6 +16,9 @@ pub enum SetupStage {
     Precision(String),
     /// The canvas is evaluated in blocks: how ([`crate::layout::Layout::describe`]).
     Tiled(String),
+    /// `done` of `of` blocks of a target computed in blocks (the content targets of a tiled canvas, a style
+    /// image's Grams in blocks), reported as each finishes.
+    Blocks { what: &'static str, done: usize, of: usize },
 }
 
 impl std::fmt::Display for SetupStage {
@@ -30,6 +33,7 @@ impl std::fmt::Display for SetupStage {
                 write!(f, "Wasserstein-2 targets: square roots of {layers} style covariances")
             }
             SetupStage::Precision(note) | SetupStage::Tiled(note) => write!(f, "{note}"),
+            SetupStage::Blocks { what, done, of } => write!(f, "{what}: {done}/{of} blocks"),
         }
     }
 }

@@ -87,7 +87,8 @@ impl Tiled {
         let (w, h) = self.grid.block;
         let gflop = crate::vgg::conv_flops_per_iteration(w, h) / 2.0 / 1e9;
         self.content = Vec::with_capacity(self.grid.blocks.len());
-        for cut in &self.cuts {
+        let of = self.cuts.len();
+        for (b, cut) in self.cuts.iter().enumerate() {
             let dispatches: Vec<&Dispatch> = std::iter::once(cut).chain(&self.network.forward).collect();
             Recording::run_unmeasured(ctx, &dispatches, gflop)?;
             let features = layers
@@ -95,6 +96,7 @@ impl Tiled {
                 .map(|&l| ctx.read_f32(self.network.relu(l), 0, self.network.plan.layers[l].buffer_floats()))
                 .collect::<Result<_>>()?;
             self.content.push(features);
+            on_stage(SetupStage::Blocks { what: "content targets", done: b + 1, of });
         }
         self.content_targets = layers
             .iter()
@@ -165,6 +167,7 @@ pub fn grams(
     layers: &[usize],
     (variant, means): (kernels::gram::GramVariant, bool),
     grid: &BlockGrid,
+    on_stage: &mut dyn FnMut(SetupStage),
 ) -> Result<(Vec<Matrix>, Vec<Vec<f32>>)> {
     let (bw, bh) = grid.block;
     let network = Network::new(ctx, net, net.plan_spec(bw, bh, layers, false))?;
@@ -200,7 +203,7 @@ pub fn grams(
             statistics.push(kernels::w2::channel_mean(ctx, f, m)?);
         }
     }
-    for block in &grid.blocks {
+    for (b, block) in grid.blocks.iter().enumerate() {
         let into = Tensor::new(network.image(), 3, block_frame);
         let cut = kernels::region::copy(ctx, Tensor::new(&image, 3, frame), block.outer, into, (0, 0))?;
         let mut keeps = Vec::new();
@@ -224,6 +227,7 @@ pub fn grams(
                 }
             }
         }
+        on_stage(SetupStage::Blocks { what: "style targets", done: b + 1, of: grid.blocks.len() });
     }
     let to_f32 = |v: Vec<Vec<f64>>| v.into_iter().map(|m| m.into_iter().map(|x| x as f32).collect()).collect();
     let means = if means { to_f32(mean_sums) } else { Vec::new() };

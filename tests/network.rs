@@ -545,7 +545,11 @@ fn style_statistics_in_blocks_match_those_at_once() {
     assert!(grid.blocks.len() > 4, "{grid:?}");
     let variant = neural_style::kernels::gram::variant(&net.facts);
     let at_once = neural_style::network::grams(ctx(), &net, (&x, 83, 61), &layers, variant, true).unwrap();
-    let blocks = neural_style::tiled::grams(ctx(), &net, (&x, 83, 61), &layers, (variant, true), &grid).unwrap();
+    let mut reported = 0;
+    let mut on_stage = |_: neural_style::SetupStage| reported += 1;
+    let blocks = neural_style::tiled::grams(ctx(), &net, (&x, 83, 61), &layers, (variant, true), &grid, &mut on_stage);
+    let blocks = blocks.unwrap();
+    assert_eq!(reported, grid.blocks.len(), "each block reported");
     for (i, (a, b)) in at_once.0.iter().zip(&blocks.0).chain(at_once.1.iter().zip(&blocks.1)).enumerate() {
         verify::compare(&format!("statistic {i}"), b, &to_f64(a), TILED.gradient).unwrap_or_else(|e| panic!("{e}"));
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use neural_style::gpu::GpuContext;
 use neural_style::image_io;
 use neural_style::job::{Event, IterationLosses, Job, Observer};
-use neural_style::{PlanarImage, StyleLoss};
+use neural_style::{PlanarImage, SetupStage, StyleLoss};
 
 use super::progress::{Progress, Stages};
 use super::rescue::Rescue;
@@ -229,6 +229,13 @@ impl Observer for CliObserver<'_> {
                 scale.iterations,
                 scale.style_side
             )),
+            // Blocks of a target: a line when the last is done, else at most one every 10 s.
+            Event::Setup(stage @ SetupStage::Blocks { done, of, .. }) => {
+                if done == of || self.last_tick.elapsed() >= Duration::from_secs(10) {
+                    self.last_tick = Instant::now();
+                    self.stages.line(stage);
+                }
+            }
             Event::Setup(stage) => self.stages.line(stage),
             Event::Ready { initial_image, .. } => {
                 if let Some(img) = initial_image {

@@ -60,7 +60,7 @@ impl StyleBlend {
             let grid = crate::layout::statistics_grid((width, height), &spec.style_layers, kind, net.bytes, limits)?;
             let (g, means) = match grid {
                 None => network::grams(ctx, net, image, &spec.style_layers, variant, w2)?,
-                Some(grid) => crate::tiled::grams(ctx, net, image, &spec.style_layers, (variant, w2), &grid)?,
+                Some(grid) => crate::tiled::grams(ctx, net, image, &spec.style_layers, (variant, w2), &grid, on_stage)?,
             };
             if k == 0 {
                 blend.grams = g.iter().map(|m| vec![0.0; m.len()]).collect();
