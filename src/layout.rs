@@ -232,15 +232,15 @@ pub fn choose(
         None => {
             let smallest = BlockGrid::new(width, height, reach.align(), reach);
             let need = total(&items_of(Some(&smallest)));
-            let why = if canvas_binds {
-                format!("even in blocks of {} px it needs {:.2} GB", reach.align(), need as f64 / 1e9)
-            } else {
-                format!(
-                    "its x alone ({} MiB) exceeds the {} MiB the adapter binds",
+            if !canvas_binds {
+                return Err(Error::OutOfMemory(format!(
+                    ": a {width}x{height} canvas's x alone ({} MiB) exceeds the {} MiB this adapter binds per buffer, \
+                     in blocks or not; lower --image-size",
                     (4 * Frame::new(height, width).buffer_floats(3)) >> 20,
                     limits.max_binding >> 20
-                )
-            };
+                )));
+            }
+            let why = format!("even in blocks of {} px it needs {:.2} GB", reach.align(), need as f64 / 1e9);
             Err(Error::OutOfMemory(format!(
                 ": a {width}x{height} canvas does not fit the {:.2} GB budget ({why}; at once: {:.2} GB); raise \
                  --max-memory or lower --image-size",

@@ -266,4 +266,14 @@ fn a_canvas_that_fits_no_block_is_refused_with_the_numbers() {
     let dir = setup();
     let e = assert_refused(dir.path(), &["content.png", "style.png", "--max-memory", "0.05"], Some(1), "out of memory");
     assert!(e.contains("does not fit the 0.05 GB budget") && e.contains("even in blocks of 16 px it needs"), "{e}");
+    // A canvas whose x alone exceeds a binding (lavapipe's 128 MiB: ~3,340²), in blocks or not.
+    let ctx = neural_style::gpu::GpuContext::new(&Default::default()).expect("an adapter");
+    let limit = ctx.max_binding();
+    drop(ctx);
+    if limit <= 256 << 20 {
+        let side = (((limit as f64) / 12.0).sqrt() * 1.1) as usize;
+        let size = side.to_string();
+        let e = assert_refused(dir.path(), &["content.png", "style.png", "--image-size", &size], Some(1), "x alone");
+        assert!(e.contains("in blocks or not; lower --image-size"), "{e}");
+    }
 }
