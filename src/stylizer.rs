@@ -332,39 +332,8 @@ impl<'a> Stylizer<'a> {
         let weighted: Vec<(PlanarImage, f64)> = styles.iter().cloned().zip(blend).collect();
         let style_targets = StyleBlend::new(ctx, &net, &spec, &weighted, limits, on_stage)?;
         let content_x = canvas.pad(&subtract_mean(content), 3);
-        let taps = spec.taps();
-        let (evaluated, losses) = match layout.grid {
-            None => {
-                let mut network = Network::new(ctx, &net, net.plan_spec(w, h, &taps, true))?;
-                let targets = content::targets(ctx, &network, &content_x, &spec.content_layers, on_stage)?;
-                let on = TermsOn::whole(&network);
-                let targets = Targets { content: targets, style: style_targets };
-                let losses = LossTerms::new(ctx, &net, &network, &spec, &on, targets, on_stage)?;
-                network.build_backward(ctx, &net, |site| losses.gradient_dispatches(ctx, site))?;
-                (CanvasNetwork::Whole(Box::new(network)), losses)
-            }
-            Some(grid) => {
-                let (bw, bh) = grid.block;
-                let mut tiled = Tiled::new(ctx, &net, net.plan_spec(bw, bh, &taps, true), grid)?;
-                let targets = tiled.content_targets(ctx, &content_x, &spec.content_layers, on_stage)?;
-                let couts: Vec<usize> = net.convs.iter().map(|c| c.cout).collect();
-                let layers: Vec<Shape> = vgg::layer_shapes(&couts, h, w)
-                    .iter()
-                    .map(|&(channels, height, width)| Shape { channels, height, width })
-                    .collect();
-                let on = TermsOn {
-                    layers: &layers,
-                    size: (w, h),
-                    x: &tiled.x,
-                    grad: Some(&tiled.grad),
-                    grid: Some(&tiled.grid),
-                };
-                let targets = Targets { content: targets, style: style_targets };
-                let losses = LossTerms::new(ctx, &net, &tiled.network, &spec, &on, targets, on_stage)?;
-                tiled.network.build_backward(ctx, &net, |site| losses.gradient_dispatches(ctx, site))?;
-                (CanvasNetwork::Tiled(Box::new(tiled)), losses)
-            }
-        };
+        let (evaluated, losses) =
+            canvas_network(ctx, &net, (&spec, (w, h)), layout.grid, (&content_x, style_targets), on_stage)?;
 
         let (x, grad_x) = (evaluated.x(), evaluated.grad());
         // Adam runs over the whole framed buffer: the frame's gradient is zero, so its x stays zero.
@@ -757,6 +726,52 @@ impl<'a> Stylizer<'a> {
     pub fn net(&self) -> &GpuNet {
         &self.net
     }
+}
+
+/// The network that evaluates the canvas (at once, or one block's when `grid` is given) and the loss terms on it:
+/// the content targets computed on it, the style targets given, the backward pass built with the terms'
+/// gradients.
+fn canvas_network(
+    ctx: &GpuContext,
+    net: &GpuNet,
+    (spec, (w, h)): (&LossSpec, (usize, usize)),
+    grid: Option<crate::tiling::BlockGrid>,
+    (content_x, style_targets): (&[f32], StyleBlend),
+    on_stage: &mut dyn FnMut(SetupStage),
+) -> Result<(CanvasNetwork, LossTerms)> {
+    let taps = spec.taps();
+    Ok(match grid {
+        None => {
+            let mut network = Network::new(ctx, net, net.plan_spec(w, h, &taps, true))?;
+            let targets = content::targets(ctx, &network, content_x, &spec.content_layers, on_stage)?;
+            let on = TermsOn::whole(&network);
+            let targets = Targets { content: targets, style: style_targets };
+            let losses = LossTerms::new(ctx, net, &network, spec, &on, targets, on_stage)?;
+            network.build_backward(ctx, net, |site| losses.gradient_dispatches(ctx, site))?;
+            (CanvasNetwork::Whole(Box::new(network)), losses)
+        }
+        Some(grid) => {
+            let (bw, bh) = grid.block;
+            let mut tiled = Tiled::new(ctx, net, net.plan_spec(bw, bh, &taps, true), grid)?;
+            let targets = tiled.content_targets(ctx, content_x, &spec.content_layers, on_stage)?;
+            let couts: Vec<usize> = net.convs.iter().map(|c| c.cout).collect();
+            let layers: Vec<Shape> = vgg::layer_shapes(&couts, h, w)
+                .iter()
+                .map(|&(channels, height, width)| Shape { channels, height, width })
+                .collect();
+            let on = TermsOn {
+                layers: &layers,
+                size: (w, h),
+                x: &tiled.x,
+                grad: Some(&tiled.grad),
+                grid: Some(&tiled.grid),
+            };
+            let targets = Targets { content: targets, style: style_targets };
+            let losses = LossTerms::new(ctx, net, &tiled.network, spec, &on, targets, on_stage)?;
+            tiled.network.build_backward(ctx, net, |site| losses.gradient_dispatches(ctx, site))?;
+            (CanvasNetwork::Tiled(Box::new(tiled)), losses)
+        }
+    })
 }
 
 /// The canvas evaluated at once by one network, or block by block ([`crate::tiled`]).
