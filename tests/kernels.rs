@@ -163,6 +163,12 @@ fn channel_affine_matches_reference() {
     all_cases("channel_affine");
 }
 
+/// Spatial control's per-position weighting (written and added), against the f64 reference.
+#[test]
+fn mask_weight_matches_reference() {
+    all_cases("mask_weight");
+}
+
 /// Tiled evaluation's cut and paste (a rectangle between tensors of different frames) and its owned-region mask:
 /// exact, the untouched pixels kept, the frame zero.
 #[test]

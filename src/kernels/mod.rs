@@ -29,6 +29,7 @@ pub mod gram;
 pub mod grid;
 pub mod image_average;
 pub mod loss;
+pub mod mask;
 pub mod peak;
 pub mod pool;
 pub mod region;
@@ -134,7 +135,7 @@ fn buffer_bindings(buffers: &str) -> String {
 
 /// Every kernel, as each wrapper module registers its own.
 pub fn registry() -> impl Iterator<Item = &'static Kernel> {
-    let modules: [&'static [Kernel]; 13] = [
+    let modules: [&'static [Kernel]; 14] = [
         adam::KERNELS,
         affine::KERNELS,
         image_average::KERNELS,
@@ -143,6 +144,7 @@ pub fn registry() -> impl Iterator<Item = &'static Kernel> {
         frame_clear::KERNELS,
         gram::KERNELS,
         loss::KERNELS,
+        mask::KERNELS,
         peak::KERNELS,
         pool::KERNELS,
         region::KERNELS,
@@ -177,6 +179,7 @@ fn compose(kernel: &Kernel, own: &str, core: Option<&str>) -> String {
     let mut s: String = core.lines().chain(own.lines()).filter(is_enable).map(|l| format!("{l}\n")).collect();
     // The frame's leading zeros (src/frame.rs), in floats and in vec4s.
     s.push_str(&format!("const HEAD: u32 = {}u;\nconst HEAD4: u32 = {}u;\n", Frame::HEAD, Frame::HEAD / 4));
+    s.push_str(&format!("const TAIL: u32 = {}u;\n", Frame::TAIL));
     s.push_str(&(kernel.params)());
     s.push_str("@group(0) @binding(0) var<uniform> params: Params;\n");
     s.push_str(&buffer_bindings(kernel.buffers));

@@ -201,6 +201,30 @@ pub fn region_keep(ctx: &GpuContext, (c, h, w): (usize, usize, usize), rect: Rec
     compare("region_keep", &io.read_framed(&b, c, frame, "region_keep")?, &expect, 0.0)
 }
 
+/// mask_weight on a `c` x `h` x `w` tensor with a random mask in [0, 1]: dst = mask ⊙ src (dst poisoned first, so
+/// an unwritten element fails) or dst += mask ⊙ src; the destination's frame, poisoned too, must come back zero.
+/// One f32 multiply-add per element.
+pub fn mask_weight(ctx: &GpuContext, (c, h, w): (usize, usize, usize), accumulate: bool, seed: u64) -> Check {
+    let io = Io { ctx };
+    let frame = Frame::new(h, w);
+    let mut g = rng(seed);
+    let src = to_f64(&to_f32(&random(&mut g, c * h * w, 10.0)));
+    let mask: Vec<f64> = to_f64(&to_f32(&random(&mut g, h * w, 1.0))).iter().map(|v| v.abs()).collect();
+    let before = if accumulate { to_f64(&to_f32(&random(&mut g, c * h * w, 10.0))) } else { vec![f64::NAN; c * h * w] };
+    let expect: Vec<f64> =
+        (0..c * h * w).map(|i| if accumulate { before[i] } else { 0.0 } + mask[i % (h * w)] * src[i]).collect();
+    let run = || -> Result<wgpu::Buffer> {
+        let mut framed = frame.frame(&to_f32(&before), c);
+        (0..framed.len()).filter(|&i| !frame.is_data(i)).for_each(|i| framed[i] = f32::NAN);
+        let d = ctx.buffer_from("check output", &framed)?;
+        let (m, s) = (io.framed(&mask, 1, frame)?, io.framed(&src, c, frame)?);
+        ctx.run(&[&kernels::mask::weight(ctx, &m, Tensor::new(&s, c, frame), &d, accumulate)?])?;
+        Ok(d)
+    };
+    let d = run().map_err(gpu_err)?;
+    compare("mask_weight", &io.read_framed(&d, c, frame, "mask_weight")?, &expect, 1e-6)
+}
+
 /// The cases of this family at `full` or quick scale.
 pub fn cases(full: bool) -> Vec<Case> {
     let mut v = Vec::new();
@@ -236,6 +260,15 @@ pub fn cases(full: bool) -> Vec<Case> {
     for (i, &(shape, rect)) in keeps.iter().enumerate().take(if full { 2 } else { 1 }) {
         let run = move |ctx: &GpuContext| region_keep(ctx, shape, rect, 1590 + i as u64);
         v.push(case("region_keep", format!("region_keep {shape:?} {rect:?}"), run));
+    }
+    let masks: Vec<((usize, usize, usize), bool)> = if full {
+        vec![((3, 13, 17), false), ((3, 13, 17), true), ((64, 32, 29), false), ((1, 1, 1), true)]
+    } else {
+        vec![((3, 13, 17), false), ((5, 7, 9), true)]
+    };
+    for (i, &(shape, accumulate)) in masks.iter().enumerate() {
+        let run = move |ctx: &GpuContext| mask_weight(ctx, shape, accumulate, 1600 + i as u64);
+        v.push(case("mask_weight", format!("mask_weight {shape:?} accumulate={accumulate}"), run));
     }
     v
 }
