@@ -280,3 +280,12 @@ pub fn statistics_grid(
         ))),
     }
 }
+
+/// Masks with a canvas or a style image that needs blocks: refused (docs/MATHS.md, "Spatial control").
+pub fn masks_in_blocks() -> Error {
+    Error::InvalidOption(
+        "masks (--style-masks, --style-image-masks, --content-mask) are not supported yet when an image is \
+         evaluated in blocks; lower --image-size (or --style-scale), or raise --max-memory"
+            .into(),
+    )
+}

@@ -33,6 +33,7 @@ pub mod job;
 pub mod kernels;
 pub mod layout;
 pub mod loss_terms;
+pub mod masks;
 pub mod network;
 pub mod optim;
 pub mod plan;

@@ -427,26 +427,66 @@ pub type Matrix = Vec<f32>;
 pub fn grams(
     ctx: &GpuContext,
     net: &GpuNet,
+    image: (&[f32], usize, usize),
+    layers: &[usize],
+    variant: kernels::gram::GramVariant,
+    means: bool,
+) -> Result<(Vec<Matrix>, Vec<Vec<f32>>)> {
+    masked_grams(ctx, net, image, layers, variant, means, None)
+}
+
+/// As [`grams`], the statistics weighted by `mask` (the image's size) where given: G_w and μ_w of docs/MATHS.md,
+/// "Spatial control" (a style image's `--style-image-masks`). A layer the mask covers everywhere is computed as
+/// without it; one it covers nowhere is an error.
+pub fn masked_grams(
+    ctx: &GpuContext,
+    net: &GpuNet,
     (x, width, height): (&[f32], usize, usize),
     layers: &[usize],
     variant: kernels::gram::GramVariant,
     means: bool,
+    mask: Option<&crate::masks::Mask>,
 ) -> Result<(Vec<Matrix>, Vec<Vec<f32>>)> {
     let network = Network::new(ctx, net, net.plan_spec(width, height, layers, false))?;
     let mut dispatches: Vec<&Dispatch> = network.forward.iter().collect();
     let mut owned = Vec::new();
     let mut grams = Vec::new();
+    let largest = layers.iter().map(|&l| network.plan.layers[l].buffer_floats()).max().unwrap_or(1);
+    let weighted = match mask {
+        Some(_) => Some(ctx.storage_buffer("masked features", largest)?),
+        None => None,
+    };
     for &l in layers {
         let s = network.plan.layers[l];
         let c = s.channels;
         let partial = ctx.storage_buffer("gram partial", kernels::gram::partial_len(variant, c, s.frame()))?;
         let g = ctx.storage_buffer("gram", c * c)?;
-        let features = Tensor::new(network.relu(l), c, s.frame());
+        let mut features = Tensor::new(network.relu(l), c, s.frame());
+        let mut mean_input = None;
+        let mut d = Vec::new();
+        if let (Some(mask), Some(weighted)) = (mask, &weighted) {
+            let w = mask.at_layer(l, s);
+            if w.sum == 0.0 {
+                return Err(Error::InvalidOption(format!(
+                    "a --style-image-masks mask covers nothing at {} (its region is too small)",
+                    crate::vgg::RELU_NAMES[l]
+                )));
+            }
+            if !w.is_ones() {
+                let gram_input = ctx.buffer_from("style mask", &w.normalised(0.5))?;
+                d.push(kernels::mask::weight(ctx, &gram_input, features, weighted, false)?);
+                mean_input = Some((ctx.buffer_from("style mask", &w.normalised(1.0))?, features));
+                features = Tensor::new(weighted, c, s.frame());
+            }
+        }
         // The W2 targets keep the variant as given (their terms take it so too).
         let layer_variant = if means { variant } else { variant.for_channels(c) };
-        let mut d = network.gram_dispatches(ctx, layer_variant, features, &partial, &g)?;
+        d.extend(network.gram_dispatches(ctx, layer_variant, features, &partial, &g)?);
         let mean = if means {
             let m = ctx.storage_buffer("channel means", c)?;
+            if let (Some((input, unweighted)), Some(weighted)) = (&mean_input, &weighted) {
+                d.push(kernels::mask::weight(ctx, input, *unweighted, weighted, false)?);
+            }
             d.push(kernels::w2::channel_mean(ctx, features, &m)?);
             Some(m)
         } else {

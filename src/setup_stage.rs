@@ -19,6 +19,9 @@ pub enum SetupStage {
     /// `done` of `of` blocks of a target computed in blocks (the content targets of a tiled canvas, a style
     /// image's Grams in blocks), reported as each finishes.
     Blocks { what: &'static str, done: usize, of: usize },
+    /// How the masks shape the losses (docs/MATHS.md, "Spatial control"), with a warning where a style's mask
+    /// covers nothing.
+    Masks(String),
 }
 
 impl std::fmt::Display for SetupStage {
@@ -32,7 +35,7 @@ impl std::fmt::Display for SetupStage {
             SetupStage::W2Targets { layers } => {
                 write!(f, "Wasserstein-2 targets: square roots of {layers} style covariances")
             }
-            SetupStage::Precision(note) | SetupStage::Tiled(note) => write!(f, "{note}"),
+            SetupStage::Precision(note) | SetupStage::Tiled(note) | SetupStage::Masks(note) => write!(f, "{note}"),
             SetupStage::Blocks { what, done, of } => write!(f, "{what}: {done}/{of} blocks"),
         }
     }

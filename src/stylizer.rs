@@ -31,8 +31,10 @@ use crate::kernels::AdapterFacts;
 use crate::layout::{self, MemoryLimits};
 use crate::loss_terms::content;
 use crate::loss_terms::gram::StyleBlend;
+use crate::loss_terms::masked::TermMasks;
 pub use crate::loss_terms::StyleLoss;
 use crate::loss_terms::{LossSpec, LossTerms, Losses, Targets, TermsOn};
+use crate::masks::{Mask, Masks};
 use crate::network::{GpuNet, Network};
 use crate::optim::average::ImageAverage;
 use crate::optim::lbfgs::{self, Evaluated, Lbfgs};
@@ -90,6 +92,9 @@ pub struct StyleOptions {
     pub max_memory: Option<u64>,
     /// Blocks owning at most this many px per side, whatever fits (None: blocks only when needed).
     pub tile_size: Option<usize>,
+    /// Spatial control (docs/MATHS.md, "Spatial control"): a region per style, where to take each style from, a
+    /// content mask. Any size: each is resized to its image at every scale.
+    pub masks: Masks,
 }
 
 /// What updates the image (docs/MATHS.md, "Optimiser").
@@ -140,6 +145,7 @@ impl Default for StyleOptions {
             margin: None,
             max_memory: None,
             tile_size: None,
+            masks: Masks::default(),
         }
     }
 }
@@ -306,6 +312,7 @@ impl<'a> Stylizer<'a> {
             vgg::check_size(s.width, s.height)?;
         }
         let spec = loss_spec(opts)?;
+        let uncovered = opts.masks.check(styles.len())?;
         let blend = if spec.style_layers.is_empty() {
             vec![0.0; styles.len()]
         } else {
@@ -325,15 +332,30 @@ impl<'a> Stylizer<'a> {
         if let Some(line) = layout.describe() {
             on_stage(SetupStage::Tiled(line));
         }
+        if layout.grid.is_some() && opts.masks.any() {
+            return Err(layout::masks_in_blocks());
+        }
+        if let Some(line) = masks_line(&opts.masks, &uncovered) {
+            on_stage(SetupStage::Masks(line));
+        }
         on_stage(SetupStage::Weights);
         let net = GpuNet::with_facts(ctx, weights, opts.pooling, facts)?;
         // The style targets before the network: each style image's forward pass has its own buffers, freed once
         // its statistics are read back, so they are never live beside the whole network's.
-        let weighted: Vec<(PlanarImage, f64)> = styles.iter().cloned().zip(blend).collect();
+        let image_mask = |k: usize, s: &PlanarImage| {
+            opts.masks.style_image.get(k).cloned().flatten().map(|m| m.resized(s.width, s.height))
+        };
+        let weighted: Vec<(PlanarImage, f64, Option<Mask>)> =
+            styles.iter().zip(&blend).enumerate().map(|(k, (s, &b))| (s.clone(), b, image_mask(k, s))).collect();
         let style_targets = StyleBlend::new(ctx, &net, &spec, &weighted, limits, on_stage)?;
         let content_x = canvas.pad(&subtract_mean(content), 3);
-        let (evaluated, losses) =
-            canvas_network(ctx, &net, (&spec, (w, h)), layout.grid, (&content_x, style_targets), on_stage)?;
+        let on_canvas = |m: &Mask| m.resized(content.width, content.height).on_canvas(&canvas);
+        // Each region's relative weight β_k = K·b_k (1 by default).
+        let regions: Vec<(Mask, f64)> =
+            opts.masks.style.iter().zip(&blend).map(|(m, &b)| (on_canvas(m), b * styles.len() as f64)).collect();
+        let masks = (regions, opts.masks.content.as_ref().map(on_canvas));
+        let targets = (&content_x[..], style_targets, masks);
+        let (evaluated, losses) = canvas_network(ctx, &net, (&spec, (w, h)), layout.grid, targets, on_stage)?;
 
         let (x, grad_x) = (evaluated.x(), evaluated.grad());
         // Adam runs over the whole framed buffer: the frame's gradient is zero, so its x stays zero.
@@ -728,6 +750,29 @@ impl<'a> Stylizer<'a> {
     }
 }
 
+/// The output's masks on the canvas: each region's with its weight β, and the content mask.
+type CanvasMasks = (Vec<(Mask, f64)>, Option<Mask>);
+
+/// The setup line of the masks: what they do, and which style's mask covers nothing (that style is unused).
+fn masks_line(masks: &Masks, uncovered: &[usize]) -> Option<String> {
+    if !masks.any() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if masks.by_region() {
+        let from = masks.style_image.iter().filter(|m| m.is_some()).count();
+        parts.push(format!("{} style regions ({from} taking their style from part of their image)", masks.style.len()));
+    }
+    if masks.content.is_some() {
+        parts.push("the content loss weighted by the content mask".to_string());
+    }
+    let mut line = format!("masks: {}", parts.join("; "));
+    for k in uncovered {
+        line.push_str(&format!("; warning: the mask of style image {k} is black, so that style is not used"));
+    }
+    Some(line)
+}
+
 /// The network that evaluates the canvas (at once, or one block's when `grid` is given) and the loss terms on it:
 /// the content targets computed on it, the style targets given, the backward pass built with the terms'
 /// gradients.
@@ -736,7 +781,7 @@ fn canvas_network(
     net: &GpuNet,
     (spec, (w, h)): (&LossSpec, (usize, usize)),
     grid: Option<crate::tiling::BlockGrid>,
-    (content_x, style_targets): (&[f32], StyleBlend),
+    (content_x, style_targets, (regions, content_mask)): (&[f32], StyleBlend, CanvasMasks),
     on_stage: &mut dyn FnMut(SetupStage),
 ) -> Result<(CanvasNetwork, LossTerms)> {
     let taps = spec.taps();
@@ -745,7 +790,8 @@ fn canvas_network(
             let mut network = Network::new(ctx, net, net.plan_spec(w, h, &taps, true))?;
             let targets = content::targets(ctx, &network, content_x, &spec.content_layers, on_stage)?;
             let on = TermsOn::whole(&network);
-            let targets = Targets { content: targets, style: style_targets };
+            let masks = TermMasks::new(spec, &network.plan.layers, &regions, content_mask.as_ref());
+            let targets = Targets { content: targets, style: style_targets, masks };
             let losses = LossTerms::new(ctx, net, &network, spec, &on, targets, on_stage)?;
             network.build_backward(ctx, net, |site| losses.gradient_dispatches(ctx, site))?;
             (CanvasNetwork::Whole(Box::new(network)), losses)
@@ -766,7 +812,8 @@ fn canvas_network(
                 grad: Some(&tiled.grad),
                 grid: Some(&tiled.grid),
             };
-            let targets = Targets { content: targets, style: style_targets };
+            // Masks are refused tiled (before the targets are made): none here.
+            let targets = Targets { content: targets, style: style_targets, masks: TermMasks::default() };
             let losses = LossTerms::new(ctx, net, &tiled.network, spec, &on, targets, on_stage)?;
             tiled.network.build_backward(ctx, net, |site| losses.gradient_dispatches(ctx, site))?;
             (CanvasNetwork::Tiled(Box::new(tiled)), losses)
@@ -1123,6 +1170,8 @@ pub fn loss_spec(opts: &StyleOptions) -> Result<LossSpec> {
         content_layers: layer_indices(&opts.content_layers, "content")?,
         style_layers: layer_indices(&opts.style_layers, "style")?,
         style_loss: opts.style_loss,
+        style_regions: opts.masks.by_region().then_some(opts.masks.style.len()),
+        content_masked: opts.masks.content.is_some(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The content term at one layer (docs/MATHS.md, "Losses"): w_c / (C·H·W) · Σ (F − P)², P the content image's
 //! features at that layer.
 
+use super::masked::{Coverage, TermMask};
 use super::{BlockSite, GradientAt, LossKind, LossTerm, Recorded, Site, TermSetup};
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuContext};
@@ -55,20 +56,46 @@ pub struct ContentTerm {
     features: wgpu::Buffer,
     weight: f64,
     target: wgpu::Buffer,
+    /// With `--content-mask`: its weights at this layer, √m ⊙ P, and the scratch the weighted features and the
+    /// unweighted gradient pass through (docs/MATHS.md, "Spatial control").
+    mask: Option<ContentMask>,
     recorded: Recorded,
 }
 
+struct ContentMask {
+    mask: TermMask,
+    masked_target: wgpu::Buffer,
+    scratch: wgpu::Buffer,
+}
+
 impl ContentTerm {
-    pub fn new(setup: &TermSetup<'_>, layer: usize, slot: usize, target: wgpu::Buffer) -> Result<Self> {
+    /// The term with `target` (P), weighted by `mask` where given.
+    pub fn new(
+        setup: &TermSetup<'_>,
+        layer: usize,
+        slot: usize,
+        target: wgpu::Buffer,
+        mask: Option<TermMask>,
+    ) -> Result<Self> {
         let TermSetup { ctx, network, spec, scratch, on, .. } = setup;
         let (shape, inside) = (on.layers[layer], network.plan.layers[layer]);
         let features = network.relu(layer).clone();
+        let mask = match mask {
+            Some(mask) => {
+                let masked_target = ctx.storage_buffer("masked content target", inside.buffer_floats())?;
+                let p = Tensor::new(&target, shape.channels, inside.frame());
+                ctx.run(&[&mask.weigh(ctx, &mask.gram_input, p, &masked_target)?])?;
+                Some(ContentMask { mask, masked_target, scratch: super::masked::scratch(scratch)?.clone() })
+            }
+            None => None,
+        };
         let mut term = Self {
             shape,
             inside,
             features,
             weight: spec.content_weight,
             target,
+            mask,
             recorded: Recorded {
                 kind: LossKind::Content,
                 site: Site::Relu(layer),
@@ -85,13 +112,25 @@ impl ContentTerm {
 
     /// Σ (F − P)² into `slot`, over the whole framed buffers (the frames are zero in both); the mean is over the
     /// canvas's C·H·W.
+    /// With a mask, Σ (√m ⊙ F − √m ⊙ P)².
     fn sum_into(&self, ctx: &GpuContext, scratch: &super::Scratch, slot: usize) -> Result<Vec<Dispatch>> {
         let n = self.inside.buffer_floats();
         let scale = self.weight / self.shape.floats() as f64;
-        Ok(vec![
-            sq_diff_sum(ctx, n, &self.features, &self.target, &scratch.partials)?,
-            reduce_sum(ctx, sq_diff_partials(n), slot, scale, &scratch.partials, &scratch.slots)?,
-        ])
+        let reduce = reduce_sum(ctx, sq_diff_partials(n), slot, scale, &scratch.partials, &scratch.slots)?;
+        Ok(match &self.mask {
+            Some(m) if m.mask.coverage == Coverage::Nowhere => Vec::new(),
+            Some(m) if m.mask.coverage == Coverage::Partly => vec![
+                m.mask.weigh(ctx, &m.mask.gram_input, self.block_features(), &m.scratch)?,
+                sq_diff_sum(ctx, n, &m.scratch, &m.masked_target, &scratch.partials)?,
+                reduce,
+            ],
+            _ => vec![sq_diff_sum(ctx, n, &self.features, &self.target, &scratch.partials)?, reduce],
+        })
+    }
+
+    /// The features in the network's buffer.
+    fn block_features(&self) -> Tensor<'_> {
+        Tensor::new(&self.features, self.shape.channels, self.inside.frame())
     }
 }
 
@@ -100,12 +139,22 @@ impl LossTerm for ContentTerm {
         &self.recorded
     }
 
-    /// 2·w_c / (C·H·W) · (F − P).
+    /// 2·w_c / (C·H·W) · (F − P); with a mask, that weighted by m per position.
     fn gradient(&self, ctx: &GpuContext, at: GradientAt<'_>) -> Result<Vec<Dispatch>> {
         let GradientAt { features, grad, accumulate } = at;
         let scale = 2.0 * self.weight / self.shape.floats() as f64;
         let n = self.inside.buffer_floats();
-        Ok(vec![content_grad(ctx, n, scale, accumulate, features, &self.target, grad)?])
+        let (c, frame) = (self.shape.channels, self.inside.frame());
+        match &self.mask {
+            Some(m) if m.mask.coverage == Coverage::Nowhere => {
+                m.mask.nothing(ctx, Tensor::new(features, c, frame), grad, accumulate)
+            }
+            Some(m) if m.mask.coverage == Coverage::Partly => Ok(vec![
+                content_grad(ctx, n, scale, false, features, &self.target, &m.scratch)?,
+                m.mask.weighted_gradient(ctx, Tensor::new(&m.scratch, c, frame), grad, accumulate)?,
+            ]),
+            _ => Ok(vec![content_grad(ctx, n, scale, accumulate, features, &self.target, grad)?]),
+        }
     }
 
     /// The block's F and P outside what it owns zeroed (after its backward pass has read them), then the sum.

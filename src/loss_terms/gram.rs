@@ -2,6 +2,8 @@
 //! and A the blend of the style images' Grams, and the style images' blended statistics both style terms start
 //! from ([`StyleBlend`]).
 
+use super::masked::{self, Coverage, TermMask};
+use super::w2::{w2_gram_variant, w2_style_grad_variant};
 use super::{BlockSite, GradientAt, LossKind, LossSpec, LossTerm, Recorded, Site, StyleLoss, TermSetup};
 use crate::error::Result;
 use crate::gaussian::{w2_target, W2Target};
@@ -12,6 +14,7 @@ use crate::kernels::loss::{
     reduce_sum, sq_diff_partials, sq_diff_sum, style_grad, style_grad_variant, StyleGradIo, StyleGradKernel,
     StyleGradVariant,
 };
+use crate::masks::Mask;
 use crate::network::{self, GpuNet};
 use crate::plan::Shape;
 use crate::planar::PlanarImage;
@@ -29,12 +32,37 @@ pub fn partials(shape: Shape) -> usize {
     sq_diff_partials(shape.channels * shape.channels)
 }
 
-/// The style images' statistics at each style layer, blended in f64 by the blend weights: A_l = Σ_k b_k G_l(k),
-/// each Gram at its image's own size, and (for W2) the means.
+/// The style images' statistics at each style layer: blended in f64 by the blend weights, A_l = Σ_k b_k G_l(k),
+/// each Gram at its image's own size, and (for W2) the means; or, with `--style-masks`, each image's own (one
+/// region per image, weighted by its `--style-image-masks` mask where given).
 pub struct StyleBlend {
+    regions: Vec<Statistics>,
+}
+
+/// One target's statistics: per style layer, its Gram and (W2) its means.
+#[derive(Default)]
+struct Statistics {
     grams: Vec<Vec<f64>>,
     means: Vec<Vec<f64>>,
 }
+
+impl Statistics {
+    /// Adds `weight` times one image's statistics.
+    fn add(&mut self, weight: f64, (grams, means): &(Vec<Vec<f32>>, Vec<Vec<f32>>)) {
+        if self.grams.is_empty() {
+            self.grams = grams.iter().map(|m| vec![0.0; m.len()]).collect();
+            self.means = means.iter().map(|m| vec![0.0; m.len()]).collect();
+        }
+        for (t, m) in self.grams.iter_mut().zip(grams).chain(self.means.iter_mut().zip(means)) {
+            for (a, &v) in t.iter_mut().zip(m) {
+                *a += weight * f64::from(v);
+            }
+        }
+    }
+}
+
+/// The style images, each with its blend weight and (`--style-image-masks`) its mask at its size.
+pub type StyleImages<'a> = &'a [(PlanarImage, f64, Option<Mask>)];
 
 impl StyleBlend {
     /// Each image at its own size, at once or (beyond `limits`) block by block ([`crate::tiled::grams`]).
@@ -42,49 +70,55 @@ impl StyleBlend {
         ctx: &GpuContext,
         net: &GpuNet,
         spec: &LossSpec,
-        styles: &[(PlanarImage, f64)],
+        styles: StyleImages<'_>,
         limits: crate::layout::MemoryLimits,
         on_stage: &mut dyn FnMut(SetupStage),
     ) -> Result<Self> {
-        let mut blend = Self { grams: Vec::new(), means: Vec::new() };
+        let mut blend = Self { regions: Vec::new() };
         if spec.style_layers.is_empty() {
             return Ok(blend);
         }
         let (variant, w2) = (spec.gram_variant(&net.facts), spec.style_loss == StyleLoss::W2);
-        for (k, (image, weight)) in styles.iter().enumerate() {
+        for (k, (image, weight, mask)) in styles.iter().enumerate() {
             let (width, height) = (image.width, image.height);
             on_stage(SetupStage::StyleTargets { index: k, count: styles.len(), width, height });
             let x = crate::vgg::subtract_mean(image);
             let image = (&x[..], width, height);
             let kind = (net.pooling, net.input_affine.is_some());
             let grid = crate::layout::statistics_grid((width, height), &spec.style_layers, kind, net.bytes, limits)?;
-            let (g, means) = match grid {
-                None => network::grams(ctx, net, image, &spec.style_layers, variant, w2)?,
-                Some(grid) => crate::tiled::grams(ctx, net, image, &spec.style_layers, (variant, w2), &grid, on_stage)?,
-            };
-            if k == 0 {
-                blend.grams = g.iter().map(|m| vec![0.0; m.len()]).collect();
-                blend.means = means.iter().map(|m| vec![0.0; m.len()]).collect();
-            }
-            for (t, m) in blend.grams.iter_mut().zip(&g).chain(blend.means.iter_mut().zip(&means)) {
-                for (a, &v) in t.iter_mut().zip(m) {
-                    *a += weight * f64::from(v);
+            let statistics = match (grid, mask) {
+                (None, None) => network::grams(ctx, net, image, &spec.style_layers, variant, w2)?,
+                // Weighted features leave the tensor cores' measured operand range: f32 (as W2's).
+                (None, Some(m)) => {
+                    let f32_variant = w2_gram_variant(&net.facts);
+                    network::masked_grams(ctx, net, image, &spec.style_layers, f32_variant, w2, Some(m))?
                 }
+                (Some(grid), None) => {
+                    crate::tiled::grams(ctx, net, image, &spec.style_layers, (variant, w2), &grid, on_stage)?
+                }
+                (Some(_), Some(_)) => return Err(crate::layout::masks_in_blocks()),
+            };
+            // Masked, one region per image; else one blend of them all.
+            if spec.style_masked() || blend.regions.is_empty() {
+                blend.regions.push(Statistics::default());
             }
+            let into = blend.regions.last_mut().expect("a region");
+            into.add(if spec.style_masked() { 1.0 } else { *weight }, &statistics);
         }
         Ok(blend)
     }
 
-    /// The blended Gram of style layer `i` (the i-th of the spec's style layers).
-    pub fn gram(&self, i: usize) -> &[f64] {
-        &self.grams[i]
+    /// The target Gram of region `r` (0 for the blend) at style layer `i` (the i-th of the spec's style layers).
+    pub fn gram(&self, r: usize, i: usize) -> &[f64] {
+        &self.regions[r].grams[i]
     }
 
-    /// The W2 target of style layer `i` of shape `shape`: the blend's second moments are C·A.
-    pub fn w2_target(&self, i: usize, shape: Shape) -> W2Target {
+    /// The W2 target of region `r` at style layer `i` of shape `shape`: the statistics' second moments are C·A.
+    pub fn w2_target(&self, r: usize, i: usize, shape: Shape) -> W2Target {
         let c = shape.channels;
-        let second_moments: Vec<f64> = self.grams[i].iter().map(|g| g * c as f64).collect();
-        w2_target(&self.means[i], &second_moments, c)
+        let region = &self.regions[r];
+        let second_moments: Vec<f64> = region.grams[i].iter().map(|g| g * c as f64).collect();
+        w2_target(&region.means[i], &second_moments, c)
     }
 }
 
@@ -95,6 +129,7 @@ pub struct GramTerm {
     inside: Shape,
     features: wgpu::Buffer,
     gram_variant: kernels::gram::GramVariant,
+    /// w_s, times the region's weight β with a mask.
     weight: f64,
     /// This image's Gram G and the blended target A.
     gram: wgpu::Buffer,
@@ -104,11 +139,21 @@ pub struct GramTerm {
     target_largest: f32,
     coop: Option<(wgpu::Buffer, (u32, u32))>,
     style_grad_variant: StyleGradVariant,
+    /// With `--style-masks`: the region's weights at this layer and the scratch its weighted features and
+    /// unweighted gradient pass through (docs/MATHS.md, "Spatial control").
+    mask: Option<(TermMask, wgpu::Buffer)>,
     recorded: Recorded,
 }
 
 impl GramTerm {
-    pub fn new(setup: &TermSetup<'_>, layer: usize, slot: usize, blended: &[f64]) -> Result<Self> {
+    /// The term with target `blended`; with `masked`, the region's mask and weight β.
+    pub fn new(
+        setup: &TermSetup<'_>,
+        layer: usize,
+        slot: usize,
+        blended: &[f64],
+        masked: Option<(TermMask, f64)>,
+    ) -> Result<Self> {
         let TermSetup { ctx, facts, network, spec, scratch, on } = setup;
         let (shape, inside) = (on.layers[layer], network.plan.layers[layer]);
         let (c, frame, features) = (shape.channels, inside.frame(), network.relu(layer));
@@ -116,34 +161,54 @@ impl GramTerm {
         let target = ctx.buffer_from("style target", &target32)?;
         let gram_buffer = ctx.storage_buffer("gram", c * c)?;
         let target_largest = target32.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let coop = network.coop_ranges.as_ref().map(|r| (r.buffer.clone(), (r.slot(), r.slot())));
+        let (mask, beta) = match masked {
+            Some((m, beta)) => (Some((m, masked::scratch(scratch)?.clone())), beta),
+            None => (None, 1.0),
+        };
+        let coverage = mask.as_ref().map_or(Coverage::Everywhere, |(m, _)| m.coverage);
+        // Weighted features leave the operand range the tensor cores' scaling measured: f32 (as W2's).
+        let weighted = coverage == Coverage::Partly;
+        let coop = network.coop_ranges.as_ref().filter(|_| !weighted).map(|r| (r.buffer.clone(), (r.slot(), r.slot())));
         let gp = &scratch.gram_partials;
-        let gram_variant = spec.gram_variant(facts).for_channels(c);
+        let gram_variant = if weighted { w2_gram_variant(facts) } else { spec.gram_variant(facts) }.for_channels(c);
         let kernel = GramKernel::of(gram_variant, || match &coop {
             Some((ranges, (features_slot, _))) => Ok((ranges, *features_slot)),
             None => Err(no_ranges()),
         })?;
         // Tiled, G is the blocks' sum (pass 1, [`LossTerm::block_statistics`]), made before the scalar reads it.
-        let after_forward = match on.grid {
-            None => gram(ctx, kernel, Tensor::new(features, c, frame), gp, &gram_buffer)?,
-            Some(_) => Vec::new(),
+        let after_forward = match (on.grid, &mask, coverage) {
+            (Some(_), _, _) | (None, _, Coverage::Nowhere) => Vec::new(),
+            (None, Some((m, weighted)), Coverage::Partly) => {
+                let mut out = vec![m.weigh(ctx, &m.gram_input, Tensor::new(features, c, frame), weighted)?];
+                out.extend(gram(ctx, kernel, Tensor::new(weighted, c, frame), gp, &gram_buffer)?);
+                out
+            }
+            (None, _, _) => gram(ctx, kernel, Tensor::new(features, c, frame), gp, &gram_buffer)?,
         };
-        let scale = spec.style_weight / (c * c) as f64;
-        let scalar = vec![
-            sq_diff_sum(ctx, c * c, &gram_buffer, &target, &scratch.partials)?,
-            reduce_sum(ctx, sq_diff_partials(c * c), slot, scale, &scratch.partials, &scratch.slots)?,
-        ];
+        let weight = spec.style_weight * beta;
+        let area = mask.as_ref().map_or(1.0, |(m, _)| m.area);
+        let scale = weight * area / (c * c) as f64;
+        let scalar = match coverage {
+            Coverage::Nowhere => Vec::new(),
+            _ => vec![
+                sq_diff_sum(ctx, c * c, &gram_buffer, &target, &scratch.partials)?,
+                reduce_sum(ctx, sq_diff_partials(c * c), slot, scale, &scratch.partials, &scratch.slots)?,
+            ],
+        };
+        let style_grad_variant =
+            if weighted { w2_style_grad_variant(facts) } else { style_grad_variant(facts) }.for_channels(c);
         Ok(Self {
             shape,
             inside,
             features: features.clone(),
             gram_variant,
-            weight: spec.style_weight,
+            weight,
             gram: gram_buffer,
             target,
             target_largest,
             coop,
-            style_grad_variant: style_grad_variant(facts).for_channels(c),
+            style_grad_variant,
+            mask,
             recorded: Recorded { kind: LossKind::Style, site: Site::Relu(layer), after_forward, scalar },
         })
     }
@@ -154,7 +219,7 @@ impl LossTerm for GramTerm {
         &self.recorded
     }
 
-    /// 4·w_s / (C²·C·H·W) · (G − A)·F, through F's ReLU mask.
+    /// 4·w_s / (C²·C·H·W) · (G − A)·F, through F's ReLU mask; with a mask, that weighted by w per position.
     fn gradient(&self, ctx: &GpuContext, at: GradientAt<'_>) -> Result<Vec<Dispatch>> {
         let GradientAt { features, grad, accumulate } = at;
         let s = self.shape;
@@ -168,8 +233,20 @@ impl LossTerm for GramTerm {
             (variant, _) => StyleGradKernel::f32(variant)?,
         };
         let features = Tensor::new(features, c, self.inside.frame());
-        let io = StyleGradIo { gram: &self.gram, target: &self.target, features, grad };
-        style_grad(ctx, kernel, scale, accumulate, io)
+        match &self.mask {
+            Some((m, _)) if m.coverage == Coverage::Nowhere => m.nothing(ctx, features, grad, accumulate),
+            Some((m, weighted)) if m.coverage == Coverage::Partly => {
+                let io = StyleGradIo { gram: &self.gram, target: &self.target, features, grad: weighted };
+                let mut out = style_grad(ctx, kernel, scale, false, io)?;
+                let unweighted = Tensor::new(weighted, c, self.inside.frame());
+                out.push(m.weighted_gradient(ctx, unweighted, grad, accumulate)?);
+                Ok(out)
+            }
+            _ => {
+                let io = StyleGradIo { gram: &self.gram, target: &self.target, features, grad };
+                style_grad(ctx, kernel, scale, accumulate, io)
+            }
+        }
     }
 
     /// The block's features outside what it owns zeroed, their Gram (over the block's positions), added to G

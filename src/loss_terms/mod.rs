@@ -9,6 +9,7 @@
 
 pub mod content;
 pub mod gram;
+pub mod masked;
 pub mod tv;
 pub mod w2;
 
@@ -146,6 +147,8 @@ pub struct Scratch {
     /// Tiled: one block's Gram and means before they are added to the canvas's.
     pub block_gram: Option<wgpu::Buffer>,
     pub block_mean: Option<wgpu::Buffer>,
+    /// With masks: the features weighted by a mask, or a masked term's gradient before its weighting.
+    pub masked: Option<wgpu::Buffer>,
 }
 
 /// Floats of each [`Scratch`] buffer.
@@ -157,6 +160,9 @@ pub struct ScratchSizes {
     /// Tiled only (0 otherwise): a block's Gram (the largest style layer's C²) and its means (W2 only).
     pub block_gram: usize,
     pub block_mean: usize,
+    /// With masks (0 otherwise): the largest masked layer's features, weighted (docs/MATHS.md, "Spatial
+    /// control").
+    pub masked: usize,
 }
 
 /// What a term is built from.
@@ -178,9 +184,19 @@ pub struct LossSpec {
     pub content_layers: Vec<usize>,
     pub style_layers: Vec<usize>,
     pub style_loss: StyleLoss,
+    /// With `--style-masks`, the style images (each on its own region, docs/MATHS.md, "Spatial control": one
+    /// style term per style image and layer); None: one term per layer with the styles' blend everywhere.
+    pub style_regions: Option<usize>,
+    /// Whether the content terms are weighted by `--content-mask`.
+    pub content_masked: bool,
 }
 
 impl LossSpec {
+    /// Whether the style terms are masked, one region per style image.
+    pub fn style_masked(&self) -> bool {
+        self.style_regions.is_some()
+    }
+
     /// Every layer a term reads.
     pub fn taps(&self) -> Vec<usize> {
         self.content_layers.iter().chain(&self.style_layers).copied().collect()
@@ -189,7 +205,8 @@ impl LossSpec {
     /// The slot kinds in order (content terms, style terms, TV).
     pub fn slots(&self) -> Vec<LossKind> {
         let content = self.content_layers.iter().map(|_| LossKind::Content);
-        let style = self.style_layers.iter().map(|_| LossKind::Style);
+        let style =
+            (0..self.style_regions.unwrap_or(1)).flat_map(|_| self.style_layers.iter().map(|_| LossKind::Style));
         content.chain(style).chain([LossKind::TotalVariation]).collect()
     }
 
@@ -223,12 +240,18 @@ impl LossSpec {
         }
         let tiled = blocks.is_some();
         let largest = self.style_layers.iter().map(|&l| layers[l].channels).max().filter(|_| tiled).unwrap_or(0);
+        let masked_layers = self
+            .content_layers
+            .iter()
+            .filter(|_| self.content_masked)
+            .chain(self.style_layers.iter().filter(|_| self.style_masked()));
         ScratchSizes {
             partials,
             gram_partials,
             slots: self.slots().len() + blocks.unwrap_or(0) * self.content_layers.len(),
             block_gram: largest * largest,
             block_mean: if self.style_loss == StyleLoss::W2 { largest } else { 0 },
+            masked: masked_layers.map(|&l| layers[l].buffer_floats()).max().unwrap_or(0),
         }
     }
 
@@ -242,19 +265,31 @@ impl LossSpec {
         facts: &AdapterFacts,
         blocks: Option<usize>,
     ) -> Vec<(&'static str, usize)> {
-        let mut out: Vec<(&'static str, usize)> =
-            self.content_layers.iter().flat_map(|&l| content::buffers(layers[l])).collect();
-        for &l in &self.style_layers {
-            match self.style_loss {
-                StyleLoss::Gram => out.extend(gram::buffers(layers[l])),
-                StyleLoss::W2 => out.extend(w2::buffers(layers[l])),
+        let mut out: Vec<(&'static str, usize)> = Vec::new();
+        for &l in &self.content_layers {
+            out.extend(content::buffers(layers[l]));
+            if self.content_masked {
+                out.extend(masked::content_buffers(layers[l]));
+            }
+        }
+        for _ in 0..self.style_regions.unwrap_or(1) {
+            for &l in &self.style_layers {
+                match self.style_loss {
+                    StyleLoss::Gram => out.extend(gram::buffers(layers[l])),
+                    StyleLoss::W2 => out.extend(w2::buffers(layers[l])),
+                }
+                if self.style_masked() {
+                    out.extend(masked::style_buffers(layers[l], self.style_loss));
+                }
             }
         }
         let sizes = self.scratch_sizes(layers, size, facts, blocks);
         out.push(("loss partials", sizes.partials));
         out.push(("gram partials", sizes.gram_partials));
         out.push(("loss slots", sizes.slots));
-        for (what, floats) in [("block gram", sizes.block_gram), ("block means", sizes.block_mean)] {
+        let optional =
+            [("block gram", sizes.block_gram), ("block means", sizes.block_mean), ("masked features", sizes.masked)];
+        for (what, floats) in optional {
             if floats > 0 {
                 out.push((what, floats));
             }
@@ -269,6 +304,8 @@ impl LossSpec {
 pub struct Targets {
     pub content: Vec<wgpu::Buffer>,
     pub style: gram::StyleBlend,
+    /// The masks' weights at each term's layer, where the spec masks the terms.
+    pub masks: masked::TermMasks,
 }
 
 /// The loss terms of one problem on the GPU, in slot order.
@@ -302,7 +339,13 @@ impl LossTerms {
         targets: Targets,
         on_stage: &mut dyn FnMut(SetupStage),
     ) -> Result<Self> {
-        let Targets { content: content_targets, style: blend } = targets;
+        let Targets { content: content_targets, style: blend, masks } = targets;
+        let masks_wanted = (usize::from(spec.content_masked) * spec.content_layers.len(), spec.style_regions);
+        if masks_wanted != (masks.content.len(), spec.style_regions.map(|_| masks.style.len()))
+            || (on.grid.is_some() && (spec.content_masked || spec.style_masked()))
+        {
+            return Err(crate::error::Error::Validation("the terms' masks do not match their spec".into()));
+        }
         let layers = &network.plan.layers;
         let facts = &net.facts;
         let blocks = on.grid.map(|g| g.blocks.len());
@@ -315,22 +358,35 @@ impl LossTerms {
             slots: ctx.storage_buffer("loss slots", sizes.slots)?,
             block_gram: optional("block gram", sizes.block_gram)?,
             block_mean: optional("block means", sizes.block_mean)?,
+            masked: optional("masked features", sizes.masked)?,
         };
         let setup = TermSetup { ctx, facts, network, spec, scratch: &scratch, on };
         // The registration: one term per content layer, per style layer, and TV, in slot order.
         let mut terms: Vec<Box<dyn LossTerm>> = Vec::new();
-        for (&layer, target) in spec.content_layers.iter().zip(content_targets) {
-            terms.push(Box::new(content::ContentTerm::new(&setup, layer, terms.len(), target)?));
+        for (i, (&layer, target)) in spec.content_layers.iter().zip(content_targets).enumerate() {
+            let mask = masks.content.get(i).map(|w| masked::TermMask::content(ctx, w)).transpose()?;
+            terms.push(Box::new(content::ContentTerm::new(&setup, layer, terms.len(), target, mask)?));
         }
+        let regions = spec.style_regions.unwrap_or(1);
         if spec.style_loss == StyleLoss::W2 && !spec.style_layers.is_empty() {
-            on_stage(SetupStage::W2Targets { layers: spec.style_layers.len() });
+            on_stage(SetupStage::W2Targets { layers: regions * spec.style_layers.len() });
         }
-        for (i, &layer) in spec.style_layers.iter().enumerate() {
-            let slot = terms.len();
-            terms.push(match spec.style_loss {
-                StyleLoss::Gram => Box::new(gram::GramTerm::new(&setup, layer, slot, blend.gram(i))?),
-                StyleLoss::W2 => Box::new(w2::W2Term::new(&setup, layer, slot, &blend.w2_target(i, layers[layer]))?),
-            });
+        let w2 = spec.style_loss == StyleLoss::W2;
+        for r in 0..regions {
+            for (i, &layer) in spec.style_layers.iter().enumerate() {
+                let slot = terms.len();
+                let mask = match masks.style.get(r) {
+                    Some(weights) => Some((masked::TermMask::style(ctx, &weights[i], w2)?, masks.region_weights[r])),
+                    None => None,
+                };
+                terms.push(match spec.style_loss {
+                    StyleLoss::Gram => Box::new(gram::GramTerm::new(&setup, layer, slot, blend.gram(r, i), mask)?),
+                    StyleLoss::W2 => {
+                        let target = blend.w2_target(r, i, layers[layer]);
+                        Box::new(w2::W2Term::new(&setup, layer, slot, &target, mask)?)
+                    }
+                });
+            }
         }
         let mut image_gradients = Vec::new();
         if let Some(grad_x) = on.grad {

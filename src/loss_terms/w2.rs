@@ -2,6 +2,7 @@
 //! Gaussian fits (mean and covariance) of the image's features and the style images' blend, with the matrix
 //! square root by Newton–Schulz iterations on the GPU (`kernels::w2`).
 
+use super::masked::{Coverage, TermMask};
 use super::{BlockSite, GradientAt, LossKind, LossTerm, Recorded, Site, TermSetup};
 use crate::error::Result;
 use crate::gaussian::W2Target;
@@ -81,6 +82,11 @@ pub struct W2Term {
     matmul: kernels::w2::MatmulVariant,
     gram_variant: GramVariant,
     style_grad_variant: StyleGradVariant,
+    /// With `--style-masks`: the region's weights at this layer and the scratch its weighted features and
+    /// unweighted gradient pass through (docs/MATHS.md, "Spatial control").
+    mask: Option<(TermMask, wgpu::Buffer)>,
+    /// The loss scalar's weight: w_s·β·a with a mask (`weight` is w_s·β), w_s without.
+    loss_weight: f64,
     recorded: Recorded,
 }
 
@@ -88,8 +94,20 @@ pub struct W2Term {
 const W2_RESULT: usize = W2_NEWTON_SCHULZ_ITERATIONS % 2;
 
 impl W2Term {
-    pub fn new(setup: &TermSetup<'_>, layer: usize, slot: usize, target: &W2Target) -> Result<Self> {
+    /// The term with `target`; with `masked`, the region's mask and weight β.
+    pub fn new(
+        setup: &TermSetup<'_>,
+        layer: usize,
+        slot: usize,
+        target: &W2Target,
+        masked: Option<(TermMask, f64)>,
+    ) -> Result<Self> {
         let TermSetup { ctx, facts, network, spec, scratch, on } = setup;
+        let (mask, beta) = match masked {
+            Some((m, beta)) => (Some((m, super::masked::scratch(scratch)?.clone())), beta),
+            None => (None, 1.0),
+        };
+        let area = mask.as_ref().map_or(1.0, |(m, _)| m.area);
         let (shape, inside) = (on.layers[layer], network.plan.layers[layer]);
         let c = shape.channels;
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
@@ -98,7 +116,9 @@ impl W2Term {
             shape,
             inside,
             features: network.relu(layer).clone(),
-            weight: spec.style_weight,
+            weight: spec.style_weight * beta,
+            loss_weight: spec.style_weight * beta * area,
+            mask,
             sqrt_target: ctx.buffer_from("w2 target sqrt", &f32s(&target.sqrt))?,
             target_mean: ctx.buffer_from("w2 target mean", &f32s(&target.mean))?,
             target_trace: (0..c).map(|i| target.cov[i * c + i]).sum(),
@@ -125,6 +145,9 @@ impl W2Term {
                 scalar: Vec::new(),
             },
         };
+        if term.coverage() == Coverage::Nowhere {
+            return Ok(term);
+        }
         // Tiled, G and μ are the blocks' sums (pass 1, [`LossTerm::block_statistics`]); what follows from them
         // runs once.
         let mut after_forward = match on.grid {
@@ -137,6 +160,11 @@ impl W2Term {
         Ok(term)
     }
 
+    /// Where the term's mask covers its layer (everywhere without one).
+    fn coverage(&self) -> Coverage {
+        self.mask.as_ref().map_or(Coverage::Everywhere, |(m, _)| m.coverage)
+    }
+
     /// After the forward pass, the features' statistics: G and μ.
     fn statistics(
         &self,
@@ -146,9 +174,24 @@ impl W2Term {
     ) -> Result<Vec<Dispatch>> {
         let gram_kernel = kernels::gram::GramKernel::f32(w2_gram_variant(facts))?;
         let features = self.block_features();
-        let mut out = kernels::gram::gram(ctx, gram_kernel, features, gram_partials, &self.gram)?;
-        out.push(kernels::w2::channel_mean(ctx, features, &self.mean)?);
-        Ok(out)
+        match &self.mask {
+            Some((m, weighted)) if m.coverage == Coverage::Partly => {
+                let mean_input = m.mean_input.as_ref().ok_or_else(|| {
+                    crate::error::Error::Validation("a masked W2 term without its means' weights".into())
+                })?;
+                let weighted_features = Tensor::new(weighted, self.shape.channels, self.inside.frame());
+                let mut out = vec![m.weigh(ctx, &m.gram_input, features, weighted)?];
+                out.extend(kernels::gram::gram(ctx, gram_kernel, weighted_features, gram_partials, &self.gram)?);
+                out.push(m.weigh(ctx, mean_input, features, weighted)?);
+                out.push(kernels::w2::channel_mean(ctx, weighted_features, &self.mean)?);
+                Ok(out)
+            }
+            _ => {
+                let mut out = kernels::gram::gram(ctx, gram_kernel, features, gram_partials, &self.gram)?;
+                out.push(kernels::w2::channel_mean(ctx, features, &self.mean)?);
+                Ok(out)
+            }
+        }
     }
 
     /// The features in the network's buffer.
@@ -194,7 +237,7 @@ impl W2Term {
 
     /// The loss scalar into its slot.
     fn loss_scalar(&self, ctx: &GpuContext, slot: (&wgpu::Buffer, usize)) -> Result<Dispatch> {
-        let (c, weight, scalars) = (self.shape.channels, self.weight, &self.scalars);
+        let (c, weight, scalars) = (self.shape.channels, self.loss_weight, &self.scalars);
         let inputs = kernels::w2::LossInputs {
             mean: &self.mean,
             target_mean: &self.target_mean,
@@ -223,15 +266,24 @@ impl LossTerm for W2Term {
         let scaled = Alpha { scale: -inv_c, slot: self.norm_slot, power: -0.25 };
         let (t, z) = (&self.sqrt_target, &self.z[W2_RESULT]);
         let features = Tensor::new(features, c, frame);
-        let io = kernels::loss::StyleGradIo { gram: &self.k, target: zeros, features, grad };
+        // With a mask, the unweighted gradient goes to the scratch first, then w ⊙ it to dL/dF.
+        let (into, into_accumulates) = match &self.mask {
+            Some((m, _)) if m.coverage == Coverage::Nowhere => return m.nothing(ctx, features, grad, accumulate),
+            Some((m, weighted)) if m.coverage == Coverage::Partly => (weighted, false),
+            _ => (grad, accumulate),
+        };
+        let io = kernels::loss::StyleGradIo { gram: &self.k, target: zeros, features, grad: into };
         let kernel = kernels::loss::StyleGradKernel::f32(variant)?;
         let mut out = vec![
             matmul(ctx, self.matmul, c, (Alpha::constant(1.0), 0.0), (t, z), &self.p, scalars)?,
             matmul(ctx, self.matmul, c, (scaled, inv_c), (&self.p, t), &self.k, scalars)?,
         ];
-        out.extend(kernels::loss::style_grad(ctx, kernel, 2.0 * weight / n, accumulate, io)?);
+        out.extend(kernels::loss::style_grad(ctx, kernel, 2.0 * weight / n, into_accumulates, io)?);
         out.push(mean_grad(ctx, c, weight / n, &self.k, (&self.mean, &self.target_mean), &self.bias)?);
-        out.push(channel_bias_grad(ctx, &self.bias, features, grad)?);
+        out.push(channel_bias_grad(ctx, &self.bias, features, into)?);
+        if let Some((m, weighted)) = self.mask.as_ref().filter(|(m, _)| m.coverage == Coverage::Partly) {
+            out.push(m.weighted_gradient(ctx, Tensor::new(weighted, c, frame), grad, accumulate)?);
+        }
         Ok(out)
     }
 
