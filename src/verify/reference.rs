@@ -203,24 +203,55 @@ pub fn content_loss(f: &[f64], p: &[f64], weight: f64) -> (f64, Vec<f64>) {
 
 /// Style loss of one layer w·mean over C² of (G(F)−A)², and its gradient w.r.t. F (C x N).
 pub fn style_loss(f: &[f64], a: &[f64], c: usize, n: usize, weight: f64) -> (f64, Vec<f64>) {
-    let g = gram(f, c, n);
-    let loss = weight * sum_sq_diff(&g, a) / (c * c) as f64;
-    // dL/dG = 2w(G−A)/C²; dG_ij/dF = (δ F_j + δ F_i)/(CN).
+    masked_style_loss(f, a, c, &vec![1.0; n], weight)
+}
+
+/// The masked Gram G_w = Σ_p w_p·F_p·F_pᵀ / (C·S), S = Σ_p w_p (docs/MATHS.md, "Spatial control").
+pub fn masked_gram(f: &[f64], c: usize, w: &[f64]) -> Vec<f64> {
+    let (n, s) = (w.len(), w.iter().sum::<f64>());
+    let mut g = vec![0.0; c * c];
+    for i in 0..c {
+        for j in i..c {
+            let v: f64 = (0..n).map(|p| w[p] * f[i * n + p] * f[j * n + p]).sum::<f64>() / (c as f64 * s);
+            g[i * c + j] = v;
+            g[j * c + i] = v;
+        }
+    }
+    g
+}
+
+/// The style loss of one region at one layer, w·a·mean over C² of (G_w − A)² with a = S/N (the region's area),
+/// and its gradient w.r.t. F (C x N): w·a/C² · Σ_ij 2(G_w − A)_ij · ∂G_ij/∂F_kp with ∂G_ij/∂F_kp =
+/// w_p(δ_ik F_jp + δ_jk F_ip)/(C·S). Weights of all ones give the unmasked loss.
+pub fn masked_style_loss(f: &[f64], a: &[f64], c: usize, w: &[f64], weight: f64) -> (f64, Vec<f64>) {
+    let (n, s) = (w.len(), w.iter().sum::<f64>());
+    if s == 0.0 {
+        return (0.0, vec![0.0; c * n]);
+    }
+    let g = masked_gram(f, c, w);
+    let scale = weight * (s / n as f64) / (c * c) as f64;
+    let loss = scale * sum_sq_diff(&g, a);
     let mut grad = vec![0.0; c * n];
-    let m = (c * n) as f64;
     for k in 0..c {
         for j in 0..c {
-            let d = 2.0 * weight * (g[k * c + j] - a[k * c + j]) / (c * c) as f64;
-            let d2 = 2.0 * weight * (g[j * c + k] - a[j * c + k]) / (c * c) as f64;
-            let coef = (d + d2) / m;
+            let coef = 2.0 * scale * ((g[k * c + j] - a[k * c + j]) + (g[j * c + k] - a[j * c + k])) / (c as f64 * s);
             if coef == 0.0 {
                 continue;
             }
-            for q in 0..n {
-                grad[k * n + q] += coef * f[j * n + q];
+            for p in 0..n {
+                grad[k * n + p] += coef * w[p] * f[j * n + p];
             }
         }
     }
+    (loss, grad)
+}
+
+/// The masked content loss w·Σ_p m_p·Σ_c (F − P)² / (C·N) and its gradient 2w·m_p·(F − P) / (C·N).
+pub fn masked_content_loss(f: &[f64], p: &[f64], m: &[f64], weight: f64) -> (f64, Vec<f64>) {
+    let total = f.len() as f64;
+    let at = |i: usize| m[i % m.len()];
+    let loss = weight * (0..f.len()).map(|i| at(i) * (f[i] - p[i]) * (f[i] - p[i])).sum::<f64>() / total;
+    let grad = (0..f.len()).map(|i| 2.0 * weight * at(i) * (f[i] - p[i]) / total).collect();
     (loss, grad)
 }
 
@@ -315,7 +346,20 @@ pub fn matmul(a: &[f64], b: &[f64], c: usize) -> Vec<f64> {
 /// The W2 style loss of one layer, w·[mean over C of (μ − μ_t)² + tr(Σ̂ + Σ̂_t − 2·(T·Σ̂·T)^½) / C], and its
 /// gradient w.r.t. F (C x N): w·(2·K·(F − μ·1ᵀ) + 2·(μ − μ_t)·1ᵀ / C) / N with K = (I − T·M^−½·T) / C.
 pub fn w2_loss(f: &[f64], t: &W2Target, c: usize, n: usize, weight: f64) -> (f64, Vec<f64>) {
-    let (mean, srm) = moments(f, c, n);
+    masked_w2_loss(f, t, c, &vec![1.0; n], weight)
+}
+
+/// The W2 loss of one region: the weighted mean μ_w = Σ_p w_p·F_p / S and second moment, the loss times the
+/// area a = S/N, and the gradient w·a·(2·K·(F_p − μ_w) + 2·(μ_w − μ_t)/C)·w_p/S (docs/MATHS.md, "Spatial
+/// control"). Weights of all ones give the unmasked loss.
+pub fn masked_w2_loss(f: &[f64], t: &W2Target, c: usize, w: &[f64], weight: f64) -> (f64, Vec<f64>) {
+    let (n, s) = (w.len(), w.iter().sum::<f64>());
+    if s == 0.0 {
+        return (0.0, vec![0.0; c * n]);
+    }
+    let weight = weight * s / n as f64;
+    let mean: Vec<f64> = (0..c).map(|i| (0..n).map(|p| w[p] * f[i * n + p]).sum::<f64>() / s).collect();
+    let srm: Vec<f64> = masked_gram(f, c, w).into_iter().map(|g| g * c as f64).collect();
     let mut cov: Vec<f64> = (0..c * c).map(|k| srm[k] - mean[k / c] * mean[k % c]).collect();
     (0..c).for_each(|i| cov[i * c + i] += t.ridge);
     let m = matmul(&t.sqrt, &matmul(&cov, &t.sqrt, c), c);
@@ -331,10 +375,48 @@ pub fn w2_loss(f: &[f64], t: &W2Target, c: usize, n: usize, weight: f64) -> (f64
         let bias = 2.0 * (mean[i] - t.mean[i]) / c as f64;
         for p in 0..n {
             let centred: f64 = (0..c).map(|j| k[i * c + j] * (f[j * n + p] - mean[j])).sum();
-            grad[i * n + p] = weight * (2.0 * centred + bias) / n as f64;
+            grad[i * n + p] = weight * (2.0 * centred + bias) * w[p] / s;
         }
     }
     (loss, grad)
+}
+
+/// A term weighted by a mask (docs/MATHS.md, "Spatial control"): its target, the mask's weights at the term's
+/// layer (H·W, row-major), and the region's weight β (1 for the content term).
+pub struct Masked<T> {
+    pub target: T,
+    pub weights: Vec<f64>,
+    pub beta: f64,
+}
+
+impl StyleTarget for Masked<Vec<f64>> {
+    fn loss(&self, f: &[f64], c: usize, _n: usize, weight: f64) -> (f64, Vec<f64>) {
+        masked_style_loss(f, &self.target, c, &self.weights, weight * self.beta)
+    }
+}
+
+impl StyleTarget for Masked<W2Target> {
+    fn loss(&self, f: &[f64], c: usize, _n: usize, weight: f64) -> (f64, Vec<f64>) {
+        masked_w2_loss(f, &self.target, c, &self.weights, weight * self.beta)
+    }
+}
+
+/// A content term's target: P (`Vec<f64>`) or P with a mask.
+pub trait ContentTarget {
+    /// The term's loss for features F with weight w, and its gradient w.r.t. F.
+    fn loss(&self, f: &[f64], weight: f64) -> (f64, Vec<f64>);
+}
+
+impl ContentTarget for Vec<f64> {
+    fn loss(&self, f: &[f64], weight: f64) -> (f64, Vec<f64>) {
+        content_loss(f, self, weight)
+    }
+}
+
+impl ContentTarget for Masked<Vec<f64>> {
+    fn loss(&self, f: &[f64], weight: f64) -> (f64, Vec<f64>) {
+        masked_content_loss(f, &self.target, &self.weights, weight)
+    }
 }
 
 /// A style term's target: the blended Gram A (`Vec<f64>`) or a [`W2Target`].
@@ -400,18 +482,18 @@ impl RefNet {
 
     /// Total loss of image x (mean-subtracted, CHW 3 x h x w) for content targets (conv index, P) and style
     /// targets (conv index, A), with weights (w_c, w_s, w_tv). Returns (content, style, tv).
-    pub fn losses<S: StyleTarget>(
+    pub fn losses<C: ContentTarget, S: StyleTarget>(
         &self,
         x: &[f64],
         h: usize,
         w: usize,
-        content: &[(usize, Vec<f64>)],
+        content: &[(usize, C)],
         style: &[(usize, S)],
         weights: (f64, f64, f64),
     ) -> (f64, f64, f64) {
         let deepest = content.iter().map(|(i, _)| *i).chain(style.iter().map(|(i, _)| *i)).max().unwrap_or(0);
         let fwd = self.forward(x, h, w, deepest);
-        let lc: f64 = content.iter().map(|(i, p)| content_loss(&fwd.relu[*i], p, weights.0).0).sum();
+        let lc: f64 = content.iter().map(|(i, p)| p.loss(&fwd.relu[*i], weights.0).0).sum();
         let ls: f64 = style
             .iter()
             .map(|(i, a)| {
@@ -424,12 +506,12 @@ impl RefNet {
     }
 
     /// Losses (content, style, tv) and dL/dx by the chain rule through the reference primitives.
-    pub fn loss_and_gradient<S: StyleTarget>(
+    pub fn loss_and_gradient<C: ContentTarget, S: StyleTarget>(
         &self,
         x: &[f64],
         h: usize,
         w: usize,
-        content: &[(usize, Vec<f64>)],
+        content: &[(usize, C)],
         style: &[(usize, S)],
         weights: (f64, f64, f64),
     ) -> ((f64, f64, f64), Vec<f64>) {
@@ -439,7 +521,7 @@ impl RefNet {
         // dL/d relu_i for every layer, filled top-down.
         let mut grads: Vec<Vec<f64>> = fwd.relu.iter().map(|r| vec![0.0; r.len()]).collect();
         for (i, p) in content {
-            let (l, g) = content_loss(&fwd.relu[*i], p, weights.0);
+            let (l, g) = p.loss(&fwd.relu[*i], weights.0);
             lc += l;
             grads[*i].iter_mut().zip(g).for_each(|(a, b)| *a += b);
         }
