@@ -188,9 +188,22 @@ pub struct StyleArgs {
     /// Style images are resized so that their longest side is ceil(F · image size).
     #[arg(long, value_name = "F", default_value_t = defaults::STYLE_SCALE)]
     pub style_scale: f64,
-    /// Comma-separated weights, one per style image (default: equal). Normalised to sum 1.
+    /// Comma-separated weights, one per style image (default: equal). Normalised to sum 1. With --style-masks,
+    /// each region's relative weight.
     #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
     pub style_blend_weights: Vec<f32>,
+    /// Comma-separated masks, one per style image: where on the output each style goes (white = this style,
+    /// black = not, grey = partly; any size, resized to the output). Regions may overlap (their losses add) or
+    /// leave parts unstyled (content and smoothness only).
+    #[arg(long, value_name = "M1,M2,...", value_delimiter = ',')]
+    pub style_masks: Vec<PathBuf>,
+    /// Comma-separated masks, one per style image: which part of each style image its style is taken from; an
+    /// empty entry takes all of that image (e.g. `,sky.png`). Needs --style-masks.
+    #[arg(long, value_name = "M1,M2,...", value_delimiter = ',')]
+    pub style_image_masks: Vec<PathBuf>,
+    /// Weights of the content loss over the output: white keeps the photo, black leaves it free to restyle.
+    #[arg(long, value_name = "M")]
+    pub content_mask: Option<PathBuf>,
     /// Weight of the content loss.
     #[arg(long, value_name = "F", default_value_t = defaults::CONTENT_WEIGHT)]
     pub content_weight: f32,
@@ -381,6 +394,8 @@ impl StyleArgs {
             margin: self.margin,
             max_memory: self.max_memory.map(|gb| (gb * 1e9) as u64),
             tile_size: self.tile_size.map(|px| px as usize),
+            // Read with the images (run.rs): validation touches no file.
+            masks: Default::default(),
         };
         JobOptions { style, size, style_scale: self.style_scale, lbfgs_max_evals: self.lbfgs_max_evals }
     }
@@ -421,8 +436,23 @@ impl StyleArgs {
                 self.style_scale
             )));
         }
+        let n = self.styles.len();
+        for (flag, masks) in [("--style-masks", &self.style_masks), ("--style-image-masks", &self.style_image_masks)] {
+            if !masks.is_empty() && masks.len() != n {
+                return Err(usage(format!(
+                    "{flag} has {} mask(s) but there {} {n} style image{}",
+                    masks.len(),
+                    if n == 1 { "is" } else { "are" },
+                    if n == 1 { "" } else { "s" }
+                )));
+            }
+        }
+        if !self.style_image_masks.is_empty() && self.style_masks.is_empty() {
+            return Err(usage(
+                "--style-image-masks needs --style-masks (which region of the output each style paints)",
+            ));
+        }
         if !self.style_blend_weights.is_empty() {
-            let n = self.styles.len();
             if self.style_blend_weights.len() != n {
                 return Err(usage(format!(
                     "--style-blend-weights has {} value(s) but there {} {n} style image{}",

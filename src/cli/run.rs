@@ -9,6 +9,7 @@ use neural_style::defaults::{CPU_IMAGE_SIZE, CPU_ITERATIONS, GPU_IMAGE_SIZE, GPU
 use neural_style::gpu::{GpuContext, GpuOptions};
 use neural_style::image_io::{self, OutputDepth};
 use neural_style::job::{Failure, Job, JobImages, JobSize};
+use neural_style::masks::{Mask, Masks};
 use neural_style::weights::Vgg16Weights;
 use neural_style::PlanarImage;
 
@@ -43,6 +44,23 @@ fn load_images(a: &StyleArgs) -> Result<JobImages, CliError> {
         names.push(format!("style image '{}'", p.display()));
     }
     Ok(JobImages { content, styles, names })
+}
+
+/// The masks of --style-masks, --style-image-masks and --content-mask, read at their own sizes, and checked
+/// against the style images (a black mask for every style is refused; one black mask is a warning at setup).
+fn load_masks(a: &StyleArgs) -> Result<Masks, CliError> {
+    let read = |what: &str, p: &Path| Mask::load(p).map_err(|e| runtime(format!("{what}: {e}")));
+    let masks = Masks {
+        style: a.style_masks.iter().map(|p| read("--style-masks", p)).collect::<Result<_, _>>()?,
+        style_image: a
+            .style_image_masks
+            .iter()
+            .map(|p| (!p.as_os_str().is_empty()).then(|| read("--style-image-masks", p)).transpose())
+            .collect::<Result<_, _>>()?,
+        content: a.content_mask.as_deref().map(|p| read("--content-mask", p)).transpose()?,
+    };
+    masks.check(a.styles.len()).map_err(|e| runtime(e.to_string()))?;
+    Ok(masks)
 }
 
 /// What the run says when a CPU adapter lowered a default (and how to get the full job).
@@ -100,7 +118,9 @@ fn prepare(a: &StyleArgs, stages: &Stages) -> Result<Prepared, CliError> {
         (InitArg::Image, None) => neural_style::Init::Content,
         (InitArg::Image, Some(p)) => neural_style::Init::Image(load("--init-image", p)?),
     };
-    let job = Job::plan(images, a.job_options(size, init)).map_err(|e| runtime(e.to_string()))?;
+    let mut options = a.job_options(size, init);
+    options.style.masks = load_masks(a)?;
+    let job = Job::plan(images, options).map_err(|e| runtime(e.to_string()))?;
     let weights = Vgg16Weights::load(&weights_path).map_err(|e| CliError::from(neural_style::Error::from(e)))?;
     let (content, style) = (job.content(), &job.options().style);
     let styles: Vec<(usize, usize)> = job.styles().iter().map(|s| (s.width, s.height)).collect();
