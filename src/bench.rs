@@ -1007,3 +1007,90 @@ mod tests {
         assert_eq!(largest_square(1000, u64::MAX).0, 0);
     }
 }
+
+/// What `neural-style bench --masks` prints: the cost of spatial control (docs/MATHS.md, "Spatial control"),
+/// ms per iteration of the same problem with and without masks, timed in the same run, case by case in turn.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MasksReport {
+    pub bench: &'static str,
+    pub size: usize,
+    pub adapter: String,
+    pub clock: &'static str,
+    pub iterations: usize,
+    pub cases: Vec<MaskCase>,
+}
+
+/// One problem of [`MasksReport`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MaskCase {
+    pub what: &'static str,
+    pub ms_per_iter: f64,
+    /// This case's time over its unmasked peer's (the case before it).
+    pub vs_unmasked: f64,
+    pub dispatches_per_iter: usize,
+    pub peak_gpu_bytes: u64,
+}
+
+/// Times, in turn, one style unmasked and on half of the image (the masks' own cost: one multiply per tapped
+/// activation), then two styles blended and on two complementary halves with a content mask (two regions: two
+/// Grams per layer).
+pub fn masks(args: &BenchArgs) -> Result<MasksReport> {
+    use crate::masks::{Mask, Masks};
+    let (ctx, weights, _) = open(args)?;
+    let (w, h) = (args.size, args.size);
+    let content = random_image(1, w, h);
+    let styles = [random_image(2, w, h), random_image(3, w, h)];
+    let left =
+        Mask { width: w, height: h, values: (0..w * h).map(|i| if i % w < w / 2 { 1.0 } else { 0.0 }).collect() };
+    let right = Mask { values: left.values.iter().map(|v| 1.0 - v).collect(), ..left.clone() };
+    let base = bench_options(args);
+    let with = |masks: Masks| StyleOptions { masks, ..base.clone() };
+    let cases: [(&'static str, usize, StyleOptions); 4] = [
+        ("one style, unmasked", 1, base.clone()),
+        ("one style on half the image", 1, with(Masks { style: vec![left.clone()], ..Default::default() })),
+        ("two styles blended", 2, base.clone()),
+        (
+            "two styles on two halves, content mask",
+            2,
+            with(Masks { style: vec![left.clone(), right], content: Some(left), ..Default::default() }),
+        ),
+    ];
+    let mut stylizers = Vec::new();
+    for (_, n, opts) in &cases {
+        stylizers.push(Stylizer::new(&ctx, &weights, &content, &styles[..*n], opts)?);
+    }
+    let clock = Clock::for_context(&ctx);
+    let timer = Timer::new(&ctx, clock, 1);
+    let mut times = vec![Vec::new(); cases.len()];
+    // Warm-up rounds, then the timed ones: every case once per round, so drift hits them alike.
+    for round in 0..args.iterations + 3 {
+        for (s, t) in stylizers.iter_mut().zip(&mut times) {
+            s.prepare_step();
+            let ms = timer.time(&[s.iteration_dispatches(false)])?.first_ms();
+            if round >= 3 {
+                t.push(ms);
+            }
+        }
+    }
+    let medians: Vec<f64> = times.iter().map(|t| median(t)).collect();
+    let cases = cases
+        .iter()
+        .zip(&stylizers)
+        .enumerate()
+        .map(|(i, ((what, _, _), s))| MaskCase {
+            what,
+            ms_per_iter: round(medians[i], 4),
+            vs_unmasked: round(medians[i] / medians[i - i % 2], 4),
+            dispatches_per_iter: s.iteration_dispatches(false).len(),
+            peak_gpu_bytes: s.gpu_bytes(),
+        })
+        .collect();
+    Ok(MasksReport {
+        bench: "masks",
+        size: args.size,
+        adapter: ctx.adapter_name().to_string(),
+        clock: clock.name(),
+        iterations: args.iterations,
+        cases,
+    })
+}

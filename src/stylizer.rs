@@ -760,8 +760,12 @@ fn masks_line(masks: &Masks, uncovered: &[usize]) -> Option<String> {
     }
     let mut parts = Vec::new();
     if masks.by_region() {
+        let mut regions = format!("{} style regions", masks.style.len());
         let from = masks.style_image.iter().filter(|m| m.is_some()).count();
-        parts.push(format!("{} style regions ({from} taking their style from part of their image)", masks.style.len()));
+        if from > 0 {
+            regions.push_str(&format!(" ({from} taking its style from part of its image)"));
+        }
+        parts.push(regions);
     }
     if masks.content.is_some() {
         parts.push("the content loss weighted by the content mask".to_string());

@@ -550,3 +550,34 @@ fn first_use_verdict_is_kept_in_the_cache() {
     assert!(!paint("c.png").contains("earlier"));
     assert_eq!(files(&cache), ["first-use.json"], "written whole, no temporary file left");
 }
+
+/// Spatial control through the CLI, coarse to fine (the masks resized at each scale, of other sizes than the
+/// images): two styles on two regions, one taken from part of its image, a content mask; then a black mask is
+/// a stated warning and its style unused.
+#[test]
+fn style_and_content_masks_run_coarse_to_fine() {
+    let dir = setup();
+    let d = dir.path();
+    let half = |w: u32, h: u32, left: bool| {
+        image::RgbImage::from_fn(w, h, |x, _| image::Rgb([if (x < w / 2) == left { 255 } else { 0 }; 3]))
+    };
+    save(d, "left.png", &DynamicImage::ImageRgb8(half(20, 10, true)), ImageFormat::Png);
+    save(d, "right.png", &DynamicImage::ImageRgb8(half(20, 10, false)), ImageFormat::Png);
+    save(d, "black.png", &DynamicImage::ImageRgb8(image::RgbImage::new(5, 5)), ImageFormat::Png);
+    save(d, "style2.png", &DynamicImage::ImageRgb8(picture(40, 40, 3)), ImageFormat::Png);
+    let base =
+        ["content.png", "style.png", "style2.png", "--image-size", "48", "--min-scale", "34", "--iterations", "4"];
+    let mut args = base.to_vec();
+    args.extend(["--style-masks", "left.png,right.png", "--style-image-masks", ",left.png"]);
+    args.extend(["--content-mask", "left.png", "--log", "masks.jsonl", "-o", "masks.png"]);
+    let err = assert_ok(&run(d, &args));
+    assert!(err.contains("masks: 2 style regions"), "{err}");
+    assert_eq!(image::open(d.join("masks.png")).unwrap().dimensions(), (48, 36));
+    let lines = read_log(&d.join("masks.jsonl"));
+    assert!(lines.iter().all(|l| l["total"].as_f64().is_some_and(f64::is_finite)), "{lines:?}");
+    assert!(lines.iter().any(|l| l["scale"] == 34) && lines.iter().any(|l| l["scale"] == 48), "{lines:?}");
+    let mut args = base.to_vec();
+    args.extend(["--style-masks", "left.png,black.png", "-o", "black.png.out.png"]);
+    let err = assert_ok(&run(d, &args));
+    assert!(err.contains("warning: the mask of style image 2 is black, so that style is not used"), "{err}");
+}

@@ -277,3 +277,41 @@ fn a_canvas_that_fits_no_block_is_refused_with_the_numbers() {
         assert!(e.contains("in blocks or not; lower --image-size"), "{e}");
     }
 }
+
+/// Spatial control's bad input (issue 24): a mask count that does not match the styles, a mask without the flag
+/// it needs (usage, exit 2); an unreadable or empty mask, every style's mask black (one line, exit 1, nothing
+/// written).
+#[test]
+fn bad_masks_are_refused() {
+    let dir = setup();
+    let d = dir.path();
+    save(
+        d,
+        "white.png",
+        &DynamicImage::ImageRgb8(image::RgbImage::from_pixel(8, 6, image::Rgb([255; 3]))),
+        ImageFormat::Png,
+    );
+    save(d, "black.png", &DynamicImage::ImageRgb8(image::RgbImage::new(8, 6)), ImageFormat::Png);
+    write(d, "empty.png", &[]);
+    let usage: &[(&[&str], &str)] = &[
+        (&["--style-masks", "white.png,white.png"], "--style-masks has 2 mask(s) but there is 1 style image"),
+        (&["--style-image-masks", "white.png"], "needs --style-masks"),
+        (
+            &["--style-masks", "white.png", "--style-image-masks", "white.png,white.png"],
+            "--style-image-masks has 2 mask(s)",
+        ),
+    ];
+    for (extra, needle) in usage {
+        assert_refused(d, &args(extra), Some(2), needle);
+    }
+    let runtime: &[(&[&str], &str)] = &[
+        (&["--style-masks", "missing.png"], "--style-masks"),
+        (&["--style-masks", "empty.png"], "empty"),
+        (&["--content-mask", "missing.png"], "--content-mask"),
+        (&["--style-masks", "black.png"], "every --style-masks mask is black"),
+        (&["--style-masks", "white.png", "--style-image-masks", "black.png"], "is black"),
+    ];
+    for (extra, needle) in runtime {
+        assert_refused(d, &args(extra), Some(1), needle);
+    }
+}

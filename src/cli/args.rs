@@ -84,6 +84,10 @@ pub struct BenchArgs {
     /// Print the memory plan (at once or in blocks, every buffer's bytes) as one JSON line and run nothing.
     #[arg(long)]
     pub plan_only: bool,
+    /// Time the masks' cost instead (docs/MATHS.md, "Spatial control"): the same problem with and without
+    /// --style-masks and --content-mask, in the same run.
+    #[arg(long, conflicts_with_all = ["plan_only", "min_scale"])]
+    pub masks: bool,
     /// With --plan-only: plan for an adapter binding at most MIB MiB per buffer instead of this one's (e.g. 2048
     /// for NVIDIA's Vulkan driver).
     #[arg(long, value_name = "MIB", requires = "plan_only")]
@@ -200,7 +204,7 @@ pub struct StyleArgs {
     /// Comma-separated masks, one per style image: which part of each style image its style is taken from; an
     /// empty entry takes all of that image (e.g. `,sky.png`). Needs --style-masks.
     #[arg(long, value_name = "M1,M2,...", value_delimiter = ',')]
-    pub style_image_masks: Vec<PathBuf>,
+    pub style_image_masks: Vec<String>,
     /// Weights of the content loss over the output: white keeps the photo, black leaves it free to restyle.
     #[arg(long, value_name = "M")]
     pub content_mask: Option<PathBuf>,
@@ -437,11 +441,11 @@ impl StyleArgs {
             )));
         }
         let n = self.styles.len();
-        for (flag, masks) in [("--style-masks", &self.style_masks), ("--style-image-masks", &self.style_image_masks)] {
-            if !masks.is_empty() && masks.len() != n {
+        let counts = [("--style-masks", self.style_masks.len()), ("--style-image-masks", self.style_image_masks.len())];
+        for (flag, count) in counts {
+            if count != 0 && count != n {
                 return Err(usage(format!(
-                    "{flag} has {} mask(s) but there {} {n} style image{}",
-                    masks.len(),
+                    "{flag} has {count} mask(s) but there {} {n} style image{}",
                     if n == 1 { "is" } else { "are" },
                     if n == 1 { "" } else { "s" }
                 )));

@@ -99,6 +99,7 @@ fn bench(args: &BenchArgs) -> Result<Outcome, CliError> {
         tile_size: args.tile_size.map(|px| px as usize),
     };
     let line = match (args.plan_only, args.min_scale) {
+        _ if args.masks => serde_json::to_string(&neural_style::bench::masks(&lib_args)?),
         (true, _) => {
             serde_json::to_string(&neural_style::bench::plan(&lib_args, args.max_binding_mib.map(|m| m << 20))?)
         }

@@ -55,7 +55,7 @@ fn load_masks(a: &StyleArgs) -> Result<Masks, CliError> {
         style_image: a
             .style_image_masks
             .iter()
-            .map(|p| (!p.as_os_str().is_empty()).then(|| read("--style-image-masks", p)).transpose())
+            .map(|p| (!p.is_empty()).then(|| read("--style-image-masks", Path::new(p))).transpose())
             .collect::<Result<_, _>>()?,
         content: a.content_mask.as_deref().map(|p| read("--content-mask", p)).transpose()?,
     };
