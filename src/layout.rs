@@ -281,11 +281,11 @@ pub fn statistics_grid(
     }
 }
 
-/// Masks with a canvas or a style image that needs blocks: refused (docs/MATHS.md, "Spatial control").
+/// A style image's mask (`--style-image-masks`) on a style image whose statistics need blocks: refused.
 pub fn masks_in_blocks() -> Error {
     Error::InvalidOption(
-        "masks (--style-masks, --style-image-masks, --content-mask) are not supported yet when an image is \
-         evaluated in blocks; lower --image-size (or --style-scale), or raise --max-memory"
+        "--style-image-masks is not supported yet for a style image too large to evaluate at once; lower \
+         --style-scale (or raise --max-memory)"
             .into(),
     )
 }

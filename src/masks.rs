@@ -163,18 +163,37 @@ impl LayerWeights {
     /// (w·H·W/S)^power at each position, framed as a one-channel tensor of the layer (what `mask_weight.wgsl`
     /// reads): power ½ for the Gram's input, 1 for the means'. S > 0.
     pub fn normalised(&self, power: f64) -> Vec<f32> {
-        let scale = (self.shape.width * self.shape.height) as f64 / self.sum;
-        self.framed(|w| (f64::from(w) * scale).powf(power) as f32)
+        self.normalised_in(power, self.whole())
     }
 
     /// w^power at each position, framed (power 1 for the gradient, ½ for the content sum).
     pub fn raw(&self, power: f64) -> Vec<f32> {
-        self.framed(|w| f64::from(w).powf(power) as f32)
+        self.raw_in(power, self.whole())
     }
 
-    fn framed(&self, f: impl Fn(f32) -> f32) -> Vec<f32> {
-        let dense: Vec<f32> = self.weights.iter().map(|&w| f(w)).collect();
-        self.shape.frame().frame(&dense, 1)
+    /// As [`LayerWeights::normalised`] (H, W and S the whole layer's), on the positions of `block` only: its
+    /// top-left position on this layer and its own layer shape (a tiled evaluation's block, whose buffers are its
+    /// own size).
+    pub fn normalised_in(&self, power: f64, block: ((usize, usize), Shape)) -> Vec<f32> {
+        let scale = (self.shape.width * self.shape.height) as f64 / self.sum;
+        self.framed(|w| (f64::from(w) * scale).powf(power) as f32, block)
+    }
+
+    /// As [`LayerWeights::raw`], on the positions of `block` only.
+    pub fn raw_in(&self, power: f64, block: ((usize, usize), Shape)) -> Vec<f32> {
+        self.framed(|w| f64::from(w).powf(power) as f32, block)
+    }
+
+    /// The whole layer as a block.
+    fn whole(&self) -> ((usize, usize), Shape) {
+        ((0, 0), self.shape)
+    }
+
+    fn framed(&self, f: impl Fn(f32) -> f32, ((x0, y0), shape): ((usize, usize), Shape)) -> Vec<f32> {
+        assert!(x0 + shape.width <= self.shape.width && y0 + shape.height <= self.shape.height, "block in the layer");
+        let row = |y: usize| &self.weights[(y0 + y) * self.shape.width + x0..][..shape.width];
+        let dense: Vec<f32> = (0..shape.height).flat_map(|y| row(y).iter().map(|&w| f(w))).collect();
+        shape.frame().frame(&dense, 1)
     }
 }
 

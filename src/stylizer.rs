@@ -332,9 +332,6 @@ impl<'a> Stylizer<'a> {
         if let Some(line) = layout.describe() {
             on_stage(SetupStage::Tiled(line));
         }
-        if layout.grid.is_some() && opts.masks.any() {
-            return Err(layout::masks_in_blocks());
-        }
         if let Some(line) = masks_line(&opts.masks, &uncovered) {
             on_stage(SetupStage::Masks(line));
         }
@@ -816,8 +813,8 @@ fn canvas_network(
                 grad: Some(&tiled.grad),
                 grid: Some(&tiled.grid),
             };
-            // Masks are refused tiled (before the targets are made): none here.
-            let targets = Targets { content: targets, style: style_targets, masks: TermMasks::default() };
+            let masks = TermMasks::new(spec, &layers, &regions, content_mask.as_ref());
+            let targets = Targets { content: targets, style: style_targets, masks };
             let losses = LossTerms::new(ctx, net, &tiled.network, spec, &on, targets, on_stage)?;
             tiled.network.build_backward(ctx, net, |site| losses.gradient_dispatches(ctx, site))?;
             (CanvasNetwork::Tiled(Box::new(tiled)), losses)

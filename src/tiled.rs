@@ -124,9 +124,9 @@ impl Tiled {
             for (b, cut) in self.cuts.iter().enumerate() {
                 let mut dispatches: Vec<&Dispatch> =
                     std::iter::once(cut).chain(forward).chain(losses.block_statistics(b)).collect();
-                let mut uploads = Vec::new();
+                let mut uploads = losses.block_uploads(b);
                 if content_scalars {
-                    uploads = self.uploads(b);
+                    uploads.extend(self.uploads(b));
                     dispatches.extend(losses.block_scalars(b));
                 }
                 segments.push(Segment { uploads, dispatches });
@@ -143,7 +143,9 @@ impl Tiled {
                 dispatches.extend(forward);
                 dispatches.extend(&self.network.backward);
                 dispatches.push(&self.pastes[b]);
-                segments.push(Segment { uploads: self.uploads(b), dispatches });
+                let mut uploads = losses.block_uploads(b);
+                uploads.extend(self.uploads(b));
+                segments.push(Segment { uploads, dispatches });
             }
         }
         let last = &mut segments.last_mut().expect("at least one block").dispatches;

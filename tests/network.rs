@@ -524,6 +524,36 @@ fn tiled_evaluation_matches_the_canvas_at_once() {
     eprintln!("tiled (W2): losses {l:.2e}, dL/dx {g:.2e}");
 }
 
+/// Spatial control in blocks (docs/MATHS.md, "Spatial control": masked sums are sums): two styles on
+/// complementary soft masks, the second from part of its image, a content mask; Gram and W2, against the canvas at
+/// once.
+#[test]
+fn tiled_masked_evaluation_matches_the_canvas_at_once() {
+    use neural_style::masks::{Mask, Masks};
+    let mut p = Problem::new(91, 77, 75);
+    p.opts.style_layers = vec!["relu1_1".into(), "relu2_1".into(), "relu3_1".into()];
+    p.opts.content_layers = vec!["relu2_2".into()];
+    let soft = |seed: u64, width: usize, height: usize| {
+        let v = random(&mut rng(seed), width * height, 1.0);
+        // Black on the left third, the rest soft: blocks see all of it, some none of it.
+        let values = (0..width * height).map(|i| if i % width < width / 3 { 0.0 } else { v[i].abs() as f32 }).collect();
+        Mask { width, height, values }
+    };
+    let region = soft(76, 91, 77);
+    let other = Mask { values: region.values.iter().map(|v| 1.0 - v).collect(), ..region.clone() };
+    let second = &p.styles[1];
+    p.opts.masks = Masks {
+        style: vec![region, other],
+        style_image: vec![None, Some(soft(77, second.width, second.height))],
+        content: Some(soft(78, 60, 50)),
+    };
+    let (l, g) = assert_tiled_matches_untiled(&p, &p.opts, (16, false), TILED);
+    eprintln!("tiled masked (Gram): losses {l:.2e}, dL/dx {g:.2e}");
+    let w2 = StyleOptions { style_loss: neural_style::StyleLoss::W2, style_weight: 200.0, ..p.opts.clone() };
+    let (l, g) = assert_tiled_matches_untiled(&p, &w2, (24, false), TILED_W2);
+    eprintln!("tiled masked (W2): losses {l:.2e}, dL/dx {g:.2e}");
+}
+
 /// The default layers (relu5_1's 144 px margin) and the canvas's own margin (20 px): blocks split the 680 px wide
 /// canvas in two (the height, 340 px, is within one block's margins).
 #[test]

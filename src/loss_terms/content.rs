@@ -158,13 +158,21 @@ impl LossTerm for ContentTerm {
     }
 
     /// The block's F and P outside what it owns zeroed (after its backward pass has read them), then the sum.
+    /// With a mask, √m ⊙ P made for the block's P first.
     fn block_scalar(&self, ctx: &GpuContext, block: BlockSite<'_>, slot: usize) -> Result<Vec<Dispatch>> {
         let (c, frame) = (self.shape.channels, self.inside.frame());
         let mut out = vec![
             kernels::region::keep(ctx, Tensor::new(&self.features, c, frame), block.owned)?,
             kernels::region::keep(ctx, Tensor::new(&self.target, c, frame), block.owned)?,
         ];
+        if let Some(m) = &self.mask {
+            out.push(m.mask.weigh(ctx, &m.mask.gram_input, Tensor::new(&self.target, c, frame), &m.masked_target)?);
+        }
         out.extend(self.sum_into(ctx, block.scratch, slot)?);
         Ok(out)
+    }
+
+    fn block_uploads(&self, b: usize) -> Vec<(&wgpu::Buffer, &[f32])> {
+        self.mask.as_ref().map_or_else(Vec::new, |m| m.mask.uploads(b))
     }
 }

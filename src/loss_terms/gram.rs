@@ -252,9 +252,24 @@ impl LossTerm for GramTerm {
     /// The block's features outside what it owns zeroed, their Gram (over the block's positions), added to G
     /// weighted by the block's share of the positions: Σ over blocks = the canvas's G (docs/MATHS.md, "Tiled
     /// evaluation").
+    /// With a mask, the block's features weighted first (by the canvas's normalisation: Σ over blocks = G_w).
     fn block_statistics(&self, ctx: &GpuContext, block: BlockSite<'_>) -> Result<Vec<Dispatch>> {
         let features = Tensor::new(&self.features, self.shape.channels, self.inside.frame());
-        block_gram(ctx, features, self.gram_variant, block, &self.gram)
+        match &self.mask {
+            Some((m, _)) if m.coverage == Coverage::Nowhere => Ok(Vec::new()),
+            Some((m, weighted)) if m.coverage == Coverage::Partly => {
+                // block_gram zeroes the weighted copy outside what the block owns.
+                let mut out = vec![m.weigh(ctx, &m.gram_input, features, weighted)?];
+                let weighted = Tensor::new(weighted, self.shape.channels, self.inside.frame());
+                out.extend(block_gram(ctx, weighted, self.gram_variant, block, &self.gram)?);
+                Ok(out)
+            }
+            _ => block_gram(ctx, features, self.gram_variant, block, &self.gram),
+        }
+    }
+
+    fn block_uploads(&self, b: usize) -> Vec<(&wgpu::Buffer, &[f32])> {
+        self.mask.as_ref().map_or_else(Vec::new, |(m, _)| m.uploads(b))
     }
 }
 

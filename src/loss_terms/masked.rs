@@ -61,7 +61,7 @@ pub enum Coverage {
     Partly,
 }
 
-/// One masked term's weights on the GPU.
+/// One masked term's weights on the GPU: the whole layer's, or (tiled) one block's, filled before each block.
 pub struct TermMask {
     pub coverage: Coverage,
     /// a = S / (H·W).
@@ -72,34 +72,86 @@ pub struct TermMask {
     /// content sum.
     pub gram_input: wgpu::Buffer,
     pub mean_input: Option<wgpu::Buffer>,
+    /// Tiled: per block, what the buffers above hold for it (in their order), cut from the canvas's weights.
+    blocks: Vec<Vec<Vec<f32>>>,
+}
+
+/// Where a term's mask applies: relu `layer`, whose shape in the network's buffers is `inside` (a block's when
+/// `grid` is given).
+#[derive(Clone, Copy)]
+pub struct MaskSite<'a> {
+    pub layer: usize,
+    pub inside: Shape,
+    pub grid: Option<&'a crate::tiling::BlockGrid>,
+}
+
+/// What one of a mask's buffers holds.
+#[derive(Clone, Copy)]
+enum Values {
+    /// w^power.
+    Raw(f64),
+    /// (w·HW/S)^power (zeros where S = 0).
+    Normalised(f64),
 }
 
 impl TermMask {
     /// A style term's mask (with the means' input for W2).
-    pub fn style(ctx: &GpuContext, w: &LayerWeights, means: bool) -> Result<Self> {
-        let coverage = coverage(w);
-        let normalised = |power: f64| match coverage {
-            Coverage::Nowhere => w.raw(1.0),
-            _ => w.normalised(power),
-        };
-        Ok(Self {
-            coverage,
-            area: w.area(),
-            weights: ctx.buffer_from("style mask", &w.raw(1.0))?,
-            gram_input: ctx.buffer_from("style mask", &normalised(0.5))?,
-            mean_input: means.then(|| ctx.buffer_from("style mask", &normalised(1.0))).transpose()?,
-        })
+    pub fn style(ctx: &GpuContext, w: &LayerWeights, means: bool, site: MaskSite<'_>) -> Result<Self> {
+        let mut values = vec![Values::Raw(1.0), Values::Normalised(0.5)];
+        if means {
+            values.push(Values::Normalised(1.0));
+        }
+        Self::new(ctx, "style mask", w, &values, site)
     }
 
     /// The content term's mask.
-    pub fn content(ctx: &GpuContext, w: &LayerWeights) -> Result<Self> {
+    pub fn content(ctx: &GpuContext, w: &LayerWeights, site: MaskSite<'_>) -> Result<Self> {
+        Self::new(ctx, "content mask", w, &[Values::Raw(1.0), Values::Raw(0.5)], site)
+    }
+
+    fn new(ctx: &GpuContext, label: &str, w: &LayerWeights, values: &[Values], site: MaskSite<'_>) -> Result<Self> {
+        let coverage = coverage(w);
+        let of = |v: Values, block| match v {
+            Values::Raw(p) => w.raw_in(p, block),
+            Values::Normalised(_) if coverage == Coverage::Nowhere => w.raw_in(1.0, block),
+            Values::Normalised(p) => w.normalised_in(p, block),
+        };
+        let (mut buffers, mut blocks) = (Vec::new(), Vec::new());
+        match site.grid {
+            None => {
+                for &v in values {
+                    buffers.push(ctx.buffer_from(label, &of(v, ((0, 0), w.shape)))?);
+                }
+            }
+            Some(grid) => {
+                let stride = crate::tiling::layer_stride(site.layer);
+                for _ in values {
+                    buffers.push(ctx.storage_buffer(label, site.inside.frame().buffer_floats(1))?);
+                }
+                for b in &grid.blocks {
+                    let at = ((b.outer.x / stride, b.outer.y / stride), site.inside);
+                    blocks.push(values.iter().map(|&v| of(v, at)).collect());
+                }
+            }
+        }
+        let mut buffers = buffers.into_iter();
+        let (weights, gram_input, mean_input) = (buffers.next(), buffers.next(), buffers.next());
+        let missing = || Error::Validation("a mask without its buffers".into());
         Ok(Self {
-            coverage: coverage(w),
+            coverage,
             area: w.area(),
-            weights: ctx.buffer_from("content mask", &w.raw(1.0))?,
-            gram_input: ctx.buffer_from("content mask", &w.raw(0.5))?,
-            mean_input: None,
+            weights: weights.ok_or_else(missing)?,
+            gram_input: gram_input.ok_or_else(missing)?,
+            mean_input,
+            blocks,
         })
+    }
+
+    /// Tiled: the uploads that fill the buffers for block `b` (none untiled).
+    pub fn uploads(&self, b: usize) -> Vec<(&wgpu::Buffer, &[f32])> {
+        let buffers = [Some(&self.weights), Some(&self.gram_input), self.mean_input.as_ref()];
+        let data = self.blocks.get(b).map_or(&[][..], |d| &d[..]);
+        buffers.into_iter().flatten().zip(data).map(|(buffer, d)| (buffer, &d[..])).collect()
     }
 
     /// `into = input ⊙ features`.

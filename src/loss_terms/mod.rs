@@ -86,6 +86,10 @@ pub trait LossTerm {
     fn block_scalar(&self, _ctx: &GpuContext, _block: BlockSite<'_>, _slot: usize) -> Result<Vec<Dispatch>> {
         Ok(Vec::new())
     }
+    /// Tiled: what fills the term's block-sized buffers for block `b` before its passes (a mask's cut).
+    fn block_uploads(&self, _b: usize) -> Vec<(&wgpu::Buffer, &[f32])> {
+        Vec::new()
+    }
 }
 
 /// One block of a tiled evaluation as a term at relu l sees it (docs/MATHS.md, "Tiled evaluation").
@@ -341,9 +345,7 @@ impl LossTerms {
     ) -> Result<Self> {
         let Targets { content: content_targets, style: blend, masks } = targets;
         let masks_wanted = (usize::from(spec.content_masked) * spec.content_layers.len(), spec.style_regions);
-        if masks_wanted != (masks.content.len(), spec.style_regions.map(|_| masks.style.len()))
-            || (on.grid.is_some() && (spec.content_masked || spec.style_masked()))
-        {
+        if masks_wanted != (masks.content.len(), spec.style_regions.map(|_| masks.style.len())) {
             return Err(crate::error::Error::Validation("the terms' masks do not match their spec".into()));
         }
         let layers = &network.plan.layers;
@@ -364,7 +366,8 @@ impl LossTerms {
         // The registration: one term per content layer, per style layer, and TV, in slot order.
         let mut terms: Vec<Box<dyn LossTerm>> = Vec::new();
         for (i, (&layer, target)) in spec.content_layers.iter().zip(content_targets).enumerate() {
-            let mask = masks.content.get(i).map(|w| masked::TermMask::content(ctx, w)).transpose()?;
+            let site = masked::MaskSite { layer, inside: layers[layer], grid: on.grid };
+            let mask = masks.content.get(i).map(|w| masked::TermMask::content(ctx, w, site)).transpose()?;
             terms.push(Box::new(content::ContentTerm::new(&setup, layer, terms.len(), target, mask)?));
         }
         let regions = spec.style_regions.unwrap_or(1);
@@ -375,8 +378,11 @@ impl LossTerms {
         for r in 0..regions {
             for (i, &layer) in spec.style_layers.iter().enumerate() {
                 let slot = terms.len();
+                let site = masked::MaskSite { layer, inside: layers[layer], grid: on.grid };
                 let mask = match masks.style.get(r) {
-                    Some(weights) => Some((masked::TermMask::style(ctx, &weights[i], w2)?, masks.region_weights[r])),
+                    Some(weights) => {
+                        Some((masked::TermMask::style(ctx, &weights[i], w2, site)?, masks.region_weights[r]))
+                    }
                     None => None,
                 };
                 terms.push(match spec.style_loss {
@@ -426,6 +432,11 @@ impl LossTerms {
     /// Tiled, pass 1: what block `b` adds to the canvas's statistics, after its forward pass.
     pub fn block_statistics(&self, b: usize) -> impl Iterator<Item = &Dispatch> {
         self.blocks[b].statistics.iter()
+    }
+
+    /// Tiled: what the terms upload before block `b`'s passes (their masks' cuts).
+    pub fn block_uploads(&self, b: usize) -> Vec<(&wgpu::Buffer, &[f32])> {
+        self.terms.iter().flat_map(|t| t.block_uploads(b)).collect()
     }
 
     /// Tiled: block `b`'s share of the content scalars, after its forward pass (they zero the features and

@@ -289,15 +289,40 @@ impl LossTerm for W2Term {
 
     /// The block's G over the positions it owns, added to the canvas's (as the Gram term's), then its means of
     /// those positions (the others are zero now) added the same way.
+    /// With a mask, the block's features weighted first for each (by the canvas's normalisation).
     fn block_statistics(&self, ctx: &GpuContext, block: BlockSite<'_>) -> Result<Vec<Dispatch>> {
         let variant = self.gram_variant;
-        let mut out = super::gram::block_gram(ctx, self.block_features(), variant, block, &self.gram)?;
         let block_mean =
             block.scratch.block_mean.as_ref().ok_or_else(|| {
                 crate::error::Error::Validation("a W2 block's means without the tiled scratch".into())
             })?;
-        out.push(kernels::w2::channel_mean(ctx, self.block_features(), block_mean)?);
-        out.push(super::gram::add_share(ctx, self.shape.channels, block, block_mean, &self.mean)?);
+        let features = self.block_features();
+        let c = self.shape.channels;
+        let mut out = Vec::new();
+        let (gram_of, mean_of) = match &self.mask {
+            Some((m, _)) if m.coverage == Coverage::Nowhere => return Ok(out),
+            Some((m, weighted)) if m.coverage == Coverage::Partly => {
+                let mean_input = m.mean_input.as_ref().ok_or_else(|| {
+                    crate::error::Error::Validation("a masked W2 term without its means' weights".into())
+                })?;
+                let weighted_features = Tensor::new(weighted, c, self.inside.frame());
+                out.push(kernels::region::keep(ctx, features, block.owned)?);
+                out.push(m.weigh(ctx, &m.gram_input, features, weighted)?);
+                out.extend(super::gram::block_gram(ctx, weighted_features, variant, block, &self.gram)?);
+                out.push(m.weigh(ctx, mean_input, features, weighted)?);
+                (None, weighted_features)
+            }
+            _ => (Some(features), features),
+        };
+        if let Some(features) = gram_of {
+            out.extend(super::gram::block_gram(ctx, features, variant, block, &self.gram)?);
+        }
+        out.push(kernels::w2::channel_mean(ctx, mean_of, block_mean)?);
+        out.push(super::gram::add_share(ctx, c, block, block_mean, &self.mean)?);
         Ok(out)
+    }
+
+    fn block_uploads(&self, b: usize) -> Vec<(&wgpu::Buffer, &[f32])> {
+        self.mask.as_ref().map_or_else(Vec::new, |(m, _)| m.uploads(b))
     }
 }
