@@ -280,12 +280,3 @@ pub fn statistics_grid(
         ))),
     }
 }
-
-/// A style image's mask (`--style-image-masks`) on a style image whose statistics need blocks: refused.
-pub fn masks_in_blocks() -> Error {
-    Error::InvalidOption(
-        "--style-image-masks is not supported yet for a style image too large to evaluate at once; lower \
-         --style-scale (or raise --max-memory)"
-            .into(),
-    )
-}

@@ -168,7 +168,7 @@ pub fn grams(
     (x, width, height): (&[f32], usize, usize),
     layers: &[usize],
     (variant, means): (kernels::gram::GramVariant, bool),
-    grid: &BlockGrid,
+    (grid, mask): (&BlockGrid, Option<&crate::masks::Mask>),
     on_stage: &mut dyn FnMut(SetupStage),
 ) -> Result<(Vec<Matrix>, Vec<Vec<f32>>)> {
     let (bw, bh) = grid.block;
@@ -195,17 +195,33 @@ pub fn grams(
         Tensor::new(network.relu(l), s.channels, s.frame())
     };
     // The statistics' dispatches are the same for every block (built once: a tensor-core Gram takes an operand
-    // range entry each time); only the cut and the owned rectangles differ.
+    // range entry each time); only the cut, the owned rectangles and a mask's cut differ.
     let mut statistics = Vec::new();
-    for (&l, (partial, gram, mean)) in layers.iter().zip(&outputs) {
+    let masked = BlockMasks::new(ctx, &network, layers, mask, (width, height))?;
+    for (i, (&l, (partial, gram, mean))) in layers.iter().zip(&outputs).enumerate() {
         let f = features(l);
         let layer_variant = if means { variant } else { variant.for_channels(f.channels) };
-        statistics.extend(network.gram_dispatches(ctx, layer_variant, f, partial, gram)?);
-        if let Some(m) = mean {
-            statistics.push(kernels::w2::channel_mean(ctx, f, m)?);
+        match masked.at(i) {
+            // The Gram of (w·HW/S)^½ ⊙ F, the mean of (w·HW/S) ⊙ F (docs/MATHS.md, "Spatial control").
+            Some((gram_input, mean_input, weighted)) => {
+                let of_weighted = Tensor::new(weighted, f.channels, f.frame);
+                statistics.push(kernels::mask::weight(ctx, gram_input, f, weighted, false)?);
+                statistics.extend(network.gram_dispatches(ctx, layer_variant, of_weighted, partial, gram)?);
+                if let Some(m) = mean {
+                    statistics.push(kernels::mask::weight(ctx, mean_input, f, weighted, false)?);
+                    statistics.push(kernels::w2::channel_mean(ctx, of_weighted, m)?);
+                }
+            }
+            None => {
+                statistics.extend(network.gram_dispatches(ctx, layer_variant, f, partial, gram)?);
+                if let Some(m) = mean {
+                    statistics.push(kernels::w2::channel_mean(ctx, f, m)?);
+                }
+            }
         }
     }
     for (b, block) in grid.blocks.iter().enumerate() {
+        masked.upload(ctx, block);
         let into = Tensor::new(network.image(), 3, block_frame);
         let cut = kernels::region::copy(ctx, Tensor::new(&image, 3, frame), block.outer, into, (0, 0))?;
         let mut keeps = Vec::new();
@@ -234,4 +250,75 @@ pub fn grams(
     let to_f32 = |v: Vec<Vec<f64>>| v.into_iter().map(|m| m.into_iter().map(|x| x as f32).collect()).collect();
     let means = if means { to_f32(mean_sums) } else { Vec::new() };
     Ok((to_f32(gram_sums), means))
+}
+
+/// A style image's mask in [`grams`]: per layer, its weights on the whole image and the block-sized buffers of the
+/// Gram's and the means' inputs (None where it is 1 everywhere), and the scratch the weighted features go to.
+struct BlockMasks {
+    layers: Vec<Option<MaskedLayer>>,
+    weighted: Option<wgpu::Buffer>,
+}
+
+/// One layer of [`BlockMasks`]: the weights, the block's shape of the layer, the two input buffers.
+struct MaskedLayer {
+    weights: crate::masks::LayerWeights,
+    inside: crate::plan::Shape,
+    stride: usize,
+    gram_input: wgpu::Buffer,
+    mean_input: wgpu::Buffer,
+}
+
+impl BlockMasks {
+    fn new(
+        ctx: &GpuContext,
+        network: &Network,
+        layers: &[usize],
+        mask: Option<&crate::masks::Mask>,
+        (width, height): (usize, usize),
+    ) -> Result<Self> {
+        let mut out = Self { layers: Vec::new(), weighted: None };
+        let Some(mask) = mask else {
+            out.layers.resize_with(layers.len(), || None);
+            return Ok(out);
+        };
+        let mut largest = 0;
+        for &l in layers {
+            let inside = network.plan.layers[l];
+            let stride = crate::tiling::layer_stride(l);
+            let whole = crate::plan::Shape { width: width / stride, height: height / stride, ..inside };
+            let weights = mask.at_layer(l, whole);
+            if weights.sum == 0.0 {
+                return Err(crate::error::Error::InvalidOption(format!(
+                    "a --style-image-masks mask covers nothing at {} (its region is too small)",
+                    crate::vgg::RELU_NAMES[l]
+                )));
+            }
+            if weights.is_ones() {
+                out.layers.push(None);
+                continue;
+            }
+            largest = largest.max(inside.buffer_floats());
+            let buffer = || ctx.storage_buffer("style mask", inside.frame().buffer_floats(1));
+            let (gram_input, mean_input) = (buffer()?, buffer()?);
+            out.layers.push(Some(MaskedLayer { weights, inside, stride, gram_input, mean_input }));
+        }
+        out.weighted = (largest > 0).then(|| ctx.storage_buffer("masked features", largest)).transpose()?;
+        Ok(out)
+    }
+
+    /// Layer `i`'s Gram and means inputs and the scratch, where masked.
+    fn at(&self, i: usize) -> Option<(&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer)> {
+        let layer = self.layers[i].as_ref()?;
+        Some((&layer.gram_input, &layer.mean_input, self.weighted.as_ref()?))
+    }
+
+    /// Fills the input buffers with `block`'s cut of the weights (normalised by the whole image's H·W and S).
+    fn upload(&self, ctx: &GpuContext, block: &crate::tiling::Block) {
+        for layer in self.layers.iter().flatten() {
+            let at = ((block.outer.x / layer.stride, block.outer.y / layer.stride), layer.inside);
+            for (buffer, power) in [(&layer.gram_input, 0.5), (&layer.mean_input, 1.0)] {
+                ctx.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&layer.weights.normalised_in(power, at)));
+            }
+        }
+    }
 }

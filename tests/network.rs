@@ -577,11 +577,26 @@ fn style_statistics_in_blocks_match_those_at_once() {
     let at_once = neural_style::network::grams(ctx(), &net, (&x, 83, 61), &layers, variant, true).unwrap();
     let mut reported = 0;
     let mut on_stage = |_: neural_style::SetupStage| reported += 1;
-    let blocks = neural_style::tiled::grams(ctx(), &net, (&x, 83, 61), &layers, (variant, true), &grid, &mut on_stage);
+    let blocks =
+        neural_style::tiled::grams(ctx(), &net, (&x, 83, 61), &layers, (variant, true), (&grid, None), &mut on_stage);
     let blocks = blocks.unwrap();
     assert_eq!(reported, grid.blocks.len(), "each block reported");
     for (i, (a, b)) in at_once.0.iter().zip(&blocks.0).chain(at_once.1.iter().zip(&blocks.1)).enumerate() {
         verify::compare(&format!("statistic {i}"), b, &to_f64(a), TILED.gradient).unwrap_or_else(|e| panic!("{e}"));
+    }
+    // And weighted by a mask (--style-image-masks): soft, black on its top rows (docs/MATHS.md, "Spatial
+    // control"), against the masked statistics at once.
+    let v = random(&mut rng(73), 83 * 61, 1.0);
+    let values = (0..83 * 61).map(|i| if i < 83 * 20 { 0.0 } else { v[i].abs() as f32 }).collect();
+    let mask = neural_style::masks::Mask { width: 83, height: 61, values };
+    let image = (&x[..], 83, 61);
+    let at_once = neural_style::network::masked_grams(ctx(), &net, image, &layers, variant, true, Some(&mask)).unwrap();
+    let blocks =
+        neural_style::tiled::grams(ctx(), &net, image, &layers, (variant, true), (&grid, Some(&mask)), &mut |_| {});
+    let blocks = blocks.unwrap();
+    for (i, (a, b)) in at_once.0.iter().zip(&blocks.0).chain(at_once.1.iter().zip(&blocks.1)).enumerate() {
+        verify::compare(&format!("masked statistic {i}"), b, &to_f64(a), TILED.gradient)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 

@@ -86,17 +86,14 @@ impl StyleBlend {
             let image = (&x[..], width, height);
             let kind = (net.pooling, net.input_affine.is_some());
             let grid = crate::layout::statistics_grid((width, height), &spec.style_layers, kind, net.bytes, limits)?;
-            let statistics = match (grid, mask) {
-                (None, None) => network::grams(ctx, net, image, &spec.style_layers, variant, w2)?,
-                // Weighted features leave the tensor cores' measured operand range: f32 (as W2's).
-                (None, Some(m)) => {
-                    let f32_variant = w2_gram_variant(&net.facts);
-                    network::masked_grams(ctx, net, image, &spec.style_layers, f32_variant, w2, Some(m))?
+            // Weighted features leave the tensor cores' measured operand range: f32 (as W2's).
+            let variant = if mask.is_some() { w2_gram_variant(&net.facts) } else { variant };
+            let layers = &spec.style_layers;
+            let statistics = match grid {
+                None => network::masked_grams(ctx, net, image, layers, variant, w2, mask.as_ref())?,
+                Some(grid) => {
+                    crate::tiled::grams(ctx, net, image, layers, (variant, w2), (&grid, mask.as_ref()), on_stage)?
                 }
-                (Some(grid), None) => {
-                    crate::tiled::grams(ctx, net, image, &spec.style_layers, (variant, w2), &grid, on_stage)?
-                }
-                (Some(_), Some(_)) => return Err(crate::layout::masks_in_blocks()),
             };
             // Masked, one region per image; else one blend of them all.
             if spec.style_masked() || blend.regions.is_empty() {
