@@ -8,6 +8,8 @@
 //! - 16-bit samples are scaled to 0–255 without rounding (`v · 255/65535`); float images are clamped to [0, 1]
 //!   and scaled by 255;
 //! - the EXIF orientation (JPEG, PNG, WebP, TIFF) is applied;
+//! - an embedded ICC profile is converted to sRGB, in f64 ([`crate::colour`], docs/COLOUR.md); an image without
+//!   one is taken as sRGB and decoded exactly as it always was;
 //! - absurd dimensions are refused from the header, before any pixel buffer is allocated.
 //!
 //! Resizing uses a separable Lanczos3 filter (`image::imageops::FilterType::Lanczos3`) on the float image; the
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, Rgb32FImage, RgbImage};
 
+use crate::colour;
 use crate::error::{one_line, Error, Result};
 use crate::planar::PlanarImage;
 
@@ -41,6 +44,12 @@ pub const MAX_FILE_BYTES: u64 = 1 << 30;
 /// Every failure (missing, unreadable, empty, truncated, corrupt, not an image, too large) is an
 /// [`Error::Io`] or [`Error::Image`] with a one-line message naming the file.
 pub fn load_image(path: &Path) -> Result<PlanarImage> {
+    load_image_with_profile(path).map(|(img, _)| img)
+}
+
+/// [`load_image`], also returning the ICC profile the pixels were converted from (see
+/// [`decode_image_with_profile`]): what `--output-profile content` writes the output back into.
+pub fn load_image_with_profile(path: &Path) -> Result<(PlanarImage, Option<Vec<u8>>)> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| Error::Io(format!("cannot read '{shown}': {}", io_reason(&e))))?;
     if meta.is_dir() {
@@ -54,7 +63,7 @@ pub fn load_image(path: &Path) -> Result<PlanarImage> {
     }
     let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read '{shown}': {}", io_reason(&e))))?;
     let hint = ImageFormat::from_path(path).ok();
-    decode_image(&bytes, hint).map_err(|e| match e {
+    decode_image_with_profile(&bytes, hint, &DecodeLimits::default()).map_err(|e| match e {
         Error::Image(msg) => Error::Image(format!("'{shown}': {msg}")),
         other => other,
     })
@@ -89,6 +98,20 @@ impl Default for DecodeLimits {
 /// [`decode_image`] with other limits (the fuzz target uses small ones, so that slowness means a hang, not a
 /// legitimately large image).
 pub fn decode_image_with_limits(bytes: &[u8], hint: Option<ImageFormat>, lim: &DecodeLimits) -> Result<PlanarImage> {
+    decode_image_with_profile(bytes, hint, lim).map(|(img, _)| img)
+}
+
+/// [`decode_image_with_limits`], also returning the embedded ICC profile the pixels were converted from.
+///
+/// Every decode converts to sRGB (docs/COLOUR.md): an image with an embedded ICC profile (PNG iCCP, JPEG APP2,
+/// TIFF, WebP, GIF) is converted from it with moxcms, in f64; the profile's bytes are returned. An image without
+/// one is taken as sRGB and decoded exactly as before; so is one whose profile is ignored (unreadable, CMYK, a
+/// gray profile on a colour image: see [`crate::colour::to_srgb`]), for which `None` is returned.
+pub fn decode_image_with_profile(
+    bytes: &[u8],
+    hint: Option<ImageFormat>,
+    lim: &DecodeLimits,
+) -> Result<(PlanarImage, Option<Vec<u8>>)> {
     if bytes.is_empty() {
         return Err(Error::Image("the file is empty".into()));
     }
@@ -136,11 +159,18 @@ pub fn decode_image_with_limits(bytes: &[u8], hint: Option<ImageFormat>, lim: &D
     }
     // A broken EXIF block is not worth refusing an image for: fall back to no transform.
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    // Likewise an unreadable profile: the image is taken as sRGB, as an untagged one.
+    let icc = decoder.icc_profile().ok().flatten().filter(|p| !p.is_empty());
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| fail(format, e))?;
     img.apply_orientation(orientation);
     let (w, h) = (img.width(), img.height());
     check_dimensions(w, h, lim)?;
-    Ok(dynamic_to_planar(&img))
+    let mut planar = dynamic_to_planar(&img);
+    let icc = match icc {
+        Some(icc) if colour::to_srgb(&mut planar, &icc, !img.color().has_color())? => Some(icc),
+        _ => None,
+    };
+    Ok((planar, icc))
 }
 
 fn check_dimensions(w: u32, h: u32, lim: &DecodeLimits) -> Result<()> {
@@ -888,5 +918,192 @@ mod tests {
         assert_eq!(back.data, vec![0.0, 255.0, 10.0, 11.0, 0.0, 255.0]);
         assert!(write_image_atomic(&dir.join("missing-dir/x.png"), &img).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// Colour management (docs/COLOUR.md): inputs in Display P3, Adobe RGB and gray profiles decode to the sRGB
+/// values an independent f64 reference computes; outputs carry their profile; a P3 photo survives a round trip.
+#[cfg(test)]
+mod colour_tests {
+    use super::*;
+    use image::codecs::png::PngEncoder;
+    use image::ImageEncoder;
+    use moxcms::ColorProfile;
+    use nalgebra::{Matrix3, Vector3};
+
+    /// Chromaticities (x, y) of an RGB space's red, green and blue primaries.
+    type Primaries = [(f64, f64); 3];
+    const SRGB: Primaries = [(0.64, 0.33), (0.30, 0.60), (0.15, 0.06)];
+    const P3: Primaries = [(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)];
+    const ADOBE: Primaries = [(0.64, 0.33), (0.21, 0.71), (0.15, 0.06)];
+    const D65: (f64, f64) = (0.3127, 0.3290);
+
+    /// The reference's transfer functions, 0–1 units.
+    #[derive(Clone, Copy)]
+    enum Trc {
+        Srgb,
+        Gamma(f64),
+    }
+
+    impl Trc {
+        fn decode(self, v: f64) -> f64 {
+            match self {
+                Trc::Srgb if v <= 0.04045 => v / 12.92,
+                Trc::Srgb => ((v + 0.055) / 1.055).powf(2.4),
+                Trc::Gamma(g) => v.powf(g),
+            }
+        }
+    }
+
+    fn srgb_encode(l: f64) -> f64 {
+        if l <= 0.003_130_8 {
+            12.92 * l
+        } else {
+            1.055 * l.powf(1.0 / 2.4) - 0.055
+        }
+    }
+
+    /// The RGB → XYZ matrix of primaries `p` with white D65 (the textbook derivation, SMPTE RP 177).
+    fn rgb_to_xyz(p: Primaries) -> Matrix3<f64> {
+        let xyz = |(x, y): (f64, f64)| Vector3::new(x / y, 1.0, (1.0 - x - y) / y);
+        let m = Matrix3::from_columns(&[xyz(p[0]), xyz(p[1]), xyz(p[2])]);
+        let s = m.try_inverse().unwrap() * xyz(D65);
+        m * Matrix3::from_diagonal(&s)
+    }
+
+    /// The reference: `px` (0–255 in a space of primaries `p` and curve `trc`) in sRGB, 0–255 (unrounded), linear
+    /// values clipped to [0, 1] channel by channel. Both spaces are D65, so no white adaptation enters.
+    fn reference(px: [f64; 3], p: Primaries, trc: Trc) -> [f64; 3] {
+        let to_srgb = rgb_to_xyz(SRGB).try_inverse().unwrap() * rgb_to_xyz(p);
+        let lin = to_srgb * Vector3::from_fn(|c, _| trc.decode(px[c] / 255.0));
+        [0, 1, 2].map(|c| srgb_encode(lin[c].clamp(0.0, 1.0)) * 255.0)
+    }
+
+    fn icc(profile: ColorProfile) -> Vec<u8> {
+        profile.encode().unwrap()
+    }
+
+    fn png_with_icc(img: &DynamicImage, icc: Option<&[u8]>) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        let mut encoder = PngEncoder::new(&mut out);
+        if let Some(icc) = icc {
+            encoder.set_icc_profile(icc.to_vec()).unwrap();
+        }
+        img.write_with_encoder(encoder).unwrap();
+        out.into_inner()
+    }
+
+    /// An 8-bit RGB image whose columns are `colours`, `h` rows tall.
+    fn columns8(colours: &[[u8; 3]], h: u32) -> DynamicImage {
+        let w = colours.len() as u32;
+        DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, _| image::Rgb(colours[x as usize])))
+    }
+
+    /// Largest |decoded − reference| over the pixels of `img` (a row of `colours`), 0–255 units.
+    fn worst_error(img: &PlanarImage, colours: &[[f64; 3]], p: Primaries, trc: Trc) -> f64 {
+        let mut worst = 0f64;
+        for (x, px) in colours.iter().enumerate() {
+            let want = reference(*px, p, trc);
+            for (c, w) in want.iter().enumerate() {
+                worst = worst.max((img.at(c, 0, x) as f64 - w).abs());
+            }
+        }
+        worst
+    }
+
+    const COLOURS: [[u8; 3]; 6] =
+        [[255, 0, 0], [0, 255, 0], [128, 128, 128], [200, 120, 80], [60, 130, 190], [20, 40, 10]];
+
+    fn as_f64(colours: &[[u8; 3]]) -> Vec<[f64; 3]> {
+        colours.iter().map(|c| c.map(|v| v as f64)).collect()
+    }
+
+    #[test]
+    fn reference_is_the_published_p3_to_srgb_matrix() {
+        // The matrix the reference builds, against the published one, so that the test does not check moxcms
+        // against a reference with the same mistake. The published one is given to 4 decimals from a slightly
+        // different white (its rows sum to 1 ± 4e-4), hence the tolerance.
+        let m = rgb_to_xyz(SRGB).try_inverse().unwrap() * rgb_to_xyz(P3);
+        let published = Matrix3::new(1.2249, -0.2247, 0.0, -0.0420, 1.0419, 0.0, -0.0197, -0.0786, 1.0979);
+        assert!((m - published).abs().max() < 5e-4, "{m}");
+    }
+
+    #[test]
+    fn display_p3_and_adobe_rgb_inputs_decode_to_the_reference_srgb() {
+        for (name, profile, p, trc) in [
+            ("Display P3", ColorProfile::new_display_p3(), P3, Trc::Srgb),
+            ("Adobe RGB", ColorProfile::new_adobe_rgb(), ADOBE, Trc::Gamma(563.0 / 256.0)),
+        ] {
+            let icc = icc(profile);
+            let png = png_with_icc(&columns8(&COLOURS, 1), Some(&icc));
+            let (img, got_icc) = decode_image_with_profile(&png, None, &DecodeLimits::default()).unwrap();
+            assert_eq!(got_icc.as_deref(), Some(&icc[..]), "{name}: the profile is returned");
+            let worst = worst_error(&img, &as_f64(&COLOURS), p, trc);
+            eprintln!("{name} 8-bit → sRGB: worst error {worst:.4} levels");
+            assert!(worst <= 0.25, "{name}: {worst} levels off the reference");
+            // The test can fail: without conversion the in-gamut colours are far from the reference.
+            let untagged = decode_image(&png_with_icc(&columns8(&COLOURS, 1), None), None).unwrap();
+            assert!(worst_error(&untagged, &as_f64(&COLOURS), p, trc) > 10.0, "{name}");
+            // Out of gamut: pure red and green clip channel by channel to sRGB's red and green.
+            assert_eq!([0, 1, 2].map(|c| img.at(c, 0, 0).round()), [255.0, 0.0, 0.0], "{name}");
+            assert_eq!([0, 1, 2].map(|c| img.at(c, 0, 1).round()), [0.0, 255.0, 0.0], "{name}");
+        }
+    }
+
+    #[test]
+    fn sixteen_bit_p3_input_keeps_its_precision() {
+        // Values 1/16 of an 8-bit level apart (16 of 65535 ≈ 0.06 level) must stay apart.
+        let vals: Vec<[u16; 3]> =
+            (0..8).map(|k| [51_400 + 16 * k, 30_840 + 16 * k, 20_560 + 16 * k]).chain([[65_535, 0, 0]]).collect();
+        let img = image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(vals.len() as u32, 1, |x, _| {
+            image::Rgb(vals[x as usize])
+        });
+        let png = png_with_icc(&DynamicImage::ImageRgb16(img), Some(&icc(ColorProfile::new_display_p3())));
+        let (p, _) = decode_image_with_profile(&png, None, &DecodeLimits::default()).unwrap();
+        let colours: Vec<[f64; 3]> = vals.iter().map(|v| v.map(|s| s as f64 * 255.0 / 65535.0)).collect();
+        let worst = worst_error(&p, &colours, P3, Trc::Srgb);
+        eprintln!("Display P3 16-bit → sRGB: worst error {worst:.4} levels");
+        assert!(worst <= 0.03, "{worst} levels off the reference");
+        for x in 1..8 {
+            assert!(p.at(0, 0, x) > p.at(0, 0, x - 1), "red at {x} not above its neighbour: 16-bit precision lost");
+        }
+    }
+
+    #[test]
+    fn gray_profile_input_decodes_to_the_reference() {
+        // Gamma 1.8 (the classic Mac gray): far enough from sRGB's curve that skipping the conversion would fail.
+        let icc = icc(ColorProfile::new_gray_with_gamma(1.8));
+        let levels = [0u8, 30, 128, 200, 255];
+        let gray = image::GrayImage::from_fn(levels.len() as u32, 1, |x, _| image::Luma([levels[x as usize]]));
+        let png = png_with_icc(&DynamicImage::ImageLuma8(gray), Some(&icc));
+        let (p, got) = decode_image_with_profile(&png, None, &DecodeLimits::default()).unwrap();
+        assert!(got.is_some());
+        for (x, &v) in levels.iter().enumerate() {
+            let want = srgb_encode((v as f64 / 255.0).powf(1.8)) * 255.0;
+            for c in 0..3 {
+                assert!((p.at(c, 0, x) as f64 - want).abs() <= 0.5, "level {v}: {} vs {want}", p.at(c, 0, x));
+            }
+        }
+        assert!((p.at(0, 0, 2) - 128.0).abs() > 10.0, "gamma 1.8 gray 128 is not sRGB 128");
+    }
+
+    #[test]
+    fn untagged_and_srgb_tagged_inputs_decode_exactly_as_before() {
+        let img = DynamicImage::ImageRgb8(RgbImage::from_fn(16, 16, |x, y| {
+            image::Rgb([(x * 17) as u8, (y * 16) as u8, ((x * y) % 256) as u8])
+        }));
+        let before = dynamic_to_planar(&img);
+        let (untagged, none) =
+            decode_image_with_profile(&png_with_icc(&img, None), None, &DecodeLimits::default()).unwrap();
+        assert_eq!(none, None);
+        assert_eq!(untagged, before);
+        let (tagged, icc) =
+            decode_image_with_profile(&png_with_icc(&img, Some(colour::srgb_icc())), None, &DecodeLimits::default())
+                .unwrap();
+        assert_eq!(icc.as_deref(), Some(colour::srgb_icc()));
+        assert_eq!(tagged, before);
+        // A profile moxcms cannot read is ignored: the image is taken as sRGB.
+        let junk = png_with_icc(&img, Some(b"not an ICC profile at all, but long enough to look like one"));
+        assert_eq!(decode_image_with_profile(&junk, None, &DecodeLimits::default()).unwrap(), (before, None));
     }
 }
