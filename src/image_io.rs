@@ -19,7 +19,8 @@
 //! Writing: `round(clamp(v, 0, 255))` to 8-bit RGB (or, with [`OutputDepth::Sixteen`] for PNG and TIFF,
 //! `round(clamp(v, 0, 255) · 257)` to 16-bit RGB), format from the file extension, encoded to memory, written
 //! to a temporary file in the same directory, fsynced and renamed over the target, so a reader (or a crash, or
-//! Ctrl-C) never sees a partial file.
+//! Ctrl-C) never sees a partial file. [`OutputProfile`] says which colour profile is written: sRGB (embedded where
+//! the format carries a profile), or the content image's own, the pixels converted to it.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -556,7 +557,12 @@ pub fn encode_image(img: &PlanarImage, format: ImageFormat) -> Result<Vec<u8>> {
 /// Encodes to memory in `format` with `depth` bits per channel ([`to_rgb8`] or [`to_rgb16`]); JPEG at quality
 /// 95. A depth the format cannot hold is an [`Error::InvalidOption`] (see [`check_output_depth`]).
 pub fn encode_image_with_depth(img: &PlanarImage, format: ImageFormat, depth: OutputDepth) -> Result<Vec<u8>> {
-    let rgb = match depth {
+    encode_dynamic(&to_dynamic(img, format, depth)?, format, None)
+}
+
+/// `img` quantised to `depth` bits per channel, or an [`Error::InvalidOption`] when `format` cannot hold them.
+fn to_dynamic(img: &PlanarImage, format: ImageFormat, depth: OutputDepth) -> Result<DynamicImage> {
+    Ok(match depth {
         OutputDepth::Eight => DynamicImage::ImageRgb8(to_rgb8(img)),
         OutputDepth::Sixteen if holds_16_bits(format) => DynamicImage::ImageRgb16(to_rgb16(img)),
         OutputDepth::Sixteen => {
@@ -566,17 +572,104 @@ pub fn encode_image_with_depth(img: &PlanarImage, format: ImageFormat, depth: Ou
                 format_name(format)
             )))
         }
-    };
+    })
+}
+
+/// Encodes `rgb` in `format` (JPEG at quality 95, every other format with the `image` crate's defaults), with
+/// the ICC profile `icc` embedded when given; `icc` must be `None` unless [`carries_profile`]`(format)`.
+fn encode_dynamic(rgb: &DynamicImage, format: ImageFormat, icc: Option<&[u8]>) -> Result<Vec<u8>> {
+    use image::codecs::{jpeg::JpegEncoder, png::PngEncoder, tiff::TiffEncoder, webp::WebPEncoder};
+    use image::ImageEncoder;
+    fn write<E: ImageEncoder>(rgb: &DynamicImage, mut encoder: E, icc: Option<&[u8]>) -> image::ImageResult<()> {
+        if let Some(icc) = icc {
+            encoder.set_icc_profile(icc.to_vec()).map_err(ImageError::Unsupported)?;
+        }
+        rgb.write_with_encoder(encoder)
+    }
     let mut out = Cursor::new(Vec::new());
-    let res = if format == ImageFormat::Jpeg {
-        rgb.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95))
-    } else {
-        rgb.write_to(&mut out, format)
+    // The same encoders `write_to` picks, made here so that a profile can be set on them.
+    let res = match format {
+        ImageFormat::Jpeg => write(rgb, JpegEncoder::new_with_quality(&mut out, 95), icc),
+        ImageFormat::Png => write(rgb, PngEncoder::new(&mut out), icc),
+        ImageFormat::Tiff => write(rgb, TiffEncoder::new(&mut out), icc),
+        ImageFormat::WebP => write(rgb, WebPEncoder::new_lossless(&mut out), icc),
+        _ => {
+            assert!(icc.is_none(), "{format:?} carries no ICC profile");
+            rgb.write_to(&mut out, format)
+        }
     };
     res.map_err(|e| {
         Error::Image(format!("cannot encode the {} image: {}", format_name(format), one_line(&e.to_string())))
     })?;
     Ok(out.into_inner())
+}
+
+/// The colour profile of a written image (`--output-profile`, docs/COLOUR.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum OutputProfile {
+    /// sRGB, the colours everything is computed in: the pixels as they are, with an sRGB ICC profile embedded
+    /// where the format carries one ([`carries_profile`]; elsewhere untagged, which readers take as sRGB).
+    #[default]
+    Srgb,
+    /// The content image's own profile, its ICC bytes as [`load_image_with_profile`] returned them: the pixels
+    /// are converted from sRGB to it and it is embedded. Only for formats that carry a profile.
+    Content(Vec<u8>),
+}
+
+impl OutputProfile {
+    /// `--output-profile content` for a content image whose profile is `icc`: sRGB when it had none (an untagged
+    /// image is sRGB, so its colours are already the content's).
+    pub fn content(icc: Option<Vec<u8>>) -> OutputProfile {
+        icc.map_or(OutputProfile::Srgb, OutputProfile::Content)
+    }
+}
+
+/// Whether the `image` crate's encoder for `format` embeds an ICC profile: PNG (iCCP chunk), JPEG (APP2
+/// segments), TIFF (ICC tag) and WebP (ICCP chunk). BMP, GIF, TGA, PNM, QOI, ICO, farbfeld, OpenEXR, HDR and AVIF
+/// are written without one.
+pub fn carries_profile(format: ImageFormat) -> bool {
+    matches!(format, ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Tiff | ImageFormat::WebP)
+}
+
+/// Refuses an output profile that cannot be written to `path` in `format`, before any work is done:
+/// [`OutputProfile::Content`] needs a format that [`carries_profile`] and an RGB profile moxcms can convert to.
+pub fn check_output_profile(path: &Path, format: ImageFormat, profile: &OutputProfile) -> Result<()> {
+    let OutputProfile::Content(icc) = profile else { return Ok(()) };
+    if !carries_profile(format) {
+        return Err(Error::InvalidOption(format!(
+            "--output-profile content: {} files cannot carry an ICC profile ('{}'); write a .png, .jpg, .tiff or              .webp, or use --output-profile srgb",
+            format_name(format),
+            path.display()
+        )));
+    }
+    colour::check_output_icc(icc)
+}
+
+/// [`encode_image_with_depth`] in the colours of `profile`, embedded where the format carries one (see
+/// [`OutputProfile`]). [`OutputProfile::Content`] on a format without profiles, or with a profile that cannot
+/// be converted to, is an [`Error::InvalidOption`] (see [`check_output_profile`]).
+pub fn encode_image_with_profile(
+    img: &PlanarImage,
+    format: ImageFormat,
+    depth: OutputDepth,
+    profile: &OutputProfile,
+) -> Result<Vec<u8>> {
+    match profile {
+        OutputProfile::Srgb => {
+            let icc = carries_profile(format).then(colour::srgb_icc);
+            encode_dynamic(&to_dynamic(img, format, depth)?, format, icc)
+        }
+        OutputProfile::Content(icc) => {
+            if !carries_profile(format) {
+                return Err(Error::InvalidOption(format!(
+                    "cannot write an image in the content's ICC profile as {}: the format cannot carry one",
+                    format_name(format)
+                )));
+            }
+            let converted = colour::from_srgb(img, icc)?;
+            encode_dynamic(&to_dynamic(&converted, format, depth)?, format, Some(icc))
+        }
+    }
 }
 
 /// The directory an atomic write of `path` creates its temporary file in.
@@ -595,10 +688,24 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::Io(format!("cannot write '{}': {}", path.display(), io_reason(&e))))
 }
 
-/// Encodes `img` in the format of `path`'s extension and writes it atomically (see [`write_bytes_atomic`]).
+/// Encodes `img` as 8-bit sRGB in the format of `path`'s extension, the sRGB profile embedded where the format
+/// carries one, and writes it atomically (see [`write_bytes_atomic`]).
 pub fn write_image_atomic(path: &Path, img: &PlanarImage) -> Result<()> {
+    write_image_atomic_with_profile(path, img, OutputDepth::Eight, &OutputProfile::Srgb)
+}
+
+/// [`write_image_atomic`] with `depth` bits per channel in the colours of `profile`
+/// (see [`encode_image_with_profile`]).
+pub fn write_image_atomic_with_profile(
+    path: &Path,
+    img: &PlanarImage,
+    depth: OutputDepth,
+    profile: &OutputProfile,
+) -> Result<()> {
     let format = output_format(path)?;
-    let bytes = encode_image(img, format)?;
+    check_output_depth(path, format, depth)?;
+    check_output_profile(path, format, profile)?;
+    let bytes = encode_image_with_profile(img, format, depth, profile)?;
     write_bytes_atomic(path, &bytes)
 }
 
@@ -999,6 +1106,10 @@ mod colour_tests {
         DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, _| image::Rgb(colours[x as usize])))
     }
 
+    /// Rows enough for the `image` crate's TIFF decoder to read a profile back: it refuses an ICC tag of more
+    /// than (image bytes) / size_of::<tiff Value> bytes (its limit for decoding buffers, not for IFD values).
+    const TALL: u32 = 2048;
+
     /// Largest |decoded − reference| over the pixels of `img` (a row of `colours`), 0–255 units.
     fn worst_error(img: &PlanarImage, colours: &[[f64; 3]], p: Primaries, trc: Trc) -> f64 {
         let mut worst = 0f64;
@@ -1105,5 +1216,108 @@ mod colour_tests {
         // A profile moxcms cannot read is ignored: the image is taken as sRGB.
         let junk = png_with_icc(&img, Some(b"not an ICC profile at all, but long enough to look like one"));
         assert_eq!(decode_image_with_profile(&junk, None, &DecodeLimits::default()).unwrap(), (before, None));
+    }
+
+    #[test]
+    fn srgb_output_carries_the_srgb_profile_where_the_format_can() {
+        let img = dynamic_to_planar(&columns8(&COLOURS, TALL));
+        for format in [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Tiff, ImageFormat::WebP] {
+            let bytes = encode_image_with_profile(&img, format, OutputDepth::Eight, &OutputProfile::Srgb).unwrap();
+            let mut decoder =
+                ImageReader::new(Cursor::new(&bytes)).with_guessed_format().unwrap().into_decoder().unwrap();
+            let icc = decoder.icc_profile().unwrap().unwrap_or_else(|| panic!("{format:?}: no profile"));
+            assert_eq!(icc, colour::srgb_icc(), "{format:?}");
+            let (got, want) = (ColorProfile::new_from_slice(&icc).unwrap(), ColorProfile::new_srgb());
+            let (got, want) = (got.rgb_to_xyz_matrix().v, want.rgb_to_xyz_matrix().v);
+            assert!(got.iter().flatten().zip(want.iter().flatten()).all(|(g, w)| (g - w).abs() < 1e-4), "{format:?}");
+            if format != ImageFormat::Jpeg {
+                // Read back as sRGB: the pixels are unchanged.
+                let (back, _) = decode_image_with_profile(&bytes, None, &DecodeLimits::default()).unwrap();
+                assert_eq!(back, img, "{format:?}");
+            }
+        }
+        let png = encode_image_with_profile(&img, ImageFormat::Png, OutputDepth::Sixteen, &OutputProfile::Srgb);
+        assert!(png.unwrap().windows(4).any(|w| w == b"iCCP"), "the PNG has an iCCP chunk");
+        // BMP carries no profile: written untagged (sRGB by convention), exactly as before.
+        let bmp = encode_image_with_profile(&img, ImageFormat::Bmp, OutputDepth::Eight, &OutputProfile::Srgb);
+        assert_eq!(bmp.unwrap(), encode_image(&img, ImageFormat::Bmp).unwrap());
+    }
+
+    #[test]
+    fn content_profile_round_trip_keeps_a_wide_gamut_photos_colours() {
+        let p3 = icc(ColorProfile::new_display_p3());
+        let png = png_with_icc(&columns8(&COLOURS, TALL), Some(&p3));
+        let (srgb, content_icc) = decode_image_with_profile(&png, None, &DecodeLimits::default()).unwrap();
+        let profile = OutputProfile::content(content_icc);
+        assert_eq!(profile, OutputProfile::Content(p3.clone()));
+        for (format, depth) in [
+            (ImageFormat::Png, OutputDepth::Eight),
+            (ImageFormat::Png, OutputDepth::Sixteen),
+            (ImageFormat::Tiff, OutputDepth::Sixteen),
+            (ImageFormat::WebP, OutputDepth::Eight),
+        ] {
+            let bytes = encode_image_with_profile(&srgb, format, depth, &profile).unwrap();
+            let (back, icc) = decode_image_with_profile(&bytes, None, &DecodeLimits::default()).unwrap();
+            assert_eq!(icc.as_deref(), Some(&p3[..]), "{format:?}: the content's profile is embedded");
+            // The sRGB pixels survive, up to the quantisation of the P3 values written (per column).
+            let errors: Vec<f64> = (0..COLOURS.len())
+                .map(|x| (0..3).map(|c| (srgb.at(c, 0, x) - back.at(c, 0, x)).abs() as f64).fold(0.0, f64::max))
+                .collect();
+            eprintln!("P3 round trip {format:?} {depth:?}: sRGB error per colour {errors:.4?} levels");
+            let tolerance = if depth == OutputDepth::Eight { 1.0 } else { 0.02 };
+            // Columns 0 and 1 (sRGB's red and green, clipped on the way in) have channels at 0, where the sRGB
+            // curve's linear toe (slope 12.92) magnifies the rounding of an 8-bit P3 value to a few sRGB levels.
+            let edge = if depth == OutputDepth::Eight { 3.0 } else { 0.02 };
+            assert!(errors[..2].iter().all(|&e| e <= edge), "{format:?} {depth:?}: {errors:?}");
+            assert!(errors[2..].iter().all(|&e| e <= tolerance), "{format:?} {depth:?}: {errors:?}");
+            // The written pixels are P3 values: the in-gamut colours come back as they were in the photo.
+            let raw = image::load_from_memory(&bytes).unwrap().into_rgb8();
+            for (x, want) in COLOURS.iter().enumerate().skip(2) {
+                let got = raw.get_pixel(x as u32, 0).0;
+                assert!(got.iter().zip(want).all(|(g, w)| g.abs_diff(*w) <= 1), "{format:?}: {got:?} vs {want:?}");
+            }
+            // P3's pure red was clipped to sRGB's on the way in: it comes back as sRGB red in P3, not P3 red.
+            assert_ne!(raw.get_pixel(0, 0).0, [255, 0, 0]);
+        }
+    }
+
+    #[test]
+    fn content_profile_refused_where_it_cannot_be_written() {
+        let p3 = OutputProfile::Content(icc(ColorProfile::new_display_p3()));
+        let img = PlanarImage::zeros(2, 2);
+        for (name, format) in [("o.bmp", ImageFormat::Bmp), ("o.gif", ImageFormat::Gif)] {
+            let e = check_output_profile(Path::new(name), format, &p3).unwrap_err();
+            assert!(matches!(e, Error::InvalidOption(_)) && e.to_string().contains("cannot carry"), "{e}");
+            let e = encode_image_with_profile(&img, format, OutputDepth::Eight, &p3).unwrap_err();
+            assert!(matches!(e, Error::InvalidOption(_)), "{e}");
+            check_output_profile(Path::new(name), format, &OutputProfile::Srgb).unwrap();
+        }
+        let gray = OutputProfile::Content(icc(ColorProfile::new_gray_with_gamma(2.2)));
+        let e = check_output_profile(Path::new("o.png"), ImageFormat::Png, &gray).unwrap_err();
+        assert!(matches!(e, Error::InvalidOption(_)) && e.to_string().contains("Gray"), "{e}");
+        let junk = OutputProfile::Content(b"junk".to_vec());
+        let e = check_output_profile(Path::new("o.png"), ImageFormat::Png, &junk).unwrap_err();
+        assert!(matches!(e, Error::InvalidOption(_)), "{e}");
+        assert_eq!(OutputProfile::content(None), OutputProfile::Srgb);
+    }
+
+    #[test]
+    fn atomic_write_with_the_content_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p3 = icc(ColorProfile::new_display_p3());
+        let img = PlanarImage::new(1, 1, vec![214.0, 116.0, 70.0]);
+        let path = dir.path().join("x.png");
+        write_image_atomic_with_profile(&path, &img, OutputDepth::Eight, &OutputProfile::Content(p3.clone())).unwrap();
+        let (back, icc) = load_image_with_profile(&path).unwrap();
+        assert_eq!(icc, Some(p3.clone()));
+        assert!(back.data.iter().zip(&img.data).all(|(a, b)| (a - b).abs() <= 1.0), "{:?}", back.data);
+        let e = write_image_atomic_with_profile(
+            &dir.path().join("x.bmp"),
+            &img,
+            OutputDepth::Eight,
+            &OutputProfile::Content(p3),
+        );
+        assert!(matches!(e, Err(Error::InvalidOption(_))));
+        assert!(!dir.path().join("x.bmp").exists());
     }
 }
