@@ -8,6 +8,8 @@
 //! - 16-bit samples are scaled to 0–255 without rounding (`v · 255/65535`); float images are clamped to [0, 1]
 //!   and scaled by 255;
 //! - the EXIF orientation (JPEG, PNG, WebP, TIFF) is applied;
+//! - an embedded ICC profile is converted to sRGB, in f64 ([`crate::colour`], docs/COLOUR.md); an image without
+//!   one is taken as sRGB and decoded exactly as it always was;
 //! - absurd dimensions are refused from the header, before any pixel buffer is allocated.
 //!
 //! Resizing uses a separable Lanczos3 filter (`image::imageops::FilterType::Lanczos3`) on the float image; the
@@ -17,13 +19,15 @@
 //! Writing: `round(clamp(v, 0, 255))` to 8-bit RGB (or, with [`OutputDepth::Sixteen`] for PNG and TIFF,
 //! `round(clamp(v, 0, 255) · 257)` to 16-bit RGB), format from the file extension, encoded to memory, written
 //! to a temporary file in the same directory, fsynced and renamed over the target, so a reader (or a crash, or
-//! Ctrl-C) never sees a partial file.
+//! Ctrl-C) never sees a partial file. [`OutputProfile`] says which colour profile is written: sRGB (embedded where
+//! the format carries a profile), or the content image's own, the pixels converted to it.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, Rgb32FImage, RgbImage};
 
+use crate::colour;
 use crate::error::{one_line, Error, Result};
 use crate::planar::PlanarImage;
 
@@ -41,6 +45,12 @@ pub const MAX_FILE_BYTES: u64 = 1 << 30;
 /// Every failure (missing, unreadable, empty, truncated, corrupt, not an image, too large) is an
 /// [`Error::Io`] or [`Error::Image`] with a one-line message naming the file.
 pub fn load_image(path: &Path) -> Result<PlanarImage> {
+    load_image_with_profile(path).map(|(img, _)| img)
+}
+
+/// [`load_image`], also returning the ICC profile the pixels were converted from (see
+/// [`decode_image_with_profile`]): what `--output-profile content` writes the output back into.
+pub fn load_image_with_profile(path: &Path) -> Result<(PlanarImage, Option<Vec<u8>>)> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| Error::Io(format!("cannot read '{shown}': {}", io_reason(&e))))?;
     if meta.is_dir() {
@@ -54,7 +64,7 @@ pub fn load_image(path: &Path) -> Result<PlanarImage> {
     }
     let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read '{shown}': {}", io_reason(&e))))?;
     let hint = ImageFormat::from_path(path).ok();
-    decode_image(&bytes, hint).map_err(|e| match e {
+    decode_image_with_profile(&bytes, hint, &DecodeLimits::default()).map_err(|e| match e {
         Error::Image(msg) => Error::Image(format!("'{shown}': {msg}")),
         other => other,
     })
@@ -89,6 +99,20 @@ impl Default for DecodeLimits {
 /// [`decode_image`] with other limits (the fuzz target uses small ones, so that slowness means a hang, not a
 /// legitimately large image).
 pub fn decode_image_with_limits(bytes: &[u8], hint: Option<ImageFormat>, lim: &DecodeLimits) -> Result<PlanarImage> {
+    decode_image_with_profile(bytes, hint, lim).map(|(img, _)| img)
+}
+
+/// [`decode_image_with_limits`], also returning the embedded ICC profile the pixels were converted from.
+///
+/// Every decode converts to sRGB (docs/COLOUR.md): an image with an embedded ICC profile (PNG iCCP, JPEG APP2,
+/// TIFF, WebP, GIF) is converted from it with moxcms, in f64; the profile's bytes are returned. An image without
+/// one is taken as sRGB and decoded exactly as before; so is one whose profile is ignored (unreadable, CMYK, a
+/// gray profile on a colour image: see [`crate::colour::to_srgb`]), for which `None` is returned.
+pub fn decode_image_with_profile(
+    bytes: &[u8],
+    hint: Option<ImageFormat>,
+    lim: &DecodeLimits,
+) -> Result<(PlanarImage, Option<Vec<u8>>)> {
     if bytes.is_empty() {
         return Err(Error::Image("the file is empty".into()));
     }
@@ -136,11 +160,18 @@ pub fn decode_image_with_limits(bytes: &[u8], hint: Option<ImageFormat>, lim: &D
     }
     // A broken EXIF block is not worth refusing an image for: fall back to no transform.
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    // Likewise an unreadable profile: the image is taken as sRGB, as an untagged one.
+    let icc = decoder.icc_profile().ok().flatten().filter(|p| !p.is_empty());
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| fail(format, e))?;
     img.apply_orientation(orientation);
     let (w, h) = (img.width(), img.height());
     check_dimensions(w, h, lim)?;
-    Ok(dynamic_to_planar(&img))
+    let mut planar = dynamic_to_planar(&img);
+    let icc = match icc {
+        Some(icc) if colour::to_srgb(&mut planar, &icc, !img.color().has_color())? => Some(icc),
+        _ => None,
+    };
+    Ok((planar, icc))
 }
 
 fn check_dimensions(w: u32, h: u32, lim: &DecodeLimits) -> Result<()> {
@@ -526,7 +557,12 @@ pub fn encode_image(img: &PlanarImage, format: ImageFormat) -> Result<Vec<u8>> {
 /// Encodes to memory in `format` with `depth` bits per channel ([`to_rgb8`] or [`to_rgb16`]); JPEG at quality
 /// 95. A depth the format cannot hold is an [`Error::InvalidOption`] (see [`check_output_depth`]).
 pub fn encode_image_with_depth(img: &PlanarImage, format: ImageFormat, depth: OutputDepth) -> Result<Vec<u8>> {
-    let rgb = match depth {
+    encode_dynamic(&to_dynamic(img, format, depth)?, format, None)
+}
+
+/// `img` quantised to `depth` bits per channel, or an [`Error::InvalidOption`] when `format` cannot hold them.
+fn to_dynamic(img: &PlanarImage, format: ImageFormat, depth: OutputDepth) -> Result<DynamicImage> {
+    Ok(match depth {
         OutputDepth::Eight => DynamicImage::ImageRgb8(to_rgb8(img)),
         OutputDepth::Sixteen if holds_16_bits(format) => DynamicImage::ImageRgb16(to_rgb16(img)),
         OutputDepth::Sixteen => {
@@ -536,17 +572,104 @@ pub fn encode_image_with_depth(img: &PlanarImage, format: ImageFormat, depth: Ou
                 format_name(format)
             )))
         }
-    };
+    })
+}
+
+/// Encodes `rgb` in `format` (JPEG at quality 95, every other format with the `image` crate's defaults), with
+/// the ICC profile `icc` embedded when given; `icc` must be `None` unless [`carries_profile`]`(format)`.
+fn encode_dynamic(rgb: &DynamicImage, format: ImageFormat, icc: Option<&[u8]>) -> Result<Vec<u8>> {
+    use image::codecs::{jpeg::JpegEncoder, png::PngEncoder, tiff::TiffEncoder, webp::WebPEncoder};
+    use image::ImageEncoder;
+    fn write<E: ImageEncoder>(rgb: &DynamicImage, mut encoder: E, icc: Option<&[u8]>) -> image::ImageResult<()> {
+        if let Some(icc) = icc {
+            encoder.set_icc_profile(icc.to_vec()).map_err(ImageError::Unsupported)?;
+        }
+        rgb.write_with_encoder(encoder)
+    }
     let mut out = Cursor::new(Vec::new());
-    let res = if format == ImageFormat::Jpeg {
-        rgb.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95))
-    } else {
-        rgb.write_to(&mut out, format)
+    // The same encoders `write_to` picks, made here so that a profile can be set on them.
+    let res = match format {
+        ImageFormat::Jpeg => write(rgb, JpegEncoder::new_with_quality(&mut out, 95), icc),
+        ImageFormat::Png => write(rgb, PngEncoder::new(&mut out), icc),
+        ImageFormat::Tiff => write(rgb, TiffEncoder::new(&mut out), icc),
+        ImageFormat::WebP => write(rgb, WebPEncoder::new_lossless(&mut out), icc),
+        _ => {
+            assert!(icc.is_none(), "{format:?} carries no ICC profile");
+            rgb.write_to(&mut out, format)
+        }
     };
     res.map_err(|e| {
         Error::Image(format!("cannot encode the {} image: {}", format_name(format), one_line(&e.to_string())))
     })?;
     Ok(out.into_inner())
+}
+
+/// The colour profile of a written image (`--output-profile`, docs/COLOUR.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum OutputProfile {
+    /// sRGB, the colours everything is computed in: the pixels as they are, with an sRGB ICC profile embedded
+    /// where the format carries one ([`carries_profile`]; elsewhere untagged, which readers take as sRGB).
+    #[default]
+    Srgb,
+    /// The content image's own profile, its ICC bytes as [`load_image_with_profile`] returned them: the pixels
+    /// are converted from sRGB to it and it is embedded. Only for formats that carry a profile.
+    Content(Vec<u8>),
+}
+
+impl OutputProfile {
+    /// `--output-profile content` for a content image whose profile is `icc`: sRGB when it had none (an untagged
+    /// image is sRGB, so its colours are already the content's).
+    pub fn content(icc: Option<Vec<u8>>) -> OutputProfile {
+        icc.map_or(OutputProfile::Srgb, OutputProfile::Content)
+    }
+}
+
+/// Whether the `image` crate's encoder for `format` embeds an ICC profile: PNG (iCCP chunk), JPEG (APP2
+/// segments), TIFF (ICC tag) and WebP (ICCP chunk). BMP, GIF, TGA, PNM, QOI, ICO, farbfeld, OpenEXR, HDR and AVIF
+/// are written without one.
+pub fn carries_profile(format: ImageFormat) -> bool {
+    matches!(format, ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Tiff | ImageFormat::WebP)
+}
+
+/// Refuses an output profile that cannot be written to `path` in `format`, before any work is done:
+/// [`OutputProfile::Content`] needs a format that [`carries_profile`] and an RGB profile moxcms can convert to.
+pub fn check_output_profile(path: &Path, format: ImageFormat, profile: &OutputProfile) -> Result<()> {
+    let OutputProfile::Content(icc) = profile else { return Ok(()) };
+    if !carries_profile(format) {
+        return Err(Error::InvalidOption(format!(
+            "--output-profile content: {} files cannot carry an ICC profile ('{}'); write a .png, .jpg, .tiff or              .webp, or use --output-profile srgb",
+            format_name(format),
+            path.display()
+        )));
+    }
+    colour::check_output_icc(icc)
+}
+
+/// [`encode_image_with_depth`] in the colours of `profile`, embedded where the format carries one (see
+/// [`OutputProfile`]). [`OutputProfile::Content`] on a format without profiles, or with a profile that cannot
+/// be converted to, is an [`Error::InvalidOption`] (see [`check_output_profile`]).
+pub fn encode_image_with_profile(
+    img: &PlanarImage,
+    format: ImageFormat,
+    depth: OutputDepth,
+    profile: &OutputProfile,
+) -> Result<Vec<u8>> {
+    match profile {
+        OutputProfile::Srgb => {
+            let icc = carries_profile(format).then(colour::srgb_icc);
+            encode_dynamic(&to_dynamic(img, format, depth)?, format, icc)
+        }
+        OutputProfile::Content(icc) => {
+            if !carries_profile(format) {
+                return Err(Error::InvalidOption(format!(
+                    "cannot write an image in the content's ICC profile as {}: the format cannot carry one",
+                    format_name(format)
+                )));
+            }
+            let converted = colour::from_srgb(img, icc)?;
+            encode_dynamic(&to_dynamic(&converted, format, depth)?, format, Some(icc))
+        }
+    }
 }
 
 /// The directory an atomic write of `path` creates its temporary file in.
@@ -565,10 +688,24 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::Io(format!("cannot write '{}': {}", path.display(), io_reason(&e))))
 }
 
-/// Encodes `img` in the format of `path`'s extension and writes it atomically (see [`write_bytes_atomic`]).
+/// Encodes `img` as 8-bit sRGB in the format of `path`'s extension, the sRGB profile embedded where the format
+/// carries one, and writes it atomically (see [`write_bytes_atomic`]).
 pub fn write_image_atomic(path: &Path, img: &PlanarImage) -> Result<()> {
+    write_image_atomic_with_profile(path, img, OutputDepth::Eight, &OutputProfile::Srgb)
+}
+
+/// [`write_image_atomic`] with `depth` bits per channel in the colours of `profile`
+/// (see [`encode_image_with_profile`]).
+pub fn write_image_atomic_with_profile(
+    path: &Path,
+    img: &PlanarImage,
+    depth: OutputDepth,
+    profile: &OutputProfile,
+) -> Result<()> {
     let format = output_format(path)?;
-    let bytes = encode_image(img, format)?;
+    check_output_depth(path, format, depth)?;
+    check_output_profile(path, format, profile)?;
+    let bytes = encode_image_with_profile(img, format, depth, profile)?;
     write_bytes_atomic(path, &bytes)
 }
 
@@ -888,5 +1025,299 @@ mod tests {
         assert_eq!(back.data, vec![0.0, 255.0, 10.0, 11.0, 0.0, 255.0]);
         assert!(write_image_atomic(&dir.join("missing-dir/x.png"), &img).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// Colour management (docs/COLOUR.md): inputs in Display P3, Adobe RGB and gray profiles decode to the sRGB
+/// values an independent f64 reference computes; outputs carry their profile; a P3 photo survives a round trip.
+#[cfg(test)]
+mod colour_tests {
+    use super::*;
+    use image::codecs::png::PngEncoder;
+    use image::ImageEncoder;
+    use moxcms::ColorProfile;
+    use nalgebra::{Matrix3, Vector3};
+
+    /// Chromaticities (x, y) of an RGB space's red, green and blue primaries.
+    type Primaries = [(f64, f64); 3];
+    const SRGB: Primaries = [(0.64, 0.33), (0.30, 0.60), (0.15, 0.06)];
+    const P3: Primaries = [(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)];
+    const ADOBE: Primaries = [(0.64, 0.33), (0.21, 0.71), (0.15, 0.06)];
+    const D65: (f64, f64) = (0.3127, 0.3290);
+
+    /// The reference's transfer functions, 0–1 units.
+    #[derive(Clone, Copy)]
+    enum Trc {
+        Srgb,
+        Gamma(f64),
+    }
+
+    impl Trc {
+        fn decode(self, v: f64) -> f64 {
+            match self {
+                Trc::Srgb if v <= 0.04045 => v / 12.92,
+                Trc::Srgb => ((v + 0.055) / 1.055).powf(2.4),
+                Trc::Gamma(g) => v.powf(g),
+            }
+        }
+    }
+
+    fn srgb_encode(l: f64) -> f64 {
+        if l <= 0.003_130_8 {
+            12.92 * l
+        } else {
+            1.055 * l.powf(1.0 / 2.4) - 0.055
+        }
+    }
+
+    /// The RGB → XYZ matrix of primaries `p` with white D65 (the textbook derivation, SMPTE RP 177).
+    fn rgb_to_xyz(p: Primaries) -> Matrix3<f64> {
+        let xyz = |(x, y): (f64, f64)| Vector3::new(x / y, 1.0, (1.0 - x - y) / y);
+        let m = Matrix3::from_columns(&[xyz(p[0]), xyz(p[1]), xyz(p[2])]);
+        let s = m.try_inverse().unwrap() * xyz(D65);
+        m * Matrix3::from_diagonal(&s)
+    }
+
+    /// The reference: `px` (0–255 in a space of primaries `p` and curve `trc`) in sRGB, 0–255 (unrounded), linear
+    /// values clipped to [0, 1] channel by channel. Both spaces are D65, so no white adaptation enters.
+    fn reference(px: [f64; 3], p: Primaries, trc: Trc) -> [f64; 3] {
+        let to_srgb = rgb_to_xyz(SRGB).try_inverse().unwrap() * rgb_to_xyz(p);
+        let lin = to_srgb * Vector3::from_fn(|c, _| trc.decode(px[c] / 255.0));
+        [0, 1, 2].map(|c| srgb_encode(lin[c].clamp(0.0, 1.0)) * 255.0)
+    }
+
+    fn icc(profile: ColorProfile) -> Vec<u8> {
+        profile.encode().unwrap()
+    }
+
+    fn png_with_icc(img: &DynamicImage, icc: Option<&[u8]>) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        let mut encoder = PngEncoder::new(&mut out);
+        if let Some(icc) = icc {
+            encoder.set_icc_profile(icc.to_vec()).unwrap();
+        }
+        img.write_with_encoder(encoder).unwrap();
+        out.into_inner()
+    }
+
+    /// An 8-bit RGB image whose columns are `colours`, `h` rows tall.
+    fn columns8(colours: &[[u8; 3]], h: u32) -> DynamicImage {
+        let w = colours.len() as u32;
+        DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, _| image::Rgb(colours[x as usize])))
+    }
+
+    /// Rows enough for the `image` crate's TIFF decoder to read a profile back: it refuses an ICC tag of more
+    /// than (image bytes) / size_of::<tiff Value> bytes (its limit for decoding buffers, not for IFD values).
+    const TALL: u32 = 2048;
+
+    /// Largest |decoded − reference| over the pixels of `img` (a row of `colours`), 0–255 units.
+    fn worst_error(img: &PlanarImage, colours: &[[f64; 3]], p: Primaries, trc: Trc) -> f64 {
+        let mut worst = 0f64;
+        for (x, px) in colours.iter().enumerate() {
+            let want = reference(*px, p, trc);
+            for (c, w) in want.iter().enumerate() {
+                worst = worst.max((img.at(c, 0, x) as f64 - w).abs());
+            }
+        }
+        worst
+    }
+
+    const COLOURS: [[u8; 3]; 6] =
+        [[255, 0, 0], [0, 255, 0], [128, 128, 128], [200, 120, 80], [60, 130, 190], [20, 40, 10]];
+
+    fn as_f64(colours: &[[u8; 3]]) -> Vec<[f64; 3]> {
+        colours.iter().map(|c| c.map(|v| v as f64)).collect()
+    }
+
+    #[test]
+    fn reference_is_the_published_p3_to_srgb_matrix() {
+        // The matrix the reference builds, against the published one, so that the test does not check moxcms
+        // against a reference with the same mistake. The published one is given to 4 decimals from a slightly
+        // different white (its rows sum to 1 ± 4e-4), hence the tolerance.
+        let m = rgb_to_xyz(SRGB).try_inverse().unwrap() * rgb_to_xyz(P3);
+        let published = Matrix3::new(1.2249, -0.2247, 0.0, -0.0420, 1.0419, 0.0, -0.0197, -0.0786, 1.0979);
+        assert!((m - published).abs().max() < 5e-4, "{m}");
+    }
+
+    #[test]
+    fn display_p3_and_adobe_rgb_inputs_decode_to_the_reference_srgb() {
+        for (name, profile, p, trc) in [
+            ("Display P3", ColorProfile::new_display_p3(), P3, Trc::Srgb),
+            ("Adobe RGB", ColorProfile::new_adobe_rgb(), ADOBE, Trc::Gamma(563.0 / 256.0)),
+        ] {
+            let icc = icc(profile);
+            let png = png_with_icc(&columns8(&COLOURS, 1), Some(&icc));
+            let (img, got_icc) = decode_image_with_profile(&png, None, &DecodeLimits::default()).unwrap();
+            assert_eq!(got_icc.as_deref(), Some(&icc[..]), "{name}: the profile is returned");
+            let worst = worst_error(&img, &as_f64(&COLOURS), p, trc);
+            eprintln!("{name} 8-bit → sRGB: worst error {worst:.4} levels");
+            assert!(worst <= 0.25, "{name}: {worst} levels off the reference");
+            // The test can fail: without conversion the in-gamut colours are far from the reference.
+            let untagged = decode_image(&png_with_icc(&columns8(&COLOURS, 1), None), None).unwrap();
+            assert!(worst_error(&untagged, &as_f64(&COLOURS), p, trc) > 10.0, "{name}");
+            // Out of gamut: pure red and green clip channel by channel to sRGB's red and green.
+            assert_eq!([0, 1, 2].map(|c| img.at(c, 0, 0).round()), [255.0, 0.0, 0.0], "{name}");
+            assert_eq!([0, 1, 2].map(|c| img.at(c, 0, 1).round()), [0.0, 255.0, 0.0], "{name}");
+        }
+    }
+
+    #[test]
+    fn sixteen_bit_p3_input_keeps_its_precision() {
+        // Values 1/16 of an 8-bit level apart (16 of 65535 ≈ 0.06 level) must stay apart.
+        let vals: Vec<[u16; 3]> =
+            (0..8).map(|k| [51_400 + 16 * k, 30_840 + 16 * k, 20_560 + 16 * k]).chain([[65_535, 0, 0]]).collect();
+        let img = image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(vals.len() as u32, 1, |x, _| {
+            image::Rgb(vals[x as usize])
+        });
+        let png = png_with_icc(&DynamicImage::ImageRgb16(img), Some(&icc(ColorProfile::new_display_p3())));
+        let (p, _) = decode_image_with_profile(&png, None, &DecodeLimits::default()).unwrap();
+        let colours: Vec<[f64; 3]> = vals.iter().map(|v| v.map(|s| s as f64 * 255.0 / 65535.0)).collect();
+        let worst = worst_error(&p, &colours, P3, Trc::Srgb);
+        eprintln!("Display P3 16-bit → sRGB: worst error {worst:.4} levels");
+        assert!(worst <= 0.03, "{worst} levels off the reference");
+        for x in 1..8 {
+            assert!(p.at(0, 0, x) > p.at(0, 0, x - 1), "red at {x} not above its neighbour: 16-bit precision lost");
+        }
+    }
+
+    #[test]
+    fn gray_profile_input_decodes_to_the_reference() {
+        // Gamma 1.8 (the classic Mac gray): far enough from sRGB's curve that skipping the conversion would fail.
+        let icc = icc(ColorProfile::new_gray_with_gamma(1.8));
+        let levels = [0u8, 30, 128, 200, 255];
+        let gray = image::GrayImage::from_fn(levels.len() as u32, 1, |x, _| image::Luma([levels[x as usize]]));
+        let png = png_with_icc(&DynamicImage::ImageLuma8(gray), Some(&icc));
+        let (p, got) = decode_image_with_profile(&png, None, &DecodeLimits::default()).unwrap();
+        assert!(got.is_some());
+        for (x, &v) in levels.iter().enumerate() {
+            let want = srgb_encode((v as f64 / 255.0).powf(1.8)) * 255.0;
+            for c in 0..3 {
+                assert!((p.at(c, 0, x) as f64 - want).abs() <= 0.5, "level {v}: {} vs {want}", p.at(c, 0, x));
+            }
+        }
+        assert!((p.at(0, 0, 2) - 128.0).abs() > 10.0, "gamma 1.8 gray 128 is not sRGB 128");
+    }
+
+    #[test]
+    fn untagged_and_srgb_tagged_inputs_decode_exactly_as_before() {
+        let img = DynamicImage::ImageRgb8(RgbImage::from_fn(16, 16, |x, y| {
+            image::Rgb([(x * 17) as u8, (y * 16) as u8, ((x * y) % 256) as u8])
+        }));
+        let before = dynamic_to_planar(&img);
+        let (untagged, none) =
+            decode_image_with_profile(&png_with_icc(&img, None), None, &DecodeLimits::default()).unwrap();
+        assert_eq!(none, None);
+        assert_eq!(untagged, before);
+        let (tagged, icc) =
+            decode_image_with_profile(&png_with_icc(&img, Some(colour::srgb_icc())), None, &DecodeLimits::default())
+                .unwrap();
+        assert_eq!(icc.as_deref(), Some(colour::srgb_icc()));
+        assert_eq!(tagged, before);
+        // A profile moxcms cannot read is ignored: the image is taken as sRGB.
+        let junk = png_with_icc(&img, Some(b"not an ICC profile at all, but long enough to look like one"));
+        assert_eq!(decode_image_with_profile(&junk, None, &DecodeLimits::default()).unwrap(), (before, None));
+    }
+
+    #[test]
+    fn srgb_output_carries_the_srgb_profile_where_the_format_can() {
+        let img = dynamic_to_planar(&columns8(&COLOURS, TALL));
+        for format in [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Tiff, ImageFormat::WebP] {
+            let bytes = encode_image_with_profile(&img, format, OutputDepth::Eight, &OutputProfile::Srgb).unwrap();
+            let mut decoder =
+                ImageReader::new(Cursor::new(&bytes)).with_guessed_format().unwrap().into_decoder().unwrap();
+            let icc = decoder.icc_profile().unwrap().unwrap_or_else(|| panic!("{format:?}: no profile"));
+            assert_eq!(icc, colour::srgb_icc(), "{format:?}");
+            let (got, want) = (ColorProfile::new_from_slice(&icc).unwrap(), ColorProfile::new_srgb());
+            let (got, want) = (got.rgb_to_xyz_matrix().v, want.rgb_to_xyz_matrix().v);
+            assert!(got.iter().flatten().zip(want.iter().flatten()).all(|(g, w)| (g - w).abs() < 1e-4), "{format:?}");
+            if format != ImageFormat::Jpeg {
+                // Read back as sRGB: the pixels are unchanged.
+                let (back, _) = decode_image_with_profile(&bytes, None, &DecodeLimits::default()).unwrap();
+                assert_eq!(back, img, "{format:?}");
+            }
+        }
+        let png = encode_image_with_profile(&img, ImageFormat::Png, OutputDepth::Sixteen, &OutputProfile::Srgb);
+        assert!(png.unwrap().windows(4).any(|w| w == b"iCCP"), "the PNG has an iCCP chunk");
+        // BMP carries no profile: written untagged (sRGB by convention), exactly as before.
+        let bmp = encode_image_with_profile(&img, ImageFormat::Bmp, OutputDepth::Eight, &OutputProfile::Srgb);
+        assert_eq!(bmp.unwrap(), encode_image(&img, ImageFormat::Bmp).unwrap());
+    }
+
+    #[test]
+    fn content_profile_round_trip_keeps_a_wide_gamut_photos_colours() {
+        let p3 = icc(ColorProfile::new_display_p3());
+        let png = png_with_icc(&columns8(&COLOURS, TALL), Some(&p3));
+        let (srgb, content_icc) = decode_image_with_profile(&png, None, &DecodeLimits::default()).unwrap();
+        let profile = OutputProfile::content(content_icc);
+        assert_eq!(profile, OutputProfile::Content(p3.clone()));
+        for (format, depth) in [
+            (ImageFormat::Png, OutputDepth::Eight),
+            (ImageFormat::Png, OutputDepth::Sixteen),
+            (ImageFormat::Tiff, OutputDepth::Sixteen),
+            (ImageFormat::WebP, OutputDepth::Eight),
+        ] {
+            let bytes = encode_image_with_profile(&srgb, format, depth, &profile).unwrap();
+            let (back, icc) = decode_image_with_profile(&bytes, None, &DecodeLimits::default()).unwrap();
+            assert_eq!(icc.as_deref(), Some(&p3[..]), "{format:?}: the content's profile is embedded");
+            // The sRGB pixels survive, up to the quantisation of the P3 values written (per column).
+            let errors: Vec<f64> = (0..COLOURS.len())
+                .map(|x| (0..3).map(|c| (srgb.at(c, 0, x) - back.at(c, 0, x)).abs() as f64).fold(0.0, f64::max))
+                .collect();
+            eprintln!("P3 round trip {format:?} {depth:?}: sRGB error per colour {errors:.4?} levels");
+            let tolerance = if depth == OutputDepth::Eight { 1.0 } else { 0.02 };
+            // Columns 0 and 1 (sRGB's red and green, clipped on the way in) have channels at 0, where the sRGB
+            // curve's linear toe (slope 12.92) magnifies the rounding of an 8-bit P3 value to a few sRGB levels.
+            let edge = if depth == OutputDepth::Eight { 3.0 } else { 0.02 };
+            assert!(errors[..2].iter().all(|&e| e <= edge), "{format:?} {depth:?}: {errors:?}");
+            assert!(errors[2..].iter().all(|&e| e <= tolerance), "{format:?} {depth:?}: {errors:?}");
+            // The written pixels are P3 values: the in-gamut colours come back as they were in the photo.
+            let raw = image::load_from_memory(&bytes).unwrap().into_rgb8();
+            for (x, want) in COLOURS.iter().enumerate().skip(2) {
+                let got = raw.get_pixel(x as u32, 0).0;
+                assert!(got.iter().zip(want).all(|(g, w)| g.abs_diff(*w) <= 1), "{format:?}: {got:?} vs {want:?}");
+            }
+            // P3's pure red was clipped to sRGB's on the way in: it comes back as sRGB red in P3, not P3 red.
+            assert_ne!(raw.get_pixel(0, 0).0, [255, 0, 0]);
+        }
+    }
+
+    #[test]
+    fn content_profile_refused_where_it_cannot_be_written() {
+        let p3 = OutputProfile::Content(icc(ColorProfile::new_display_p3()));
+        let img = PlanarImage::zeros(2, 2);
+        for (name, format) in [("o.bmp", ImageFormat::Bmp), ("o.gif", ImageFormat::Gif)] {
+            let e = check_output_profile(Path::new(name), format, &p3).unwrap_err();
+            assert!(matches!(e, Error::InvalidOption(_)) && e.to_string().contains("cannot carry"), "{e}");
+            let e = encode_image_with_profile(&img, format, OutputDepth::Eight, &p3).unwrap_err();
+            assert!(matches!(e, Error::InvalidOption(_)), "{e}");
+            check_output_profile(Path::new(name), format, &OutputProfile::Srgb).unwrap();
+        }
+        let gray = OutputProfile::Content(icc(ColorProfile::new_gray_with_gamma(2.2)));
+        let e = check_output_profile(Path::new("o.png"), ImageFormat::Png, &gray).unwrap_err();
+        assert!(matches!(e, Error::InvalidOption(_)) && e.to_string().contains("Gray"), "{e}");
+        let junk = OutputProfile::Content(b"junk".to_vec());
+        let e = check_output_profile(Path::new("o.png"), ImageFormat::Png, &junk).unwrap_err();
+        assert!(matches!(e, Error::InvalidOption(_)), "{e}");
+        assert_eq!(OutputProfile::content(None), OutputProfile::Srgb);
+    }
+
+    #[test]
+    fn atomic_write_with_the_content_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p3 = icc(ColorProfile::new_display_p3());
+        let img = PlanarImage::new(1, 1, vec![214.0, 116.0, 70.0]);
+        let path = dir.path().join("x.png");
+        write_image_atomic_with_profile(&path, &img, OutputDepth::Eight, &OutputProfile::Content(p3.clone())).unwrap();
+        let (back, icc) = load_image_with_profile(&path).unwrap();
+        assert_eq!(icc, Some(p3.clone()));
+        assert!(back.data.iter().zip(&img.data).all(|(a, b)| (a - b).abs() <= 1.0), "{:?}", back.data);
+        let e = write_image_atomic_with_profile(
+            &dir.path().join("x.bmp"),
+            &img,
+            OutputDepth::Eight,
+            &OutputProfile::Content(p3),
+        );
+        assert!(matches!(e, Err(Error::InvalidOption(_))));
+        assert!(!dir.path().join("x.bmp").exists());
     }
 }

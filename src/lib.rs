@@ -1,7 +1,8 @@
 //! neural-style: Gatys et al. neural style transfer on a from-scratch wgpu/WGSL compute engine.
 //!
 //! Data flows one way: image → plan → kernels → losses → optimiser.
-//! - [`image_io`], [`planar`]: decoding, resizing and atomic writing of images; the planar float image.
+//! - [`image_io`], [`planar`]: decoding, resizing and atomic writing of images; the planar float image; [`colour`]:
+//!   embedded ICC profiles converted to and from sRGB (docs/COLOUR.md).
 //! - [`vgg`]: the VGG16 architecture (layer names, shapes, size rules); [`weights`]: the weights file reader.
 //! - [`plan`]: the network's plan for one image size (steps, tensors, liveness, buffer reuse), pure; [`frame`]:
 //!   how an image-shaped tensor lies in its buffer (a zero frame around each channel, so convs need no bounds checks).
@@ -22,6 +23,7 @@
 
 pub mod bench;
 pub mod canvas;
+pub mod colour;
 pub mod defaults;
 pub mod error;
 pub mod first_use;
