@@ -37,10 +37,17 @@ fn srgb() -> &'static ColorProfile {
     SRGB.get_or_init(ColorProfile::new_srgb)
 }
 
-/// The ICC bytes of the sRGB profile written into outputs, encoded once.
+/// The ICC bytes of the sRGB profile written into outputs, encoded once. moxcms stamps the header's creation
+/// date-time (bytes 24–35) with the clock; it is fixed here, so the same run writes the same bytes.
 pub fn srgb_icc() -> &'static [u8] {
     static ICC: OnceLock<Vec<u8>> = OnceLock::new();
-    ICC.get_or_init(|| srgb().encode().expect("moxcms encodes its own sRGB profile"))
+    ICC.get_or_init(|| {
+        let mut icc = srgb().encode().expect("moxcms encodes its own sRGB profile");
+        // 2026-12-07 00:00:00, as six big-endian u16s (year, month, day, hours, minutes, seconds).
+        let date: Vec<u8> = [2026u16, 12, 7, 0, 0, 0].iter().flat_map(|v| v.to_be_bytes()).collect();
+        icc[24..36].copy_from_slice(&date);
+        icc
+    })
 }
 
 fn cms_error(what: &str, e: moxcms::CmsError) -> Error {

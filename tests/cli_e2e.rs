@@ -581,3 +581,33 @@ fn style_and_content_masks_run_coarse_to_fine() {
     let err = assert_ok(&run(d, &args));
     assert!(err.contains("warning: the mask of style image 2 is black, so that style is not used"), "{err}");
 }
+
+/// Colour management through the CLI (docs/COLOUR.md): a Display P3 content image; the output carries the sRGB
+/// profile by default, the content's own with `--output-profile content`, which a format without profiles
+/// refuses.
+#[test]
+fn outputs_carry_the_srgb_or_the_contents_profile() {
+    use image::ImageDecoder;
+    let dir = setup();
+    let d = dir.path();
+    let p3 = moxcms::ColorProfile::new_display_p3().encode().unwrap();
+    let mut png = Vec::new();
+    let mut encoder = image::codecs::png::PngEncoder::new(&mut png);
+    image::ImageEncoder::set_icc_profile(&mut encoder, p3.clone()).unwrap();
+    let img = picture(40, 30, 2);
+    image::ImageEncoder::write_image(encoder, img.as_raw(), 40, 30, image::ExtendedColorType::Rgb8).unwrap();
+    std::fs::write(d.join("p3.png"), &png).unwrap();
+    let profile_of = |name: &str| {
+        let bytes = std::fs::read(d.join(name)).unwrap();
+        let mut decoder = image::codecs::png::PngDecoder::new(std::io::Cursor::new(bytes)).unwrap();
+        decoder.icc_profile().unwrap()
+    };
+    let base = ["p3.png", "style.png", "--image-size", "32", "--iterations", "1"];
+    assert_ok(&run(d, &[&base[..], &["-o", "srgb.png"]].concat()));
+    assert_eq!(profile_of("srgb.png").as_deref(), Some(neural_style::colour::srgb_icc()));
+    assert_ok(&run(d, &[&base[..], &["--output-profile", "content", "-o", "p3_out.png"]].concat()));
+    assert_eq!(profile_of("p3_out.png"), Some(p3));
+    let e =
+        assert_refused(d, &[&base[..], &["--output-profile", "content", "-o", "out.bmp"]].concat(), Some(2), "profile");
+    assert!(!d.join("out.bmp").exists(), "{e}");
+}

@@ -109,6 +109,14 @@ pub struct SelftestArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputProfileArg {
+    /// sRGB (what every input is converted to), embedded where the format can carry it.
+    Srgb,
+    /// The content image's embedded profile (sRGB when it has none).
+    Content,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StyleLossArg {
     /// Squared distance of the Gram matrices (jcjohnson/neural-style).
     Gram,
@@ -318,6 +326,10 @@ pub struct StyleArgs {
     /// Bits per channel of the output (and snapshots): 8, or 16 for .png and .tiff.
     #[arg(long, value_name = "BITS", default_value_t = 8)]
     pub output_depth: u32,
+    /// The output's colour profile (docs/COLOUR.md): sRGB, embedded; or `content`, the content image's own ICC
+    /// profile (the pixels converted back into it; .png, .jpg, .tiff or .webp).
+    #[arg(long, value_enum, default_value_t = OutputProfileArg::Srgb)]
+    pub output_profile: OutputProfileArg,
     /// Live preview in a browser: serve a page on [ADDR:]PORT (default address 127.0.0.1; port 0: any free
     /// port) and print its URL, which carries a per-run token.
     #[arg(long, value_name = "[ADDR:]PORT")]

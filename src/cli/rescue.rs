@@ -17,6 +17,8 @@ pub struct Writer {
     pub format: ImageFormat,
     pub depth: OutputDepth,
     pub original_colors: Option<PlanarImage>,
+    /// The colour profile written (docs/COLOUR.md).
+    pub profile: image_io::OutputProfile,
 }
 
 impl Writer {
@@ -29,7 +31,7 @@ impl Writer {
             Some(content) => image_io::original_colors(&img, content),
             None => img,
         };
-        let bytes = image_io::encode_image_with_depth(&img, self.format, self.depth)?;
+        let bytes = image_io::encode_image_with_profile(&img, self.format, self.depth, &self.profile)?;
         image_io::write_bytes_atomic(path, &bytes)?;
         Ok(())
     }

@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use neural_style::defaults::{CPU_IMAGE_SIZE, CPU_ITERATIONS, GPU_IMAGE_SIZE, GPU_ITERATIONS};
 use neural_style::gpu::{GpuContext, GpuOptions};
-use neural_style::image_io::{self, OutputDepth};
+use neural_style::image_io::{self, OutputDepth, OutputProfile};
 use neural_style::job::{Failure, Job, JobImages, JobSize};
 use neural_style::masks::{Mask, Masks};
 use neural_style::weights::Vgg16Weights;
 use neural_style::PlanarImage;
 
-use super::args::InitArg;
+use super::args::{InitArg, OutputProfileArg};
 use super::observer::{CliObserver, LossLog, Sinks};
 use super::outputs::check_outputs;
 use super::progress::{duration_text, Stages};
@@ -33,17 +33,19 @@ fn load(what: &str, path: &Path) -> Result<PlanarImage, CliError> {
     image_io::load_image(path).map_err(|e| runtime(format!("{what}: {e}")))
 }
 
-/// The images at their own sizes, named by their paths for the job's messages.
-fn load_images(a: &StyleArgs) -> Result<JobImages, CliError> {
+/// The images at their own sizes, named by their paths for the job's messages, and the content's ICC profile
+/// (what `--output-profile content` writes back).
+fn load_images(a: &StyleArgs) -> Result<(JobImages, Option<Vec<u8>>), CliError> {
     let content_path = a.content.as_deref().expect("validated");
-    let content = load("content image", content_path)?;
+    let (content, content_icc) =
+        image_io::load_image_with_profile(content_path).map_err(|e| runtime(format!("content image: {e}")))?;
     let mut names = vec![format!("content image '{}'", content_path.display())];
     let mut styles = Vec::with_capacity(a.styles.len());
     for p in &a.styles {
         styles.push(load("style image", p)?);
         names.push(format!("style image '{}'", p.display()));
     }
-    Ok(JobImages { content, styles, names })
+    Ok((JobImages { content, styles, names }, content_icc))
 }
 
 /// The masks of --style-masks, --style-image-masks and --content-mask, read at their own sizes, and checked
@@ -112,7 +114,12 @@ fn prepare(a: &StyleArgs, stages: &Stages) -> Result<Prepared, CliError> {
     let web = WebPreview::start(a.web.as_deref(), &INTERRUPTED)?;
 
     // 3. Images (decoded; the job resizes and checks every scale) and weights.
-    let images = load_images(a)?;
+    let (images, content_icc) = load_images(a)?;
+    let profile = match a.output_profile {
+        OutputProfileArg::Srgb => OutputProfile::Srgb,
+        OutputProfileArg::Content => OutputProfile::content(content_icc),
+    };
+    image_io::check_output_profile(&a.output, format, &profile)?;
     let init = match (a.init, &a.init_image) {
         (InitArg::Random, _) => neural_style::Init::Random,
         (InitArg::Image, None) => neural_style::Init::Content,
@@ -140,7 +147,8 @@ fn prepare(a: &StyleArgs, stages: &Stages) -> Result<Prepared, CliError> {
     if size.cpu_defaults {
         stages.line(cpu_defaults_line(a, &size));
     }
-    let writer = Writer { format, depth, original_colors: a.original_colors.then(|| job.content().clone()) };
+    let original_colors = a.original_colors.then(|| job.content().clone());
+    let writer = Writer { format, depth, original_colors, profile };
     Ok(Prepared { ctx, job, weights, web, writer })
 }
 
