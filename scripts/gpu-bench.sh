@@ -23,6 +23,7 @@
 #                   with every variant; prints the 4x4 and 8x8 f32 GEMM cores side by side per conv (gemm-cores.md)
 #   KERNELS_SIZE    the microbenchmarks' image side (default 512; smaller for a rehearsal on lavapipe)
 #   TILED_SIZE, TILED_BLOCK  the tiled-against-at-once step's side (default 2048) and block (default 1024 px owned: 4 blocks of 1312²)
+#   MASKS_SIZE      the masked-against-unmasked step's side (default 512)
 # Ends with "gpu-bench: done in N s": the whole run is meant to fit in 8 minutes on an H100 (not yet measured).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -169,6 +170,21 @@ for p in (r for r in rows if r.get("bench") == "plan"):
     print("  plan %d²: %d blocks of %d px (+%d), %.2f GB planned, at once %.2f GB, %.2fx the pixels" % (
         p["size"], p["blocks"], p["block_owned_px"], p["block_margin_px"], p["planned_bytes"] / 1e9,
         p["untiled_bytes"] / 1e9, p["overlap"]))
+PY
+
+# Spatial control (docs/MATHS.md, "Spatial control"): the same iteration with and without masks, interleaved in one
+# run (`bench --masks`) at MASKS_SIZE² (default 512). Prints, e.g., "masks 512²: one style on half the image
+# 1.03x unmasked; two styles on two halves + content mask 1.12x two blended".
+MASKS_SIZE=${MASKS_SIZE:-512}
+echo "== masks at ${MASKS_SIZE}² against unmasked, same run"
+masks_json="$RESULTS/masks-$MASKS_SIZE.jsonl"
+"$BIN" bench --masks --size "$MASKS_SIZE" --iterations 10 ${ADAPTER:+--adapter "$ADAPTER"} > "$masks_json" \
+    2>> "$RESULTS/masks.err" || echo "  bench --masks FAILED: $(tail -n 1 "$RESULTS/masks.err")"
+"$PYTHON" - "$masks_json" <<'PY'
+import json, sys
+for r in (json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")):
+    c = r["cases"]
+    print("  masks %d²: %s" % (r["size"], "; ".join("%s %.1f ms/it (%.2fx)" % (k["what"], k["ms_per_iter"], k["vs_unmasked"]) for k in c)))
 PY
 
 echo "== raw JSON lines: $ours $([ -s "$torch" ] && echo "$torch")"

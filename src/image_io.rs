@@ -637,7 +637,8 @@ pub fn check_output_profile(path: &Path, format: ImageFormat, profile: &OutputPr
     let OutputProfile::Content(icc) = profile else { return Ok(()) };
     if !carries_profile(format) {
         return Err(Error::InvalidOption(format!(
-            "--output-profile content: {} files cannot carry an ICC profile ('{}'); write a .png, .jpg, .tiff or              .webp, or use --output-profile srgb",
+            "--output-profile content: {} files cannot carry an ICC profile ('{}'); write a .png, .jpg, .tiff or \
+             .webp, or use --output-profile srgb",
             format_name(format),
             path.display()
         )));
@@ -660,12 +661,8 @@ pub fn encode_image_with_profile(
             encode_dynamic(&to_dynamic(img, format, depth)?, format, icc)
         }
         OutputProfile::Content(icc) => {
-            if !carries_profile(format) {
-                return Err(Error::InvalidOption(format!(
-                    "cannot write an image in the content's ICC profile as {}: the format cannot carry one",
-                    format_name(format)
-                )));
-            }
+            // The CLI refuses this before any work (check_output_profile); a library caller learns it here.
+            check_output_profile(Path::new("the output"), format, profile)?;
             let converted = colour::from_srgb(img, icc)?;
             encode_dynamic(&to_dynamic(&converted, format, depth)?, format, Some(icc))
         }

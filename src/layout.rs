@@ -252,11 +252,12 @@ pub fn choose(
 }
 
 /// The blocks of a forward-only pass over a `width` x `height` style image reading `layers` (its Gram matrices),
-/// beside `resident` bytes (the weights): None when the image fits at once.
+/// beside `resident` bytes (the weights), and (`masked`, a `--style-image-masks` mask) the weighted features'
+/// scratch and two mask buffers per layer: None when the image fits at once.
 pub fn statistics_grid(
     (width, height): (usize, usize),
     layers: &[usize],
-    (pooling, input_affine): (Pooling, bool),
+    (pooling, input_affine, masked): (Pooling, bool, bool),
     resident: u64,
     limits: MemoryLimits,
 ) -> Result<Option<BlockGrid>> {
@@ -265,7 +266,10 @@ pub fn statistics_grid(
         let (w, h) = g.block;
         let plan = Plan::new(spec_at(w, h, layers, pooling, input_affine, false));
         let image = 4 * Frame::new(height, width).buffer_floats(3) as u64;
-        let bytes = resident + plan.bytes() + if g.is_whole() { 0 } else { image };
+        let shapes = || layers.iter().map(|&l| plan.layers[l]);
+        let scratch = shapes().map(|s| s.buffer_floats()).max().unwrap_or(0);
+        let masks = 4 * (scratch + shapes().map(|s| 2 * s.frame().buffer_floats(1)).sum::<usize>()) as u64;
+        let bytes = resident + plan.bytes() + if g.is_whole() { 0 } else { image } + if masked { masks } else { 0 };
         image <= limits.max_binding && plan.largest_tensor_bytes() <= limits.max_binding && bytes <= limits.budget
     };
     match tiling::choose_grid((width, height), reach, None, fits) {

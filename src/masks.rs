@@ -4,9 +4,11 @@
 
 use std::path::Path;
 
+use crate::canvas::Canvas;
 use crate::error::{Error, Result};
 use crate::image_io::{self, Resample};
 use crate::plan::Shape;
+use crate::planar::PlanarImage;
 
 /// A greyscale mask: weights in [0, 1], row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +38,22 @@ impl Masks {
     /// Whether any mask is given.
     pub fn any(&self) -> bool {
         self.by_region() || self.content.is_some() || self.style_image.iter().any(Option::is_some)
+    }
+
+    /// The style images with their blend weights and their `--style-image-masks` masks at their sizes.
+    pub fn with_style_images(&self, styles: &[PlanarImage], blend: &[f64]) -> Vec<(PlanarImage, f64, Option<Mask>)> {
+        let image_mask = |k: usize, s: &PlanarImage| {
+            self.style_image.get(k).cloned().flatten().map(|m| m.resized(s.width, s.height))
+        };
+        styles.iter().zip(blend).enumerate().map(|(k, (s, &b))| (s.clone(), b, image_mask(k, s))).collect()
+    }
+
+    /// The output's masks on `canvas` (resized to its image, reflected into its margin): each region's with its
+    /// relative weight β_k = K·b_k (1 by default), and the content mask.
+    pub fn on_canvas(&self, canvas: &Canvas, blend: &[f64]) -> (Vec<(Mask, f64)>, Option<Mask>) {
+        let place = |m: &Mask| m.resized(canvas.width, canvas.height).on_canvas(canvas);
+        let regions = self.style.iter().zip(blend).map(|(m, &b)| (place(m), b * blend.len() as f64)).collect();
+        (regions, self.content.as_ref().map(place))
     }
 
     /// The mask counts against `styles` style images: a clear error when they do not match, and when every
@@ -112,7 +130,7 @@ impl Mask {
     }
 
     /// The mask on a canvas (the margin reflected as the content image's is).
-    pub fn on_canvas(&self, canvas: &crate::canvas::Canvas) -> Self {
+    pub fn on_canvas(&self, canvas: &Canvas) -> Self {
         let (width, height) = canvas.size();
         Self { width, height, values: canvas.pad(&self.values, 1) }
     }
@@ -138,6 +156,22 @@ impl Mask {
         let weights: Vec<f32> = v.iter().map(|&x| x as f32).collect();
         let sum = weights.iter().map(|&x| f64::from(x)).sum();
         LayerWeights { shape, weights, sum }
+    }
+}
+
+impl Mask {
+    /// A style image's mask (`--style-image-masks`, at the image's size) at relu `layer` of shape `shape`: None where
+    /// it is 1 everywhere (the statistics are then the unmasked ones), an error where it covers nothing.
+    pub fn image_layer(&self, layer: usize, shape: Shape) -> Result<Option<LayerWeights>> {
+        let w = self.at_layer(layer, shape);
+        if w.sum == 0.0 {
+            return Err(Error::InvalidOption(format!(
+                "a --style-image-masks mask covers nothing at {}: its white part is too small, or lies only in the \
+                 last odd row or column that the poolings drop",
+                crate::vgg::RELU_NAMES[layer]
+            )));
+        }
+        Ok((!w.is_ones()).then_some(w))
     }
 }
 
@@ -224,7 +258,7 @@ mod tests {
 
     #[test]
     fn ones_normalise_to_exactly_one_and_zero_weights_stay_zero() {
-        let ones = Mask::uniform(32, 32, 1.0).at_layer(4, shape(16, 16));
+        let ones = Mask::uniform(32, 32, 1.0).at_layer(2, shape(16, 16));
         assert!(ones.is_ones());
         let framed = ones.normalised(0.5);
         let frame = ones.shape.frame();

@@ -459,28 +459,22 @@ pub fn masked_grams(
     for &l in layers {
         let s = network.plan.layers[l];
         let c = s.channels;
-        let partial = ctx.storage_buffer("gram partial", kernels::gram::partial_len(variant, c, s.frame()))?;
         let g = ctx.storage_buffer("gram", c * c)?;
         let mut features = Tensor::new(network.relu(l), c, s.frame());
         let mut mean_input = None;
         let mut d = Vec::new();
-        if let (Some(mask), Some(weighted)) = (mask, &weighted) {
-            let w = mask.at_layer(l, s);
-            if w.sum == 0.0 {
-                return Err(Error::InvalidOption(format!(
-                    "a --style-image-masks mask covers nothing at {} (its region is too small)",
-                    crate::vgg::RELU_NAMES[l]
-                )));
-            }
-            if !w.is_ones() {
-                let gram_input = ctx.buffer_from("style mask", &w.normalised(0.5))?;
-                d.push(kernels::mask::weight(ctx, &gram_input, features, weighted, false)?);
-                mean_input = Some((ctx.buffer_from("style mask", &w.normalised(1.0))?, features));
-                features = Tensor::new(weighted, c, s.frame());
-            }
-        }
         // The W2 targets keep the variant as given (their terms take it so too).
-        let layer_variant = if means { variant } else { variant.for_channels(c) };
+        let mut layer_variant = if means { variant } else { variant.for_channels(c) };
+        if let (Some(w), Some(weighted)) = (mask.map(|m| m.image_layer(l, s)).transpose()?.flatten(), &weighted) {
+            let gram_input = ctx.buffer_from("style mask", &w.normalised(0.5))?;
+            d.push(kernels::mask::weight(ctx, &gram_input, features, weighted, false)?);
+            mean_input = Some((ctx.buffer_from("style mask", &w.normalised(1.0))?, features));
+            features = Tensor::new(weighted, c, s.frame());
+            // Weighted features leave the range the tensor cores' operand scaling measured: f32 (as W2's).
+            layer_variant = crate::loss_terms::w2_gram_variant(&net.facts);
+        }
+        let partial_len = |v| kernels::gram::partial_len(v, c, s.frame());
+        let partial = ctx.storage_buffer("gram partial", partial_len(variant).max(partial_len(layer_variant)))?;
         d.extend(network.gram_dispatches(ctx, layer_variant, features, &partial, &g)?);
         let mean = if means {
             let m = ctx.storage_buffer("channel means", c)?;

@@ -339,19 +339,10 @@ impl<'a> Stylizer<'a> {
         let net = GpuNet::with_facts(ctx, weights, opts.pooling, facts)?;
         // The style targets before the network: each style image's forward pass has its own buffers, freed once
         // its statistics are read back, so they are never live beside the whole network's.
-        let image_mask = |k: usize, s: &PlanarImage| {
-            opts.masks.style_image.get(k).cloned().flatten().map(|m| m.resized(s.width, s.height))
-        };
-        let weighted: Vec<(PlanarImage, f64, Option<Mask>)> =
-            styles.iter().zip(&blend).enumerate().map(|(k, (s, &b))| (s.clone(), b, image_mask(k, s))).collect();
-        let style_targets = StyleBlend::new(ctx, &net, &spec, &weighted, limits, on_stage)?;
+        let style_images = opts.masks.with_style_images(styles, &blend);
+        let style_targets = StyleBlend::new(ctx, &net, &spec, &style_images, limits, on_stage)?;
         let content_x = canvas.pad(&subtract_mean(content), 3);
-        let on_canvas = |m: &Mask| m.resized(content.width, content.height).on_canvas(&canvas);
-        // Each region's relative weight β_k = K·b_k (1 by default).
-        let regions: Vec<(Mask, f64)> =
-            opts.masks.style.iter().zip(&blend).map(|(m, &b)| (on_canvas(m), b * styles.len() as f64)).collect();
-        let masks = (regions, opts.masks.content.as_ref().map(on_canvas));
-        let targets = (&content_x[..], style_targets, masks);
+        let targets = (&content_x[..], style_targets, opts.masks.on_canvas(&canvas, &blend));
         let (evaluated, losses) = canvas_network(ctx, &net, (&spec, (w, h)), layout.grid, targets, on_stage)?;
 
         let (x, grad_x) = (evaluated.x(), evaluated.grad());
@@ -1155,9 +1146,10 @@ pub fn check_fits(
     let (spec, facts, limits) = (loss_spec(opts)?, AdapterFacts::of(ctx), opts.memory_limits(ctx));
     let layout = layout::choose(canvas, opts, &spec, false, &facts, limits)?;
     let weights = layout.items.first().map_or(0, |i| i.bytes);
-    for &(w, h) in styles {
+    for (k, &(w, h)) in styles.iter().enumerate() {
         vgg::check_size(w, h)?;
-        layout::statistics_grid((w, h), &spec.style_layers, (opts.pooling, false), weights, limits)?;
+        let masked = opts.masks.style_image.get(k).is_some_and(Option::is_some);
+        layout::statistics_grid((w, h), &spec.style_layers, (opts.pooling, false, masked), weights, limits)?;
     }
     Ok(())
 }

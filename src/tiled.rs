@@ -181,7 +181,11 @@ pub fn grams(
     let mut outputs = Vec::new();
     for &l in layers {
         let c = network.plan.layers[l].channels;
-        let partial_len = kernels::gram::partial_len(variant, c, network.plan.layers[l].frame());
+        // A masked layer's Gram is the f32 one (below): room for either.
+        let frame = network.plan.layers[l].frame();
+        let f32_variant = crate::loss_terms::w2_gram_variant(&net.facts);
+        let partial_len =
+            kernels::gram::partial_len(variant, c, frame).max(kernels::gram::partial_len(f32_variant, c, frame));
         let gram = ctx.storage_buffer("block gram", c * c)?;
         let mean = if means { Some(ctx.storage_buffer("block means", c)?) } else { None };
         outputs.push((ctx.storage_buffer("gram partial", partial_len)?, gram, mean));
@@ -202,8 +206,10 @@ pub fn grams(
         let f = features(l);
         let layer_variant = if means { variant } else { variant.for_channels(f.channels) };
         match masked.at(i) {
-            // The Gram of (w·HW/S)^½ ⊙ F, the mean of (w·HW/S) ⊙ F (docs/MATHS.md, "Spatial control").
+            // The Gram of (w·HW/S)^½ ⊙ F, the mean of (w·HW/S) ⊙ F (docs/MATHS.md, "Spatial control"), in f32:
+            // weighted features leave the range the tensor cores' operand scaling measured.
             Some((gram_input, mean_input, weighted)) => {
+                let layer_variant = crate::loss_terms::w2_gram_variant(&net.facts);
                 let of_weighted = Tensor::new(weighted, f.channels, f.frame);
                 statistics.push(kernels::mask::weight(ctx, gram_input, f, weighted, false)?);
                 statistics.extend(network.gram_dispatches(ctx, layer_variant, of_weighted, partial, gram)?);
@@ -286,17 +292,10 @@ impl BlockMasks {
             let inside = network.plan.layers[l];
             let stride = crate::tiling::layer_stride(l);
             let whole = crate::plan::Shape { width: width / stride, height: height / stride, ..inside };
-            let weights = mask.at_layer(l, whole);
-            if weights.sum == 0.0 {
-                return Err(crate::error::Error::InvalidOption(format!(
-                    "a --style-image-masks mask covers nothing at {} (its region is too small)",
-                    crate::vgg::RELU_NAMES[l]
-                )));
-            }
-            if weights.is_ones() {
+            let Some(weights) = mask.image_layer(l, whole)? else {
                 out.layers.push(None);
                 continue;
-            }
+            };
             largest = largest.max(inside.buffer_floats());
             let buffer = || ctx.storage_buffer("style mask", inside.frame().buffer_floats(1));
             let (gram_input, mean_input) = (buffer()?, buffer()?);

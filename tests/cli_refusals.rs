@@ -306,7 +306,7 @@ fn bad_masks_are_refused() {
     }
     let runtime: &[(&[&str], &str)] = &[
         (&["--style-masks", "missing.png"], "--style-masks"),
-        (&["--style-masks", "empty.png"], "empty"),
+        (&["--style-masks", "empty.png"], "the file is empty"),
         (&["--content-mask", "missing.png"], "--content-mask"),
         (&["--style-masks", "black.png"], "every --style-masks mask is black"),
         (&["--style-masks", "white.png", "--style-image-masks", "black.png"], "is black"),

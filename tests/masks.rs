@@ -139,6 +139,20 @@ fn masked_gram_and_content_terms_match_reference() {
         }
         r::adam_step(&mut x, &mut m, &mut v, &g, f64::from(p.opts.learning_rate), t);
     }
+    // A region white only in the last (odd) column: relu1_x sees it, the poolings drop it, so from relu2_1 on its
+    // terms cover nothing, and they are the first at each layer (the other region is soft, not all ones).
+    let mut q = masked_problem(w, h, 74);
+    let edge =
+        Mask { width: w, height: h, values: (0..w * h).map(|i| if i % w == w - 1 { 1.0 } else { 0.0 }).collect() };
+    q.opts.masks.style = vec![edge, soft_mask(75, w, h)];
+    let mut s = Stylizer::new(ctx(), &q.weights, &q.content, &q.styles, &q.opts).unwrap();
+    let net = ref_net(&q.weights, false);
+    let (content, style) = reference_targets(&q, &net, |f, iw, c| r::masked_gram(f, c, iw));
+    let x0 = to_f64(&s.x().unwrap());
+    let ((_, ls, _), ref_grad) = net.loss_and_gradient(&x0, h, w, &content, &style, q.loss_weights());
+    let got = s.losses().unwrap().style;
+    assert!((got - ls).abs() <= LOSS_TOL * ls, "a region covering nothing below relu1_x: gpu {got} vs reference {ls}");
+    assert_close("dL/dx with a region covering nothing below relu1_x", &s.gradient().unwrap(), &ref_grad, GRADIENT_TOL);
 }
 
 #[test]
@@ -214,14 +228,15 @@ fn a_black_mask_removes_its_style() {
     let mut p = Problem::new(24, 20, 100);
     p.opts.style_blend_weights.clear();
     let (w, h) = (p.content.width, p.content.height);
+    // The black region first: its terms are the first at every layer, so they must write dL/dF's zeros.
     let masked = StyleOptions {
-        masks: Masks { style: vec![Mask::uniform(w, h, 1.0), Mask::uniform(w, h, 0.0)], ..Default::default() },
+        masks: Masks { style: vec![Mask::uniform(w, h, 0.0), Mask::uniform(w, h, 1.0)], ..Default::default() },
         ..p.opts.clone()
     };
     let two = run(&p, &masked, 3);
-    let mut first_only = p.clone();
-    first_only.styles.truncate(1);
-    assert_eq!(two, run(&first_only, &first_only.opts, 3), "a black region must contribute nothing");
+    let mut second_only = p.clone();
+    second_only.styles.remove(0);
+    assert_eq!(two, run(&second_only, &second_only.opts, 3), "a black region must contribute nothing");
     let none = StyleOptions {
         masks: Masks { style: vec![Mask::uniform(w, h, 0.0); 2], ..Default::default() },
         ..p.opts.clone()

@@ -86,7 +86,7 @@ pub struct BenchArgs {
     pub plan_only: bool,
     /// Time the masks' cost instead (docs/MATHS.md, "Spatial control"): the same problem with and without
     /// --style-masks and --content-mask, in the same run.
-    #[arg(long, conflicts_with_all = ["plan_only", "min_scale"])]
+    #[arg(long, conflicts_with_all = ["plan_only", "min_scale", "max_memory", "tile_size"])]
     pub masks: bool,
     /// With --plan-only: plan for an adapter binding at most MIB MiB per buffer instead of this one's (e.g. 2048
     /// for NVIDIA's Vulkan driver).

@@ -1,7 +1,7 @@
 //! The content term at one layer (docs/MATHS.md, "Losses"): w_c / (C·H·W) · Σ (F − P)², P the content image's
 //! features at that layer.
 
-use super::masked::{Coverage, TermMask};
+use super::masked::{weigh, Coverage, TermMask};
 use super::{BlockSite, GradientAt, LossKind, LossTerm, Recorded, Site, TermSetup};
 use crate::error::Result;
 use crate::gpu::{Dispatch, GpuContext};
@@ -84,7 +84,7 @@ impl ContentTerm {
             Some(mask) => {
                 let masked_target = ctx.storage_buffer("masked content target", inside.buffer_floats())?;
                 let p = Tensor::new(&target, shape.channels, inside.frame());
-                ctx.run(&[&mask.weigh(ctx, &mask.gram_input, p, &masked_target)?])?;
+                ctx.run(&[&weigh(ctx, &mask.statistics_input, p, &masked_target)?])?;
                 Some(ContentMask { mask, masked_target, scratch: super::masked::scratch(scratch)?.clone() })
             }
             None => None,
@@ -120,7 +120,7 @@ impl ContentTerm {
         Ok(match &self.mask {
             Some(m) if m.mask.coverage == Coverage::Nowhere => Vec::new(),
             Some(m) if m.mask.coverage == Coverage::Partly => vec![
-                m.mask.weigh(ctx, &m.mask.gram_input, self.block_features(), &m.scratch)?,
+                weigh(ctx, &m.mask.statistics_input, self.block_features(), &m.scratch)?,
                 sq_diff_sum(ctx, n, &m.scratch, &m.masked_target, &scratch.partials)?,
                 reduce,
             ],
@@ -166,7 +166,7 @@ impl LossTerm for ContentTerm {
             kernels::region::keep(ctx, Tensor::new(&self.target, c, frame), block.owned)?,
         ];
         if let Some(m) = &self.mask {
-            out.push(m.mask.weigh(ctx, &m.mask.gram_input, Tensor::new(&self.target, c, frame), &m.masked_target)?);
+            out.push(weigh(ctx, &m.mask.statistics_input, Tensor::new(&self.target, c, frame), &m.masked_target)?);
         }
         out.extend(self.sum_into(ctx, block.scratch, slot)?);
         Ok(out)

@@ -2,7 +2,7 @@
 //! and A the blend of the style images' Grams, and the style images' blended statistics both style terms start
 //! from ([`StyleBlend`]).
 
-use super::masked::{self, Coverage, TermMask};
+use super::masked::{self, weigh, Coverage, TermMask};
 use super::w2::{w2_gram_variant, w2_style_grad_variant};
 use super::{BlockSite, GradientAt, LossKind, LossSpec, LossTerm, Recorded, Site, StyleLoss, TermSetup};
 use crate::error::Result;
@@ -84,10 +84,8 @@ impl StyleBlend {
             on_stage(SetupStage::StyleTargets { index: k, count: styles.len(), width, height });
             let x = crate::vgg::subtract_mean(image);
             let image = (&x[..], width, height);
-            let kind = (net.pooling, net.input_affine.is_some());
+            let kind = (net.pooling, net.input_affine.is_some(), mask.is_some());
             let grid = crate::layout::statistics_grid((width, height), &spec.style_layers, kind, net.bytes, limits)?;
-            // Weighted features leave the tensor cores' measured operand range: f32 (as W2's).
-            let variant = if mask.is_some() { w2_gram_variant(&net.facts) } else { variant };
             let layers = &spec.style_layers;
             let statistics = match grid {
                 None => network::masked_grams(ctx, net, image, layers, variant, w2, mask.as_ref())?,
@@ -176,7 +174,7 @@ impl GramTerm {
         let after_forward = match (on.grid, &mask, coverage) {
             (Some(_), _, _) | (None, _, Coverage::Nowhere) => Vec::new(),
             (None, Some((m, weighted)), Coverage::Partly) => {
-                let mut out = vec![m.weigh(ctx, &m.gram_input, Tensor::new(features, c, frame), weighted)?];
+                let mut out = vec![weigh(ctx, &m.statistics_input, Tensor::new(features, c, frame), weighted)?];
                 out.extend(gram(ctx, kernel, Tensor::new(weighted, c, frame), gp, &gram_buffer)?);
                 out
             }
@@ -256,7 +254,7 @@ impl LossTerm for GramTerm {
             Some((m, _)) if m.coverage == Coverage::Nowhere => Ok(Vec::new()),
             Some((m, weighted)) if m.coverage == Coverage::Partly => {
                 // block_gram zeroes the weighted copy outside what the block owns.
-                let mut out = vec![m.weigh(ctx, &m.gram_input, features, weighted)?];
+                let mut out = vec![weigh(ctx, &m.statistics_input, features, weighted)?];
                 let weighted = Tensor::new(weighted, self.shape.channels, self.inside.frame());
                 out.extend(block_gram(ctx, weighted, self.gram_variant, block, &self.gram)?);
                 Ok(out)

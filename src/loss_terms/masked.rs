@@ -70,7 +70,7 @@ pub struct TermMask {
     pub weights: wgpu::Buffer,
     /// The statistics' inputs: (w·HW/S)^½ before the Gram and w·HW/S before the means (W2); √w before the
     /// content sum.
-    pub gram_input: wgpu::Buffer,
+    pub statistics_input: wgpu::Buffer,
     pub mean_input: Option<wgpu::Buffer>,
     /// Tiled: per block, what the buffers above hold for it (in their order), cut from the canvas's weights.
     blocks: Vec<Vec<Vec<f32>>>,
@@ -135,13 +135,13 @@ impl TermMask {
             }
         }
         let mut buffers = buffers.into_iter();
-        let (weights, gram_input, mean_input) = (buffers.next(), buffers.next(), buffers.next());
+        let (weights, statistics_input, mean_input) = (buffers.next(), buffers.next(), buffers.next());
         let missing = || Error::Validation("a mask without its buffers".into());
         Ok(Self {
             coverage,
             area: w.area(),
             weights: weights.ok_or_else(missing)?,
-            gram_input: gram_input.ok_or_else(missing)?,
+            statistics_input: statistics_input.ok_or_else(missing)?,
             mean_input,
             blocks,
         })
@@ -149,20 +149,9 @@ impl TermMask {
 
     /// Tiled: the uploads that fill the buffers for block `b` (none untiled).
     pub fn uploads(&self, b: usize) -> Vec<(&wgpu::Buffer, &[f32])> {
-        let buffers = [Some(&self.weights), Some(&self.gram_input), self.mean_input.as_ref()];
+        let buffers = [Some(&self.weights), Some(&self.statistics_input), self.mean_input.as_ref()];
         let data = self.blocks.get(b).map_or(&[][..], |d| &d[..]);
         buffers.into_iter().flatten().zip(data).map(|(buffer, d)| (buffer, &d[..])).collect()
-    }
-
-    /// `into = input ⊙ features`.
-    pub fn weigh(
-        &self,
-        ctx: &GpuContext,
-        input: &wgpu::Buffer,
-        features: Tensor<'_>,
-        into: &wgpu::Buffer,
-    ) -> Result<Dispatch> {
-        kernels::mask::weight(ctx, input, features, into, false)
     }
 
     /// A term's unmasked gradient (in `scratch`) weighted into dL/dF: grad (+)= w ⊙ scratch.
@@ -190,6 +179,11 @@ impl TermMask {
             vec![kernels::mask::weight(ctx, &self.weights, features, grad, false)?]
         })
     }
+}
+
+/// `into = input ⊙ features` (one of a [`TermMask`]'s inputs).
+pub fn weigh(ctx: &GpuContext, input: &wgpu::Buffer, features: Tensor<'_>, into: &wgpu::Buffer) -> Result<Dispatch> {
+    kernels::mask::weight(ctx, input, features, into, false)
 }
 
 fn coverage(w: &LayerWeights) -> Coverage {

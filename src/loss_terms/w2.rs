@@ -2,7 +2,7 @@
 //! Gaussian fits (mean and covariance) of the image's features and the style images' blend, with the matrix
 //! square root by Newton–Schulz iterations on the GPU (`kernels::w2`).
 
-use super::masked::{Coverage, TermMask};
+use super::masked::{weigh, Coverage, TermMask};
 use super::{BlockSite, GradientAt, LossKind, LossTerm, Recorded, Site, TermSetup};
 use crate::error::Result;
 use crate::gaussian::W2Target;
@@ -180,9 +180,9 @@ impl W2Term {
                     crate::error::Error::Validation("a masked W2 term without its means' weights".into())
                 })?;
                 let weighted_features = Tensor::new(weighted, self.shape.channels, self.inside.frame());
-                let mut out = vec![m.weigh(ctx, &m.gram_input, features, weighted)?];
+                let mut out = vec![weigh(ctx, &m.statistics_input, features, weighted)?];
                 out.extend(kernels::gram::gram(ctx, gram_kernel, weighted_features, gram_partials, &self.gram)?);
-                out.push(m.weigh(ctx, mean_input, features, weighted)?);
+                out.push(weigh(ctx, mean_input, features, weighted)?);
                 out.push(kernels::w2::channel_mean(ctx, weighted_features, &self.mean)?);
                 Ok(out)
             }
@@ -307,9 +307,9 @@ impl LossTerm for W2Term {
                 })?;
                 let weighted_features = Tensor::new(weighted, c, self.inside.frame());
                 out.push(kernels::region::keep(ctx, features, block.owned)?);
-                out.push(m.weigh(ctx, &m.gram_input, features, weighted)?);
+                out.push(weigh(ctx, &m.statistics_input, features, weighted)?);
                 out.extend(super::gram::block_gram(ctx, weighted_features, variant, block, &self.gram)?);
-                out.push(m.weigh(ctx, mean_input, features, weighted)?);
+                out.push(weigh(ctx, mean_input, features, weighted)?);
                 (None, weighted_features)
             }
             _ => (Some(features), features),
