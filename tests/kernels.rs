@@ -312,3 +312,55 @@ fn first_use_catches_a_wrong_result() {
     assert!(failed.starts_with("conv3x3 (judged wrongly)"), "{failed}");
     assert!(n > 5);
 }
+
+/// The video's warp (bilinear, clamped) against the f64 reference, 1e-5.
+#[test]
+fn warp_bilinear_matches_reference() {
+    all_cases("warp_bilinear");
+}
+
+/// The reliability map: exact 0/1 agreement away from the thresholds (pixels within 1e-4 of one, at most 1 %, are
+/// not compared), with both reliable and unreliable pixels present; its Gaussian, 1e-6.
+#[test]
+fn flow_reliability_and_its_smoothing_match_reference() {
+    all_cases("flow_reliability");
+    all_cases("reliability_smooth");
+}
+
+/// The temporal loss (1e-5) and its gradient (1e-5, and against central finite differences of the kernel's own
+/// loss, 1e-2), written and accumulated.
+#[test]
+fn temporal_loss_grad_matches_reference_and_finite_differences() {
+    all_cases("temporal_loss_grad");
+}
+
+/// Optical flow's grey conversion against the f64 reference (relative 1e-5).
+#[test]
+fn flow_grey_matches_reference() {
+    all_cases("flow_grey");
+}
+
+/// The flow pyramid's 2x2 means, odd sizes rounded down (relative 1e-5).
+#[test]
+fn flow_downsample_matches_reference() {
+    all_cases("flow_downsample");
+}
+
+/// A coarse flow to the next finer level, clamped at the last row and column (relative 1e-5).
+#[test]
+fn flow_upsample_matches_reference() {
+    all_cases("flow_upsample");
+}
+
+/// DIS densification from given patch flows (relative 1e-4: see `verify::flow::dis_densify`).
+#[test]
+fn dis_densify_matches_reference() {
+    all_cases("dis_densify");
+}
+
+/// DIS inverse search given the same inputs: ≥ 99% of patches within 1e-3 px of the f64 search and all within
+/// 0.05 px (see `verify::flow::dis_patch_search` for why not elementwise).
+#[test]
+fn dis_patch_search_matches_reference() {
+    all_cases("dis_patch_search");
+}

@@ -74,6 +74,18 @@ uniform! {
     }
 }
 
+uniform! {
+    struct TemporalParams {
+        height: u32,
+        width: u32,
+        accumulate: u32,
+        stride: u32,
+        plane: u32,
+        grad_scale: f32,
+        loss_scale: f32,
+    }
+}
+
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
     kernel!("sq_diff_sum", &[PARTIAL_SUMS, WORKGROUP_SUM], CountParams, "a; b; mut partials"),
@@ -82,6 +94,12 @@ pub(super) const KERNELS: &[Kernel] = &[
     kernel!("style_grad", &[GEMM_TILED], StyleParams, "gram; target_gram; features; mut grad"),
     template!("style_grad_cpu", &[GRID_ENTRY], StyleCpuParams),
     kernel!("tv_loss_grad", &[GRID_ENTRY, WORKGROUP_SUM], TvParams, "x; mut grad; mut partials"),
+    kernel!(
+        "temporal_loss_grad",
+        &[GRID_ENTRY, WORKGROUP_SUM],
+        TemporalParams,
+        "x; warped; weights; mut grad; mut partials"
+    ),
 ];
 
 /// Elements one `sq_diff_sum` workgroup reduces (256 threads x 16).
@@ -311,6 +329,52 @@ pub fn tv_loss_grad(
         &shader("tv_loss_grad")?,
         &p,
         &[x, grad, partials],
+        elementwise_grid(3 * height * width, max_dim(ctx)),
+    )
+}
+
+/// Partials `temporal_loss_grad` writes for a `height` x `width` image (as TV's: one per 256 elements).
+pub fn temporal_partials(height: usize, width: usize) -> usize {
+    tv_partials(height, width)
+}
+
+/// What the temporal loss of one earlier frame reads on the framed 3-channel image x of `size` (height, width):
+/// the warped painting (framed like x) and its reliability (one framed channel).
+pub struct TemporalIo<'a> {
+    pub x: &'a Buffer,
+    pub target: &'a Buffer,
+    pub weights: &'a Buffer,
+    pub grad: &'a Buffer,
+    pub partials: &'a Buffer,
+}
+
+/// The temporal loss's partials and `grad (+)= dL_t/dx` (docs/MATHS.md, "Video"): `weight` is w_t and `pixels`
+/// the image's H·W (the canvas's margin has weight 0 and does not count).
+pub fn temporal_loss_grad(
+    ctx: &GpuContext,
+    (height, width): (usize, usize),
+    (weight, pixels): (f64, usize),
+    accumulate: bool,
+    io: TemporalIo<'_>,
+) -> Result<Dispatch> {
+    let frame = Frame::new(height, width);
+    let d = 3.0 * pixels as f64;
+    let p = TemporalParams {
+        height: u32_of(height),
+        width: u32_of(width),
+        accumulate: u32::from(accumulate),
+        stride: u32_of(frame.stride),
+        plane: u32_of(frame.plane()),
+        grad_scale: (2.0 * weight / d) as f32,
+        loss_scale: (weight / d) as f32,
+        ..Default::default()
+    };
+    let TemporalIo { x, target, weights, grad, partials } = io;
+    Dispatch::new(
+        ctx,
+        &shader("temporal_loss_grad")?,
+        &p,
+        &[x, target, weights, grad, partials],
         elementwise_grid(3 * height * width, max_dim(ctx)),
     )
 }

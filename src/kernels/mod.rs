@@ -24,6 +24,7 @@ pub mod adam;
 pub mod affine;
 pub mod conv;
 pub mod coop;
+pub mod flow;
 pub mod frame_clear;
 pub mod gram;
 pub mod grid;
@@ -36,6 +37,7 @@ pub mod region;
 pub mod uniform;
 pub mod vector;
 pub mod w2;
+pub mod warp;
 
 use crate::error::{Error, Result};
 use crate::frame::Frame;
@@ -135,12 +137,13 @@ fn buffer_bindings(buffers: &str) -> String {
 
 /// Every kernel, as each wrapper module registers its own.
 pub fn registry() -> impl Iterator<Item = &'static Kernel> {
-    let modules: [&'static [Kernel]; 14] = [
+    const MODULES: &[&[Kernel]] = &[
         adam::KERNELS,
         affine::KERNELS,
         image_average::KERNELS,
         conv::KERNELS,
         coop::KERNELS,
+        flow::KERNELS,
         frame_clear::KERNELS,
         gram::KERNELS,
         loss::KERNELS,
@@ -150,8 +153,9 @@ pub fn registry() -> impl Iterator<Item = &'static Kernel> {
         region::KERNELS,
         vector::KERNELS,
         w2::KERNELS,
+        warp::KERNELS,
     ];
-    modules.into_iter().flatten()
+    MODULES.iter().copied().flatten()
 }
 
 fn find(name: &str) -> Option<&'static Kernel> {

@@ -6,12 +6,14 @@
 
 pub mod conv;
 pub mod coop;
+pub mod flow;
 pub mod gram;
 pub mod losses;
 pub mod network;
 pub mod optim;
 pub mod pool;
 pub mod reference;
+pub mod temporal;
 pub mod vector;
 pub mod w2;
 
@@ -173,8 +175,18 @@ impl Case {
 /// `neural-style selftest` runs.
 pub fn cases(scale: Scale) -> Vec<Case> {
     let full = scale == Scale::Full;
-    let families: [fn(bool) -> Vec<Case>; 8] =
-        [conv::cases, pool::cases, gram::cases, losses::cases, vector::cases, optim::cases, w2::cases, coop::cases];
+    let families: &[fn(bool) -> Vec<Case>] = &[
+        conv::cases,
+        pool::cases,
+        gram::cases,
+        losses::cases,
+        vector::cases,
+        optim::cases,
+        w2::cases,
+        coop::cases,
+        flow::cases,
+        temporal::cases,
+    ];
     families.iter().flat_map(|f| f(full)).collect()
 }
 
