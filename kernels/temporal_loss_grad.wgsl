@@ -27,7 +27,8 @@ fn workgroup_main(group: u32, li: u32, z: u32) {
         loss = params.loss_scale * c * d * d;
     }
     let total = workgroup_sum(li, loss);
-    if (li == 0u) {
+    // The grid may hold more workgroups than partials (src/kernels/grid.rs spreads them over x and y).
+    if (li == 0u && group < arrayLength(&partials)) {
         partials[group] = total;
     }
 }

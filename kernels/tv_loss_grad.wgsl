@@ -37,7 +37,8 @@ fn workgroup_main(group: u32, li: u32, z: u32) {
         grad[at] = select(g, grad[at] + g, params.accumulate != 0u);
     }
     let total = workgroup_sum(li, loss);
-    if (li == 0u) {
+    // The grid may hold more workgroups than partials (src/kernels/grid.rs spreads them over x and y).
+    if (li == 0u && group < arrayLength(&partials)) {
         partials[group] = total;
     }
 }

@@ -420,6 +420,10 @@ impl Job {
             o.optimizer = Optimizer::Lbfgs { history, max_evals: max_evals.max(1) };
         }
         let size = (scale.content.width, scale.content.height);
+        // A video frame's temporal targets are at the output's size: only its scale is held to them.
+        if index + 1 != self.scales.len() {
+            o.temporal = None;
+        }
         match (carry, &o.init) {
             (Some(c), _) => o.init = Init::Image(c.image(size)),
             (None, Init::Image(img)) => o.init = Init::Image(image_io::resize_exact(img, size.0, size.1)),

@@ -27,6 +27,7 @@ pub mod colour;
 pub mod defaults;
 pub mod error;
 pub mod first_use;
+pub mod flow;
 pub mod frame;
 pub mod gaussian;
 pub mod gpu;
@@ -50,6 +51,7 @@ pub mod tiled;
 pub mod tiling;
 pub mod verify;
 pub mod vgg;
+pub mod video;
 
 /// The weights format and its reader (crate `neural-style-weights`, in `weights/`).
 pub use neural_style_weights as weights;

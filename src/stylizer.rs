@@ -33,7 +33,7 @@ use crate::loss_terms::content;
 use crate::loss_terms::gram::StyleBlend;
 use crate::loss_terms::masked::TermMasks;
 pub use crate::loss_terms::StyleLoss;
-use crate::loss_terms::{LossSpec, LossTerms, Losses, Targets, TermsOn};
+use crate::loss_terms::{LossSpec, LossTerms, Losses, Targets, TemporalTarget, TermsOn};
 use crate::masks::{Mask, Masks};
 use crate::network::{GpuNet, Network};
 use crate::optim::average::ImageAverage;
@@ -95,6 +95,24 @@ pub struct StyleOptions {
     /// Spatial control (docs/MATHS.md, "Spatial control"): a region per style, where to take each style from, a
     /// content mask. Any size: each is resized to its image at every scale.
     pub masks: Masks,
+    /// A video frame's temporal loss (docs/MATHS.md, "Video"); None for a still image.
+    pub temporal: Option<Temporal>,
+}
+
+/// The temporal loss of a video frame: its weight w_t and the earlier frames' warped paintings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Temporal {
+    pub weight: f32,
+    pub frames: Vec<WarpedFrame>,
+}
+
+/// An earlier frame's painting warped into this frame and where to trust it (ĉ), at the content's size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WarpedFrame {
+    /// Pixel units (0–255), the content image's size.
+    pub image: PlanarImage,
+    /// One weight in [0, 1] per pixel (H·W, row-major).
+    pub weights: Vec<f32>,
 }
 
 /// What updates the image (docs/MATHS.md, "Optimiser").
@@ -146,6 +164,7 @@ impl Default for StyleOptions {
             max_memory: None,
             tile_size: None,
             masks: Masks::default(),
+            temporal: None,
         }
     }
 }
@@ -342,7 +361,8 @@ impl<'a> Stylizer<'a> {
         let style_images = opts.masks.with_style_images(styles, &blend);
         let style_targets = StyleBlend::new(ctx, &net, &spec, &style_images, limits, on_stage)?;
         let content_x = canvas.pad(&subtract_mean(content), 3);
-        let targets = (&content_x[..], style_targets, opts.masks.on_canvas(&canvas, &blend));
+        let temporal = temporal_targets(opts.temporal.as_ref(), content, &canvas)?;
+        let targets = (&content_x[..], style_targets, opts.masks.on_canvas(&canvas, &blend), temporal);
         let (evaluated, losses) = canvas_network(ctx, &net, (&spec, (w, h)), layout.grid, targets, on_stage)?;
 
         let (x, grad_x) = (evaluated.x(), evaluated.grad());
@@ -765,6 +785,36 @@ fn masks_line(masks: &Masks, uncovered: &[usize]) -> Option<String> {
     Some(line)
 }
 
+/// The temporal terms' targets on the canvas: each warped painting in x's units, its margin reflected like the
+/// content's (it is not held there: its weights are 0 on the margin).
+fn temporal_targets(
+    temporal: Option<&Temporal>,
+    content: &PlanarImage,
+    canvas: &Canvas,
+) -> Result<Vec<TemporalTarget>> {
+    let Some(t) = temporal else { return Ok(Vec::new()) };
+    let (w, h) = (content.width, content.height);
+    let (cw, ch) = canvas.size();
+    let m = canvas.margin;
+    let mut out = Vec::with_capacity(t.frames.len());
+    for f in &t.frames {
+        if (f.image.width, f.image.height) != (w, h) || f.weights.len() != w * h {
+            return Err(Error::InvalidOption(format!(
+                "a warped frame of {}x{} px with {} weights for a {w}x{h} content image",
+                f.image.width,
+                f.image.height,
+                f.weights.len()
+            )));
+        }
+        let mut weights = vec![0.0f32; cw * ch];
+        for (y, row) in f.weights.chunks_exact(w).enumerate() {
+            weights[(y + m) * cw + m..][..w].copy_from_slice(row);
+        }
+        out.push(TemporalTarget { x: canvas.pad(&subtract_mean(&f.image), 3), weights, pixels: w * h });
+    }
+    Ok(out)
+}
+
 /// The network that evaluates the canvas (at once, or one block's when `grid` is given) and the loss terms on it:
 /// the content targets computed on it, the style targets given, the backward pass built with the terms'
 /// gradients.
@@ -773,7 +823,12 @@ fn canvas_network(
     net: &GpuNet,
     (spec, (w, h)): (&LossSpec, (usize, usize)),
     grid: Option<crate::tiling::BlockGrid>,
-    (content_x, style_targets, (regions, content_mask)): (&[f32], StyleBlend, CanvasMasks),
+    (content_x, style_targets, (regions, content_mask), temporal): (
+        &[f32],
+        StyleBlend,
+        CanvasMasks,
+        Vec<TemporalTarget>,
+    ),
     on_stage: &mut dyn FnMut(SetupStage),
 ) -> Result<(CanvasNetwork, LossTerms)> {
     let taps = spec.taps();
@@ -783,7 +838,7 @@ fn canvas_network(
             let targets = content::targets(ctx, &network, content_x, &spec.content_layers, on_stage)?;
             let on = TermsOn::whole(&network);
             let masks = TermMasks::new(spec, &network.plan.layers, &regions, content_mask.as_ref());
-            let targets = Targets { content: targets, style: style_targets, masks };
+            let targets = Targets { content: targets, style: style_targets, masks, temporal };
             let losses = LossTerms::new(ctx, net, &network, spec, &on, targets, on_stage)?;
             network.build_backward(ctx, net, |site| losses.gradient_dispatches(ctx, site))?;
             (CanvasNetwork::Whole(Box::new(network)), losses)
@@ -805,7 +860,7 @@ fn canvas_network(
                 grid: Some(&tiled.grid),
             };
             let masks = TermMasks::new(spec, &layers, &regions, content_mask.as_ref());
-            let targets = Targets { content: targets, style: style_targets, masks };
+            let targets = Targets { content: targets, style: style_targets, masks, temporal };
             let losses = LossTerms::new(ctx, net, &tiled.network, spec, &on, targets, on_stage)?;
             tiled.network.build_backward(ctx, net, |site| losses.gradient_dispatches(ctx, site))?;
             (CanvasNetwork::Tiled(Box::new(tiled)), losses)
@@ -1165,6 +1220,8 @@ pub fn loss_spec(opts: &StyleOptions) -> Result<LossSpec> {
         style_loss: opts.style_loss,
         style_regions: opts.masks.by_region().then_some(opts.masks.style.len()),
         content_masked: opts.masks.content.is_some(),
+        temporal_frames: opts.temporal.as_ref().map_or(0, |t| t.frames.len()),
+        temporal_weight: opts.temporal.as_ref().map_or(0.0, |t| f64::from(t.weight)),
     })
 }
 

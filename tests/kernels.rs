@@ -313,7 +313,8 @@ fn first_use_catches_a_wrong_result() {
     assert!(n > 5);
 }
 
-/// The video's warp (bilinear, clamped) against the f64 reference, 1e-5.
+/// The video's warp (bilinear, clamped) against the f64 reference, 1e-4 (the f32 sample position: see
+/// `verify::temporal`).
 #[test]
 fn warp_bilinear_matches_reference() {
     all_cases("warp_bilinear");

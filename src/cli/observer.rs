@@ -47,6 +47,9 @@ impl LossLog {
             "total": l.total,
             "ms": (r.ms * 1000.0).round() / 1000.0,
         });
+        if let Some(t) = l.temporal {
+            line["temporal"] = t.into();
+        }
         if let Some(e) = r.evaluations {
             line["evals"] = e.into();
         }
@@ -134,6 +137,7 @@ impl<'r> CliObserver<'r> {
             styles,
             original_colors: a.original_colors,
             output: &a.output,
+            sequence: None,
         });
         let first = &job.scales()[0];
         let scales_text = if job.scales().len() > 1 {

@@ -35,7 +35,8 @@ fn sci(v: f64) -> String {
 }
 
 pub fn losses_text(l: &Losses) -> String {
-    format!("content {}  style {}  tv {}  total {}", sci(l.content), sci(l.style), sci(l.tv), sci(l.total))
+    let temporal = l.temporal.map(|t| format!("  temporal {}", sci(t))).unwrap_or_default();
+    format!("content {}  style {}  tv {}{temporal}  total {}", sci(l.content), sci(l.style), sci(l.tv), sci(l.total))
 }
 
 /// `3m05s`, `1h02m`, `42s`.

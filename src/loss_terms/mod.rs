@@ -10,6 +10,7 @@
 pub mod content;
 pub mod gram;
 pub mod masked;
+pub mod temporal;
 pub mod tv;
 pub mod w2;
 
@@ -21,6 +22,7 @@ use crate::plan::Shape;
 use crate::setup_stage::SetupStage;
 use crate::tiling::{self, BlockGrid, Rect};
 
+pub use temporal::TemporalTarget;
 pub use w2::{w2_gram_variant, w2_style_grad_variant, W2_NEWTON_SCHULZ_ITERATIONS};
 
 /// Loss values of one image (see `docs/MATHS.md`).
@@ -29,6 +31,9 @@ pub struct Losses {
     pub content: f64,
     pub style: f64,
     pub tv: f64,
+    /// The temporal loss of a video frame (docs/MATHS.md, "Video"); None where the problem has no such term.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temporal: Option<f64>,
     pub total: f64,
 }
 
@@ -38,6 +43,7 @@ pub enum LossKind {
     Content,
     Style,
     TotalVariation,
+    Temporal,
 }
 
 /// What the style terms measure (docs/MATHS.md, "Losses" and "Style loss: Wasserstein-2").
@@ -193,6 +199,9 @@ pub struct LossSpec {
     pub style_regions: Option<usize>,
     /// Whether the content terms are weighted by `--content-mask`.
     pub content_masked: bool,
+    /// A video frame's earlier frames the temporal terms hold it to (docs/MATHS.md, "Video"), and their weight w_t.
+    pub temporal_frames: usize,
+    pub temporal_weight: f64,
 }
 
 impl LossSpec {
@@ -206,12 +215,13 @@ impl LossSpec {
         self.content_layers.iter().chain(&self.style_layers).copied().collect()
     }
 
-    /// The slot kinds in order (content terms, style terms, TV).
+    /// The slot kinds in order (content terms, style terms, TV, temporal terms).
     pub fn slots(&self) -> Vec<LossKind> {
         let content = self.content_layers.iter().map(|_| LossKind::Content);
         let style =
             (0..self.style_regions.unwrap_or(1)).flat_map(|_| self.style_layers.iter().map(|_| LossKind::Style));
-        content.chain(style).chain([LossKind::TotalVariation]).collect()
+        let temporal = std::iter::repeat_n(LossKind::Temporal, self.temporal_frames);
+        content.chain(style).chain([LossKind::TotalVariation]).chain(temporal).collect()
     }
 
     /// The Gram kernel the style terms use.
@@ -287,6 +297,9 @@ impl LossSpec {
                 }
             }
         }
+        for _ in 0..self.temporal_frames {
+            out.extend(temporal::buffers(size));
+        }
         let sizes = self.scratch_sizes(layers, size, facts, blocks);
         out.push(("loss partials", sizes.partials));
         out.push(("gram partials", sizes.gram_partials));
@@ -310,6 +323,8 @@ pub struct Targets {
     pub style: gram::StyleBlend,
     /// The masks' weights at each term's layer, where the spec masks the terms.
     pub masks: masked::TermMasks,
+    /// A video frame's warped earlier paintings, one per temporal term.
+    pub temporal: Vec<TemporalTarget>,
 }
 
 /// The loss terms of one problem on the GPU, in slot order.
@@ -343,7 +358,10 @@ impl LossTerms {
         targets: Targets,
         on_stage: &mut dyn FnMut(SetupStage),
     ) -> Result<Self> {
-        let Targets { content: content_targets, style: blend, masks } = targets;
+        let Targets { content: content_targets, style: blend, masks, temporal } = targets;
+        if temporal.len() != spec.temporal_frames {
+            return Err(crate::error::Error::Validation("the temporal targets do not match their spec".into()));
+        }
         let masks_wanted = (usize::from(spec.content_masked) * spec.content_layers.len(), spec.style_regions);
         if masks_wanted != (masks.content.len(), spec.style_regions.map(|_| masks.style.len())) {
             return Err(crate::error::Error::Validation("the terms' masks do not match their spec".into()));
@@ -400,6 +418,11 @@ impl LossTerms {
             let at = GradientAt { features: on.x, grad: grad_x, accumulate: true };
             image_gradients.extend(tv.gradient(ctx, at)?);
             terms.push(Box::new(tv));
+            for target in &temporal {
+                let term = temporal::TemporalTerm::new(&setup, terms.len(), target)?;
+                image_gradients.extend(term.gradient(ctx, at)?);
+                terms.push(Box::new(term));
+            }
         }
         let mut kinds: Vec<LossKind> = terms.iter().map(|t| t.recorded().kind).collect();
         let mut blocks = Vec::new();
@@ -511,9 +534,10 @@ impl LossTerms {
                 LossKind::Content => l.content += v,
                 LossKind::Style => l.style += v,
                 LossKind::TotalVariation => l.tv += v,
+                LossKind::Temporal => *l.temporal.get_or_insert(0.0) += v,
             }
         }
-        l.total = l.content + l.style + l.tv;
+        l.total = l.content + l.style + l.tv + l.temporal.unwrap_or(0.0);
         l
     }
 

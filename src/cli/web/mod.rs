@@ -168,6 +168,8 @@ pub struct RunInfo<'a> {
     pub original_colors: bool,
     /// The output path (the page says where "stop and save" writes).
     pub output: &'a Path,
+    /// A video: which frame this is, of which (the page shows it; the speed and ETA are the sequence's).
+    pub sequence: Option<&'a str>,
 }
 
 /// The live preview; all methods are cheap and never block on a browser.
@@ -215,7 +217,6 @@ impl WebPreview {
     }
 
     /// The printed URL (with the token), when serving.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn url(&self) -> Option<&str> {
         self.url.as_deref()
     }
@@ -243,12 +244,14 @@ impl WebPreview {
             "style_thumbs": info.styles.iter().map(thumb).collect::<Vec<_>>(),
             "original_colors": info.original_colors,
             "output": info.output.display().to_string(),
+            "sequence": info.sequence,
         });
         let event = sse_event("info", &data);
         let mut st = hub.lock_state();
         st.colors_from = info.original_colors.then(|| Arc::new(info.content.clone()));
         st.total = info.iterations;
-        st.clock = Some(Instant::now());
+        // Started once: a video sends this at every frame, and its speed and ETA are the sequence's.
+        st.clock.get_or_insert_with(Instant::now);
         st.info = Some(Arc::clone(&event));
         st.broadcast(&event);
     }
@@ -864,11 +867,12 @@ mod tests {
             styles: std::slice::from_ref(&content),
             original_colors: false,
             output: Path::new("out.png"),
+            sequence: None,
         };
         web.publish_run_info(&info);
         read_until(&mut es, &mut seen, "\"adapter\":\"test adapter\"");
         assert!(seen.contains("data:image/png;base64,"), "{seen}");
-        let l = Losses { content: 1.0, style: 2.0, tv: 3.0, total: 6.0 };
+        let l = Losses { content: 1.0, style: 2.0, tv: 3.0, temporal: None, total: 6.0 };
         web.publish_progress(1, Some((0, &l)));
         read_until(&mut es, &mut seen, "\"losses\":{");
         assert!(seen.contains("\"iteration\":1") && seen.contains("\"total\":10"), "{seen}");

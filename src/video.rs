@@ -1,0 +1,269 @@
+//! Video (docs/MATHS.md, "Video"): each frame after the first starts from the previous painting warped by the
+//! optical flow and is held to it, and optionally to earlier ones, by the temporal loss wherever the flow is
+//! reliable. This module makes a frame's [`Job`] from its content and the earlier paintings (flows by
+//! [`crate::flow`], warping and reliability by `warp_bilinear`, `flow_reliability` and `reliability_smooth`), and
+//! measures a painted sequence's warping error. The CLI (`neural-style video`) owns files, progress and resuming.
+
+use crate::error::{Error, Result};
+use crate::flow::FlowEstimator;
+use crate::gpu::GpuContext;
+use crate::job::{Job, JobImages, JobOptions, JobSize};
+use crate::kernels::warp::{flow_reliability, reliability_smooth, warp_bilinear};
+use crate::planar::PlanarImage;
+use crate::stylizer::{Init, Optimizer, Temporal, WarpedFrame};
+
+/// The temporal weight w_t (docs/MATHS.md, "Video"): 3x Ruder et al.'s 1e3, measured (docs/PERFORMANCE.md,
+/// "Video").
+pub const TEMPORAL_WEIGHT: f32 = 3e3;
+
+/// The earlier frames each frame is held to: the previous one, or with long-term consistency also t−2 and t−4.
+pub fn earlier_offsets(long_term: bool) -> &'static [usize] {
+    if long_term {
+        &[1, 2, 4]
+    } else {
+        &[1]
+    }
+}
+
+/// Each earlier frame's weights ĉ_j = max(0, c_j − Σ_{k<j} c_k), the maps given nearest first: a pixel is held to
+/// the nearest frame that sees it.
+pub fn held_weights(maps: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let mut covered = vec![0.0f32; maps.first().map_or(0, Vec::len)];
+    maps.iter()
+        .map(|c| {
+            let held: Vec<f32> = c.iter().zip(&covered).map(|(&c, &k)| (c - k).max(0.0)).collect();
+            covered.iter_mut().zip(c).for_each(|(k, &c)| *k += c);
+            held
+        })
+        .collect()
+}
+
+/// How a sequence is painted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VideoOptions {
+    /// The first frame's job (a still painting: its scales and iterations), and every frame's problem.
+    pub still: JobOptions,
+    /// Iterations of each later frame (at the output size only).
+    pub frame_iterations: usize,
+    /// What optimises each later frame (it starts near its answer: L-BFGS settles there, Adam's fixed step
+    /// keeps moving it by about its learning rate).
+    pub frame_optimizer: Optimizer,
+    /// w_t.
+    pub temporal_weight: f32,
+    /// The earlier frames each frame is held to ([`earlier_offsets`]).
+    pub offsets: Vec<usize>,
+    /// Paint every frame as a still from its own content (the baseline): no flow, no temporal loss.
+    pub independent: bool,
+}
+
+/// An earlier frame as the next frames see it: its content (at the output size) and its painting as written.
+#[derive(Clone, Debug)]
+pub struct Painted {
+    pub content: PlanarImage,
+    pub painting: PlanarImage,
+}
+
+/// Warping and reliability on the GPU for frames of one size (dense planes, made once).
+pub struct Warper<'c> {
+    ctx: &'c GpuContext,
+    size: (usize, usize),
+    image: wgpu::Buffer,
+    backward: wgpu::Buffer,
+    forward: wgpu::Buffer,
+    warped: wgpu::Buffer,
+    reliable: wgpu::Buffer,
+    smoothed: wgpu::Buffer,
+}
+
+impl<'c> Warper<'c> {
+    pub fn new(ctx: &'c GpuContext, (width, height): (usize, usize)) -> Result<Self> {
+        let n = width * height;
+        Ok(Self {
+            ctx,
+            size: (width, height),
+            image: ctx.storage_buffer("warp image", 3 * n)?,
+            backward: ctx.storage_buffer("backward flow", 2 * n)?,
+            forward: ctx.storage_buffer("forward flow", 2 * n)?,
+            warped: ctx.storage_buffer("warped image", 3 * n)?,
+            reliable: ctx.storage_buffer("reliability", n)?,
+            smoothed: ctx.storage_buffer("reliability smoothed", n)?,
+        })
+    }
+
+    fn check(&self, what: &str, len: usize, per_pixel: usize) -> Result<()> {
+        let (w, h) = self.size;
+        if len != per_pixel * w * h {
+            return Err(Error::InvalidOption(format!("{what} of {len} floats for {w}x{h} frames")));
+        }
+        Ok(())
+    }
+
+    /// `image` warped into the frame whose backward flow (to the image's frame) is `backward`.
+    pub fn warp(&self, image: &PlanarImage, backward: &[f32]) -> Result<PlanarImage> {
+        let (w, h) = self.size;
+        self.check("an image", image.data.len(), 3)?;
+        self.check("a flow", backward.len(), 2)?;
+        let q = &self.ctx.queue;
+        q.write_buffer(&self.image, 0, bytemuck::cast_slice(&image.data));
+        q.write_buffer(&self.backward, 0, bytemuck::cast_slice(backward));
+        let d = warp_bilinear(self.ctx, (3, h, w), &self.image, &self.backward, &self.warped)?;
+        self.ctx.run(&[&d])?;
+        Ok(PlanarImage::new(w, h, self.ctx.read_f32(&self.warped, 0, 3 * w * h)?))
+    }
+
+    /// The smoothed reliability c of a backward flow checked against the forward flow (docs/MATHS.md, "Video").
+    pub fn reliability(&self, backward: &[f32], forward: &[f32]) -> Result<Vec<f32>> {
+        let (w, h) = self.size;
+        self.check("a backward flow", backward.len(), 2)?;
+        self.check("a forward flow", forward.len(), 2)?;
+        let q = &self.ctx.queue;
+        q.write_buffer(&self.backward, 0, bytemuck::cast_slice(backward));
+        q.write_buffer(&self.forward, 0, bytemuck::cast_slice(forward));
+        let check = flow_reliability(self.ctx, (h, w), &self.backward, &self.forward, &self.reliable)?;
+        let rows = reliability_smooth(self.ctx, (h, w), false, &self.reliable, &self.smoothed)?;
+        let columns = reliability_smooth(self.ctx, (h, w), true, &self.smoothed, &self.reliable)?;
+        self.ctx.run(&[&check, &rows, &columns])?;
+        self.ctx.read_f32(&self.reliable, 0, w * h)
+    }
+}
+
+/// Flows, warping and reliability for frames of one size.
+pub struct Motion<'c> {
+    pub flow: FlowEstimator<'c>,
+    pub warper: Warper<'c>,
+}
+
+impl<'c> Motion<'c> {
+    pub fn new(ctx: &'c GpuContext, size: (usize, usize)) -> Result<Self> {
+        Ok(Self { flow: FlowEstimator::new(ctx, size.0, size.1)?, warper: Warper::new(ctx, size)? })
+    }
+
+    /// The painting of an earlier frame warped into the frame of `content`, and its reliability c.
+    pub fn warped(&self, content: &PlanarImage, earlier: &Painted) -> Result<WarpedFrame> {
+        // (this frame → the earlier one, the earlier one → this frame), both pyramids built once.
+        let (backward, forward) = self.flow.flow_pair(&content.data, &earlier.content.data)?;
+        let image = self.warper.warp(&earlier.painting, &backward)?;
+        Ok(WarpedFrame { image, weights: self.warper.reliability(&backward, &forward)? })
+    }
+}
+
+/// The job of a frame: `content` at the output size; `earlier[i]` the painted frame `options.offsets[i]` frames
+/// back where there is one (the first frame of a sequence has none: it is painted as a still).
+pub fn frame_job(
+    motion: &Motion<'_>,
+    options: &VideoOptions,
+    content: &PlanarImage,
+    styles: &[PlanarImage],
+    earlier: &[Option<&Painted>],
+) -> Result<Job> {
+    let images = JobImages::new(content.clone(), styles.to_vec());
+    if options.independent || earlier.first().copied().flatten().is_none() {
+        return Job::plan(images, options.still.clone());
+    }
+    let mut warped = Vec::with_capacity(earlier.len());
+    for e in earlier.iter().flatten() {
+        warped.push(motion.warped(content, e)?);
+    }
+    let maps: Vec<Vec<f32>> = warped.iter().map(|w| w.weights.clone()).collect();
+    for (w, held) in warped.iter_mut().zip(held_weights(&maps)) {
+        w.weights = held;
+    }
+    let mut o = options.still.clone();
+    o.size = JobSize { iterations: options.frame_iterations, min_scale: None, ..o.size };
+    o.style.optimizer = options.frame_optimizer;
+    o.style.init = Init::Image(warped[0].image.clone());
+    o.style.temporal = Some(Temporal { weight: options.temporal_weight, frames: warped });
+    Job::plan(images, o)
+}
+
+/// The warping error of painted frames (docs/MATHS.md, "Video"): over t ≥ 2, the reliability-weighted mean squared
+/// difference (0–255 units) between frame t's painting and frame t−1's warped into it; also each frame's.
+pub fn warping_error(motion: &Motion<'_>, frames: &[Painted]) -> Result<(f64, Vec<f64>)> {
+    let mut each = Vec::new();
+    for pair in frames.windows(2) {
+        let sizes =
+            [&pair[0].content, &pair[0].painting, &pair[1].content, &pair[1].painting].map(|i| (i.width, i.height));
+        if sizes.iter().any(|&s| s != motion.warper.size) {
+            return Err(Error::InvalidOption(format!(
+                "frames of sizes {sizes:?} for a {:?} motion",
+                motion.warper.size
+            )));
+        }
+        let w = motion.warped(&pair[1].content, &pair[0])?;
+        let n = w.weights.len();
+        let (mut sum, mut weight) = (0.0f64, 0.0f64);
+        for (p, &c) in w.weights.iter().enumerate() {
+            let c = f64::from(c);
+            for ch in 0..3 {
+                let d = f64::from(pair[1].painting.data[ch * n + p]) - f64::from(w.image.data[ch * n + p]);
+                sum += c * d * d;
+            }
+            weight += 3.0 * c;
+        }
+        each.push(if weight > 0.0 { sum / weight } else { 0.0 });
+    }
+    let mean = if each.is_empty() { 0.0 } else { each.iter().sum::<f64>() / each.len() as f64 };
+    Ok((mean, each))
+}
+
+/// A camera move over a still image, for tests and demonstrations: `count` frames of `width` x `height`, frame k
+/// the window whose top-left corner is `start + k·step` (px of `image`, sub-pixel: bilinear), so the true flow from
+/// frame k to k+1 is −step everywhere. The windows must stay inside the image.
+pub fn pan_frames(
+    image: &PlanarImage,
+    count: usize,
+    (width, height): (usize, usize),
+    start: (f64, f64),
+    step: (f64, f64),
+) -> Result<Vec<PlanarImage>> {
+    let last = (start.0 + step.0 * (count.max(1) - 1) as f64, start.1 + step.1 * (count.max(1) - 1) as f64);
+    let fits = |(x, y): (f64, f64)| {
+        x >= 0.0 && y >= 0.0 && x + width as f64 <= image.width as f64 && y + height as f64 <= image.height as f64
+    };
+    if !fits(start) || !fits(last) {
+        return Err(Error::InvalidOption(format!(
+            "a {width}x{height} window from {start:?} by {step:?} leaves the {}x{} image",
+            image.width, image.height
+        )));
+    }
+    let n = image.width * image.height;
+    let frames = (0..count)
+        .map(|k| {
+            let (x0, y0) = (start.0 + step.0 * k as f64, start.1 + step.1 * k as f64);
+            let mut data = Vec::with_capacity(3 * width * height);
+            for plane in image.data.chunks_exact(n) {
+                for y in 0..height {
+                    for x in 0..width {
+                        let (px, py) = (x0 + x as f64, y0 + y as f64);
+                        let (ix, iy) =
+                            ((px.floor() as usize).min(image.width - 1), (py.floor() as usize).min(image.height - 1));
+                        let (jx, jy) = ((ix + 1).min(image.width - 1), (iy + 1).min(image.height - 1));
+                        let (ax, ay) = (px - ix as f64, py - iy as f64);
+                        let at = |yy: usize, xx: usize| f64::from(plane[yy * image.width + xx]);
+                        let top = at(iy, ix) * (1.0 - ax) + at(iy, jx) * ax;
+                        let bottom = at(jy, ix) * (1.0 - ax) + at(jy, jx) * ax;
+                        data.push((top * (1.0 - ay) + bottom * ay) as f32);
+                    }
+                }
+            }
+            PlanarImage::new(width, height, data)
+        })
+        .collect();
+    Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_pixel_is_held_to_the_nearest_frame_that_sees_it() {
+        let maps = vec![vec![1.0, 0.0, 0.0, 0.5], vec![1.0, 1.0, 0.0, 1.0], vec![1.0, 1.0, 1.0, 0.25]];
+        let held = held_weights(&maps);
+        assert_eq!(held[0], vec![1.0, 0.0, 0.0, 0.5]);
+        assert_eq!(held[1], vec![0.0, 1.0, 0.0, 0.5]);
+        assert_eq!(held[2], vec![0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(earlier_offsets(false), &[1]);
+        assert_eq!(earlier_offsets(true), &[1, 2, 4]);
+    }
+}
