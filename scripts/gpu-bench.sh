@@ -187,6 +187,14 @@ for r in (json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")):
     print("  masks %d²: %s" % (r["size"], "; ".join("%s %.1f ms/it (%.2fx)" % (k["what"], k["ms_per_iter"], k["vs_unmasked"]) for k in c)))
 PY
 
+# Video (docs/MATHS.md, "Video"): the optical flow's accuracy on the GPU (tests/flow.rs prints each synthetic
+# case's endpoint error, e.g. "subpixel translation: EPE 0.025 px"), then its time per pair at 1280 px (the photo
+# against its painting, resized to the same size; `neural-style flow` prints "ms per pair: X (median of 20 …)").
+echo "== optical flow on the GPU"
+cargo test --release --test flow -- --nocapture 2>&1 | grep -E "EPE|test result" | sed 's/^/  /'
+"$BIN" flow examples/chelsea.png examples/chelsea_two_styles.png --size 1280 --repeat 20 -o "$RESULTS/flow-1280.flo" \
+    ${ADAPTER:+--adapter "$ADAPTER"} 2>&1 | grep "ms per pair" | sed 's/^/  flow /'
+
 echo "== raw JSON lines: $ours $([ -s "$torch" ] && echo "$torch")"
 echo
 # The table also goes to $RESULTS/table.md, so it survives whatever happens to this terminal.

@@ -45,6 +45,71 @@ pub enum Command {
     Bench(BenchArgs),
     /// Check the engine's kernels against the CPU reference on this machine's GPU.
     Selftest(SelftestArgs),
+    /// Paint a video, each frame held to the previous painting warped by the optical flow (docs/MATHS.md,
+    /// "Video"). CONTENT is a directory of frames (sorted by name) or a video file; -o a directory of frames or
+    /// a video file (video files through ffmpeg). Every frame is written as it is finished.
+    Video(Box<VideoArgs>),
+    /// Optical flow from image A to image B (DIS on the GPU, docs/MATHS.md "Video"), written as Middlebury .flo:
+    /// where each pixel of A is in B. Prints the GPU time per pair (the median of --repeat runs).
+    Flow(FlowArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FlowArgs {
+    /// The first image.
+    #[arg(value_name = "A")]
+    pub first: PathBuf,
+    /// The second image (the same size as A).
+    #[arg(value_name = "B")]
+    pub second: PathBuf,
+    /// The flow file (.flo).
+    #[arg(short = 'o', long, value_name = "PATH")]
+    pub output: PathBuf,
+    /// Resize A so its longest side is PX, and B to A's size (for timing at a given size).
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u64).range(16..=16384))]
+    pub size: Option<u64>,
+    /// Timed runs of the same pair (after one untimed run that builds the pipelines).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub repeat: usize,
+    /// GPU adapter: a substring of its name (see `neural-style devices`).
+    #[arg(long)]
+    pub adapter: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VideoArgs {
+    #[command(flatten)]
+    pub style: StyleArgs,
+    /// Iterations of each frame after the first, which starts from the previous painting warped [default: a third
+    /// of --iterations].
+    #[arg(long, value_name = "N")]
+    pub frame_iterations: Option<usize>,
+    /// What optimises each frame after the first (the first, and every frame with --independent, uses
+    /// --optimizer): L-BFGS settles where the frame starts, near its answer; Adam keeps moving it by about its
+    /// learning rate, which flickers.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Lbfgs)]
+    pub frame_optimizer: OptimizerArg,
+    /// Weight of the temporal loss (3x Ruder et al.'s 1e3, measured: docs/PERFORMANCE.md, "Video").
+    #[arg(long, value_name = "F", default_value_t = neural_style::video::TEMPORAL_WEIGHT)]
+    pub temporal_weight: f32,
+    /// Long-term consistency: hold each frame to the paintings of frames t-1, t-2 and t-4.
+    #[arg(long)]
+    pub flow_long_term: bool,
+    /// Paint every frame as a still image from its own content: no flow, no temporal loss (flickers; for
+    /// comparison).
+    #[arg(long, conflicts_with_all = ["flow_long_term", "frame_iterations"])]
+    pub independent: bool,
+    /// Paint only input frames A to B (1-based, inclusive; `A:`, `:B`): one shot per job, into its own -o.
+    /// Frame A is painted as a still, so cut the ranges at the cuts of the film.
+    #[arg(long, value_name = "A:B")]
+    pub frames: Option<String>,
+    /// Continue a stopped sequence: frames already in the output directory are kept (the settings must match
+    /// those it was started with).
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+    /// Frames per second of an output video file [default: the input video's, else 25].
+    #[arg(long, value_name = "FPS")]
+    pub fps: Option<f64>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -412,6 +477,7 @@ impl StyleArgs {
             tile_size: self.tile_size.map(|px| px as usize),
             // Read with the images (run.rs): validation touches no file.
             masks: Default::default(),
+            temporal: None,
         };
         JobOptions { style, size, style_scale: self.style_scale, lbfgs_max_evals: self.lbfgs_max_evals }
     }

@@ -10,6 +10,7 @@ mod outputs;
 mod progress;
 mod rescue;
 mod run;
+mod video;
 mod web;
 
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use neural_style::error::one_line;
 
-pub use args::{BenchArgs, Cli, Command, SelftestArgs, StyleArgs};
+pub use args::{BenchArgs, Cli, Command, FlowArgs, SelftestArgs, StyleArgs, VideoArgs};
 
 /// Exit code after Ctrl-C (128 + SIGINT), used once the current image is written.
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -55,6 +56,8 @@ pub fn main() -> ExitCode {
         Some(Command::Devices) => devices(),
         Some(Command::Bench(a)) => bench(&a),
         Some(Command::Selftest(a)) => selftest(&a),
+        Some(Command::Video(a)) => video::run(&a),
+        Some(Command::Flow(a)) => flow(&a),
         None => run::run(&cli.style),
     };
     match result {
@@ -108,6 +111,49 @@ fn bench(args: &BenchArgs) -> Result<Outcome, CliError> {
     };
     let line = line.map_err(|e| CliError::Runtime(format!("bench report: {e}")))?;
     println!("{line}");
+    Ok(Outcome::Done)
+}
+
+/// `neural-style flow A B -o F.flo`: the flow from A to B, and the GPU's time per pair.
+fn flow(args: &FlowArgs) -> Result<Outcome, CliError> {
+    use neural_style::image_io;
+    let load =
+        |p: &std::path::Path| image_io::load_image(p).map_err(|e| CliError::Runtime(format!("'{}': {e}", p.display())));
+    let (mut a, mut b) = (load(&args.first)?, load(&args.second)?);
+    if let Some(px) = args.size {
+        a = image_io::resize_longest(&a, px as usize);
+        b = image_io::resize_exact(&b, a.width, a.height);
+    }
+    if (a.width, a.height) != (b.width, b.height) {
+        return Err(CliError::Runtime(format!(
+            "the images differ in size ({}x{} and {}x{})",
+            a.width, a.height, b.width, b.height
+        )));
+    }
+    let ctx = neural_style::gpu::GpuContext::new(&neural_style::gpu::GpuOptions {
+        adapter: args.adapter.clone(),
+        ..Default::default()
+    })?;
+    let estimator = neural_style::flow::FlowEstimator::new(&ctx, a.width, a.height)?;
+    let flow = estimator.flow(&a.data, &b.data)?;
+    let mut times = Vec::with_capacity(args.repeat);
+    for _ in 0..args.repeat {
+        let t = std::time::Instant::now();
+        estimator.flow(&a.data, &b.data)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    neural_style::flow::write_flo(&args.output, a.width, a.height, &flow)?;
+    times.sort_by(f64::total_cmp);
+    if let Some(median) = times.get(times.len() / 2) {
+        eprintln!(
+            "{}x{} on {}: ms per pair: {median:.2} (median of {}, upload and read-back included)",
+            a.width,
+            a.height,
+            ctx.adapter_name(),
+            times.len()
+        );
+    }
+    eprintln!("wrote '{}'", args.output.display());
     Ok(Outcome::Done)
 }
 

@@ -124,6 +124,18 @@ pub fn install_ctrlc(interrupted: &'static AtomicBool) {
     });
 }
 
+/// Ctrl-C for a job that saves its own work when it stops (the video command: each frame stops between
+/// iterations, and its frame is written by the main thread): the first sets `interrupted`, a second quits.
+pub fn install_ctrlc_flag(interrupted: &'static AtomicBool) {
+    let _ = ctrlc::set_handler(move || {
+        if interrupted.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: quitting (the frame in progress is not saved)");
+            std::process::exit(super::EXIT_INTERRUPTED as i32);
+        }
+        eprintln!("\ninterrupted: finishing this iteration and saving the frame (Ctrl-C again to quit at once)");
+    });
+}
+
 /// What a lost device most likely means, and the flags that help (empty for other errors).
 pub fn lost_device_hint(e: &neural_style::Error, (w, h): (usize, usize)) -> String {
     if !matches!(e, neural_style::Error::DeviceLost(_)) {

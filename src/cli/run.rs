@@ -50,7 +50,7 @@ fn load_images(a: &StyleArgs) -> Result<(JobImages, Option<Vec<u8>>), CliError> 
 
 /// The masks of --style-masks, --style-image-masks and --content-mask, read at their own sizes, and checked
 /// against the style images (a black mask for every style is refused; one black mask is a warning at setup).
-fn load_masks(a: &StyleArgs) -> Result<Masks, CliError> {
+pub(super) fn load_masks(a: &StyleArgs) -> Result<Masks, CliError> {
     let read = |what: &str, p: &Path| Mask::load(p).map_err(|e| runtime(format!("{what}: {e}")));
     let masks = Masks {
         style: a.style_masks.iter().map(|p| read("--style-masks", p)).collect::<Result<_, _>>()?,
