@@ -296,17 +296,7 @@ impl<'c> Sequence<'c> {
                 eprintln!("interrupted before frame {n}: frames before it are complete; --resume continues");
                 return Ok(SequenceEnd { stopped: true, iterations: done });
             }
-            let content = load_frame(&inputs[n - 1], self.options.still.size.image_size)?;
-            if (content.width, content.height) != self.size {
-                return Err(runtime(format!(
-                    "frame {n} ('{}') is {}x{} px at this size, the first {}x{}: every frame must have one size",
-                    inputs[n - 1].display(),
-                    content.width,
-                    content.height,
-                    self.size.0,
-                    self.size.1
-                )));
-            }
+            let content = self.frame_content(inputs, n)?;
             let path = files::frame_path(dir, n);
             clock.remaining -= 1;
             if kept(n) {
@@ -343,14 +333,7 @@ impl<'c> Sequence<'c> {
             eprintln!("frame {n} of {}..{}: {iterations} iterations, {how}", range.0, range.1);
             let result = job.run(ctx, &self.weights, &mut observer, &INTERRUPTED);
             let frame_secs = observer.start.elapsed().as_secs_f64();
-            let painted = match result {
-                Ok(p) => p,
-                Err(Failure::Gpu { iteration, error }) => {
-                    return Err(runtime(format!("frame {n}: GPU failure at iteration {iteration}: {error}")))
-                }
-                Err(Failure::Setup(e)) => return Err(runtime(format!("frame {n}: {e}"))),
-                Err(Failure::Observer(e)) => return Err(e),
-            };
+            let painted = frame_result(n, result)?;
             let writer = self.writer(a, &content);
             if painted.stopped || INTERRUPTED.load(Ordering::SeqCst) {
                 let partial = files::partial_path(dir, n);
@@ -369,15 +352,9 @@ impl<'c> Sequence<'c> {
             let painting = image_io::load_image(&path).map_err(|e| runtime(format!("'{}': {e}", path.display())))?;
             clock.painted += 1;
             let current = Painted { content, painting };
-            // How much it flickers against the frame before (docs/MATHS.md, "Video": the warping error).
-            let flicker = match recent.back().filter(|(m, _)| m + 1 == n) {
-                Some((_, previous)) => {
-                    let (e, _) = video::warping_error(&self.motion, &[previous.clone(), current.clone()])?;
-                    warping.push(e);
-                    format!("; warping error {e:.1}")
-                }
-                None => String::new(),
-            };
+            let flicker = self.flicker(recent.back().filter(|(m, _)| m + 1 == n).map(|(_, p)| p), &current)?;
+            warping.extend(flicker);
+            let flicker = flicker.map(|e| format!("; warping error {e:.1}")).unwrap_or_default();
             eprintln!(
                 "frame {n}: wrote '{}' in {}{flicker}; {} of the sequence so far{}",
                 path.display(),
@@ -397,6 +374,30 @@ impl<'c> Sequence<'c> {
             if warping.is_empty() { String::new() } else { format!("; mean warping error {:.1}", mean(&warping)) }
         );
         Ok(SequenceEnd { stopped: false, iterations: done })
+    }
+
+    /// Input frame `n` at the job's size, which must be the first frame's.
+    fn frame_content(&self, inputs: &[PathBuf], n: usize) -> Result<PlanarImage, CliError> {
+        let content = load_frame(&inputs[n - 1], self.options.still.size.image_size)?;
+        if (content.width, content.height) != self.size {
+            return Err(runtime(format!(
+                "frame {n} ('{}') is {}x{} px at this size, the first {}x{}: every frame must have one size",
+                inputs[n - 1].display(),
+                content.width,
+                content.height,
+                self.size.0,
+                self.size.1
+            )));
+        }
+        Ok(content)
+    }
+
+    /// How much a frame flickers against the frame before it, when that one is at hand (docs/MATHS.md, "Video":
+    /// the warping error).
+    fn flicker(&self, previous: Option<&Painted>, current: &Painted) -> Result<Option<f64>, CliError> {
+        let Some(previous) = previous else { return Ok(None) };
+        let (e, _) = video::warping_error(&self.motion, &[previous.clone(), current.clone()])?;
+        Ok(Some(e))
     }
 
     /// A frame already painted (`--resume`), as written, checked to be the sequence's size.
@@ -422,6 +423,21 @@ impl<'c> Sequence<'c> {
             original_colors: a.style.original_colors.then(|| content.clone()),
             profile: OutputProfile::Srgb,
         }
+    }
+}
+
+/// A frame's job's outcome, its failures named by the frame.
+fn frame_result(
+    n: usize,
+    result: Result<neural_style::job::Painted, Failure<CliError>>,
+) -> Result<neural_style::job::Painted, CliError> {
+    match result {
+        Ok(p) => Ok(p),
+        Err(Failure::Gpu { iteration, error }) => {
+            Err(runtime(format!("frame {n}: GPU failure at iteration {iteration}: {error}")))
+        }
+        Err(Failure::Setup(e)) => Err(runtime(format!("frame {n}: {e}"))),
+        Err(Failure::Observer(e)) => Err(e),
     }
 }
 
