@@ -145,3 +145,42 @@ fn a_video_file_goes_in_and_out_through_ffmpeg() {
     assert!(std::fs::metadata(d.join("painted.mp4")).unwrap().len() > 0);
     assert_eq!(files(&d.join("painted.frames")).len(), 5);
 }
+
+/// Ctrl-C in the second frame: exit 130, the first frame kept, the second saved as `.partial.png` (which
+/// `--resume` never takes as finished: it looks for `frame_N.png`).
+#[test]
+fn ctrl_c_keeps_the_finished_frames_and_the_current_one() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    clip(d);
+    let mut child = Command::new(bin())
+        .current_dir(d)
+        .args(["video", "in", "style.png", "-o", "out", "--image-size", "40", "--iterations", "4"])
+        .args(["--frame-iterations", "100000", "--single-scale", "--print-every", "1", "--weights"])
+        .arg(weights())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    let start = std::time::Instant::now();
+    // Wait until the second frame has made an iteration.
+    loop {
+        let line = lines.next().expect("stderr closed before frame 2 iterated").unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("frame 2/4 iter 1/") {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "no progress:\n{seen}");
+    }
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{}", rest.join("\n"));
+    assert!(rest.iter().any(|l| l.contains("interrupted in frame 2")), "{}", rest.join("\n"));
+    assert_eq!(files(&d.join("out")), ["frame_000001.png", "frame_000002.partial.png", "neural-style-video.json"]);
+}
