@@ -9,21 +9,10 @@ fn element_count() -> u32 {
     return params.height * params.width;
 }
 
-// Plane `base` of the forward flow at real position (px, py), clamped and bilinear.
+// Plane `base` of the forward flow at real position (px, py), clamped and bilinear (shared/flow_bilinear.wgsl).
 fn forward_at(base: u32, px: f32, py: f32) -> f32 {
-    let w = params.width;
-    let h = params.height;
-    let fx = clamp(px, 0.0, f32(w - 1u));
-    let fy = clamp(py, 0.0, f32(h - 1u));
-    let x0 = min(u32(floor(fx)), w - 1u);
-    let y0 = min(u32(floor(fy)), h - 1u);
-    let x1 = min(x0 + 1u, w - 1u);
-    let y1 = min(y0 + 1u, h - 1u);
-    let ax = fx - f32(x0);
-    let ay = fy - f32(y0);
-    let top = forward[base + y0 * w + x0] * (1.0 - ax) + forward[base + y0 * w + x1] * ax;
-    let bottom = forward[base + y1 * w + x0] * (1.0 - ax) + forward[base + y1 * w + x1] * ax;
-    return top * (1.0 - ay) + bottom * ay;
+    let b = bilinear_at(px, py, params.width, params.height);
+    return bilinear_mix(b, forward[base + b.i00], forward[base + b.i10], forward[base + b.i01], forward[base + b.i11]);
 }
 
 fn element(p: u32) {

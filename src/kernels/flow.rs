@@ -7,7 +7,7 @@
 //! then the v plane (2·H·W), a level's patch flows one (u, v) pair per patch, row by row of the patch grid.
 
 use super::grid::{elementwise_grid, grid_2d};
-use super::shared::{ELEMENTWISE, GRID_ENTRY};
+use super::shared::{BILINEAR as FLOW_BILINEAR, ELEMENTWISE, GRID_ENTRY};
 use super::uniform::{u32_of, uniform};
 use super::{kernel, max_dim, shader, Dispatch, Kernel};
 use crate::error::{Error, Result};
@@ -23,9 +23,6 @@ pub const MIN_LEVEL_SIDE: usize = 16;
 pub const MAX_LEVEL: usize = 5;
 /// Patches per workgroup of `dis_patch_search`.
 const SEARCH_GROUP: usize = 64;
-
-/// The bilinear sampling and the patch grid, composed into the kernels that sample or walk patches.
-const FLOW_BILINEAR: &str = include_str!("../../kernels/shared/flow_bilinear.wgsl");
 
 uniform! {
     struct GreyParams {

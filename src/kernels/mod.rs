@@ -63,6 +63,8 @@ pub(crate) mod shared {
         include_str!("../../kernels/shared/grid_entry.wgsl"),
         include_str!("../../kernels/shared/partial_sums.wgsl")
     );
+    /// Clamped bilinear sampling of a dense plane, and the DIS patch grid (the flow and video kernels).
+    pub const BILINEAR: &str = include_str!("../../kernels/shared/flow_bilinear.wgsl");
     pub const POOL2X2: &str = include_str!("../../kernels/shared/pool2x2.wgsl");
     pub const POOL2X2_FORWARD: &str = include_str!("../../kernels/shared/pool2x2_forward.wgsl");
     pub const POOL2X2_BACKWARD: &str = include_str!("../../kernels/shared/pool2x2_backward.wgsl");

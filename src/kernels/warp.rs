@@ -3,7 +3,7 @@
 //! Their buffers are dense row-major planes, not framed: they run once per frame, beside the network.
 
 use super::grid::elementwise_grid;
-use super::shared::ELEMENTWISE;
+use super::shared::{BILINEAR, ELEMENTWISE};
 use super::uniform::{u32_of, uniform};
 use super::{kernel, max_dim, shader, Dispatch, Kernel};
 use crate::error::{Error, Result};
@@ -34,8 +34,8 @@ uniform! {
 
 /// The kernels this module wraps.
 pub(super) const KERNELS: &[Kernel] = &[
-    kernel!("warp_bilinear", &[ELEMENTWISE], WarpParams, "image; flow; mut out"),
-    kernel!("flow_reliability", &[ELEMENTWISE], ReliabilityParams, "backward; forward; mut reliable"),
+    kernel!("warp_bilinear", &[ELEMENTWISE, BILINEAR], WarpParams, "image; flow; mut out"),
+    kernel!("flow_reliability", &[ELEMENTWISE, BILINEAR], ReliabilityParams, "backward; forward; mut reliable"),
     kernel!("reliability_smooth", &[ELEMENTWISE], SmoothParams, "src; mut dst"),
 ];
 

@@ -9,16 +9,10 @@ use crate::gpu::GpuContext;
 use crate::kernels::loss::{temporal_loss_grad, temporal_partials, TemporalIo};
 use crate::kernels::warp;
 
-/// Plane `plane` (H x W, dense) sampled at real position (px, py): clamped into the image, bilinear.
-pub fn sample(plane: &[f64], (h, w): (usize, usize), px: f64, py: f64) -> f64 {
-    let fx = px.clamp(0.0, (w - 1) as f64);
-    let fy = py.clamp(0.0, (h - 1) as f64);
-    let (x0, y0) = ((fx.floor() as usize).min(w - 1), (fy.floor() as usize).min(h - 1));
-    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-    let (ax, ay) = (fx - x0 as f64, fy - y0 as f64);
-    let top = plane[y0 * w + x0] * (1.0 - ax) + plane[y0 * w + x1] * ax;
-    let bottom = plane[y1 * w + x0] * (1.0 - ax) + plane[y1 * w + x1] * ax;
-    top * (1.0 - ay) + bottom * ay
+/// Plane `plane` (H x W, dense) sampled at real position (px, py): clamped into the image, bilinear (the flow's
+/// reference does the same).
+fn sample(plane: &[f64], (h, w): (usize, usize), px: f64, py: f64) -> f64 {
+    super::flow::bilinear(plane, (w, h), px, py)
 }
 
 /// `image` (`c` dense planes) warped by `flow` (x plane, y plane).
