@@ -182,7 +182,8 @@ pub fn check_manifest(dir: &Path, settings: &serde_json::Value, resume: bool, ov
     refuse_taken(dir, resume, overwrite)?;
     let path = dir.join(MANIFEST);
     if path.exists() && resume {
-        let text = std::fs::read_to_string(&path).map_err(|e| runtime(format!("cannot read '{}': {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| runtime(format!("cannot read '{}': {e}", path.display())))?;
         let old: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| runtime(format!("'{}' is not a manifest: {e}", path.display())))?;
         if let Some(key) = first_difference(&old, settings) {
