@@ -189,21 +189,33 @@ pub fn warping_error(motion: &Motion<'_>, frames: &[Painted]) -> Result<(f64, Ve
                 motion.warper.size
             )));
         }
-        let w = motion.warped(&pair[1].content, &pair[0])?;
-        let n = w.weights.len();
-        let (mut sum, mut weight) = (0.0f64, 0.0f64);
-        for (p, &c) in w.weights.iter().enumerate() {
-            let c = f64::from(c);
-            for ch in 0..3 {
-                let d = f64::from(pair[1].painting.data[ch * n + p]) - f64::from(w.image.data[ch * n + p]);
-                sum += c * d * d;
-            }
-            weight += 3.0 * c;
-        }
-        each.push(if weight > 0.0 { sum / weight } else { 0.0 });
+        each.push(frame_warping_error(&pair[1].painting, &motion.warped(&pair[1].content, &pair[0])?)?);
     }
     let mean = if each.is_empty() { 0.0 } else { each.iter().sum::<f64>() / each.len() as f64 };
     Ok((mean, each))
+}
+
+/// One frame's warping error: its painting against `previous`, frame t−1's painting warped into it with its
+/// reliability c (as [`frame_job`] holds it: a coherent frame's first temporal target, so a painted frame's error
+/// needs no second flow).
+pub fn frame_warping_error(painting: &PlanarImage, previous: &WarpedFrame) -> Result<f64> {
+    let n = previous.weights.len();
+    if painting.data.len() != 3 * n || previous.image.data.len() != 3 * n {
+        return Err(Error::InvalidOption(format!(
+            "a {}x{} painting against a warped frame of {n} pixels",
+            painting.width, painting.height
+        )));
+    }
+    let (mut sum, mut weight) = (0.0f64, 0.0f64);
+    for (p, &c) in previous.weights.iter().enumerate() {
+        let c = f64::from(c);
+        for ch in 0..3 {
+            let d = f64::from(painting.data[ch * n + p]) - f64::from(previous.image.data[ch * n + p]);
+            sum += c * d * d;
+        }
+        weight += 3.0 * c;
+    }
+    Ok(if weight > 0.0 { sum / weight } else { 0.0 })
 }
 
 /// A camera move over a still image, for tests and demonstrations: `count` frames of `width` x `height`, frame k

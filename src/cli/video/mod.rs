@@ -14,6 +14,7 @@ use std::time::Instant;
 use neural_style::gpu::{GpuContext, GpuOptions};
 use neural_style::image_io::{self, OutputDepth, OutputProfile};
 use neural_style::job::{Event, Failure, Observer};
+use neural_style::stylizer::WarpedFrame;
 use neural_style::video::{self, earlier_offsets, Motion, Painted, VideoOptions};
 use neural_style::weights::Vgg16Weights;
 use neural_style::{Init, PlanarImage};
@@ -180,7 +181,7 @@ pub fn run(a: &VideoArgs) -> Result<Outcome, CliError> {
         input.display()
     );
     super::rescue::install_ctrlc_flag(&INTERRUPTED);
-    let painted = sequence.paint(a, (&ctx, &web), &inputs, &out.frames, started)?;
+    let painted = sequence.paint(a, (&ctx, &web), (&inputs, range), &out.frames, started)?;
     web.finish(painted.iterations, painted.stopped, &out.frames);
     if painted.stopped {
         return Ok(Outcome::Interrupted);
@@ -269,11 +270,10 @@ impl<'c> Sequence<'c> {
         &self,
         a: &VideoArgs,
         (ctx, web): (&GpuContext, &WebPreview),
-        inputs: &[PathBuf],
+        (inputs, range): (&[PathBuf], (usize, usize)),
         dir: &Path,
         started: Instant,
     ) -> Result<SequenceEnd, CliError> {
-        let range = files::frame_range(a.frames.as_deref(), inputs.len())?;
         let deepest = *self.options.offsets.iter().max().unwrap_or(&1);
         // The earlier frames the next one is held to, nearest last.
         let mut recent: VecDeque<(usize, Painted)> = VecDeque::new();
@@ -296,15 +296,19 @@ impl<'c> Sequence<'c> {
                 eprintln!("interrupted before frame {n}: frames before it are complete; --resume continues");
                 return Ok(SequenceEnd { stopped: true, iterations: done });
             }
-            let content = self.frame_content(inputs, n)?;
             let path = files::frame_path(dir, n);
             clock.remaining -= 1;
             if kept(n) {
-                let painting = self.kept_frame(&path)?;
                 eprintln!("frame {n}: kept '{}' (already painted)", path.display());
-                push_recent(&mut recent, (n, Painted { content, painting }), deepest);
+                // Read only where a frame to paint is held to it.
+                if to_paint.iter().any(|&m| m > n && m <= n + deepest) {
+                    let content = self.frame_content(inputs, n)?;
+                    let painting = self.kept_frame(&path)?;
+                    push_recent(&mut recent, (n, Painted { content, painting }), deepest);
+                }
                 continue;
             }
+            let content = self.frame_content(inputs, n)?;
             let earlier: Vec<Option<&Painted>> = self
                 .options
                 .offsets
@@ -352,7 +356,9 @@ impl<'c> Sequence<'c> {
             let painting = image_io::load_image(&path).map_err(|e| runtime(format!("'{}': {e}", path.display())))?;
             clock.painted += 1;
             let current = Painted { content, painting };
-            let flicker = self.flicker(recent.back().filter(|(m, _)| m + 1 == n).map(|(_, p)| p), &current)?;
+            let previous = recent.back().filter(|(m, _)| m + 1 == n).map(|(_, p)| p);
+            let held = job.options().style.temporal.as_ref().and_then(|t| t.frames.first());
+            let flicker = self.flicker(previous, held, &current)?;
             warping.extend(flicker);
             let flicker = flicker.map(|e| format!("; warping error {e:.1}")).unwrap_or_default();
             eprintln!(
@@ -393,11 +399,24 @@ impl<'c> Sequence<'c> {
     }
 
     /// How much a frame flickers against the frame before it, when that one is at hand (docs/MATHS.md, "Video":
-    /// the warping error).
-    fn flicker(&self, previous: Option<&Painted>, current: &Painted) -> Result<Option<f64>, CliError> {
+    /// the warping error). A coherent frame's job already holds frame t−1 warped into it with its reliability
+    /// (`held`); a frame painted on its own needs that flow.
+    fn flicker(
+        &self,
+        previous: Option<&Painted>,
+        held: Option<&WarpedFrame>,
+        current: &Painted,
+    ) -> Result<Option<f64>, CliError> {
         let Some(previous) = previous else { return Ok(None) };
-        let (e, _) = video::warping_error(&self.motion, &[previous.clone(), current.clone()])?;
-        Ok(Some(e))
+        let computed;
+        let held = match held {
+            Some(h) => h,
+            None => {
+                computed = self.motion.warped(&current.content, previous)?;
+                &computed
+            }
+        };
+        Ok(Some(video::frame_warping_error(&current.painting, held)?))
     }
 
     /// A frame already painted (`--resume`), as written, checked to be the sequence's size.
