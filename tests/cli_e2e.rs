@@ -4,10 +4,8 @@
 
 mod cli_support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use cli_support::*;
 use image::{DynamicImage, GenericImageView, ImageFormat};
@@ -411,33 +409,9 @@ fn zero_iterations_with_content_at_size_is_exact() {
 fn ctrl_c_writes_the_current_image() {
     let dir = setup();
     let d = dir.path();
-    let mut child = Command::new(bin())
-        .current_dir(d)
-        .args(["content.png", "style.png", "--image-size", "24", "--iterations", "100000", "--print-every", "1"])
-        .arg("--weights")
-        .arg(weights())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let start = Instant::now();
-    let mut seen = String::new();
-    // Wait until the first iteration ran (its losses are printed after it).
-    loop {
-        let line = lines.next().expect("stderr closed before iterating").unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.starts_with("iter      0/") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "no progress:\n{seen}");
-    }
-    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
-    let status = child.wait().unwrap();
+    // Stopped once the first iteration ran (its losses are printed after it).
+    let args = ["content.png", "style.png", "--image-size", "24", "--iterations", "100000", "--print-every", "1"];
+    let Interrupted { status, seen, rest } = interrupt_at(d, &args, "iter      0/");
     assert_eq!(status.code(), Some(130), "{seen}{}", rest.join("\n"));
     let out = image::open(d.join("out.png")).unwrap();
     assert_eq!(out.dimensions(), (24, 18));

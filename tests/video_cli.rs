@@ -18,7 +18,7 @@ fn clip(d: &Path) {
         let f = RgbImage::from_fn(40, 32, |x, y| *big.get_pixel(x + 4 - k, y));
         save(&d.join("in"), &format!("f{k}.png"), &DynamicImage::ImageRgb8(f), ImageFormat::Png);
     }
-    std::fs::write(d.join("notes.txt"), "not a frame").unwrap();
+    std::fs::write(d.join("in/notes.txt"), "not a frame").unwrap();
     save(d, "style.png", &DynamicImage::ImageRgb8(stripes(32, 32)), ImageFormat::Png);
 }
 
@@ -36,9 +36,18 @@ fn a_frames_directory_is_painted_resumed_and_ranged() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     clip(d);
-    let e = assert_ok(&video(d, &[]));
+    let e = assert_ok(&video(d, &["--log", "log.jsonl", "--print-every", "1"]));
     assert!(e.contains("frame 2 of 1..4: 2 iterations, from frame 1 warped, held to 1 earlier frame(s)"), "{e}");
-    assert!(e.contains("sequence ETA") || e.contains("ETA"), "{e}");
+    assert!(e.contains("sequence ETA"), "{e}");
+    // Two L-BFGS iterations' evaluation cap (1.25x) stops these frames after their first: the line says so.
+    assert!(e.contains("frame 2: L-BFGS stopped after 1 of 2 iterations"), "{e}");
+    // The log is the main command's, each line with its frame (the first frame's last line is its written image's,
+    // after its 4 iterations).
+    let log = read_log(&d.join("log.jsonl"));
+    assert!(log.iter().all(|l| l["frame"].is_u64() && l["ms"].is_number() && l["total"].is_number()), "{log:?}");
+    let frames: Vec<u64> = log.iter().map(|l| l["frame"].as_u64().unwrap()).collect();
+    assert!(frames.is_sorted() && frames.first() == Some(&1) && frames.last() == Some(&4), "{frames:?}");
+    assert_eq!(log.iter().rev().find(|l| l["frame"] == 1).map(|l| l["iter"].clone()), Some(4.into()), "{log:?}");
     let names = files(&d.join("out"));
     assert_eq!(
         names,
@@ -61,6 +70,11 @@ fn a_frames_directory_is_painted_resumed_and_ranged() {
     let e = assert_ok(&video(d, &["--resume"]));
     assert!(e.contains("frame 2: kept"), "{e}");
     assert_eq!(std::fs::read(d.join("out/frame_000003.png")).unwrap(), first, "a resumed frame differs");
+
+    // The log is never an input: not a style image, not inside the input directory.
+    assert_refused(d, &["video", "in", "style.png", "-o", "other", "--log", "style.png"], Some(1), "a style image");
+    assert_refused(d, &["video", "in", "style.png", "-o", "other", "--log", "in/f0.png"], Some(1), "input directory");
+    assert!(!d.join("other").exists());
 
     // --resume under other settings is refused, naming the setting.
     let mut args = vec!["video", "in", "style.png", "-o", "out", "--resume", "--temporal-weight", "5"];
@@ -150,36 +164,13 @@ fn a_video_file_goes_in_and_out_through_ffmpeg() {
 /// `--resume` never takes as finished: it looks for `frame_N.png`).
 #[test]
 fn ctrl_c_keeps_the_finished_frames_and_the_current_one() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     clip(d);
-    let mut child = Command::new(bin())
-        .current_dir(d)
-        .args(["video", "in", "style.png", "-o", "out", "--image-size", "40", "--iterations", "4"])
-        .args(["--frame-iterations", "100000", "--single-scale", "--print-every", "1", "--weights"])
-        .arg(weights())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = String::new();
-    let start = std::time::Instant::now();
-    // Wait until the second frame has made an iteration.
-    loop {
-        let line = lines.next().expect("stderr closed before frame 2 iterated").unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.starts_with("frame 2/4 iter 1/") {
-            break;
-        }
-        assert!(start.elapsed() < std::time::Duration::from_secs(120), "no progress:\n{seen}");
-    }
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
-    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
-    let status = child.wait().unwrap();
+    // Stopped once the second frame has made an iteration.
+    let args = ["video", "in", "style.png", "-o", "out", "--image-size", "40", "--iterations", "4"];
+    let more = ["--frame-iterations", "100000", "--single-scale", "--print-every", "1"];
+    let Interrupted { status, seen, rest } = interrupt_at(d, &[&args[..], &more[..]].concat(), "frame 2/4 iter 1/");
     assert_eq!(status.code(), Some(130), "{seen}{}", rest.join("\n"));
     assert!(rest.iter().any(|l| l.contains("interrupted in frame 2")), "{}", rest.join("\n"));
     assert_eq!(files(&d.join("out")), ["frame_000001.png", "frame_000002.partial.png", "neural-style-video.json"]);

@@ -405,6 +405,21 @@ fn usage(msg: impl Into<String>) -> CliError {
     CliError::Usage(msg.into())
 }
 
+impl VideoArgs {
+    /// The still run's checks, and the video's own flags.
+    pub fn validate(&self) -> Result<(), CliError> {
+        self.style.validate()?;
+        check_weight("temporal-weight", self.temporal_weight)?;
+        if self.frame_iterations == Some(0) {
+            return Err(usage("--frame-iterations must be at least 1"));
+        }
+        if self.fps.is_some_and(|f| !(f.is_finite() && f > 0.0)) {
+            return Err(usage("--fps must be a number above 0"));
+        }
+        Ok(())
+    }
+}
+
 fn check_weight(name: &str, v: f32) -> Result<(), CliError> {
     if !v.is_finite() || v < 0.0 {
         return Err(usage(format!("--{name} must be a finite number >= 0 (got {v})")));

@@ -143,8 +143,8 @@ fn flow(args: &FlowArgs) -> Result<Outcome, CliError> {
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     neural_style::flow::write_flo(&args.output, a.width, a.height, &flow)?;
-    times.sort_by(f64::total_cmp);
-    if let Some(median) = times.get(times.len() / 2) {
+    if !times.is_empty() {
+        let median = neural_style::bench::median(&times);
         eprintln!(
             "{}x{} on {}: ms per pair: {median:.2} (median of {}, upload and read-back included)",
             a.width,

@@ -28,16 +28,31 @@ fn runtime(msg: impl Into<String>) -> CliError {
 pub struct LossLog {
     out: BufWriter<File>,
     path: PathBuf,
+    /// The video frame the lines are of (`"frame"`), for a sequence's log.
+    frame: Option<usize>,
 }
 
 impl LossLog {
-    pub fn create(path: &Path) -> Result<Self, CliError> {
-        let f = File::create(path).map_err(|e| runtime(format!("cannot write --log '{}': {e}", path.display())))?;
-        Ok(LossLog { out: BufWriter::new(f), path: path.to_path_buf() })
+    /// A new log, or with `append` (a resumed sequence) the existing one continued.
+    pub fn open(path: &Path, append: bool) -> Result<Self, CliError> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path)
+            .map_err(|e| runtime(format!("cannot write --log '{}': {e}", path.display())))?;
+        Ok(LossLog { out: BufWriter::new(f), path: path.to_path_buf(), frame: None })
     }
 
-    /// One line: `evals` only for L-BFGS (Adam makes one per iteration), `scale` only coarse to fine.
-    fn write(&mut self, r: &IterationLosses<'_>) -> Result<(), CliError> {
+    /// The lines that follow are frame `n`'s.
+    pub fn set_frame(&mut self, n: usize) {
+        self.frame = Some(n);
+    }
+
+    /// One line: `evals` only for L-BFGS (Adam makes one per iteration), `scale` only coarse to fine, `frame`
+    /// only in a sequence.
+    pub fn write(&mut self, r: &IterationLosses<'_>) -> Result<(), CliError> {
         let l = r.losses;
         let mut line = serde_json::json!({
             "iter": r.iteration,
@@ -55,6 +70,9 @@ impl LossLog {
         }
         if let Some(s) = r.scale {
             line["scale"] = s.into();
+        }
+        if let Some(n) = self.frame {
+            line["frame"] = n.into();
         }
         writeln!(self.out, "{line}")
             .and_then(|_| self.out.flush())

@@ -15,7 +15,7 @@ fn runtime(msg: impl Into<String>) -> CliError {
 }
 
 /// The path as it is on disk (symlinks and `..` resolved), also for a file that does not exist yet.
-fn canonical(p: &Path) -> PathBuf {
+pub(super) fn canonical(p: &Path) -> PathBuf {
     if let Ok(c) = p.canonicalize() {
         return c;
     }
@@ -27,7 +27,7 @@ fn canonical(p: &Path) -> PathBuf {
 }
 
 /// Whether two paths name the same file (canonical paths, and on Unix the same device and inode).
-fn same_file(a: &Path, b: &Path) -> bool {
+pub(super) fn same_file(a: &Path, b: &Path) -> bool {
     if canonical(a) == canonical(b) {
         return true;
     }
@@ -42,7 +42,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// The files the run reads, with a name for messages.
-fn inputs(a: &StyleArgs, weights: &Path) -> Vec<(String, PathBuf)> {
+pub(super) fn inputs(a: &StyleArgs, weights: &Path) -> Vec<(String, PathBuf)> {
     let mut v = vec![("the content image".to_string(), a.content.clone().expect("validated"))];
     for s in &a.styles {
         v.push(("a style image".to_string(), s.clone()));
@@ -100,18 +100,24 @@ pub fn check_outputs(a: &StyleArgs, iterations: usize, weights: &Path) -> Result
         }
     }
     if let Some(log) = &a.log {
-        for (what, p) in ins.iter().map(|(w, p)| (w.as_str(), p)).chain([("the output", out)]) {
-            if same_file(log, p) {
-                return Err(runtime(format!("--log '{}' is {what}; choose another file", log.display())));
-            }
+        check_log(log, &ins, &[("the output", out)])?;
+    }
+    Ok(())
+}
+
+/// Refuses a `--log` that is one of the run's inputs or outputs, a directory, or in no directory.
+pub(super) fn check_log(log: &Path, ins: &[(String, PathBuf)], outs: &[(&str, &Path)]) -> Result<(), CliError> {
+    for (what, p) in ins.iter().map(|(w, p)| (w.as_str(), p.as_path())).chain(outs.iter().copied()) {
+        if same_file(log, p) {
+            return Err(runtime(format!("--log '{}' is {what}; choose another file", log.display())));
         }
-        if log.is_dir() {
-            return Err(runtime(format!("--log '{}' is a directory", log.display())));
-        }
-        let dir = canonical(log).parent().map(Path::to_path_buf);
-        if !dir.is_some_and(|d| d.is_dir()) {
-            return Err(runtime(format!("cannot write --log '{}': its directory does not exist", log.display())));
-        }
+    }
+    if log.is_dir() {
+        return Err(runtime(format!("--log '{}' is a directory", log.display())));
+    }
+    let dir = canonical(log).parent().map(Path::to_path_buf);
+    if !dir.is_some_and(|d| d.is_dir()) {
+        return Err(runtime(format!("cannot write --log '{}': its directory does not exist", log.display())));
     }
     Ok(())
 }

@@ -161,7 +161,7 @@ pub fn run(a: &StyleArgs) -> Result<Outcome, CliError> {
     install_ctrlc(&INTERRUPTED);
     let (w, h) = (job.content().width, job.content().height);
     let rescue = RESCUE.get_or_init(|| Rescue::new(writer, a.output.clone(), (w, h)));
-    let log = a.log.as_deref().map(LossLog::create).transpose()?;
+    let log = a.log.as_deref().map(|p| LossLog::open(p, false)).transpose()?;
     let sinks = Sinks { stages: &stages, log, web: &web, rescue };
     let mut observer = CliObserver::new(a, &job, &ctx, sinks);
     let painted = match job.run(&ctx, &weights, &mut observer, &INTERRUPTED) {

@@ -30,6 +30,44 @@ pub fn run(dir: &Path, args: &[&str]) -> Output {
     cmd.output().expect("run neural-style")
 }
 
+/// What a run stopped by Ctrl-C left: its exit status, its stderr up to the line it was stopped at, and the rest.
+pub struct Interrupted {
+    pub status: std::process::ExitStatus,
+    pub seen: String,
+    pub rest: Vec<String>,
+}
+
+/// Runs the binary in `dir` with `args` (plus `--weights <shipped>`), sends it SIGINT once a stderr line starts
+/// with `at` (within 120 s), and collects the rest.
+pub fn interrupt_at(dir: &Path, args: &[&str], at: &str) -> Interrupted {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(bin())
+        .current_dir(dir)
+        .args(args)
+        .arg("--weights")
+        .arg(weights())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let start = std::time::Instant::now();
+    let mut seen = String::new();
+    loop {
+        let line = lines.next().unwrap_or_else(|| panic!("stderr closed before a line '{at}…':\n{seen}")).unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with(at) {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "no progress:\n{seen}");
+    }
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    Interrupted { status: child.wait().unwrap(), seen, rest }
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -6,7 +6,6 @@
 mod files;
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -19,6 +18,8 @@ use neural_style::video::{self, earlier_offsets, Motion, Painted, VideoOptions};
 use neural_style::weights::Vgg16Weights;
 use neural_style::{Init, PlanarImage};
 
+use super::observer::LossLog;
+use super::outputs::{self, canonical, same_file};
 use super::progress::{duration_text, losses_text};
 use super::rescue::Writer;
 use super::web::{self, WebPreview};
@@ -66,19 +67,9 @@ fn settings(
     })
 }
 
-/// The path as it is on disk (for one that does not exist yet, its parent's), for comparing inputs and outputs.
-fn canonical(p: &Path) -> PathBuf {
-    p.canonicalize().unwrap_or_else(|_| {
-        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        match (abs.parent().and_then(|d| d.canonicalize().ok()), abs.file_name()) {
-            (Some(d), Some(n)) => d.join(n),
-            _ => abs,
-        }
-    })
-}
-
 /// Never writes over an input: the output frames are not the input's directory (nor inside it, nor around it),
-/// an output video is not the input, and an existing output video is replaced only with --overwrite.
+/// an output video is no input (nor is the log, which is not inside the input directory either), and an existing
+/// output video is replaced only with --overwrite (the main command's checks, src/cli/outputs.rs).
 fn check_paths(a: &VideoArgs, input: &Path, out: &Output) -> Result<(), CliError> {
     let (input_c, frames_c) = (canonical(input), canonical(&out.frames));
     if frames_c.starts_with(&input_c) || (input.is_dir() && input_c.starts_with(&frames_c)) {
@@ -88,13 +79,26 @@ fn check_paths(a: &VideoArgs, input: &Path, out: &Output) -> Result<(), CliError
             input.display()
         )));
     }
+    let weights = a.style.weights.clone().unwrap_or_else(Vgg16Weights::default_path);
+    let mut ins = outputs::inputs(&a.style, &weights);
+    ins[0].0 = "the input".into();
     if let Some(v) = &out.video {
-        if canonical(v) == input_c {
-            return Err(runtime(format!("-o '{}' is the input video: give another -o", v.display())));
+        if let Some((what, _)) = ins.iter().find(|(_, p)| same_file(v, p)) {
+            return Err(runtime(format!("-o '{}' is {what}: give another -o", v.display())));
         }
         if v.exists() && !a.style.overwrite {
             return Err(runtime(format!("'{}' exists; --overwrite replaces it", v.display())));
         }
+    }
+    if let Some(log) = &a.style.log {
+        if input.is_dir() && canonical(log).starts_with(&input_c) {
+            return Err(runtime(format!(
+                "--log '{}' is inside the input directory; choose another file",
+                log.display()
+            )));
+        }
+        let video = out.video.as_deref().map(|v| ("the output video", v));
+        outputs::check_log(log, &ins, video.as_slice())?;
     }
     Ok(())
 }
@@ -109,18 +113,6 @@ fn refuse_still_only(a: &VideoArgs) -> Result<(), CliError> {
     ];
     if let Some((_, flag)) = refused.iter().find(|(on, _)| *on) {
         return Err(CliError::Usage(format!("{flag} is not available for video")));
-    }
-    if a.frame_iterations == Some(0) {
-        return Err(CliError::Usage("--frame-iterations must be at least 1".into()));
-    }
-    if !a.temporal_weight.is_finite() || a.temporal_weight < 0.0 {
-        return Err(CliError::Usage(format!(
-            "--temporal-weight must be a finite number >= 0 (got {})",
-            a.temporal_weight
-        )));
-    }
-    if a.fps.is_some_and(|f| !(f.is_finite() && f > 0.0)) {
-        return Err(CliError::Usage("--fps must be a number above 0".into()));
     }
     Ok(())
 }
@@ -144,7 +136,7 @@ fn output(a: &VideoArgs) -> Result<Output, CliError> {
 
 pub fn run(a: &VideoArgs) -> Result<Outcome, CliError> {
     let started = Instant::now();
-    a.style.validate()?;
+    a.validate()?;
     refuse_still_only(a)?;
     let out = output(a)?;
     let input = a.style.content.clone().expect("validated");
@@ -279,7 +271,7 @@ impl<'c> Sequence<'c> {
         let mut recent: VecDeque<(usize, Painted)> = VecDeque::new();
         let count = range.1 - range.0 + 1;
         let mut clock = SequenceClock { painted: 0, remaining: count };
-        let mut log = a.style.log.as_deref().map(|p| open_log(p, a.resume)).transpose()?;
+        let mut log = a.style.log.as_deref().map(|p| LossLog::open(p, a.resume)).transpose()?;
         let later_iterations =
             if self.options.independent { self.options.still.size.iterations } else { self.options.frame_iterations };
         // What the preview counts: every frame's iterations this run makes, the first frame's as a still.
@@ -473,18 +465,6 @@ fn load_frame(path: &Path, image_size: usize) -> Result<PlanarImage, CliError> {
     Ok(image_io::resize_longest(&img, image_size))
 }
 
-/// The log: appended to when resuming (the earlier frames' lines stay).
-fn open_log(path: &Path, resume: bool) -> Result<std::io::BufWriter<std::fs::File>, CliError> {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(resume)
-        .truncate(!resume)
-        .open(path)
-        .map_err(|e| runtime(format!("cannot write --log '{}': {e}", path.display())))?;
-    Ok(std::io::BufWriter::new(f))
-}
-
 /// The sequence's pace: frames painted by this run and those still to come.
 struct SequenceClock {
     painted: usize,
@@ -511,7 +491,7 @@ struct FrameObserver<'a> {
     clock: &'a SequenceClock,
     later_iterations: usize,
     start: Instant,
-    log: Option<&'a mut std::io::BufWriter<std::fs::File>>,
+    log: Option<&'a mut LossLog>,
     web: Preview<'a>,
 }
 
@@ -574,6 +554,10 @@ impl Observer for FrameObserver<'_> {
                 self.web.frame_started(self.frame);
                 return Ok(());
             }
+            Event::OptimizerStopped { at, why } => {
+                eprintln!("frame {}: L-BFGS stopped after {at} of {} iterations: {why}", self.frame.0, self.iterations);
+                return Ok(());
+            }
             Event::Iteration { iteration, losses, image, .. } => {
                 let at = self.web.done;
                 self.web.web.publish_progress(at + iteration, losses.map(|(i, l)| (at + i, l)));
@@ -590,13 +574,11 @@ impl Observer for FrameObserver<'_> {
 }
 
 impl FrameObserver<'_> {
-    /// One JSON line: the losses, the frame and the iteration.
+    /// The log's line (the main command's, with the frame).
     fn log_line(&mut self, r: &neural_style::job::IterationLosses<'_>) -> Result<(), CliError> {
         if let Some(log) = self.log.as_mut() {
-            let mut line = serde_json::to_value(r.losses).map_err(|e| runtime(e.to_string()))?;
-            line["frame"] = self.frame.0.into();
-            line["iter"] = r.iteration.into();
-            writeln!(log, "{line}").and_then(|_| log.flush()).map_err(|e| runtime(format!("--log: {e}")))?;
+            log.set_frame(self.frame.0);
+            log.write(r)?;
         }
         Ok(())
     }
