@@ -9,10 +9,9 @@ fn element_count() -> u32 {
     return params.height * params.width;
 }
 
-// Plane `base` of the forward flow at real position (px, py), clamped and bilinear (shared/flow_bilinear.wgsl).
-fn forward_at(base: u32, px: f32, py: f32) -> f32 {
-    let b = bilinear_at(px, py, params.width, params.height);
-    return bilinear_mix(b, forward[base + b.i00], forward[base + b.i10], forward[base + b.i01], forward[base + b.i11]);
+// Plane `base` of the forward flow at the sample `s` (clamped and bilinear: shared/flow_bilinear.wgsl).
+fn forward_at(s: Bilinear, base: u32) -> f32 {
+    return bilinear_mix(s, forward[base + s.i00], forward[base + s.i10], forward[base + s.i01], forward[base + s.i11]);
 }
 
 fn element(p: u32) {
@@ -25,7 +24,8 @@ fn element(p: u32) {
     let px = f32(x) + b.x;
     let py = f32(y) + b.y;
     let outside = px < 0.0 || py < 0.0 || px > f32(w - 1u) || py > f32(h - 1u);
-    let f = vec2<f32>(forward_at(0u, px, py), forward_at(pixels, px, py));
+    let at = bilinear_at(px, py, w, h);
+    let f = vec2<f32>(forward_at(at, 0u), forward_at(at, pixels));
     let s = f + b;
     let occluded = dot(s, s) > 0.01 * (dot(f, f) + dot(b, b)) + 0.5;
     // Central differences of both components of b (halved), neighbours clamped into the image.

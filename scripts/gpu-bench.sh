@@ -22,6 +22,7 @@
 #   KERNELS_BENCH   the kernel microbenchmark executable (default .gpu/benches/kernels when present), run at 512²
 #                   with every variant; prints the 4x4 and 8x8 f32 GEMM cores side by side per conv (gemm-cores.md)
 #   KERNELS_SIZE    the microbenchmarks' image side (default 512; smaller for a rehearsal on lavapipe)
+#   FLOW_TESTS      the flow tests executable (default .gpu/tests/flow when present, else `cargo test --test flow`)
 #   TILED_SIZE, TILED_BLOCK  the tiled-against-at-once step's side (default 2048) and block (default 1024 px owned: 4 blocks of 1312²)
 #   MASKS_SIZE      the masked-against-unmasked step's side (default 512)
 # Ends with "gpu-bench: done in N s": the whole run is meant to fit in 8 minutes on an H100 (not yet measured).
@@ -190,10 +191,21 @@ PY
 # Video (docs/MATHS.md, "Video"): the optical flow's accuracy on the GPU (tests/flow.rs prints each synthetic
 # case's endpoint error, e.g. "subpixel translation: EPE 0.025 px"), then its time per pair at 1280 px (the photo
 # against its painting, resized to the same size; `neural-style flow` prints "ms per pair: X (median of 20 …)").
+# The flow tests run from the packed test executable (.gpu/tests/flow), else through cargo where there is one.
 echo "== optical flow on the GPU"
-cargo test --release --test flow -- --nocapture 2>&1 | grep -E "EPE|test result" | sed 's/^/  /'
-"$BIN" flow examples/chelsea.png examples/chelsea_two_styles.png --size 1280 --repeat 20 -o "$RESULTS/flow-1280.flo" \
-    ${ADAPTER:+--adapter "$ADAPTER"} 2>&1 | grep "ms per pair" | sed 's/^/  flow /'
+FLOW_TESTS=${FLOW_TESTS:-$(first_existing .gpu/tests/flow)}
+if [ -x "$FLOW_TESTS" ]; then
+    "$FLOW_TESTS" --nocapture > "$RESULTS/flow-tests.log" 2>&1
+else
+    cargo test --release --test flow -- --nocapture > "$RESULTS/flow-tests.log" 2>&1
+fi || echo "  flow tests FAILED (exit $?): $(grep -m1 -E "panicked|error" "$RESULTS/flow-tests.log")"
+grep -E "EPE|test result" "$RESULTS/flow-tests.log" | sed 's/^/  /'
+if "$BIN" flow examples/chelsea.png examples/chelsea_two_styles.png --size 1280 --repeat 20 -o "$RESULTS/flow-1280.flo" \
+    ${ADAPTER:+--adapter "$ADAPTER"} > "$RESULTS/flow.log" 2>&1; then
+    grep "ms per pair" "$RESULTS/flow.log" | sed 's/^/  flow /'
+else
+    echo "  flow FAILED: $(grep -v XDG_RUNTIME "$RESULTS/flow.log" | tail -n 1)"
+fi
 
 echo "== raw JSON lines: $ours $([ -s "$torch" ] && echo "$torch")"
 echo

@@ -9,7 +9,7 @@
 use super::grid::{elementwise_grid, grid_2d};
 use super::shared::{BILINEAR as FLOW_BILINEAR, ELEMENTWISE, GRID_ENTRY};
 use super::uniform::{u32_of, uniform};
-use super::{kernel, max_dim, shader, Dispatch, Kernel};
+use super::{check_floats, kernel, max_dim, shader, Dispatch, Kernel};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 
@@ -90,15 +90,6 @@ pub fn pyramid_levels(width: usize, height: usize) -> Vec<(usize, usize)> {
         (w, h) = (w / 2, h / 2);
     }
     levels
-}
-
-/// A wrapper's check that `buffer` holds at least `floats` f32: a short one would be read past its end.
-fn check_floats(kernel: &str, what: &str, buffer: &wgpu::Buffer, floats: usize) -> Result<()> {
-    let has = buffer.size() as usize / 4;
-    if has < floats {
-        return Err(Error::Validation(format!("{kernel}: {what} holds {has} floats, needs {floats}")));
-    }
-    Ok(())
 }
 
 /// A level's size as the patch kernels' uniform; an error for a level smaller than a patch.

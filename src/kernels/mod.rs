@@ -341,6 +341,16 @@ impl AdapterFacts {
     }
 }
 
+/// A wrapper's check that `buffer` holds at least `floats` f32 (the sizes come from the caller): a short one would
+/// be read or written past its end.
+pub(crate) fn check_floats(kernel: &str, what: &str, buffer: &wgpu::Buffer, floats: usize) -> Result<()> {
+    let has = buffer.size() as usize / 4;
+    if has < floats {
+        return Err(Error::Validation(format!("{kernel}: {what} holds {has} floats, needs {floats}")));
+    }
+    Ok(())
+}
+
 /// Max workgroups per grid dimension on this device (never above WebGPU's 65,535).
 pub(crate) fn max_dim(ctx: &GpuContext) -> u32 {
     ctx.limits.max_compute_workgroups_per_dimension.min(grid::MAX_GROUPS_PER_DIM)

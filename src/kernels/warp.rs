@@ -5,8 +5,8 @@
 use super::grid::elementwise_grid;
 use super::shared::{BILINEAR, ELEMENTWISE};
 use super::uniform::{u32_of, uniform};
-use super::{kernel, max_dim, shader, Dispatch, Kernel};
-use crate::error::{Error, Result};
+use super::{check_floats, kernel, max_dim, shader, Dispatch, Kernel};
+use crate::error::Result;
 use crate::gpu::GpuContext;
 
 uniform! {
@@ -39,14 +39,6 @@ pub(super) const KERNELS: &[Kernel] = &[
     kernel!("reliability_smooth", &[ELEMENTWISE], SmoothParams, "src; mut dst"),
 ];
 
-/// Refuses a buffer of fewer than `floats` floats: the wrappers' sizes come from the caller.
-fn check(what: &str, b: &wgpu::Buffer, floats: usize) -> Result<()> {
-    if (b.size() as usize) / 4 < floats {
-        return Err(Error::Validation(format!("{what}: {} floats, {floats} needed", b.size() / 4)));
-    }
-    Ok(())
-}
-
 /// `out` = the `channels` planes of `image` (each `width` x `height`) warped by `flow` (x plane, y plane):
 /// each output pixel p samples the image at p + flow(p).
 pub fn warp_bilinear(
@@ -57,9 +49,9 @@ pub fn warp_bilinear(
     out: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let n = channels * height * width;
-    check("warp_bilinear image", image, n)?;
-    check("warp_bilinear flow", flow, 2 * height * width)?;
-    check("warp_bilinear out", out, n)?;
+    check_floats("warp_bilinear", "image", image, n)?;
+    check_floats("warp_bilinear", "flow", flow, 2 * height * width)?;
+    check_floats("warp_bilinear", "out", out, n)?;
     let p =
         WarpParams { channels: u32_of(channels), height: u32_of(height), width: u32_of(width), ..Default::default() };
     Dispatch::new(ctx, &shader("warp_bilinear")?, &p, &[image, flow, out], elementwise_grid(n, max_dim(ctx)))
@@ -75,9 +67,9 @@ pub fn flow_reliability(
     reliable: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let n = height * width;
-    check("flow_reliability backward", backward, 2 * n)?;
-    check("flow_reliability forward", forward, 2 * n)?;
-    check("flow_reliability out", reliable, n)?;
+    check_floats("flow_reliability", "backward", backward, 2 * n)?;
+    check_floats("flow_reliability", "forward", forward, 2 * n)?;
+    check_floats("flow_reliability", "out", reliable, n)?;
     let p = ReliabilityParams { height: u32_of(height), width: u32_of(width), ..Default::default() };
     let groups = elementwise_grid(n, max_dim(ctx));
     Dispatch::new(ctx, &shader("flow_reliability")?, &p, &[backward, forward, reliable], groups)
@@ -92,8 +84,8 @@ pub fn reliability_smooth(
     dst: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let n = height * width;
-    check("reliability_smooth src", src, n)?;
-    check("reliability_smooth dst", dst, n)?;
+    check_floats("reliability_smooth", "src", src, n)?;
+    check_floats("reliability_smooth", "dst", dst, n)?;
     let p = SmoothParams {
         height: u32_of(height),
         width: u32_of(width),

@@ -20,17 +20,9 @@ pub fn grey(rgb: &[f64], pixels: usize) -> Vec<f64> {
     (0..pixels).map(|i| 0.299 * rgb[i] + 0.587 * rgb[pixels + i] + 0.114 * rgb[2 * pixels + i]).collect()
 }
 
-/// The 2x2 means of a `width` x `height` image, sizes halved and rounded down.
+/// The 2x2 means of a `width` x `height` image, sizes halved and rounded down (the pooling's reference).
 pub fn downsample(img: &[f64], (width, height): (usize, usize)) -> Vec<f64> {
-    let (ow, oh) = (width / 2, height / 2);
-    let mut out = Vec::with_capacity(ow * oh);
-    for y in 0..oh {
-        for x in 0..ow {
-            let (top, bottom) = (2 * y * width + 2 * x, (2 * y + 1) * width + 2 * x);
-            out.push(0.25 * ((img[top] + img[top + 1]) + (img[bottom] + img[bottom + 1])));
-        }
-    }
-    out
+    reference::avgpool2x2(img, 1, height, width)
 }
 
 /// `plane` (`width` x `height`) sampled bilinearly at (x, y), the position clamped into the image first.

@@ -2,7 +2,7 @@
 //! `flow_reliability`, `reliability_smooth` and `temporal_loss_grad` (also against central finite differences of
 //! its own loss). Outputs are poisoned with NaN first.
 
-use super::{both, case, compare, gpu_err, random, rng, to_f32, to_f64, Case, Check, Io};
+use super::{both, case, compare, gpu_err, random, reference, rng, to_f32, to_f64, Case, Check, Io};
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::gpu::GpuContext;
@@ -78,19 +78,10 @@ pub fn smooth_ref(map: &[f64], (h, w): (usize, usize), vertical: bool) -> Vec<f6
         .collect()
 }
 
-/// The temporal loss and its gradient (3 dense planes of H x W; `weights` one plane; `pixels` the normaliser's H·W).
+/// The temporal loss and its gradient (3 dense planes of H x W; `weights` one plane; `pixels` the normaliser's H·W):
+/// the masked content loss's form, w·Σ c·(x − ω)² / (3·H·W).
 pub fn temporal_ref(x: &[f64], target: &[f64], weights: &[f64], (weight, pixels): (f64, usize)) -> (f64, Vec<f64>) {
-    let n = weights.len();
-    let d = 3.0 * pixels as f64;
-    let mut loss = 0.0;
-    let grad = (0..x.len())
-        .map(|i| {
-            let diff = x[i] - target[i];
-            loss += weight * weights[i % n] * diff * diff / d;
-            2.0 * weight * weights[i % n] * diff / d
-        })
-        .collect();
-    (loss, grad)
+    reference::masked_content_loss(x, target, weights, weight * x.len() as f64 / (3.0 * pixels as f64))
 }
 
 /// A smooth random flow: a random affine motion plus a few sinusoids, up to about `amplitude` px.
