@@ -88,8 +88,28 @@ impl<'c> FlowEstimator<'c> {
         Ok((flows.pop().expect("two flows"), backward))
     }
 
-    /// Uploads both frames, runs the pyramids and `chains` in one submission and reads each chain's flow.
-    fn run(&self, frame0: &[f32], frame1: &[f32], chains: &[&FlowChain]) -> Result<Vec<Vec<f32>>> {
+    /// The buffers the flows of [`FlowEstimator::pair_then`] land in, (frame 0 → 1, frame 1 → 0): dispatches
+    /// that bind them use the flows where they are.
+    pub fn flow_buffers(&self) -> (&wgpu::Buffer, &wgpu::Buffer) {
+        (&self.forward.result, &self.backward.result)
+    }
+
+    /// The flows both ways, then `then` (dispatches binding [`FlowEstimator::flow_buffers`]), in one submission,
+    /// reading `reads` at the end; the flows stay on the GPU.
+    pub fn pair_then(
+        &self,
+        (frame0, frame1): (&[f32], &[f32]),
+        then: &[&Dispatch],
+        reads: &[BufferRead<'_>],
+    ) -> Result<Vec<Vec<f32>>> {
+        self.check_frames(frame0, frame1)?;
+        self.upload(frame0, frame1);
+        let flows = [&self.forward, &self.backward].into_iter().flat_map(|c| &c.dispatches);
+        let encoder = self.ctx.encode(self.pyramid_dispatches.iter().chain(flows).chain(then.iter().copied()));
+        self.ctx.submit_and_read(encoder, reads)
+    }
+
+    fn check_frames(&self, frame0: &[f32], frame1: &[f32]) -> Result<()> {
         let expected = 3 * self.width * self.height;
         for (i, frame) in [frame0, frame1].iter().enumerate() {
             if frame.len() != expected {
@@ -101,8 +121,18 @@ impl<'c> FlowEstimator<'c> {
                 )));
             }
         }
+        Ok(())
+    }
+
+    fn upload(&self, frame0: &[f32], frame1: &[f32]) {
         self.ctx.queue.write_buffer(&self.rgb[0], 0, bytemuck::cast_slice(frame0));
         self.ctx.queue.write_buffer(&self.rgb[1], 0, bytemuck::cast_slice(frame1));
+    }
+
+    /// Uploads both frames, runs the pyramids and `chains` in one submission and reads each chain's flow.
+    fn run(&self, frame0: &[f32], frame1: &[f32], chains: &[&FlowChain]) -> Result<Vec<Vec<f32>>> {
+        self.check_frames(frame0, frame1)?;
+        self.upload(frame0, frame1);
         let dispatches = self.pyramid_dispatches.iter().chain(chains.iter().flat_map(|c| &c.dispatches));
         let encoder = self.ctx.encode(dispatches);
         let n = 2 * self.width * self.height;

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::flow::FlowEstimator;
-use crate::gpu::GpuContext;
+use crate::gpu::{Dispatch, GpuContext, Read as BufferRead};
 use crate::job::{Job, JobImages, JobOptions, JobSize};
 use crate::kernels::warp::{flow_reliability, reliability_smooth, warp_bilinear};
 use crate::planar::PlanarImage;
@@ -63,87 +63,81 @@ pub struct Painted {
     pub painting: PlanarImage,
 }
 
-/// Warping and reliability on the GPU for frames of one size (dense planes, made once).
-pub struct Warper<'c> {
-    ctx: &'c GpuContext,
+/// Warping and reliability on the GPU for frames of one size, bound to a [`FlowEstimator`]'s flow buffers
+/// (dense planes; buffers and dispatches made once).
+pub struct Warper {
     size: (usize, usize),
+    /// The earlier frame's painting (in), warped into frame t, and its reliability c (out).
     image: wgpu::Buffer,
-    backward: wgpu::Buffer,
-    forward: wgpu::Buffer,
     warped: wgpu::Buffer,
     reliable: wgpu::Buffer,
-    smoothed: wgpu::Buffer,
+    /// Kept alive for the smoothing's dispatches.
+    _smoothed: wgpu::Buffer,
+    /// The warp, the consistency check and the two smoothing passes.
+    dispatches: Vec<Dispatch>,
 }
 
-impl<'c> Warper<'c> {
-    pub fn new(ctx: &'c GpuContext, (width, height): (usize, usize)) -> Result<Self> {
+impl Warper {
+    /// `backward` holds the flow frame t → the earlier frame, `forward` the earlier frame → t.
+    fn new(ctx: &GpuContext, (width, height): (usize, usize), (backward, forward): FlowBuffers<'_>) -> Result<Self> {
         let n = width * height;
-        Ok(Self {
-            ctx,
-            size: (width, height),
-            image: ctx.storage_buffer("warp image", 3 * n)?,
-            backward: ctx.storage_buffer("backward flow", 2 * n)?,
-            forward: ctx.storage_buffer("forward flow", 2 * n)?,
-            warped: ctx.storage_buffer("warped image", 3 * n)?,
-            reliable: ctx.storage_buffer("reliability", n)?,
-            smoothed: ctx.storage_buffer("reliability smoothed", n)?,
-        })
-    }
-
-    fn check(&self, what: &str, len: usize, per_pixel: usize) -> Result<()> {
-        let (w, h) = self.size;
-        if len != per_pixel * w * h {
-            return Err(Error::InvalidOption(format!("{what} of {len} floats for {w}x{h} frames")));
-        }
-        Ok(())
-    }
-
-    /// `image` warped into the frame whose backward flow (to the image's frame) is `backward`.
-    pub fn warp(&self, image: &PlanarImage, backward: &[f32]) -> Result<PlanarImage> {
-        let (w, h) = self.size;
-        self.check("an image", image.data.len(), 3)?;
-        self.check("a flow", backward.len(), 2)?;
-        let q = &self.ctx.queue;
-        q.write_buffer(&self.image, 0, bytemuck::cast_slice(&image.data));
-        q.write_buffer(&self.backward, 0, bytemuck::cast_slice(backward));
-        let d = warp_bilinear(self.ctx, (3, h, w), &self.image, &self.backward, &self.warped)?;
-        self.ctx.run(&[&d])?;
-        Ok(PlanarImage::new(w, h, self.ctx.read_f32(&self.warped, 0, 3 * w * h)?))
-    }
-
-    /// The smoothed reliability c of a backward flow checked against the forward flow (docs/MATHS.md, "Video").
-    pub fn reliability(&self, backward: &[f32], forward: &[f32]) -> Result<Vec<f32>> {
-        let (w, h) = self.size;
-        self.check("a backward flow", backward.len(), 2)?;
-        self.check("a forward flow", forward.len(), 2)?;
-        let q = &self.ctx.queue;
-        q.write_buffer(&self.backward, 0, bytemuck::cast_slice(backward));
-        q.write_buffer(&self.forward, 0, bytemuck::cast_slice(forward));
-        let check = flow_reliability(self.ctx, (h, w), &self.backward, &self.forward, &self.reliable)?;
-        let rows = reliability_smooth(self.ctx, (h, w), false, &self.reliable, &self.smoothed)?;
-        let columns = reliability_smooth(self.ctx, (h, w), true, &self.smoothed, &self.reliable)?;
-        self.ctx.run(&[&check, &rows, &columns])?;
-        self.ctx.read_f32(&self.reliable, 0, w * h)
+        let image = ctx.storage_buffer("warp image", 3 * n)?;
+        let warped = ctx.storage_buffer("warped image", 3 * n)?;
+        let reliable = ctx.storage_buffer("reliability", n)?;
+        let smoothed = ctx.storage_buffer("reliability smoothed", n)?;
+        let (h, w) = (height, width);
+        let dispatches = vec![
+            warp_bilinear(ctx, (3, h, w), &image, backward, &warped)?,
+            flow_reliability(ctx, (h, w), backward, forward, &reliable)?,
+            reliability_smooth(ctx, (h, w), false, &reliable, &smoothed)?,
+            reliability_smooth(ctx, (h, w), true, &smoothed, &reliable)?,
+        ];
+        Ok(Self { size: (width, height), image, warped, reliable, _smoothed: smoothed, dispatches })
     }
 }
 
-/// Flows, warping and reliability for frames of one size.
+/// A flow estimator's buffers (frame t → the earlier frame, the earlier frame → t).
+type FlowBuffers<'b> = (&'b wgpu::Buffer, &'b wgpu::Buffer);
+
+/// Flows, warping and reliability for frames of one size: a frame's two flows, the warp of the earlier painting and
+/// its reliability are one submission, the flows never leaving the GPU.
 pub struct Motion<'c> {
-    pub flow: FlowEstimator<'c>,
-    pub warper: Warper<'c>,
+    ctx: &'c GpuContext,
+    flow: FlowEstimator<'c>,
+    warper: Warper,
 }
 
 impl<'c> Motion<'c> {
     pub fn new(ctx: &'c GpuContext, size: (usize, usize)) -> Result<Self> {
-        Ok(Self { flow: FlowEstimator::new(ctx, size.0, size.1)?, warper: Warper::new(ctx, size)? })
+        let flow = FlowEstimator::new(ctx, size.0, size.1)?;
+        let warper = Warper::new(ctx, size, flow.flow_buffers())?;
+        Ok(Self { ctx, flow, warper })
+    }
+
+    /// The frame size (width, height).
+    pub fn size(&self) -> (usize, usize) {
+        self.warper.size
     }
 
     /// The painting of an earlier frame warped into the frame of `content`, and its reliability c.
     pub fn warped(&self, content: &PlanarImage, earlier: &Painted) -> Result<WarpedFrame> {
-        // (this frame → the earlier one, the earlier one → this frame), both pyramids built once.
-        let (backward, forward) = self.flow.flow_pair(&content.data, &earlier.content.data)?;
-        let image = self.warper.warp(&earlier.painting, &backward)?;
-        Ok(WarpedFrame { image, weights: self.warper.reliability(&backward, &forward)? })
+        let (w, h) = self.size();
+        let painting = &earlier.painting;
+        if (painting.width, painting.height) != (w, h) {
+            return Err(Error::InvalidOption(format!(
+                "a {}x{} painting for {w}x{h} frames",
+                painting.width, painting.height
+            )));
+        }
+        self.ctx.queue.write_buffer(&self.warper.image, 0, bytemuck::cast_slice(&painting.data));
+        // (this frame → the earlier one, the earlier one → this frame), both pyramids built once, then the warp and
+        // the reliability, which bind those flows.
+        let then: Vec<&Dispatch> = self.warper.dispatches.iter().collect();
+        let reads =
+            [BufferRead::new(&self.warper.warped, 0, 3 * w * h), BufferRead::new(&self.warper.reliable, 0, w * h)];
+        let mut out = self.flow.pair_then((&content.data, &earlier.content.data), &then, &reads)?;
+        let weights = out.pop().expect("two reads");
+        Ok(WarpedFrame { image: PlanarImage::new(w, h, out.pop().expect("two reads")), weights })
     }
 }
 
@@ -183,11 +177,8 @@ pub fn warping_error(motion: &Motion<'_>, frames: &[Painted]) -> Result<(f64, Ve
     for pair in frames.windows(2) {
         let sizes =
             [&pair[0].content, &pair[0].painting, &pair[1].content, &pair[1].painting].map(|i| (i.width, i.height));
-        if sizes.iter().any(|&s| s != motion.warper.size) {
-            return Err(Error::InvalidOption(format!(
-                "frames of sizes {sizes:?} for a {:?} motion",
-                motion.warper.size
-            )));
+        if sizes.iter().any(|&s| s != motion.size()) {
+            return Err(Error::InvalidOption(format!("frames of sizes {sizes:?} for a {:?} motion", motion.size())));
         }
         each.push(frame_warping_error(&pair[1].painting, &motion.warped(&pair[1].content, &pair[0])?)?);
     }
